@@ -1,0 +1,151 @@
+package crdt
+
+import (
+	"encoding/base64"
+	"encoding/binary"
+	"fmt"
+	"sort"
+	"strconv"
+	"strings"
+)
+
+// A Dot names one write: the Counter-th event of Actor.
+type Dot struct {
+	Actor   uint64
+	Counter uint64
+}
+
+// Less orders dots by actor, then counter.
+func (d Dot) Less(o Dot) bool {
+	if d.Actor != o.Actor {
+		return d.Actor < o.Actor
+	}
+	return d.Counter < o.Counter
+}
+
+func (d Dot) String() string {
+	return strconv.FormatUint(d.Actor, 16) + ":" + strconv.FormatUint(d.Counter, 10)
+}
+
+// A Context is a version vector: for each actor, the number of its events
+// seen. It is sorted by actor, with no duplicate actors and no zero
+// counters; the entries are Dots whose Counter means "all events up to".
+// The nil Context has seen nothing.
+type Context []Dot
+
+// Get returns how many events of actor the context has seen.
+func (c Context) Get(actor uint64) uint64 {
+	i := sort.Search(len(c), func(i int) bool { return c[i].Actor >= actor })
+	if i < len(c) && c[i].Actor == actor {
+		return c[i].Counter
+	}
+	return 0
+}
+
+// Covers reports whether the context has seen the event d.
+func (c Context) Covers(d Dot) bool { return d.Counter <= c.Get(d.Actor) }
+
+// Descends reports whether c has seen every event that o has seen.
+func (c Context) Descends(o Context) bool {
+	i := 0
+	for _, d := range o {
+		for i < len(c) && c[i].Actor < d.Actor {
+			i++
+		}
+		if i == len(c) || c[i].Actor != d.Actor || c[i].Counter < d.Counter {
+			return false
+		}
+	}
+	return true
+}
+
+// Equal reports whether both contexts have seen exactly the same events.
+func (c Context) Equal(o Context) bool {
+	if len(c) != len(o) {
+		return false
+	}
+	for i := range c {
+		if c[i] != o[i] {
+			return false
+		}
+	}
+	return true
+}
+
+// Join returns the least context that has seen everything a and b have.
+func Join(a, b Context) Context {
+	if len(b) == 0 {
+		return a
+	}
+	if len(a) == 0 {
+		return b
+	}
+	out := make(Context, 0, len(a)+len(b))
+	i, j := 0, 0
+	for i < len(a) && j < len(b) {
+		switch {
+		case a[i].Actor < b[j].Actor:
+			out = append(out, a[i])
+			i++
+		case a[i].Actor > b[j].Actor:
+			out = append(out, b[j])
+			j++
+		default:
+			out = append(out, Dot{a[i].Actor, max(a[i].Counter, b[j].Counter)})
+			i++
+			j++
+		}
+	}
+	out = append(out, a[i:]...)
+	return append(out, b[j:]...)
+}
+
+// With returns a copy of c that has seen events of d.Actor up to d.Counter
+// (and keeps a higher count if c already has one).
+func (c Context) With(d Dot) Context { return Join(c, Context{d}) }
+
+func (c Context) String() string {
+	parts := make([]string, len(c))
+	for i, d := range c {
+		parts[i] = d.String()
+	}
+	return "[" + strings.Join(parts, " ") + "]"
+}
+
+const tokenVersion = 1
+
+// Token returns the context in a printable form (URL-safe base64 without
+// padding, so it survives nc, shells and URLs) that ParseToken reads back.
+func (c Context) Token() string {
+	return base64.RawURLEncoding.EncodeToString(c.appendBinary([]byte{tokenVersion}))
+}
+
+// ParseToken reads a context from its Token form. It rejects anything that
+// Token could not have produced with an error wrapping ErrCorrupt.
+func ParseToken(tok string) (Context, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return nil, fmt.Errorf("%w: context token is not base64url: %v", ErrCorrupt, err)
+	}
+	if len(b) == 0 || b[0] != tokenVersion {
+		return nil, fmt.Errorf("%w: context token has unknown version", ErrCorrupt)
+	}
+	d := decoder{b: b[1:]}
+	c := d.context()
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("context token has %d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return nil, d.err
+	}
+	return c, nil
+}
+
+func (c Context) appendBinary(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(c)))
+	for _, d := range c {
+		b = binary.LittleEndian.AppendUint64(b, d.Actor)
+		b = binary.AppendUvarint(b, d.Counter)
+	}
+	return b
+}

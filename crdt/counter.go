@@ -1,0 +1,170 @@
+package crdt
+
+import (
+	"errors"
+	"math"
+)
+
+// ErrOverflow is returned by Counter.Add when the change would take the
+// counter, or one actor's running total, out of range.
+var ErrOverflow = errors.New("crdt: increment or decrement would overflow")
+
+// A CounterEntry is one actor's share of a PN-counter: the totals it has
+// added (Inc) and subtracted (Dec), and the totals a delete had seen
+// (IncBase <= Inc, DecBase <= Dec), which no longer count.
+type CounterEntry struct {
+	Actor            uint64
+	Inc, Dec         uint64
+	IncBase, DecBase uint64
+}
+
+// A Counter is a PN-counter with observed reset. Entries are sorted by
+// actor with no duplicates. The zero Counter is a counter that does not
+// exist yet.
+type Counter struct {
+	Entries []CounterEntry
+}
+
+// Value is the counter's total: everything added minus everything
+// subtracted since the last delete each entry had seen.
+func (c Counter) Value() int64 {
+	var v uint64 // wraps like int64 arithmetic; the true total fits because Add checks it
+	for _, e := range c.Entries {
+		v += (e.Inc - e.IncBase) - (e.Dec - e.DecBase)
+	}
+	return int64(v)
+}
+
+// Live reports whether the counter exists: some actor changed it since the
+// last delete it had seen (a counter taken back to 0 by DECR still exists).
+func (c Counter) Live() bool {
+	for _, e := range c.Entries {
+		if e.Inc != e.IncBase || e.Dec != e.DecBase {
+			return true
+		}
+	}
+	return false
+}
+
+// Add returns the counter with delta applied by actor. It fails with
+// ErrOverflow if the value would leave the int64 range or actor's running
+// totals would leave uint64's.
+func (c Counter) Add(actor uint64, delta int64) (Counter, error) {
+	if delta == 0 {
+		return c, nil
+	}
+	v := c.Value()
+	if (delta > 0 && v > math.MaxInt64-delta) || (delta < 0 && v < math.MinInt64-delta) {
+		return c, ErrOverflow
+	}
+	out := Counter{Entries: make([]CounterEntry, 0, len(c.Entries)+1)}
+	i := 0
+	for i < len(c.Entries) && c.Entries[i].Actor < actor {
+		i++
+	}
+	out.Entries = append(out.Entries, c.Entries[:i]...)
+	e := CounterEntry{Actor: actor}
+	rest := c.Entries[i:]
+	if len(rest) > 0 && rest[0].Actor == actor {
+		e = rest[0]
+		rest = rest[1:]
+	}
+	if delta >= 0 {
+		if e.Inc > math.MaxUint64-uint64(delta) {
+			return c, ErrOverflow
+		}
+		e.Inc += uint64(delta)
+	} else {
+		d := uint64(-(delta + 1)) + 1 // |delta| without overflowing at MinInt64
+		if e.Dec > math.MaxUint64-d {
+			return c, ErrOverflow
+		}
+		e.Dec += d
+	}
+	out.Entries = append(out.Entries, e)
+	out.Entries = append(out.Entries, rest...)
+	return out, nil
+}
+
+// Reset returns the counter deleted as this replica sees it: every entry's
+// current totals stop counting. Changes this replica has not seen survive.
+func (c Counter) Reset() Counter {
+	if len(c.Entries) == 0 {
+		return c
+	}
+	out := Counter{Entries: make([]CounterEntry, len(c.Entries))}
+	for i, e := range c.Entries {
+		e.IncBase, e.DecBase = e.Inc, e.Dec
+		out.Entries[i] = e
+	}
+	return out
+}
+
+// MergeCounters returns the counter that has seen both a and b: per actor,
+// the larger of each total. It is commutative, associative and idempotent.
+func MergeCounters(a, b Counter) Counter {
+	if len(b.Entries) == 0 {
+		return a
+	}
+	if len(a.Entries) == 0 {
+		return b
+	}
+	out := Counter{Entries: make([]CounterEntry, 0, len(a.Entries)+len(b.Entries))}
+	i, j := 0, 0
+	for i < len(a.Entries) && j < len(b.Entries) {
+		x, y := a.Entries[i], b.Entries[j]
+		switch {
+		case x.Actor < y.Actor:
+			out.Entries = append(out.Entries, x)
+			i++
+		case x.Actor > y.Actor:
+			out.Entries = append(out.Entries, y)
+			j++
+		default:
+			out.Entries = append(out.Entries, CounterEntry{
+				Actor: x.Actor,
+				Inc:   max(x.Inc, y.Inc), Dec: max(x.Dec, y.Dec),
+				IncBase: max(x.IncBase, y.IncBase), DecBase: max(x.DecBase, y.DecBase),
+			})
+			i++
+			j++
+		}
+	}
+	out.Entries = append(out.Entries, a.Entries[i:]...)
+	out.Entries = append(out.Entries, b.Entries[j:]...)
+	return out
+}
+
+// Descends reports whether c has seen everything o has.
+func (c Counter) Descends(o Counter) bool {
+	i := 0
+	for _, y := range o.Entries {
+		for i < len(c.Entries) && c.Entries[i].Actor < y.Actor {
+			i++
+		}
+		if i == len(c.Entries) || c.Entries[i].Actor != y.Actor {
+			if y != (CounterEntry{Actor: y.Actor}) {
+				return false
+			}
+			continue
+		}
+		x := c.Entries[i]
+		if x.Inc < y.Inc || x.Dec < y.Dec || x.IncBase < y.IncBase || x.DecBase < y.DecBase {
+			return false
+		}
+	}
+	return true
+}
+
+// Equal reports whether both counters are the same state.
+func (c Counter) Equal(o Counter) bool {
+	if len(c.Entries) != len(o.Entries) {
+		return false
+	}
+	for i := range c.Entries {
+		if c.Entries[i] != o.Entries[i] {
+			return false
+		}
+	}
+	return true
+}

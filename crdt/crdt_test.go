@@ -1,0 +1,396 @@
+package crdt
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"math"
+	"testing"
+
+	"pgregory.net/rapid"
+)
+
+// history runs a random sequence of client operations against a few
+// replicas of one key (writes with and without contexts, deletes, counter
+// changes, replica syncs) and returns every state any replica passed
+// through. States built this way are the ones the store can really hold.
+type history struct {
+	actors []uint64
+	reps   []Object
+	states []Object
+	total  int64 // sum of every counter delta applied, for convergence checks
+}
+
+func genHistory(t *rapid.T, withDeletes bool) *history {
+	n := rapid.IntRange(1, 4).Draw(t, "replicas")
+	h := &history{reps: make([]Object, n)}
+	seen := map[uint64]bool{}
+	for len(h.actors) < n {
+		a := rapid.Uint64().Draw(t, "actor")
+		if !seen[a] {
+			seen[a] = true
+			h.actors = append(h.actors, a)
+		}
+	}
+	ops := rapid.IntRange(0, 40).Draw(t, "ops")
+	for k := 0; k < ops; k++ {
+		i := rapid.IntRange(0, n-1).Draw(t, "at")
+		j := rapid.IntRange(0, n-1).Draw(t, "from")
+		now := rapid.Int64Range(0, 20).Draw(t, "now")
+		// The client's context: the replica's own (no token), what another
+		// replica showed it (a read elsewhere), or none at all (blind write).
+		ctx := h.reps[i].Reg.Context
+		switch rapid.IntRange(0, 2).Draw(t, "ctx") {
+		case 1:
+			ctx = h.reps[j].Reg.Context
+		case 2:
+			ctx = nil
+		}
+		cur := h.reps[i]
+		switch op := rapid.IntRange(0, 4).Draw(t, "op"); {
+		case op == 0 || (op == 3 && !withDeletes):
+			v := rapid.SliceOfN(rapid.Byte(), 0, 3).Draw(t, "value")
+			cur.Reg = cur.Reg.Update(h.actors[i], ctx, v, false, now)
+		case op == 1:
+			d := rapid.Int64Range(-5, 5).Draw(t, "delta")
+			c, err := cur.Cnt.Add(h.actors[i], d)
+			if err != nil {
+				t.Fatalf("Add(%d): %v", d, err)
+			}
+			cur.Cnt = c
+			h.total += d
+		case op == 2:
+			cur = Merge(cur, h.reps[j])
+		case op == 3:
+			cur = cur.Delete(h.actors[i], ctx, now)
+		case op == 4:
+			h.reps[j] = Merge(h.reps[j], cur)
+			h.states = append(h.states, h.reps[j])
+		}
+		h.reps[i] = cur
+		h.states = append(h.states, cur)
+	}
+	h.states = append(h.states, Object{})
+	return h
+}
+
+func (h *history) draw(t *rapid.T, label string) Object {
+	return h.states[rapid.IntRange(0, len(h.states)-1).Draw(t, label)]
+}
+
+func TestMergeIsASemilattice(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		a, b, c := h.draw(t, "a"), h.draw(t, "b"), h.draw(t, "c")
+		if ab, ba := Merge(a, b), Merge(b, a); !ab.Equal(ba) {
+			t.Fatalf("not commutative:\n a=%v\n b=%v\n ab=%v\n ba=%v", a, b, ab, ba)
+		}
+		if l, r := Merge(Merge(a, b), c), Merge(a, Merge(b, c)); !l.Equal(r) {
+			t.Fatalf("not associative:\n (ab)c=%v\n a(bc)=%v", l, r)
+		}
+		if aa := Merge(a, a); !aa.Equal(a) {
+			t.Fatalf("not idempotent: %v merged with itself is %v", a, aa)
+		}
+		m := Merge(a, b)
+		if !m.Descends(a) || !m.Descends(b) {
+			t.Fatalf("merge %v does not descend both inputs %v, %v", m, a, b)
+		}
+	})
+}
+
+// model is a brute-force register: the context spelled out as the set of
+// every dot it has seen, and the live dots with their values.
+type model struct {
+	seen map[Dot]bool
+	live map[Dot]string
+}
+
+func toModel(r Register) model {
+	m := model{seen: map[Dot]bool{}, live: map[Dot]string{}}
+	for _, d := range r.Context {
+		for c := uint64(1); c <= d.Counter; c++ {
+			m.seen[Dot{d.Actor, c}] = true
+		}
+	}
+	for _, s := range r.Siblings {
+		m.live[s.Dot] = string(s.Value)
+	}
+	return m
+}
+
+func modelMerge(a, b model) model {
+	m := model{seen: map[Dot]bool{}, live: map[Dot]string{}}
+	for d := range a.seen {
+		m.seen[d] = true
+	}
+	for d := range b.seen {
+		m.seen[d] = true
+	}
+	for d, v := range a.live {
+		if _, ok := b.live[d]; ok || !b.seen[d] {
+			m.live[d] = v
+		}
+	}
+	for d, v := range b.live {
+		if _, ok := a.live[d]; ok || !a.seen[d] {
+			m.live[d] = v
+		}
+	}
+	return m
+}
+
+func (m model) equal(o model) bool {
+	return fmt.Sprint(m.seen) == fmt.Sprint(o.seen) && fmt.Sprint(m.live) == fmt.Sprint(o.live)
+}
+
+func TestRegisterAgreesWithBruteForceModel(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		a, b := h.draw(t, "a").Reg, h.draw(t, "b").Reg
+		want := modelMerge(toModel(a), toModel(b))
+		if got := toModel(MergeRegisters(a, b)); !got.equal(want) {
+			t.Fatalf("merge of %v and %v: got %v, model says %v", a, b, got, want)
+		}
+		// Dominance: a descends b exactly when merging b into a changes nothing.
+		wantDesc := modelMerge(toModel(a), toModel(b)).equal(toModel(a))
+		if got := a.Descends(b); got != wantDesc {
+			t.Fatalf("%v.Descends(%v) = %v, brute force says %v", a, b, got, wantDesc)
+		}
+		if got, merged := a.Descends(b), MergeRegisters(a, b).Equal(a); got != merged {
+			t.Fatalf("%v.Descends(%v) = %v but merge-equals = %v", a, b, got, merged)
+		}
+	})
+}
+
+func TestCounterDescendsAgreesWithMerge(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		a, b := h.draw(t, "a").Cnt, h.draw(t, "b").Cnt
+		if got, want := a.Descends(b), MergeCounters(a, b).Equal(a); got != want {
+			t.Fatalf("%v.Descends(%v) = %v, merge says %v", a, b, got, want)
+		}
+	})
+}
+
+func TestSyncNeverDropsUnseenValues(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		a, b := h.draw(t, "a"), h.draw(t, "b")
+		m := Merge(a, b)
+		for _, pair := range [][2]Object{{a, b}, {b, a}} {
+			for _, s := range pair[1].Reg.Siblings {
+				if pair[0].Reg.Context.Covers(s.Dot) {
+					continue
+				}
+				if !hasSibling(m.Reg, s) {
+					t.Fatalf("sibling %v (unseen by %v) lost in merge %v", s, pair[0].Reg, m.Reg)
+				}
+			}
+		}
+	})
+}
+
+func hasSibling(r Register, s Sibling) bool {
+	for _, x := range r.Siblings {
+		if sameSibling(x, s) {
+			return true
+		}
+	}
+	return false
+}
+
+func TestWriteWithContextDropsExactlyWhatItCovers(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		r := h.draw(t, "replica").Reg
+		ctx := h.draw(t, "client").Reg.Context
+		actor := h.actors[rapid.IntRange(0, len(h.actors)-1).Draw(t, "actor")]
+		w := r.Update(actor, ctx, []byte("new"), false, 7)
+		for _, s := range r.Siblings {
+			if kept := hasSibling(w, s); kept == ctx.Covers(s.Dot) {
+				t.Fatalf("sibling %v kept=%v with context %v", s, kept, ctx)
+			}
+		}
+		if !w.Context.Descends(r.Context) || !w.Context.Descends(ctx) {
+			t.Fatalf("write context %v lost history of %v or %v", w.Context, r.Context, ctx)
+		}
+		n, _ := w.Newest()
+		if !bytes.Equal(n.Value, []byte("new")) && n.Time <= 7 {
+			// Only a sibling written later than the new one may show first.
+			t.Fatalf("newest after write is %v", n)
+		}
+		if r.Context.Covers(n.Dot) && ctx.Covers(n.Dot) {
+			t.Fatalf("new dot %v reuses a dot already seen", n.Dot)
+		}
+	})
+}
+
+func TestCountersConvergeToExactTotal(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, false)
+		var all Object
+		for _, r := range h.reps {
+			all = Merge(all, r)
+		}
+		if got := all.Cnt.Value(); got != h.total {
+			t.Fatalf("converged counter = %d, sum of increments = %d", got, h.total)
+		}
+	})
+}
+
+func TestEncodingRoundTrips(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		o := h.draw(t, "object")
+		enc := o.Encode()
+		got, err := Decode(enc)
+		if err != nil {
+			t.Fatalf("Decode(Encode(%v)): %v", o, err)
+		}
+		if !got.Equal(o) || !bytes.Equal(got.Encode(), enc) {
+			t.Fatalf("round trip changed %v into %v", o, got)
+		}
+		tok := o.Reg.Context.Token()
+		ctx, err := ParseToken(tok)
+		if err != nil || !ctx.Equal(o.Reg.Context) {
+			t.Fatalf("token %q of %v parsed as %v, %v", tok, o.Reg.Context, ctx, err)
+		}
+	})
+}
+
+func TestDecodeRejectsTruncation(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		o := h.draw(t, "object")
+		// Each section alone: any cut inside it must fail.
+		for _, part := range []Object{{Reg: o.Reg}, {Cnt: o.Cnt}} {
+			enc := part.Encode()
+			for n := 2; n < len(enc); n++ {
+				if _, err := Decode(enc[:n]); !errors.Is(err, ErrCorrupt) {
+					t.Fatalf("Decode of %d/%d bytes of %x: err = %v, want ErrCorrupt", n, len(enc), enc, err)
+				}
+			}
+		}
+	})
+}
+
+func TestDecodeRejectsBadInput(t *testing.T) {
+	valid := Object{Reg: Register{}.Update(1, nil, []byte("v"), false, 1)}.Encode()
+	for name, in := range map[string][]byte{
+		"empty":              {},
+		"unknown version":    {9},
+		"unknown section":    {1, 'Z'},
+		"sections reordered": append(append([]byte{}, valid...), 'C', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0),
+		"huge count":         {1, 'R', 0xff, 0xff, 0xff, 0xff, 0x0f},
+		"empty counter":      {1, 'C', 0},
+		"base above total":   {1, 'C', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 2, 0},
+		"zero context entry": {1, 'R', 1, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+		"uncovered sibling":  {1, 'R', 0, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0},
+		"value past end":     {1, 'R', 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 1, 1, 0, 0, 0, 0, 0, 0, 0, 1, 0, 50, 'x'},
+	} {
+		if _, err := Decode(in); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("%s: Decode(%x) err = %v, want ErrCorrupt", name, in, err)
+		}
+	}
+	for _, tok := range []string{"", "!!!", "AA", "Ag", "AQE", "AQEBAAAAAAAAAAA", "AQA=", "AQAA"} {
+		if _, err := ParseToken(tok); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("ParseToken(%q) err = %v, want ErrCorrupt", tok, err)
+		}
+	}
+}
+
+func FuzzDecode(f *testing.F) {
+	r := Register{}.Update(1, nil, []byte("hello"), false, 1)
+	r = MergeRegisters(r, Register{}.Update(2, nil, []byte("world"), false, 2))
+	c, _ := Counter{}.Add(3, 5)
+	f.Add(Object{Reg: r, Cnt: c}.Encode())
+	f.Add(Object{Reg: r.Update(1, r.Context, nil, true, 3)}.Encode())
+	f.Add([]byte{1})
+	f.Add([]byte{1, 'R', 0xff})
+	f.Fuzz(func(t *testing.T, b []byte) {
+		o, err := Decode(b)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("error %v does not wrap ErrCorrupt", err)
+			}
+			return
+		}
+		again, err := Decode(o.Encode())
+		if err != nil || !again.Equal(o) {
+			t.Fatalf("re-encoding %v gives %v, %v", o, again, err)
+		}
+		_ = o.Kind()
+		_ = Merge(o, o)
+	})
+}
+
+func TestConcurrentWritesBecomeSiblingsAndContextResolves(t *testing.T) {
+	a := Register{}.Update(1, nil, []byte("x"), false, 10)
+	b := Register{}.Update(2, nil, []byte("y"), false, 20)
+	m := MergeRegisters(a, b)
+	if len(m.Siblings) != 2 {
+		t.Fatalf("concurrent writes: %v, want 2 siblings", m)
+	}
+	if n, _ := m.Newest(); string(n.Value) != "y" {
+		t.Fatalf("newest = %q, want the later write y", n.Value)
+	}
+	// A client read m, writes z with m's context through replica 1.
+	w := a.Update(1, m.Context, []byte("z"), false, 30)
+	if got := MergeRegisters(w, b); len(got.Siblings) != 1 || string(got.Siblings[0].Value) != "z" {
+		t.Fatalf("context write did not resolve siblings: %v", got)
+	}
+	// A delete that saw only x leaves y, concurrent with it, alive.
+	d := a.Update(1, a.Context, nil, true, 40)
+	if got := MergeRegisters(d, b); len(got.Siblings) != 1 || string(got.Siblings[0].Value) != "y" {
+		t.Fatalf("delete of x merged with concurrent y: %v", got)
+	}
+	// A late copy of x does not resurrect after the delete.
+	if got := MergeRegisters(d, a); got.Live() {
+		t.Fatalf("old write resurrected after delete: %v", got)
+	}
+}
+
+func TestCounterResetKeepsConcurrentIncrements(t *testing.T) {
+	x, _ := Counter{}.Add(1, 5)
+	y := MergeCounters(x, Counter{})
+	y, _ = y.Add(2, 3) // replica 2 increments, concurrent with the delete at 1
+	deleted := x.Reset()
+	if deleted.Live() || deleted.Value() != 0 {
+		t.Fatalf("reset counter: live=%v value=%d", deleted.Live(), deleted.Value())
+	}
+	m := MergeCounters(deleted, y)
+	if m.Value() != 3 || !m.Live() {
+		t.Fatalf("after merge: value=%d live=%v, want 3, true", m.Value(), m.Live())
+	}
+	zero, _ := x.Add(1, -5)
+	if !zero.Live() || zero.Value() != 0 {
+		t.Fatalf("counter taken back to 0 must still exist")
+	}
+}
+
+func TestCounterOverflow(t *testing.T) {
+	c, err := Counter{}.Add(1, math.MaxInt64)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := c.Add(1, 1); !errors.Is(err, ErrOverflow) {
+		t.Fatalf("MaxInt64+1: err = %v", err)
+	}
+	c, err = Counter{}.Add(1, math.MinInt64)
+	if err != nil || c.Value() != math.MinInt64 {
+		t.Fatalf("MinInt64: %v %v", c.Value(), err)
+	}
+	if _, err := c.Add(1, -1); !errors.Is(err, ErrOverflow) {
+		t.Fatalf("MinInt64-1: err = %v", err)
+	}
+	// Running totals overflow even while the value stays in range.
+	var last error
+	for i := 0; i < 4 && last == nil; i++ {
+		if c, last = c.Add(1, math.MaxInt64); last == nil {
+			c, last = c.Add(1, math.MinInt64+1)
+		}
+	}
+	if !errors.Is(last, ErrOverflow) || (c.Value() != -1 && c.Value() != math.MinInt64) {
+		t.Fatalf("per-actor totals: err = %v, value = %d", last, c.Value())
+	}
+}
