@@ -1,0 +1,358 @@
+// Package store is a node's local state in pebble: the objects it holds,
+// keyed by partition so that one partition is one range scan, and the
+// node's identity (its actor id and partition count).
+//
+// It knows nothing of peers. Open a Store with Options, then read with Get
+// and write with Update, which runs a read-modify-write of one key
+// atomically and durably:
+//
+//	s, err := store.Open(store.Options{Dir: dir, Partitions: 4096, Sync: true})
+//	obj, err := s.Update(p, key, func(cur crdt.Object, found bool) (crdt.Object, error) {
+//		return cur.Reg.Update(...), nil
+//	})
+//
+// # Durability
+//
+// With Options.Sync, Update returns only after its WAL record is fsynced.
+// Concurrent updates share fsyncs (pebble's commit pipeline is a group
+// commit): the update is applied to the memtable under the key's lock, the
+// lock is released, and then the caller waits for the sync, so a slow disk
+// never serializes writers to other keys. Without Sync, Update returns once
+// the write is in the memtable and the WAL buffer; a crash may lose the last
+// moments of writes.
+//
+// # Key layout
+//
+//	0x00 "actor"        node actor id, 8 bytes big-endian
+//	0x00 "partitions"   Q, 4 bytes big-endian
+//	0x01 p(2 bytes BE) key  an object (crdt encoding)
+//
+// All methods are safe for concurrent use. Objects returned are owned by
+// the caller.
+package store
+
+import (
+	"crypto/rand"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/rumor-kv/rumor/crdt"
+)
+
+// Errors returned by Open.
+var (
+	ErrPartitionsMismatch = errors.New("store: data directory was created with another partition count")
+	ErrClosed             = errors.New("store: closed")
+)
+
+// Options configure a Store. The zero value of each field means its default.
+type Options struct {
+	// Dir is the data directory; created if missing. Required.
+	Dir string
+	// Partitions is Q. A directory remembers the Q it was created with and
+	// refuses to open with another. Required.
+	Partitions int
+	// Sync makes every write durable (fsynced) before Update returns.
+	Sync bool
+	// CacheSize is pebble's block cache in bytes. Default 64 MiB. It bounds
+	// most of the node's memory beyond the memtables.
+	CacheSize int64
+	// MemTableSize is the size of one pebble memtable. Default 16 MiB; up
+	// to four may be in memory while flushes catch up.
+	MemTableSize uint64
+	// FS replaces the filesystem, for tests (vfs.NewCrashableMem).
+	FS vfs.FS
+	// Logger receives pebble's messages. Default: discard.
+	Logger *slog.Logger
+}
+
+// Validate reports every problem with the options at once.
+func (o Options) Validate() error {
+	var errs []error
+	if o.Dir == "" {
+		errs = append(errs, errors.New("store: Dir is required"))
+	}
+	if o.Partitions < 1 || o.Partitions > 1<<16 {
+		errs = append(errs, fmt.Errorf("store: Partitions must be in [1, 65536], not %d", o.Partitions))
+	}
+	if o.CacheSize < 0 {
+		errs = append(errs, fmt.Errorf("store: CacheSize must not be negative, not %d", o.CacheSize))
+	}
+	return errors.Join(errs...)
+}
+
+func (o *Options) ensureDefaults() {
+	if o.CacheSize == 0 {
+		o.CacheSize = 64 << 20
+	}
+	if o.MemTableSize == 0 {
+		o.MemTableSize = 16 << 20
+	}
+	if o.Logger == nil {
+		o.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// lockStripes serializes read-modify-writes of one key; a power of two.
+const lockStripes = 1024
+
+// Store is a node's local state. See the package doc.
+type Store struct {
+	db    *pebble.DB
+	cache interface{ Unref() }
+	wo    *pebble.WriteOptions
+	actor uint64
+	q     int
+	locks [lockStripes]sync.Mutex
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+var (
+	metaActor      = []byte("\x00actor")
+	metaPartitions = []byte("\x00partitions")
+)
+
+const objectPrefix = 0x01
+
+// Open opens or creates the store in o.Dir. A new directory gets a fresh
+// random actor id; an existing one keeps its own.
+func Open(o Options) (*Store, error) {
+	if err := o.Validate(); err != nil {
+		return nil, err
+	}
+	o.ensureDefaults()
+	cache := pebble.NewCache(o.CacheSize)
+	popts := &pebble.Options{
+		Cache:        cache,
+		MemTableSize: o.MemTableSize,
+		FS:           o.FS,
+		Logger:       pebbleLogger{o.Logger},
+	}
+	db, err := pebble.Open(o.Dir, popts)
+	if err != nil {
+		cache.Unref()
+		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
+	}
+	s := &Store{db: db, cache: cache, wo: pebble.NoSync, q: o.Partitions}
+	if o.Sync {
+		s.wo = pebble.Sync
+	}
+	if err := s.initMeta(); err != nil {
+		db.Close()
+		cache.Unref()
+		return nil, err
+	}
+	return s, nil
+}
+
+func (s *Store) initMeta() error {
+	b := s.db.NewBatch()
+	defer b.Close()
+	q, ok, err := s.getMeta(metaPartitions)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		b.Set(metaPartitions, binary.BigEndian.AppendUint32(nil, uint32(s.q)), nil)
+	case len(q) != 4:
+		return fmt.Errorf("store: corrupt partition count %x", q)
+	case int(binary.BigEndian.Uint32(q)) != s.q:
+		return fmt.Errorf("%w: it has %d partitions, this node was started with %d",
+			ErrPartitionsMismatch, binary.BigEndian.Uint32(q), s.q)
+	}
+	a, ok, err := s.getMeta(metaActor)
+	switch {
+	case err != nil:
+		return err
+	case !ok:
+		var buf [8]byte
+		if _, err := rand.Read(buf[:]); err != nil {
+			return fmt.Errorf("store: actor id: %w", err)
+		}
+		s.actor = binary.BigEndian.Uint64(buf[:])
+		b.Set(metaActor, buf[:], nil)
+	case len(a) != 8:
+		return fmt.Errorf("store: corrupt actor id %x", a)
+	default:
+		s.actor = binary.BigEndian.Uint64(a)
+	}
+	if b.Empty() {
+		return nil
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		return fmt.Errorf("store: write identity: %w", err)
+	}
+	return nil
+}
+
+func (s *Store) getMeta(k []byte) ([]byte, bool, error) {
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return nil, false, nil
+	}
+	if err != nil {
+		return nil, false, fmt.Errorf("store: read %q: %w", k[1:], err)
+	}
+	defer closer.Close()
+	return append([]byte(nil), v...), true, nil
+}
+
+// Actor returns the node's actor id, created with the data directory.
+func (s *Store) Actor() uint64 { return s.actor }
+
+// Partitions returns Q.
+func (s *Store) Partitions() int { return s.q }
+
+func objectKey(buf []byte, p uint32, key []byte) []byte {
+	buf = append(buf, objectPrefix, byte(p>>8), byte(p))
+	return append(buf, key...)
+}
+
+// Get returns the object stored for key in partition p, and whether there
+// is one.
+func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
+	var kb [64]byte
+	return s.get(objectKey(kb[:0], p, key))
+}
+
+func (s *Store) get(k []byte) (crdt.Object, bool, error) {
+	v, closer, err := s.db.Get(k)
+	if errors.Is(err, pebble.ErrNotFound) {
+		return crdt.Object{}, false, nil
+	}
+	if err != nil {
+		return crdt.Object{}, false, fmt.Errorf("store: get: %w", err)
+	}
+	raw := append([]byte(nil), v...)
+	closer.Close()
+	obj, err := crdt.Decode(raw)
+	if err != nil {
+		return crdt.Object{}, false, fmt.Errorf("store: key %q: %w", k[3:], err)
+	}
+	return obj, true, nil
+}
+
+// Update runs fn on the current object for key (the zero Object and false
+// if there is none) and stores what it returns, atomically with respect to
+// other Updates of the key. If fn fails, nothing is written and the error is
+// returned. With Options.Sync the write is durable when Update returns.
+func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool) (crdt.Object, error)) (crdt.Object, error) {
+	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
+	mu := &s.locks[stripe(k)]
+	mu.Lock()
+	cur, found, err := s.get(k)
+	if err != nil {
+		mu.Unlock()
+		return crdt.Object{}, err
+	}
+	next, err := fn(cur, found)
+	if err != nil {
+		mu.Unlock()
+		return crdt.Object{}, err
+	}
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.Set(k, next.Encode(), nil); err != nil {
+		mu.Unlock()
+		return crdt.Object{}, fmt.Errorf("store: update: %w", err)
+	}
+	// Apply under the lock so the next Update of this key sees it; wait for
+	// the fsync outside it, so writers to other keys share the sync.
+	if s.wo.Sync {
+		err = s.db.ApplyNoSyncWait(b, s.wo)
+		mu.Unlock()
+		if err == nil {
+			err = b.SyncWait()
+		}
+	} else {
+		err = s.db.Apply(b, s.wo)
+		mu.Unlock()
+	}
+	if err != nil {
+		return crdt.Object{}, fmt.Errorf("store: update: %w", err)
+	}
+	return next, nil
+}
+
+// Merge stores the merge of obj with what the store holds for key, as a
+// replica does with an object sent by a coordinator, and returns the result.
+func (s *Store) Merge(p uint32, key []byte, obj crdt.Object) (crdt.Object, error) {
+	return s.Update(p, key, func(cur crdt.Object, _ bool) (crdt.Object, error) {
+		return crdt.Merge(cur, obj), nil
+	})
+}
+
+// Scan calls fn for every object in partition p, in key order. The key
+// passed to fn is only valid during the call. Scan stops at fn's first error
+// and returns it.
+func (s *Store) Scan(p uint32, fn func(key []byte, obj crdt.Object) error) error {
+	lo := objectKey(nil, p, nil)
+	hi := objectKey(nil, p+1, nil)
+	if p+1 >= 1<<16 {
+		hi = []byte{objectPrefix + 1}
+	}
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: lo, UpperBound: hi})
+	if err != nil {
+		return fmt.Errorf("store: scan: %w", err)
+	}
+	for it.First(); it.Valid(); it.Next() {
+		obj, err := crdt.Decode(append([]byte(nil), it.Value()...))
+		if err != nil {
+			it.Close()
+			return fmt.Errorf("store: key %q: %w", it.Key()[3:], err)
+		}
+		if err := fn(it.Key()[3:], obj); err != nil {
+			it.Close()
+			return err
+		}
+	}
+	return it.Close()
+}
+
+// Metrics returns pebble's figures.
+func (s *Store) Metrics() *pebble.Metrics { return s.db.Metrics() }
+
+// Flush writes the memtable to disk (for tests and orderly shutdowns).
+func (s *Store) Flush() error { return s.db.Flush() }
+
+// Close flushes nothing more than pebble does and releases the directory.
+// It is safe to call more than once.
+func (s *Store) Close() error {
+	s.closeOnce.Do(func() {
+		s.closeErr = s.db.Close()
+		s.cache.Unref()
+	})
+	return s.closeErr
+}
+
+// stripe hashes a store key to its lock (FNV-1a).
+func stripe(k []byte) uint32 {
+	h := uint32(2166136261)
+	for _, c := range k {
+		h ^= uint32(c)
+		h *= 16777619
+	}
+	return h & (lockStripes - 1)
+}
+
+type pebbleLogger struct{ l *slog.Logger }
+
+func (p pebbleLogger) Infof(format string, args ...any) {
+	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Errorf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+}
+
+func (p pebbleLogger) Fatalf(format string, args ...any) {
+	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
+	panic(fmt.Sprintf(format, args...))
+}
