@@ -35,7 +35,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		tables += l.TablesCount
 	}
 	gauge := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.GaugeValue, v) }
-	count := func(d *prometheus.Desc, v float64) { ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v) }
+	count := func(d *prometheus.Desc, v float64) {
+		ch <- prometheus.MustNewConstMetric(d, prometheus.CounterValue, v)
+	}
 	gauge(descDisk, float64(m.DiskSpaceUsage()))
 	gauge(descMemtable, float64(m.MemTable.Size))
 	gauge(descCacheSize, float64(m.BlockCache.Size))
