@@ -1,0 +1,170 @@
+// Command rumor is the single rumor binary: `rumor node` runs a node.
+// Later subcommands run a local cluster and the bench suite.
+//
+// This is the only package that calls os.Exit.
+package main
+
+import (
+	"fmt"
+	"log/slog"
+	"os"
+	"os/signal"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"github.com/rumor-kv/rumor/node"
+	"github.com/rumor-kv/rumor/ring"
+	"github.com/rumor-kv/rumor/wire"
+	"github.com/urfave/cli/v2"
+)
+
+func main() {
+	if err := newApp().Run(os.Args); err != nil {
+		fmt.Fprintln(os.Stderr, "rumor:", err)
+		os.Exit(1)
+	}
+}
+
+func newApp() *cli.App {
+	return &cli.App{
+		Name:     "rumor",
+		Usage:    "a leaderless, gossip-based, always-writable key-value store",
+		Version:  wire.Version,
+		Commands: []*cli.Command{nodeCommand()},
+	}
+}
+
+// env names a flag's environment variable: RUMOR_<FLAG>.
+func env(flag string) []string {
+	return []string{"RUMOR_" + strings.ToUpper(strings.ReplaceAll(flag, "-", "_"))}
+}
+
+func nodeCommand() *cli.Command {
+	return &cli.Command{
+		Name:  "node",
+		Usage: "run one rumor node in the foreground",
+		Description: "Serves the Redis-compatible protocol on --client-addr and the HTTP API on --http-addr.\n" +
+			"SIGINT or SIGTERM shuts the node down cleanly; a second signal exits at once.\n" +
+			"Every flag can also be set by an environment variable RUMOR_<FLAG>, e.g. RUMOR_DATA_DIR.",
+		Flags: []cli.Flag{
+			&cli.StringFlag{Name: "name", EnvVars: env("name"), Usage: "node name shown in logs and INFO (default: host name)"},
+			&cli.StringFlag{Name: "data-dir", EnvVars: env("data-dir"), Value: "./.rumor-data", Usage: "data directory; created if missing. It holds the node's actor id"},
+			&cli.StringFlag{Name: "client-addr", EnvVars: env("client-addr"), Value: "127.0.0.1:7379", Usage: "listen address of the Redis-compatible (RESP2) protocol"},
+			&cli.StringFlag{Name: "http-addr", EnvVars: env("http-addr"), Value: "127.0.0.1:7380", Usage: "listen address of the HTTP API; \"-\" disables it"},
+			&cli.IntFlag{Name: "partitions", EnvVars: env("partitions"), Value: ring.DefaultPartitions, Usage: "number of partitions Q, a power of two; fixed when the data directory is created"},
+			&cli.BoolFlag{Name: "sync", EnvVars: env("sync"), Value: true, Usage: "acknowledge a write only after its WAL record is fsynced (concurrent writes share one fsync). --sync=false acknowledges once the write is in memory: faster, and a crash may lose the last moments of writes"},
+			&cli.StringFlag{Name: "cache-size", EnvVars: env("cache-size"), Value: "64MB", Usage: "pebble block cache size (bytes, or with a unit: 64MB, 1GB; kb/mb/gb are powers of 1024, k/m/g of 1000)"},
+			&cli.StringFlag{Name: "max-key-size", EnvVars: env("max-key-size"), Value: "8kb", Usage: "largest key accepted"},
+			&cli.StringFlag{Name: "max-value-size", EnvVars: env("max-value-size"), Value: "4mb", Usage: "largest value accepted"},
+			&cli.StringFlag{Name: "max-bulk", EnvVars: env("max-bulk"), Value: "8mb", Usage: "largest RESP bulk string accepted (at least --max-value-size)"},
+			&cli.IntFlag{Name: "max-args", EnvVars: env("max-args"), Value: 65536, Usage: "most arguments in one command"},
+			&cli.StringFlag{Name: "max-inline", EnvVars: env("max-inline"), Value: "64kb", Usage: "longest inline (nc-style) command line"},
+			&cli.StringFlag{Name: "max-request", EnvVars: env("max-request"), Value: "64mb", Usage: "largest total size of one command's arguments"},
+			&cli.DurationFlag{Name: "idle-timeout", EnvVars: env("idle-timeout"), Value: 5 * time.Minute, Usage: "close client connections idle this long; 0 never closes them"},
+			&cli.IntFlag{Name: "max-clients", EnvVars: env("max-clients"), Value: 10000, Usage: "most client connections at once"},
+			&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info", Usage: "debug, info, warn or error"},
+		},
+		Action: runNode,
+	}
+}
+
+func runNode(c *cli.Context) error {
+	var level slog.Level
+	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
+		return fmt.Errorf("--log-level: %w", err)
+	}
+	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
+	sizes := map[string]int64{}
+	for _, f := range []string{"cache-size", "max-key-size", "max-value-size", "max-bulk", "max-inline", "max-request"} {
+		v, err := parseSize(c.String(f))
+		if err != nil {
+			return fmt.Errorf("--%s: %w", f, err)
+		}
+		sizes[f] = v
+	}
+	idle := c.Duration("idle-timeout")
+	if idle == 0 {
+		idle = -1 // the flag's 0 means never; wire's 0 means default
+	}
+	cfg := node.Config{
+		Name:       c.String("name"),
+		DataDir:    c.String("data-dir"),
+		ClientAddr: c.String("client-addr"),
+		HTTPAddr:   c.String("http-addr"),
+		Partitions: c.Int("partitions"),
+		Sync:       c.Bool("sync"),
+		CacheSize:  sizes["cache-size"],
+		Logger:     logger,
+		Server: wire.ServerConfig{
+			Limits: wire.Limits{
+				MaxArgs:    c.Int("max-args"),
+				MaxBulk:    int(sizes["max-bulk"]),
+				MaxInline:  int(sizes["max-inline"]),
+				MaxRequest: int(sizes["max-request"]),
+			},
+			MaxKeySize:   int(sizes["max-key-size"]),
+			MaxValueSize: int(sizes["max-value-size"]),
+			IdleTimeout:  idle,
+			MaxClients:   c.Int("max-clients"),
+		},
+	}
+	if cfg.Partitions <= 0 {
+		return fmt.Errorf("--partitions must be a positive power of two, not %d", cfg.Partitions)
+	}
+	n, err := node.Start(cfg)
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(os.Stderr, "rumor node %s ready: redis-cli -p %s | curl http://%s/health\n",
+		cfg.Name, port(n.ClientAddr()), n.HTTPAddr())
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	sig := <-sigs
+	logger.Info("shutting down; a second signal exits at once", "signal", sig.String())
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "rumor: second signal, exiting now")
+		os.Exit(130)
+	}()
+	return n.Close()
+}
+
+func port(addr string) string {
+	if i := strings.LastIndexByte(addr, ':'); i >= 0 {
+		return addr[i+1:]
+	}
+	return addr
+}
+
+// parseSize reads a byte size the way Redis's config does: a plain number
+// of bytes, or with a unit where k, m, g are powers of 1000 and kb, mb, gb
+// (and kib, mib, gib) are powers of 1024. Case does not matter.
+func parseSize(s string) (int64, error) {
+	t := strings.ToLower(strings.TrimSpace(s))
+	units := []struct {
+		suffix string
+		mult   int64
+	}{
+		{"kib", 1 << 10}, {"mib", 1 << 20}, {"gib", 1 << 30},
+		{"kb", 1 << 10}, {"mb", 1 << 20}, {"gb", 1 << 30},
+		{"k", 1e3}, {"m", 1e6}, {"g", 1e9}, {"b", 1},
+	}
+	mult := int64(1)
+	for _, u := range units {
+		if strings.HasSuffix(t, u.suffix) {
+			t, mult = strings.TrimSpace(strings.TrimSuffix(t, u.suffix)), u.mult
+			break
+		}
+	}
+	n, err := strconv.ParseInt(t, 10, 64)
+	if err != nil || n < 0 {
+		return 0, fmt.Errorf("invalid size %q: want a number of bytes, optionally with a unit such as 64MB", s)
+	}
+	if n > (1<<62)/mult {
+		return 0, fmt.Errorf("size %q is too large", s)
+	}
+	return n * mult, nil
+}

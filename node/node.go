@@ -1,0 +1,317 @@
+// Package node is one running rumor node: it opens the store, serves the
+// client protocols from package wire, and coordinates requests. In this
+// first version a node holds every key itself; the cluster (placement,
+// quorum reads and writes, forwarding) slots in behind the same Backend.
+//
+// Start a node with a Config and stop it with Close:
+//
+//	n, err := node.Start(node.Config{Name: "n1", DataDir: dir, ClientAddr: "127.0.0.1:7379", ...})
+//	defer n.Close()
+//
+// Every write is a read-modify-write of the key's object in the store,
+// atomic per key: SET and PUT update the register with a fresh dot of this
+// node's actor, INCR and friends add to the counter's entry of this actor,
+// deletes leave a tombstone (the register's context) and reset the counter.
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/ring"
+	"github.com/rumor-kv/rumor/store"
+	"github.com/rumor-kv/rumor/wire"
+)
+
+// Config configures a node. Zero fields mean their defaults.
+type Config struct {
+	// Name identifies the node to people (logs, INFO). Default: host name.
+	Name string
+	// DataDir holds the store. Required.
+	DataDir string
+	// ClientAddr is the RESP listen address. Default 127.0.0.1:7379.
+	ClientAddr string
+	// HTTPAddr is the HTTP listen address. Default 127.0.0.1:7380; "-"
+	// disables HTTP.
+	HTTPAddr string
+	// Partitions is Q. Default ring.DefaultPartitions.
+	Partitions int
+	// Sync acknowledges writes only once fsynced (group commit).
+	Sync bool
+	// CacheSize is pebble's block cache in bytes (default 64 MiB).
+	CacheSize int64
+	// Server holds the client protocol's limits; Backend, Info and
+	// Metrics are filled in by the node.
+	Server wire.ServerConfig
+	// Clock gives write times for siblings. Default time.Now.
+	Clock func() time.Time
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+// Validate reports every problem with the configuration at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.DataDir == "" {
+		errs = append(errs, errors.New("node: DataDir is required"))
+	}
+	if c.Partitions != 0 {
+		if err := ring.ValidatePartitions(c.Partitions); err != nil {
+			errs = append(errs, err)
+		}
+	}
+	if c.CacheSize < 0 {
+		errs = append(errs, fmt.Errorf("node: CacheSize must not be negative"))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *Config) ensureDefaults() {
+	if c.Name == "" {
+		c.Name, _ = os.Hostname()
+	}
+	if c.ClientAddr == "" {
+		c.ClientAddr = "127.0.0.1:7379"
+	}
+	if c.HTTPAddr == "" {
+		c.HTTPAddr = "127.0.0.1:7380"
+	}
+	if c.Partitions == 0 {
+		c.Partitions = ring.DefaultPartitions
+	}
+	if c.Clock == nil {
+		c.Clock = time.Now
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Node is a running node.
+type Node struct {
+	cfg      Config
+	st       *store.Store
+	started  time.Time
+	registry *prometheus.Registry
+
+	resp       *wire.Server
+	clientLn   net.Listener
+	httpSrv    *http.Server
+	httpLn     net.Listener
+	wg         sync.WaitGroup
+	closeOnce  sync.Once
+	closeErr   error
+	serveErrMu sync.Mutex
+	serveErr   error
+}
+
+// Start opens the store, listens on the configured addresses and serves.
+func Start(cfg Config) (*Node, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.ensureDefaults()
+	st, err := store.Open(store.Options{
+		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync,
+		CacheSize: cfg.CacheSize, Logger: cfg.Logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	n := &Node{cfg: cfg, st: st, started: cfg.Clock(), registry: prometheus.NewRegistry()}
+	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), st.Collector())
+	metrics := wire.NewMetrics(n.registry)
+
+	scfg := cfg.Server
+	scfg.Backend, scfg.Info, scfg.Metrics, scfg.Logger = n, n.info, metrics, cfg.Logger
+	if n.resp, err = wire.NewServer(scfg); err != nil {
+		st.Close()
+		return nil, err
+	}
+	if n.clientLn, err = net.Listen("tcp", cfg.ClientAddr); err != nil {
+		st.Close()
+		return nil, fmt.Errorf("node: client address: %w", err)
+	}
+	if cfg.HTTPAddr != "-" {
+		if n.httpLn, err = net.Listen("tcp", cfg.HTTPAddr); err != nil {
+			n.clientLn.Close()
+			st.Close()
+			return nil, fmt.Errorf("node: http address: %w", err)
+		}
+		n.httpSrv = &http.Server{
+			Handler: wire.NewHTTPHandler(wire.HTTPConfig{
+				Backend: n, MaxKeySize: scfg.MaxKeySize, MaxValueSize: scfg.MaxValueSize,
+				Gatherer: n.registry, Metrics: metrics, Health: n.health,
+			}),
+			ReadHeaderTimeout: 10 * time.Second,
+			IdleTimeout:       2 * time.Minute,
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			if err := n.httpSrv.Serve(n.httpLn); !errors.Is(err, http.ErrServerClosed) {
+				n.setServeErr(fmt.Errorf("node: http: %w", err))
+			}
+		}()
+	}
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.resp.Serve(n.clientLn); !errors.Is(err, wire.ErrServerClosed) {
+			n.setServeErr(fmt.Errorf("node: client protocol: %w", err))
+		}
+	}()
+	cfg.Logger.Info("node started", "name", cfg.Name, "actor", fmt.Sprintf("%016x", st.Actor()),
+		"client", n.clientLn.Addr().String(), "http", n.HTTPAddr(), "data", cfg.DataDir, "sync", cfg.Sync)
+	return n, nil
+}
+
+func (n *Node) setServeErr(err error) {
+	n.cfg.Logger.Error("listener stopped", "err", err)
+	n.serveErrMu.Lock()
+	n.serveErr = errors.Join(n.serveErr, err)
+	n.serveErrMu.Unlock()
+}
+
+// ClientAddr is the address the RESP server listens on.
+func (n *Node) ClientAddr() string { return n.clientLn.Addr().String() }
+
+// HTTPAddr is the address the HTTP API listens on, "" if disabled.
+func (n *Node) HTTPAddr() string {
+	if n.httpLn == nil {
+		return ""
+	}
+	return n.httpLn.Addr().String()
+}
+
+// Actor is this node's actor id.
+func (n *Node) Actor() uint64 { return n.st.Actor() }
+
+// Close stops serving, waits for in-flight requests and closes the store.
+// It is safe to call more than once.
+func (n *Node) Close() error {
+	n.closeOnce.Do(func() {
+		var errs []error
+		if n.httpSrv != nil {
+			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+			errs = append(errs, n.httpSrv.Shutdown(ctx))
+			cancel()
+		}
+		errs = append(errs, n.resp.Close())
+		n.wg.Wait()
+		errs = append(errs, n.st.Close())
+		n.serveErrMu.Lock()
+		errs = append(errs, n.serveErr)
+		n.serveErrMu.Unlock()
+		n.closeErr = errors.Join(errs...)
+	})
+	return n.closeErr
+}
+
+func (n *Node) partition(key []byte) uint32 { return ring.Partition(key, n.cfg.Partitions) }
+
+// Get implements wire.Backend.
+func (n *Node) Get(_ context.Context, key []byte) (crdt.Object, error) {
+	o, _, err := n.st.Get(n.partition(key), key)
+	return o, err
+}
+
+// Put implements wire.Backend.
+func (n *Node) Put(_ context.Context, key, value []byte, opts wire.WriteOptions) error {
+	_, err := n.st.Update(n.partition(key), key, func(cur crdt.Object, _ bool) (crdt.Object, error) {
+		if cur.Kind() == crdt.KindCounter {
+			return cur, wire.ErrWrongType
+		}
+		ctx := cur.Reg.Context
+		if opts.HasContext {
+			ctx = opts.Context
+		}
+		cur.Reg = cur.Reg.Update(n.st.Actor(), ctx, value, false, n.cfg.Clock().UnixNano())
+		return cur, nil
+	})
+	return err
+}
+
+// errNothingToDo aborts an Update that would write nothing new.
+var errNothingToDo = errors.New("node: nothing to do")
+
+// Delete implements wire.Backend.
+func (n *Node) Delete(_ context.Context, key []byte, opts wire.WriteOptions) (bool, error) {
+	var existed bool
+	_, err := n.st.Update(n.partition(key), key, func(cur crdt.Object, _ bool) (crdt.Object, error) {
+		existed = cur.Kind() != crdt.KindNone
+		if !existed && !opts.HasContext {
+			return cur, errNothingToDo // already gone, and no remote writes to cover
+		}
+		ctx := cur.Reg.Context
+		if opts.HasContext {
+			ctx = opts.Context
+		}
+		return cur.Delete(n.st.Actor(), ctx, n.cfg.Clock().UnixNano()), nil
+	})
+	if errors.Is(err, errNothingToDo) {
+		err = nil
+	}
+	return existed, err
+}
+
+// Incr implements wire.Backend.
+func (n *Node) Incr(_ context.Context, key []byte, delta int64) (int64, error) {
+	o, err := n.st.Update(n.partition(key), key, func(cur crdt.Object, _ bool) (crdt.Object, error) {
+		if cur.Kind() == crdt.KindRegister {
+			return cur, wire.ErrWrongType
+		}
+		c, err := cur.Cnt.Add(n.st.Actor(), delta)
+		cur.Cnt = c
+		return cur, err
+	})
+	if err != nil {
+		return 0, err
+	}
+	return o.Cnt.Value(), nil
+}
+
+func (n *Node) info() []wire.InfoSection {
+	uptime := n.cfg.Clock().Sub(n.started)
+	yesno := map[bool]string{true: "yes", false: "no"}
+	m := n.st.Metrics()
+	return []wire.InfoSection{
+		{Name: "Server", Fields: [][2]string{
+			{"rumor_version", wire.Version},
+			{"redis_version", "7.0.0"}, // what tools check before using a command
+			{"node_name", n.cfg.Name},
+			{"actor_id", fmt.Sprintf("%016x", n.st.Actor())},
+			{"process_id", strconv.Itoa(os.Getpid())},
+			{"client_addr", n.ClientAddr()},
+			{"http_addr", n.HTTPAddr()},
+			{"partitions", strconv.Itoa(n.cfg.Partitions)},
+			{"uptime_in_seconds", strconv.FormatInt(int64(uptime/time.Second), 10)},
+			{"data_dir", n.cfg.DataDir},
+		}},
+		{Name: "Persistence", Fields: [][2]string{
+			{"sync", yesno[n.cfg.Sync]},
+			{"engine", "pebble"},
+			{"disk_bytes", strconv.FormatUint(m.DiskSpaceUsage(), 10)},
+			{"memtable_bytes", strconv.FormatUint(m.MemTable.Size, 10)},
+			{"block_cache_bytes", strconv.FormatInt(m.BlockCache.Size, 10)},
+			{"wal_bytes_written", strconv.FormatUint(m.WAL.BytesWritten, 10)},
+			{"flushes", strconv.FormatInt(m.Flush.Count, 10)},
+			{"compactions", strconv.FormatInt(m.Compact.Count, 10)},
+		}},
+	}
+}
+
+func (n *Node) health() map[string]any {
+	return map[string]any{"name": n.cfg.Name, "actor": fmt.Sprintf("%016x", n.st.Actor())}
+}

@@ -1,0 +1,45 @@
+package wire
+
+import (
+	"context"
+	"errors"
+
+	"github.com/rumor-kv/rumor/crdt"
+)
+
+// Errors a Backend returns that the protocols turn into specific replies.
+var (
+	// ErrWrongType: a register write on a counter, or the reverse.
+	ErrWrongType = errors.New("WRONGTYPE Operation against a key holding the wrong kind of value")
+)
+
+// WriteOptions qualify a write.
+type WriteOptions struct {
+	// Context, when HasContext is set, is the causal context the client
+	// read (a VGET token): the write supersedes exactly what it covers.
+	// Without it a write supersedes what the coordinating replica holds.
+	Context    crdt.Context
+	HasContext bool
+}
+
+// Backend is what the protocols drive: the node. Methods may be called
+// concurrently from many connections.
+type Backend interface {
+	// Get returns the object stored for key; the zero Object if none.
+	Get(ctx context.Context, key []byte) (crdt.Object, error)
+	// Put writes value as a register. ErrWrongType if key holds a counter.
+	Put(ctx context.Context, key, value []byte, opts WriteOptions) error
+	// Delete deletes key (register and counter alike) and reports whether
+	// it held a value before.
+	Delete(ctx context.Context, key []byte, opts WriteOptions) (existed bool, err error)
+	// Incr adds delta to the counter at key (created at 0) and returns the
+	// new value. ErrWrongType if key holds a register; crdt.ErrOverflow if
+	// the result would not fit in an int64.
+	Incr(ctx context.Context, key []byte, delta int64) (int64, error)
+}
+
+// InfoSection is one "# Name" block of the INFO reply.
+type InfoSection struct {
+	Name   string
+	Fields [][2]string
+}

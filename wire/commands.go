@@ -1,0 +1,593 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"path"
+	"sort"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/rumor-kv/rumor/crdt"
+)
+
+// A command is one entry of the command table.
+type command struct {
+	name  string // lower case, as Redis names commands in errors
+	arity int    // Redis convention: n means exactly n words, -n at least n
+	flags string // COMMAND's flags, for clients that look
+	run   func(s *Server, c *session, args [][]byte, out []byte) []byte
+}
+
+var commandTable = map[string]*command{}
+
+func init() {
+	for _, c := range []*command{
+		{"ping", -1, "fast", cmdPing},
+		{"echo", 2, "fast", cmdEcho},
+		{"get", 2, "readonly fast", cmdGet},
+		{"mget", -2, "readonly fast", cmdMGet},
+		{"exists", -2, "readonly fast", cmdExists},
+		{"vget", 2, "readonly fast", cmdVGet},
+		{"set", -3, "write", cmdSet},
+		{"put", -3, "write", cmdSet},
+		{"del", -2, "write", cmdDel},
+		{"vdel", -2, "write", cmdVDel},
+		{"incr", 2, "write fast", cmdIncr},
+		{"decr", 2, "write fast", cmdIncr},
+		{"incrby", 3, "write fast", cmdIncr},
+		{"decrby", 3, "write fast", cmdIncr},
+		{"info", -1, "loading stale", cmdInfo},
+		{"quit", -1, "fast", cmdQuit},
+		{"command", -1, "loading stale", cmdCommand},
+		{"config", -2, "admin", cmdConfig},
+		{"hello", -1, "fast", cmdHello},
+		{"select", 2, "fast", cmdSelect},
+		{"client", -2, "admin", cmdClient},
+	} {
+		commandTable[c.name] = c
+	}
+}
+
+// lookup finds a command by name, case-insensitively, without allocating.
+func lookup(name []byte) *command {
+	var buf [16]byte
+	if len(name) > len(buf) {
+		return nil
+	}
+	low := buf[:len(name)]
+	for i, c := range name {
+		if 'A' <= c && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		low[i] = c
+	}
+	return commandTable[string(low)]
+}
+
+func (s *Server) exec(c *session, args [][]byte, out []byte) []byte {
+	cmd := lookup(args[0])
+	if cmd == nil {
+		return AppendError(out, unknownCommand(args))
+	}
+	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
+		return AppendError(out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", cmd.name))
+	}
+	m := s.cfg.Metrics.op("resp", cmd.name)
+	if m == nil {
+		return cmd.run(s, c, args, out)
+	}
+	start := time.Now()
+	n := len(out)
+	out = cmd.run(s, c, args, out)
+	m.latency.Observe(time.Since(start).Seconds())
+	m.requests.Inc()
+	if len(out) > n && out[n] == '-' {
+		m.failures.Inc()
+	}
+	return out
+}
+
+func unknownCommand(args [][]byte) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "ERR unknown command '%s', with args beginning with:", printable(args[0], 64))
+	for i, a := range args[1:] {
+		if i == 8 {
+			break
+		}
+		fmt.Fprintf(&b, " '%s'", printable(a, 64))
+	}
+	return b.String()
+}
+
+// printable shortens and sanitizes client bytes for an error message.
+func printable(b []byte, n int) string {
+	if len(b) > n {
+		b = b[:n]
+	}
+	return strings.Map(func(r rune) rune {
+		if r < 0x20 || r == 0x7f {
+			return '?'
+		}
+		return r
+	}, string(b))
+}
+
+// errReply turns a backend error into a reply.
+func errReply(out []byte, err error) []byte {
+	switch {
+	case errors.Is(err, ErrWrongType):
+		return AppendError(out, ErrWrongType.Error())
+	case errors.Is(err, crdt.ErrOverflow):
+		return AppendError(out, "ERR increment or decrement would overflow")
+	case errors.Is(err, context.DeadlineExceeded):
+		return AppendError(out, "ERR request timed out")
+	}
+	return AppendError(out, "ERR "+err.Error())
+}
+
+func (s *Server) checkKey(out []byte, key []byte) ([]byte, bool) {
+	if len(key) > s.cfg.MaxKeySize {
+		return AppendError(out, fmt.Sprintf("ERR key of %d bytes exceeds max-key-size %d", len(key), s.cfg.MaxKeySize)), false
+	}
+	return out, true
+}
+
+func cmdPing(s *Server, c *session, args [][]byte, out []byte) []byte {
+	switch len(args) {
+	case 1:
+		return AppendSimple(out, "PONG")
+	case 2:
+		return AppendBulk(out, args[1])
+	}
+	return AppendError(out, "ERR wrong number of arguments for 'ping' command")
+}
+
+func cmdEcho(s *Server, c *session, args [][]byte, out []byte) []byte {
+	return AppendBulk(out, args[1])
+}
+
+// appendValue writes what GET shows of an object: the newest sibling of a
+// register, the decimal value of a counter, or nil.
+func appendValue(out []byte, o crdt.Object) []byte {
+	switch o.Kind() {
+	case crdt.KindRegister:
+		n, _ := o.Reg.Newest()
+		return AppendBulk(out, n.Value)
+	case crdt.KindCounter:
+		var num [20]byte
+		return AppendBulk(out, strconv.AppendInt(num[:0], o.Cnt.Value(), 10))
+	}
+	return AppendNull(out)
+}
+
+func cmdGet(s *Server, c *session, args [][]byte, out []byte) []byte {
+	out, ok := s.checkKey(out, args[1])
+	if !ok {
+		return out
+	}
+	o, err := s.cfg.Backend.Get(s.ctx, args[1])
+	if err != nil {
+		return errReply(out, err)
+	}
+	return appendValue(out, o)
+}
+
+func cmdMGet(s *Server, c *session, args [][]byte, out []byte) []byte {
+	for _, k := range args[1:] {
+		var ok bool
+		if out, ok = s.checkKey(out, k); !ok {
+			return out
+		}
+	}
+	objs := make([]crdt.Object, len(args)-1)
+	for i, k := range args[1:] {
+		o, err := s.cfg.Backend.Get(s.ctx, k)
+		if err != nil {
+			return errReply(out, err)
+		}
+		objs[i] = o
+	}
+	out = AppendArray(out, len(objs))
+	for _, o := range objs {
+		out = appendValue(out, o)
+	}
+	return out
+}
+
+func cmdExists(s *Server, c *session, args [][]byte, out []byte) []byte {
+	n := 0
+	for _, k := range args[1:] {
+		var ok bool
+		if out, ok = s.checkKey(out, k); !ok {
+			return out
+		}
+		o, err := s.cfg.Backend.Get(s.ctx, k)
+		if err != nil {
+			return errReply(out, err)
+		}
+		if o.Kind() != crdt.KindNone {
+			n++
+		}
+	}
+	return AppendInt(out, int64(n))
+}
+
+// VGET key: an array of the context token followed by every sibling value,
+// oldest dot first. A missing key gives just the token.
+func cmdVGet(s *Server, c *session, args [][]byte, out []byte) []byte {
+	out, ok := s.checkKey(out, args[1])
+	if !ok {
+		return out
+	}
+	o, err := s.cfg.Backend.Get(s.ctx, args[1])
+	if err != nil {
+		return errReply(out, err)
+	}
+	if o.Kind() == crdt.KindCounter {
+		return AppendError(out, ErrWrongType.Error())
+	}
+	out = AppendArray(out, 1+len(o.Reg.Siblings))
+	out = AppendBulkString(out, o.Reg.Context.Token())
+	for _, sib := range o.Reg.Siblings {
+		out = AppendBulk(out, sib.Value)
+	}
+	return out
+}
+
+// writeOptions parses trailing "NAME value" options of a write: CTX token.
+func parseWriteOptions(cmd string, opts [][]byte) (WriteOptions, string) {
+	var w WriteOptions
+	for i := 0; i < len(opts); i += 2 {
+		name := strings.ToUpper(string(opts[i]))
+		if i+1 == len(opts) {
+			return w, fmt.Sprintf("ERR syntax error: option '%s' of '%s' needs a value", printable(opts[i], 32), cmd)
+		}
+		switch name {
+		case "CTX":
+			ctx, err := crdt.ParseToken(string(opts[i+1]))
+			if err != nil {
+				return w, "ERR invalid context token: it must be a token from VGET"
+			}
+			w.Context, w.HasContext = ctx, true
+		case "EX", "PX", "EXAT", "PXAT", "KEEPTTL", "NX", "XX", "GET":
+			return w, fmt.Sprintf("ERR syntax error: '%s' option %s is not supported by rumor", cmd, name)
+		default:
+			return w, fmt.Sprintf("ERR syntax error: unknown option '%s' for '%s'", printable(opts[i], 32), cmd)
+		}
+	}
+	return w, ""
+}
+
+// SET key value [CTX token] (PUT is the same command).
+func cmdSet(s *Server, c *session, args [][]byte, out []byte) []byte {
+	out, ok := s.checkKey(out, args[1])
+	if !ok {
+		return out
+	}
+	name := strings.ToLower(string(args[0]))
+	if len(args[2]) > s.cfg.MaxValueSize {
+		return AppendError(out, fmt.Sprintf("ERR value of %d bytes exceeds max-value-size %d", len(args[2]), s.cfg.MaxValueSize))
+	}
+	opts, msg := parseWriteOptions(name, args[3:])
+	if msg != "" {
+		return AppendError(out, msg)
+	}
+	if err := s.cfg.Backend.Put(s.ctx, args[1], args[2], opts); err != nil {
+		return errReply(out, err)
+	}
+	return AppendSimple(out, "OK")
+}
+
+// DEL key [key ...]: the number of keys that existed.
+func cmdDel(s *Server, c *session, args [][]byte, out []byte) []byte {
+	n := 0
+	for _, k := range args[1:] {
+		var ok bool
+		if out, ok = s.checkKey(out, k); !ok {
+			return out
+		}
+	}
+	for _, k := range args[1:] {
+		existed, err := s.cfg.Backend.Delete(s.ctx, k, WriteOptions{})
+		if err != nil {
+			return errReply(out, err)
+		}
+		if existed {
+			n++
+		}
+	}
+	return AppendInt(out, int64(n))
+}
+
+// VDEL key [CTX token]: delete what the token covers (everything this
+// replica holds without one); 1 if the key existed.
+func cmdVDel(s *Server, c *session, args [][]byte, out []byte) []byte {
+	out, ok := s.checkKey(out, args[1])
+	if !ok {
+		return out
+	}
+	opts, msg := parseWriteOptions("vdel", args[2:])
+	if msg != "" {
+		return AppendError(out, msg)
+	}
+	existed, err := s.cfg.Backend.Delete(s.ctx, args[1], opts)
+	if err != nil {
+		return errReply(out, err)
+	}
+	if existed {
+		return AppendInt(out, 1)
+	}
+	return AppendInt(out, 0)
+}
+
+// INCR, DECR, INCRBY, DECRBY.
+func cmdIncr(s *Server, c *session, args [][]byte, out []byte) []byte {
+	out, ok := s.checkKey(out, args[1])
+	if !ok {
+		return out
+	}
+	delta := int64(1)
+	if len(args) == 3 {
+		d, err := strconv.ParseInt(string(args[2]), 10, 64)
+		if err != nil {
+			return AppendError(out, "ERR value is not an integer or out of range")
+		}
+		delta = d
+	}
+	if c := args[0][0] | 0x20; c == 'd' {
+		if delta == -delta && delta != 0 { // MinInt64 cannot be negated
+			return AppendError(out, "ERR decrement would overflow")
+		}
+		delta = -delta
+	}
+	v, err := s.cfg.Backend.Incr(s.ctx, args[1], delta)
+	if err != nil {
+		return errReply(out, err)
+	}
+	return AppendInt(out, v)
+}
+
+func cmdQuit(s *Server, c *session, args [][]byte, out []byte) []byte {
+	c.quit = true
+	return AppendSimple(out, "OK")
+}
+
+func cmdSelect(s *Server, c *session, args [][]byte, out []byte) []byte {
+	if string(args[1]) != "0" {
+		return AppendError(out, "ERR DB index is out of range (rumor has one keyspace: SELECT 0)")
+	}
+	return AppendSimple(out, "OK")
+}
+
+// HELLO [2 [AUTH user pass] [SETNAME name]]: rumor speaks RESP2 only, so
+// HELLO 3 is refused the way Redis refuses an unknown version, and clients
+// fall back to RESP2.
+func cmdHello(s *Server, c *session, args [][]byte, out []byte) []byte {
+	if len(args) > 1 {
+		v, err := strconv.Atoi(string(args[1]))
+		if err != nil {
+			return AppendError(out, "ERR Protocol version is not an integer or out of range")
+		}
+		if v != 2 {
+			return AppendError(out, "NOPROTO unsupported protocol version: rumor speaks RESP2")
+		}
+		for i := 2; i < len(args); i++ {
+			switch strings.ToUpper(string(args[i])) {
+			case "AUTH":
+				i += 2
+			case "SETNAME":
+				if i+1 < len(args) {
+					c.name = string(args[i+1])
+				}
+				i++
+			default:
+				return AppendError(out, fmt.Sprintf("ERR syntax error in HELLO option '%s'", printable(args[i], 32)))
+			}
+		}
+	}
+	out = AppendArray(out, 14)
+	out = AppendBulkString(out, "server")
+	out = AppendBulkString(out, "rumor")
+	out = AppendBulkString(out, "version")
+	out = AppendBulkString(out, Version)
+	out = AppendBulkString(out, "proto")
+	out = AppendInt(out, 2)
+	out = AppendBulkString(out, "id")
+	out = AppendInt(out, c.id)
+	out = AppendBulkString(out, "mode")
+	out = AppendBulkString(out, "standalone")
+	out = AppendBulkString(out, "role")
+	out = AppendBulkString(out, "master")
+	out = AppendBulkString(out, "modules")
+	return AppendArray(out, 0)
+}
+
+// Version is what HELLO and INFO report. Set by the binary at startup.
+var Version = "0.1.0"
+
+// CLIENT SETNAME/GETNAME/SETINFO/ID/INFO/LIST/NO-EVICT/NO-TOUCH: enough for
+// client libraries' connection setup.
+func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
+	sub := strings.ToUpper(string(args[1]))
+	switch {
+	case sub == "SETNAME" && len(args) == 3:
+		c.name = string(args[2])
+		return AppendSimple(out, "OK")
+	case sub == "GETNAME" && len(args) == 2:
+		if c.name == "" {
+			return AppendNull(out)
+		}
+		return AppendBulkString(out, c.name)
+	case sub == "ID" && len(args) == 2:
+		return AppendInt(out, c.id)
+	case sub == "SETINFO" && len(args) == 4, sub == "NO-EVICT" || sub == "NO-TOUCH":
+		return AppendSimple(out, "OK")
+	case (sub == "INFO" && len(args) == 2) || (sub == "LIST" && len(args) == 2):
+		return AppendBulkString(out, fmt.Sprintf("id=%d addr=%s name=%s db=0 resp=2\n", c.id, c.conn.RemoteAddr(), c.name))
+	}
+	return AppendError(out, fmt.Sprintf("ERR unknown subcommand or wrong number of arguments for 'client|%s' command", strings.ToLower(printable(args[1], 32))))
+}
+
+// CONFIG GET pattern [pattern ...] answers from a fixed set of read-only
+// settings that tools such as redis-benchmark ask for; CONFIG SET is refused.
+func cmdConfig(s *Server, c *session, args [][]byte, out []byte) []byte {
+	sub := strings.ToUpper(string(args[1]))
+	switch {
+	case sub == "GET" && len(args) >= 3:
+		settings := s.configSettings()
+		names := make([]string, 0, len(settings))
+		for name := range settings {
+			for _, pat := range args[2:] {
+				if ok, _ := path.Match(strings.ToLower(string(pat)), name); ok {
+					names = append(names, name)
+					break
+				}
+			}
+		}
+		sort.Strings(names)
+		out = AppendArray(out, 2*len(names))
+		for _, n := range names {
+			out = AppendBulkString(out, n)
+			out = AppendBulkString(out, settings[n])
+		}
+		return out
+	case sub == "RESETSTAT" && len(args) == 2:
+		return AppendSimple(out, "OK")
+	case sub == "SET":
+		return AppendError(out, "ERR CONFIG SET is not supported: rumor is configured by its command-line flags")
+	}
+	return AppendError(out, fmt.Sprintf("ERR unknown subcommand or wrong number of arguments for 'config|%s' command", strings.ToLower(printable(args[1], 32))))
+}
+
+func (s *Server) configSettings() map[string]string {
+	idle := 0
+	if s.cfg.IdleTimeout > 0 {
+		idle = int(s.cfg.IdleTimeout / time.Second)
+	}
+	return map[string]string{
+		"save":                      "",
+		"appendonly":                "no",
+		"databases":                 "1",
+		"maxclients":                strconv.Itoa(s.cfg.MaxClients),
+		"maxmemory":                 "0",
+		"timeout":                   strconv.Itoa(idle),
+		"proto-max-bulk-len":        strconv.Itoa(s.cfg.Limits.MaxBulk),
+		"client-query-buffer-limit": strconv.Itoa(s.cfg.Limits.MaxRequest),
+	}
+}
+
+// COMMAND [COUNT | DOCS | INFO name... | LIST].
+func cmdCommand(s *Server, c *session, args [][]byte, out []byte) []byte {
+	names := make([]string, 0, len(commandTable))
+	for n := range commandTable {
+		names = append(names, n)
+	}
+	sort.Strings(names)
+	if len(args) == 1 {
+		out = AppendArray(out, len(names))
+		for _, n := range names {
+			out = appendCommandInfo(out, commandTable[n])
+		}
+		return out
+	}
+	switch sub := strings.ToUpper(string(args[1])); sub {
+	case "COUNT":
+		return AppendInt(out, int64(len(names)))
+	case "LIST":
+		out = AppendArray(out, len(names))
+		for _, n := range names {
+			out = AppendBulkString(out, n)
+		}
+		return out
+	case "DOCS":
+		return AppendArray(out, 0)
+	case "INFO":
+		out = AppendArray(out, len(args)-2)
+		for _, a := range args[2:] {
+			if cmd := lookup(a); cmd != nil {
+				out = appendCommandInfo(out, cmd)
+			} else {
+				out = AppendNullArray(out)
+			}
+		}
+		return out
+	}
+	return AppendError(out, fmt.Sprintf("ERR unknown subcommand '%s'. Try COMMAND COUNT, DOCS, INFO or LIST", printable(args[1], 32)))
+}
+
+func appendCommandInfo(out []byte, c *command) []byte {
+	out = AppendArray(out, 6)
+	out = AppendBulkString(out, c.name)
+	out = AppendInt(out, int64(c.arity))
+	flags := strings.Fields(c.flags)
+	out = AppendArray(out, len(flags))
+	for _, f := range flags {
+		out = AppendSimple(out, f)
+	}
+	first, last, step := 0, 0, 0
+	switch c.name {
+	case "get", "set", "put", "vget", "vdel", "incr", "decr", "incrby", "decrby":
+		first, last, step = 1, 1, 1
+	case "mget", "exists", "del":
+		first, last, step = 1, -1, 1
+	}
+	out = AppendInt(out, int64(first))
+	out = AppendInt(out, int64(last))
+	return AppendInt(out, int64(step))
+}
+
+// INFO [section ...]: Redis-style "# Section" blocks of "field:value" lines.
+func cmdInfo(s *Server, c *session, args [][]byte, out []byte) []byte {
+	sections := s.infoSections()
+	want := map[string]bool{}
+	for _, a := range args[1:] {
+		want[strings.ToLower(string(a))] = true
+	}
+	all := len(want) == 0 || want["all"] || want["everything"] || want["default"]
+	var b bytes.Buffer
+	for _, sec := range sections {
+		if !all && !want[strings.ToLower(sec.Name)] {
+			continue
+		}
+		if b.Len() > 0 {
+			b.WriteString("\r\n")
+		}
+		fmt.Fprintf(&b, "# %s\r\n", sec.Name)
+		for _, f := range sec.Fields {
+			fmt.Fprintf(&b, "%s:%s\r\n", f[0], f[1])
+		}
+	}
+	return AppendBulk(out, b.Bytes())
+}
+
+func (s *Server) infoSections() []InfoSection {
+	var secs []InfoSection
+	if s.cfg.Info != nil {
+		secs = s.cfg.Info()
+	}
+	itoa := func(n int64) string { return strconv.FormatInt(n, 10) }
+	clients := InfoSection{Name: "Clients", Fields: [][2]string{
+		{"connected_clients", itoa(s.clients.Load())},
+		{"maxclients", strconv.Itoa(s.cfg.MaxClients)},
+		{"blocked_clients", "0"},
+	}}
+	stats := InfoSection{Name: "Stats", Fields: [][2]string{
+		{"total_connections_received", itoa(s.totalConns.Load())},
+		{"total_commands_processed", itoa(s.totalCommands.Load())},
+		{"rejected_connections", itoa(s.rejectedConns.Load())},
+		{"protocol_errors", itoa(s.protocolErrors.Load())},
+		{"idle_timeouts", itoa(s.idleTimeouts.Load())},
+	}}
+	// Server first (if the node gives one), then Clients, Stats, the rest.
+	var out []InfoSection
+	rest := secs
+	if len(secs) > 0 && secs[0].Name == "Server" {
+		out, rest = append(out, secs[0]), secs[1:]
+	}
+	out = append(out, clients, stats)
+	return append(out, rest...)
+}

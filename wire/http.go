@@ -1,0 +1,249 @@
+package wire
+
+import (
+	"bytes"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+	"github.com/rumor-kv/rumor/crdt"
+)
+
+// HTTPConfig configures the HTTP API.
+type HTTPConfig struct {
+	Backend      Backend
+	MaxKeySize   int // default 8 KiB
+	MaxValueSize int // default 4 MiB
+	// Gatherer serves /metrics; nil serves none.
+	Gatherer prometheus.Gatherer
+	// Metrics counts requests; nil disables.
+	Metrics *Metrics
+	// Health returns extra fields for /health (node name, ...). May be nil.
+	Health func() map[string]any
+}
+
+// ContextHeader carries a context token on HTTP reads (response) and writes
+// (request), the HTTP twin of VGET's token and PUT ... CTX.
+const ContextHeader = "X-Rumor-Context"
+
+// NewHTTPHandler returns the HTTP API:
+//
+//	PUT    /kv/{key}  body: a JSON value; 204. With X-Rumor-Context: token,
+//	                  supersedes what the token covers.
+//	GET    /kv/{key}  200 {"value": V}; with siblings also
+//	                  "siblings": [...] and "context": token. The token is
+//	                  always in the X-Rumor-Context header. 404 if missing.
+//	DELETE /kv/{key}  204, or 404 if there was nothing; honours X-Rumor-Context.
+//	GET    /health    200 {"status": "ok", ...}
+//	GET    /metrics   Prometheus text format
+//
+// A JSON string is stored as its text, any other JSON value as its JSON
+// encoding; a value that is valid JSON (and not a bare word) is returned as
+// JSON, anything else as a JSON string. Errors are {"error": "..."}.
+func NewHTTPHandler(cfg HTTPConfig) http.Handler {
+	if cfg.MaxKeySize == 0 {
+		cfg.MaxKeySize = 8 << 10
+	}
+	if cfg.MaxValueSize == 0 {
+		cfg.MaxValueSize = 4 << 20
+	}
+	h := &httpAPI{cfg: cfg}
+	mux := http.NewServeMux()
+	mux.HandleFunc("GET /kv/{key}", h.timed("get", h.get))
+	mux.HandleFunc("PUT /kv/{key}", h.timed("put", h.put))
+	mux.HandleFunc("DELETE /kv/{key}", h.timed("delete", h.del))
+	mux.HandleFunc("GET /health", h.health)
+	if cfg.Gatherer != nil {
+		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
+	}
+	return mux
+}
+
+type httpAPI struct{ cfg HTTPConfig }
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (w *statusWriter) WriteHeader(code int) {
+	w.status = code
+	w.ResponseWriter.WriteHeader(code)
+}
+
+func (h *httpAPI) timed(name string, f http.HandlerFunc) http.HandlerFunc {
+	m := h.cfg.Metrics.op("http", name)
+	return func(w http.ResponseWriter, r *http.Request) {
+		if m == nil {
+			f(w, r)
+			return
+		}
+		start := time.Now()
+		sw := &statusWriter{ResponseWriter: w, status: 200}
+		f(sw, r)
+		m.latency.Observe(time.Since(start).Seconds())
+		m.requests.Inc()
+		if sw.status >= 500 || (sw.status >= 400 && sw.status != http.StatusNotFound) {
+			m.failures.Inc()
+		}
+	}
+}
+
+func writeJSON(w http.ResponseWriter, status int, v any) {
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(status)
+	json.NewEncoder(w).Encode(v)
+}
+
+func httpError(w http.ResponseWriter, status int, format string, args ...any) {
+	writeJSON(w, status, map[string]string{"error": fmt.Sprintf(format, args...)})
+}
+
+func (h *httpAPI) backendError(w http.ResponseWriter, err error) {
+	switch {
+	case errors.Is(err, ErrWrongType):
+		httpError(w, http.StatusConflict, "%s", ErrWrongType.Error())
+	default:
+		httpError(w, http.StatusInternalServerError, "%v", err)
+	}
+}
+
+func (h *httpAPI) key(w http.ResponseWriter, r *http.Request) ([]byte, bool) {
+	k := r.PathValue("key")
+	if len(k) > h.cfg.MaxKeySize {
+		httpError(w, http.StatusRequestURITooLong, "key of %d bytes exceeds max-key-size %d", len(k), h.cfg.MaxKeySize)
+		return nil, false
+	}
+	return []byte(k), true
+}
+
+func writeOpts(w http.ResponseWriter, r *http.Request) (WriteOptions, bool) {
+	tok := r.Header.Get(ContextHeader)
+	if tok == "" {
+		return WriteOptions{}, true
+	}
+	ctx, err := crdt.ParseToken(tok)
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "invalid %s: it must be a token from a GET", ContextHeader)
+		return WriteOptions{}, false
+	}
+	return WriteOptions{Context: ctx, HasContext: true}, true
+}
+
+// jsonValue renders stored bytes as JSON: as themselves if they are a JSON
+// document that is not a bare string, otherwise as a JSON string.
+func jsonValue(b []byte) json.RawMessage {
+	t := bytes.TrimSpace(b)
+	if len(t) > 0 && t[0] != '"' && json.Valid(t) {
+		return json.RawMessage(t)
+	}
+	enc, _ := json.Marshal(string(b))
+	return enc
+}
+
+func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
+	key, ok := h.key(w, r)
+	if !ok {
+		return
+	}
+	o, err := h.cfg.Backend.Get(r.Context(), key)
+	if err != nil {
+		h.backendError(w, err)
+		return
+	}
+	w.Header().Set(ContextHeader, o.Reg.Context.Token())
+	switch o.Kind() {
+	case crdt.KindNone:
+		httpError(w, http.StatusNotFound, "key not found")
+	case crdt.KindCounter:
+		writeJSON(w, http.StatusOK, map[string]any{"value": o.Cnt.Value(), "type": "counter"})
+	default:
+		n, _ := o.Reg.Newest()
+		resp := map[string]any{"value": jsonValue(n.Value)}
+		if len(o.Reg.Siblings) > 1 {
+			sibs := make([]json.RawMessage, len(o.Reg.Siblings))
+			for i, s := range o.Reg.Siblings {
+				sibs[i] = jsonValue(s.Value)
+			}
+			resp["siblings"] = sibs
+			resp["context"] = o.Reg.Context.Token()
+		}
+		writeJSON(w, http.StatusOK, resp)
+	}
+}
+
+func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
+	key, ok := h.key(w, r)
+	if !ok {
+		return
+	}
+	opts, ok := writeOpts(w, r)
+	if !ok {
+		return
+	}
+	// A JSON string may take up to 6 bytes per byte of its text (\u00XX).
+	limit := int64(6*h.cfg.MaxValueSize) + 16
+	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "reading body: %v", err)
+		return
+	}
+	if int64(len(body)) > limit {
+		httpError(w, http.StatusRequestEntityTooLarge, "body exceeds %d bytes (max-value-size %d)", limit, h.cfg.MaxValueSize)
+		return
+	}
+	var v any
+	if err := json.Unmarshal(body, &v); err != nil {
+		httpError(w, http.StatusBadRequest, "body must be a JSON value: %v", err)
+		return
+	}
+	value := bytes.TrimSpace(body)
+	if s, isString := v.(string); isString {
+		value = []byte(s)
+	}
+	if len(value) > h.cfg.MaxValueSize {
+		httpError(w, http.StatusRequestEntityTooLarge, "value of %d bytes exceeds max-value-size %d", len(value), h.cfg.MaxValueSize)
+		return
+	}
+	if err := h.cfg.Backend.Put(r.Context(), key, value, opts); err != nil {
+		h.backendError(w, err)
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *httpAPI) del(w http.ResponseWriter, r *http.Request) {
+	key, ok := h.key(w, r)
+	if !ok {
+		return
+	}
+	opts, ok := writeOpts(w, r)
+	if !ok {
+		return
+	}
+	existed, err := h.cfg.Backend.Delete(r.Context(), key, opts)
+	if err != nil {
+		h.backendError(w, err)
+		return
+	}
+	if !existed {
+		httpError(w, http.StatusNotFound, "key not found")
+		return
+	}
+	w.WriteHeader(http.StatusNoContent)
+}
+
+func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) {
+	resp := map[string]any{"status": "ok"}
+	if h.cfg.Health != nil {
+		for k, v := range h.cfg.Health() {
+			resp[k] = v
+		}
+	}
+	writeJSON(w, http.StatusOK, resp)
+}

@@ -1,0 +1,277 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"sync"
+	"sync/atomic"
+	"time"
+)
+
+// ServerConfig configures a RESP server. Zero fields mean their defaults.
+type ServerConfig struct {
+	// Backend executes the commands. Required.
+	Backend Backend
+	// Limits bound what one request may hold (see Limits).
+	Limits Limits
+	// MaxKeySize is the largest key in bytes. Default 8 KiB.
+	MaxKeySize int
+	// MaxValueSize is the largest value in bytes. Default 4 MiB; at most
+	// Limits.MaxBulk.
+	MaxValueSize int
+	// IdleTimeout closes a connection that sends nothing for this long.
+	// Default 5 minutes; negative disables it.
+	IdleTimeout time.Duration
+	// MaxClients is the most connections served at once; more are told
+	// so and closed. Default 10000.
+	MaxClients int
+	// Info returns the node's INFO sections (Server, Persistence, ...);
+	// the server adds Clients and Stats. May be nil.
+	Info func() []InfoSection
+	// Metrics counts requests; nil disables.
+	Metrics *Metrics
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+// Validate reports every problem with the configuration at once.
+func (c ServerConfig) Validate() error {
+	var errs []error
+	if c.Backend == nil {
+		errs = append(errs, errors.New("wire: Backend is required"))
+	}
+	l := c.Limits.WithDefaults()
+	if c.MaxKeySize < 0 || c.MaxValueSize < 0 || c.MaxClients < 0 {
+		errs = append(errs, errors.New("wire: sizes and client counts must not be negative"))
+	}
+	if c.MaxValueSize > l.MaxBulk || c.MaxKeySize > l.MaxBulk {
+		errs = append(errs, fmt.Errorf("wire: max key and value sizes must not exceed max-bulk %d", l.MaxBulk))
+	}
+	return errors.Join(errs...)
+}
+
+func (c *ServerConfig) ensureDefaults() {
+	c.Limits = c.Limits.WithDefaults()
+	if c.MaxKeySize == 0 {
+		c.MaxKeySize = 8 << 10
+	}
+	if c.MaxValueSize == 0 {
+		c.MaxValueSize = min(4<<20, c.Limits.MaxBulk)
+	}
+	if c.IdleTimeout == 0 {
+		c.IdleTimeout = 5 * time.Minute
+	}
+	if c.MaxClients == 0 {
+		c.MaxClients = 10000
+	}
+	if c.Logger == nil {
+		c.Logger = slog.New(slog.DiscardHandler)
+	}
+}
+
+// Server serves the RESP protocol. See the package doc.
+type Server struct {
+	cfg    ServerConfig
+	ctx    context.Context
+	cancel context.CancelFunc
+	wg     sync.WaitGroup
+
+	mu struct {
+		sync.Mutex
+		closed    bool
+		listeners map[net.Listener]struct{}
+		conns     map[net.Conn]struct{}
+	}
+
+	clients        atomic.Int64
+	totalConns     atomic.Int64
+	totalCommands  atomic.Int64
+	rejectedConns  atomic.Int64
+	protocolErrors atomic.Int64
+	idleTimeouts   atomic.Int64
+	nextID         atomic.Int64
+}
+
+// NewServer checks cfg and returns a server ready to Serve.
+func NewServer(cfg ServerConfig) (*Server, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cfg.ensureDefaults()
+	s := &Server{cfg: cfg}
+	s.ctx, s.cancel = context.WithCancel(context.Background())
+	s.mu.listeners = map[net.Listener]struct{}{}
+	s.mu.conns = map[net.Conn]struct{}{}
+	return s, nil
+}
+
+// ErrServerClosed is returned by Serve after Close.
+var ErrServerClosed = errors.New("wire: server closed")
+
+// Serve accepts connections on l until Close. It always returns an error;
+// ErrServerClosed after Close.
+func (s *Server) Serve(l net.Listener) error {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		l.Close()
+		return ErrServerClosed
+	}
+	s.mu.listeners[l] = struct{}{}
+	s.mu.Unlock()
+	var backoff time.Duration
+	for {
+		c, err := l.Accept()
+		if err != nil {
+			s.mu.Lock()
+			closed := s.mu.closed
+			s.mu.Unlock()
+			if closed {
+				return ErrServerClosed
+			}
+			var ne net.Error
+			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
+				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
+				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "backoff", backoff)
+				time.Sleep(backoff)
+				continue
+			}
+			return err
+		}
+		backoff = 0
+		if !s.track(c) {
+			c.Close()
+			return ErrServerClosed
+		}
+		s.wg.Add(1)
+		go func() {
+			defer s.wg.Done()
+			defer s.untrack(c)
+			s.serveConn(c)
+		}()
+	}
+}
+
+func isTemporary(err error) bool {
+	t, ok := err.(interface{ Temporary() bool })
+	return ok && t.Temporary()
+}
+
+func (s *Server) track(c net.Conn) bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.mu.closed {
+		return false
+	}
+	s.mu.conns[c] = struct{}{}
+	return true
+}
+
+func (s *Server) untrack(c net.Conn) {
+	c.Close()
+	s.mu.Lock()
+	delete(s.mu.conns, c)
+	s.mu.Unlock()
+}
+
+// Close stops accepting, closes every connection and waits for their
+// goroutines. It is safe to call more than once.
+func (s *Server) Close() error {
+	s.mu.Lock()
+	if s.mu.closed {
+		s.mu.Unlock()
+		s.wg.Wait()
+		return nil
+	}
+	s.mu.closed = true
+	for l := range s.mu.listeners {
+		l.Close()
+	}
+	for c := range s.mu.conns {
+		c.Close()
+	}
+	s.mu.Unlock()
+	s.cancel()
+	s.wg.Wait()
+	return nil
+}
+
+// session is one client connection's state, owned by its goroutine.
+type session struct {
+	id   int64
+	name string
+	conn net.Conn
+	quit bool
+}
+
+func (s *Server) serveConn(c net.Conn) {
+	s.totalConns.Add(1)
+	if n := s.clients.Add(1); n > int64(s.cfg.MaxClients) {
+		s.clients.Add(-1)
+		s.rejectedConns.Add(1)
+		s.cfg.Metrics.disconnect("max_clients")
+		c.Write(AppendError(nil, "ERR max number of clients reached"))
+		return
+	}
+	defer s.clients.Add(-1)
+	s.cfg.Metrics.conns(1)
+	defer s.cfg.Metrics.conns(-1)
+
+	sess := &session{id: s.nextID.Add(1), conn: c}
+	r := NewReader(c, s.cfg.Limits)
+	out := make([]byte, 0, 4096)
+	flush := func() bool {
+		if len(out) == 0 {
+			return true
+		}
+		_, err := c.Write(out)
+		if cap(out) > 1<<20 {
+			out = make([]byte, 0, 4096) // do not keep a huge reply's buffer
+		}
+		out = out[:0]
+		return err == nil
+	}
+	defer flush()
+	for {
+		if r.Buffered() == 0 {
+			if !flush() {
+				return
+			}
+			if s.cfg.IdleTimeout > 0 {
+				c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+			}
+		}
+		args, err := r.ReadCommand()
+		if err != nil {
+			var pe *ProtocolError
+			var ne net.Error
+			switch {
+			case errors.As(err, &pe):
+				s.protocolErrors.Add(1)
+				s.cfg.Metrics.disconnect("protocol_error")
+				out = AppendError(out, "ERR "+pe.Error())
+			case errors.As(err, &ne) && ne.Timeout():
+				s.idleTimeouts.Add(1)
+				s.cfg.Metrics.disconnect("idle_timeout")
+				out = AppendError(out, fmt.Sprintf("ERR connection idle for more than %v (idle-timeout); closing", s.cfg.IdleTimeout))
+			case errors.Is(err, io.EOF), errors.Is(err, io.ErrUnexpectedEOF), errors.Is(err, net.ErrClosed):
+			default:
+				s.cfg.Logger.Debug("client read failed", "remote", c.RemoteAddr(), "err", err)
+			}
+			return
+		}
+		if len(args) == 0 {
+			continue
+		}
+		s.totalCommands.Add(1)
+		out = s.exec(sess, args, out)
+		if sess.quit {
+			return
+		}
+	}
+}
