@@ -58,16 +58,17 @@ type Limits struct {
 	// words of an inline line). Default 65536. Each argument costs a slice
 	// header (24 bytes) in the parsed command, so this bounds that too.
 	MaxArgs int
-	// MaxBulk bounds the bytes of one bulk string argument. Default 8 MiB.
-	// Raising it raises the largest value a client can store, and the largest
-	// buffer one connection can make the server hold.
+	// MaxBulk bounds the bytes of one argument (a bulk string, or a word of
+	// an inline line). Default 8 MiB. Raising it raises the largest value a
+	// client can store.
 	MaxBulk int
 	// MaxInline bounds one inline command line, without its line ending.
 	// Default 64 KiB, as in Redis. Inline commands are for humans at a
 	// terminal; clients send multibulk.
 	MaxInline int
 	// MaxRequest bounds the sum of the argument lengths of one command, e.g.
-	// an MSET of many values each under MaxBulk. Default 64 MiB.
+	// an MSET of many values each under MaxBulk. Default 64 MiB. With
+	// MaxArgs it bounds the buffer one connection can make the server hold.
 	MaxRequest int
 }
 

@@ -1,0 +1,361 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/redis/go-redis/v9"
+	"github.com/rumor-kv/rumor/wire"
+)
+
+var binary string
+
+func TestMain(m *testing.M) {
+	dir, err := os.MkdirTemp("", "rumor-e2e")
+	if err != nil {
+		panic(err)
+	}
+	binary = filepath.Join(dir, "rumor")
+	out, err := exec.Command("go", "build", "-o", binary, ".").CombinedOutput()
+	if err != nil {
+		fmt.Fprintf(os.Stderr, "building rumor: %v\n%s", err, out)
+		os.Exit(1)
+	}
+	code := m.Run()
+	os.RemoveAll(dir)
+	os.Exit(code)
+}
+
+// proc is a rumor node running as a child process.
+type proc struct {
+	cmd        *exec.Cmd
+	clientAddr string
+	httpAddr   string
+	done       chan struct{}
+	exitErr    error
+	stderr     *lockedBuffer
+}
+
+type lockedBuffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *lockedBuffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *lockedBuffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
+}
+
+var startedLine = regexp.MustCompile(`node started.* client=(\S+) http=(\S+)`)
+
+// startNode runs `rumor node` on OS-chosen ports and waits until it serves.
+func startNode(t *testing.T, dataDir string, args ...string) *proc {
+	t.Helper()
+	cmd := exec.Command(binary, append([]string{"node", "--name", "e2e", "--data-dir", dataDir,
+		"--client-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
+	pr, pw := io.Pipe()
+	p := &proc{cmd: cmd, done: make(chan struct{}), stderr: &lockedBuffer{}}
+	cmd.Stderr = pw
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	go func() {
+		p.exitErr = cmd.Wait()
+		pw.Close()
+		close(p.done)
+	}()
+	t.Cleanup(func() { p.kill() })
+	addrs := make(chan []string, 1)
+	go func() {
+		sc := bufio.NewScanner(pr)
+		for sc.Scan() {
+			p.stderr.Write([]byte(sc.Text() + "\n"))
+			if m := startedLine.FindStringSubmatch(sc.Text()); m != nil {
+				addrs <- m[1:]
+			}
+		}
+	}()
+	select {
+	case a := <-addrs:
+		p.clientAddr, p.httpAddr = a[0], a[1]
+	case <-p.done:
+		t.Fatalf("node exited before serving: %v\n%s", p.exitErr, p.stderr)
+	case <-time.After(30 * time.Second):
+		t.Fatalf("node did not start within 30s:\n%s", p.stderr)
+	}
+	return p
+}
+
+func (p *proc) kill() {
+	p.cmd.Process.Signal(syscall.SIGKILL)
+	<-p.done
+}
+
+func (p *proc) wait(t *testing.T, d time.Duration) error {
+	t.Helper()
+	select {
+	case <-p.done:
+		return p.exitErr
+	case <-time.After(d):
+		t.Fatalf("node still running after %v", d)
+		return nil
+	}
+}
+
+func TestRedisClientAgainstBinary(t *testing.T) {
+	p := startNode(t, t.TempDir())
+	c := redis.NewClient(&redis.Options{Addr: p.clientAddr})
+	defer c.Close()
+	ctx := context.Background()
+	if err := c.Ping(ctx).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.Set(ctx, "greeting", "hello", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c.Get(ctx, "greeting").Result(); err != nil || v != "hello" {
+		t.Fatalf("GET = %q, %v", v, err)
+	}
+	if v, err := c.Incr(ctx, "visits").Result(); err != nil || v != 1 {
+		t.Fatalf("INCR = %d, %v", v, err)
+	}
+	pipe := c.Pipeline()
+	for i := 0; i < 100; i++ {
+		pipe.Set(ctx, fmt.Sprint("p", i), i, 0)
+		pipe.Get(ctx, fmt.Sprint("p", i))
+	}
+	cmds, err := pipe.Exec(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := 0; i < 100; i++ {
+		if v := cmds[2*i+1].(*redis.StringCmd).Val(); v != fmt.Sprint(i) {
+			t.Fatalf("pipelined GET p%d = %q", i, v)
+		}
+	}
+	info, err := c.Info(ctx, "server").Result()
+	if err != nil || !strings.Contains(info, "# Server") || !strings.Contains(info, "node_name:e2e") {
+		t.Fatalf("INFO server = %q, %v", info, err)
+	}
+	// The node shuts down cleanly on SIGTERM.
+	p.cmd.Process.Signal(syscall.SIGTERM)
+	if err := p.wait(t, 10*time.Second); err != nil {
+		t.Fatalf("exit after SIGTERM: %v\n%s", err, p.stderr)
+	}
+}
+
+// TestNcBytes sends what a person types into nc, byte for byte, and checks
+// the exact bytes that come back.
+func TestNcBytes(t *testing.T) {
+	p := startNode(t, t.TempDir())
+	conn, err := net.Dial("tcp", p.clientAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.SetDeadline(time.Now().Add(10 * time.Second))
+	send := "SET greeting hello\nGET greeting\r\nINCR visits\nVGET greeting\nEXISTS greeting nope\nGET nope\nQUIT\n"
+	if _, err := conn.Write([]byte(send)); err != nil {
+		t.Fatal(err)
+	}
+	got, err := io.ReadAll(conn) // QUIT closes the connection
+	if err != nil {
+		t.Fatal(err)
+	}
+	re := regexp.MustCompile(`^\+OK\r\n\$5\r\nhello\r\n:1\r\n\*2\r\n\$(\d+)\r\n[A-Za-z0-9_-]+\r\n\$5\r\nhello\r\n:1\r\n\$-1\r\n\+OK\r\n$`)
+	if !re.Match(got) {
+		t.Fatalf("nc session replied %q", got)
+	}
+	// A protocol error closes that connection only.
+	bad, err := net.Dial("tcp", p.clientAddr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer bad.Close()
+	bad.SetDeadline(time.Now().Add(10 * time.Second))
+	bad.Write([]byte("*1\r\n$999999999999\r\n"))
+	reply, _ := io.ReadAll(bad)
+	if !strings.HasPrefix(string(reply), "-ERR Protocol error:") || !strings.Contains(string(reply), "max-bulk") {
+		t.Fatalf("oversized bulk: %q", reply)
+	}
+	c := redis.NewClient(&redis.Options{Addr: p.clientAddr})
+	defer c.Close()
+	if v, err := c.Get(context.Background(), "greeting").Result(); err != nil || v != "hello" {
+		t.Fatalf("after another client's protocol error: %q, %v", v, err)
+	}
+}
+
+func TestHTTPAgainstBinary(t *testing.T) {
+	p := startNode(t, t.TempDir())
+	base := "http://" + p.httpAddr
+	do := func(method, path, body string) (int, string) {
+		req, _ := http.NewRequest(method, base+path, strings.NewReader(body))
+		req.Header.Set("Content-Type", "application/json")
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, strings.TrimSpace(string(b))
+	}
+	if code, _ := do("PUT", "/kv/mykey", `"myvalue"`); code != 204 {
+		t.Fatalf("PUT = %d", code)
+	}
+	if code, body := do("GET", "/kv/mykey", ""); code != 200 || body != `{"value":"myvalue"}` {
+		t.Fatalf("GET = %d %s", code, body)
+	}
+	if code, _ := do("DELETE", "/kv/mykey", ""); code != 204 {
+		t.Fatalf("DELETE = %d", code)
+	}
+	if code, body := do("GET", "/kv/mykey", ""); code != 404 || !strings.Contains(body, `"error"`) {
+		t.Fatalf("GET after DELETE = %d %s", code, body)
+	}
+	if code, body := do("GET", "/health", ""); code != 200 || !strings.Contains(body, `"ok"`) {
+		t.Fatalf("health = %d %s", code, body)
+	}
+	code, body := do("GET", "/metrics", "")
+	for _, want := range []string{`rumor_requests_total{command="get",protocol="http"} 2`, "rumor_request_duration_seconds_bucket", "rumor_store_disk_bytes"} {
+		if code != 200 || !strings.Contains(body, want) {
+			t.Fatalf("metrics lack %q (status %d)", want, code)
+		}
+	}
+}
+
+// TestAcknowledgedWritesSurviveSIGKILL kills the node with SIGKILL in the
+// middle of a stream of writes from many connections, restarts it, and
+// checks that every acknowledged write is there, over several rounds on the
+// same data directory.
+func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
+	rounds := 6
+	if testing.Short() {
+		rounds = 2
+	}
+	dir := t.TempDir()
+	type ack struct{ key, val string }
+	var acked []ack
+	var counterAcked, counterTried int64
+	for round := 0; round < rounds; round++ {
+		p := startNode(t, dir)
+		var mu sync.Mutex
+		var wg sync.WaitGroup
+		var ackedThisRound atomic.Int64
+		ctx, cancel := context.WithCancel(context.Background())
+		for w := 0; w < 16; w++ {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				c := redis.NewClient(&redis.Options{Addr: p.clientAddr, MaxRetries: -1, PoolSize: 1})
+				defer c.Close()
+				for i := 0; ctx.Err() == nil; i++ {
+					k, v := fmt.Sprintf("r%d:w%d:%d", round, w, i), fmt.Sprintf("v%d", i)
+					if c.Set(ctx, k, v, 0).Err() != nil {
+						return
+					}
+					mu.Lock()
+					acked = append(acked, ack{k, v})
+					mu.Unlock()
+					atomic.AddInt64(&counterTried, 1)
+					if c.Incr(ctx, "counter").Err() != nil {
+						return
+					}
+					atomic.AddInt64(&counterAcked, 1)
+					ackedThisRound.Add(1)
+				}
+			}()
+		}
+		// Kill once a few hundred writes were acknowledged in this round.
+		for deadline := time.Now().Add(20 * time.Second); ackedThisRound.Load() < 300 && time.Now().Before(deadline); {
+			time.Sleep(5 * time.Millisecond)
+		}
+		p.kill()
+		cancel()
+		wg.Wait()
+	}
+	p := startNode(t, dir)
+	c := redis.NewClient(&redis.Options{Addr: p.clientAddr})
+	defer c.Close()
+	ctx := context.Background()
+	lost := 0
+	for _, a := range acked {
+		v, err := c.Get(ctx, a.key).Result()
+		if err != nil && !errors.Is(err, redis.Nil) {
+			t.Fatal(err)
+		}
+		if v != a.val {
+			lost++
+			if lost < 10 {
+				t.Errorf("acknowledged SET %s %s, read %q after SIGKILL", a.key, a.val, v)
+			}
+		}
+	}
+	n, err := c.Get(ctx, "counter").Int64()
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("%d rounds: %d acknowledged SETs, %d lost; counter %d (acknowledged %d, attempted %d)",
+		rounds, len(acked), lost, n, counterAcked, counterTried)
+	if lost > 0 {
+		t.Fatalf("%d of %d acknowledged writes lost", lost, len(acked))
+	}
+	if n < counterAcked || n > counterTried {
+		t.Fatalf("counter = %d, want between %d acknowledged and %d attempted increments", n, counterAcked, counterTried)
+	}
+}
+
+func TestHelpDocumentsEveryFlagAndItsEnvVar(t *testing.T) {
+	out, err := exec.Command(binary, "node", "--help").CombinedOutput()
+	if err != nil {
+		t.Fatalf("%v\n%s", err, out)
+	}
+	for _, f := range nodeCommand().Flags {
+		name := f.Names()[0]
+		if !strings.Contains(string(out), "--"+name) || !strings.Contains(string(out), env(name)[0]) {
+			t.Errorf("--help lacks --%s or %s", name, env(name)[0])
+		}
+	}
+	// Bad flags are refused with a clear error.
+	for _, args := range [][]string{{"--partitions", "1000"}, {"--cache-size", "lots"}, {"--log-level", "loud"}} {
+		cmd := exec.Command(binary, append([]string{"node", "--data-dir", t.TempDir(), "--client-addr", "127.0.0.1:0", "--http-addr", "-"}, args...)...)
+		out, err := cmd.CombinedOutput()
+		if err == nil || !strings.Contains(string(out), "rumor:") {
+			t.Errorf("rumor node %v: err=%v out=%s", args, err, out)
+		}
+	}
+	_ = wire.Version
+}
+
+func TestParseSize(t *testing.T) {
+	for in, want := range map[string]int64{"64MB": 64 << 20, "1gb": 1 << 30, "10k": 10000, "512": 512, " 2 MiB ": 2 << 20, "3b": 3} {
+		if got, err := parseSize(in); err != nil || got != want {
+			t.Errorf("parseSize(%q) = %d, %v; want %d", in, got, err, want)
+		}
+	}
+	for _, in := range []string{"", "-1", "MB", "1.5GB", "99999999999999999999", "9000000000gb"} {
+		if _, err := parseSize(in); err == nil {
+			t.Errorf("parseSize(%q) accepted", in)
+		}
+	}
+}
