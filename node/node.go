@@ -21,6 +21,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
+	"net/http/pprof"
 	"os"
 	"strconv"
 	"sync"
@@ -51,9 +52,13 @@ type Config struct {
 	Sync bool
 	// CacheSize is pebble's block cache in bytes (default 64 MiB).
 	CacheSize int64
+	// MemTableSize is one pebble memtable's size in bytes (default 16 MiB).
+	MemTableSize uint64
 	// Server holds the client protocol's limits; Backend, Info and
 	// Metrics are filled in by the node.
 	Server wire.ServerConfig
+	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
+	Pprof bool
 	// Clock gives write times for siblings. Default time.Now.
 	Clock func() time.Time
 	// Logger; default discards.
@@ -124,7 +129,7 @@ func Start(cfg Config) (*Node, error) {
 	cfg.ensureDefaults()
 	st, err := store.Open(store.Options{
 		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync,
-		CacheSize: cfg.CacheSize, Logger: cfg.Logger,
+		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err
@@ -149,11 +154,21 @@ func Start(cfg Config) (*Node, error) {
 			st.Close()
 			return nil, fmt.Errorf("node: http address: %w", err)
 		}
+		var handler http.Handler = wire.NewHTTPHandler(wire.HTTPConfig{
+			Backend: n, MaxKeySize: scfg.MaxKeySize, MaxValueSize: scfg.MaxValueSize,
+			Gatherer: n.registry, Metrics: metrics, Health: n.health,
+		})
+		if cfg.Pprof {
+			mux := http.NewServeMux()
+			mux.Handle("/", handler)
+			mux.HandleFunc("/debug/pprof/", pprof.Index)
+			mux.HandleFunc("/debug/pprof/profile", pprof.Profile)
+			mux.HandleFunc("/debug/pprof/symbol", pprof.Symbol)
+			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
+			handler = mux
+		}
 		n.httpSrv = &http.Server{
-			Handler: wire.NewHTTPHandler(wire.HTTPConfig{
-				Backend: n, MaxKeySize: scfg.MaxKeySize, MaxValueSize: scfg.MaxValueSize,
-				Gatherer: n.registry, Metrics: metrics, Health: n.health,
-			}),
+			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
 			IdleTimeout:       2 * time.Minute,
 		}

@@ -18,12 +18,17 @@ var (
 	descFlushes    = prometheus.NewDesc("rumor_store_flushes_total", "Memtable flushes.", nil, nil)
 	descCompaction = prometheus.NewDesc("rumor_store_compactions_total", "Compactions.", nil, nil)
 	descReadAmp    = prometheus.NewDesc("rumor_store_read_amplification", "Pebble read amplification (sublevels and levels a read may visit).", nil, nil)
+	descObjBytes   = prometheus.NewDesc("rumor_store_object_cache_bytes", "Bytes held by the object cache in front of pebble.", nil, nil)
+	descObjEntries = prometheus.NewDesc("rumor_store_object_cache_entries", "Keys held by the object cache.", nil, nil)
+	descObjHits    = prometheus.NewDesc("rumor_store_object_cache_hits_total", "Object cache hits.", nil, nil)
+	descObjMisses  = prometheus.NewDesc("rumor_store_object_cache_misses_total", "Object cache misses.", nil, nil)
 	descTables     = prometheus.NewDesc("rumor_store_sstables", "Live sstables.", nil, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDisk, descMemtable, descCacheSize, descCacheHits, descCacheMiss,
-		descWALBytes, descFlushes, descCompaction, descReadAmp, descTables} {
+		descWALBytes, descFlushes, descCompaction, descReadAmp, descTables,
+		descObjBytes, descObjEntries, descObjHits, descObjMisses} {
 		ch <- d
 	}
 }
@@ -48,4 +53,23 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	count(descCompaction, float64(m.Compact.Count))
 	gauge(descReadAmp, float64(m.ReadAmp()))
 	gauge(descTables, float64(tables))
+	st := c.s.CacheStats()
+	gauge(descObjBytes, float64(st.Bytes))
+	gauge(descObjEntries, float64(st.Entries))
+	count(descObjHits, float64(st.Hits))
+	count(descObjMisses, float64(st.Misses))
+}
+
+// CacheStats describes the object cache.
+type CacheStats struct {
+	Bytes, Entries, Hits, Misses, Evictions int64
+}
+
+// CacheStats returns the object cache's figures (zero if it is disabled).
+func (s *Store) CacheStats() CacheStats {
+	if s.objs == nil {
+		return CacheStats{}
+	}
+	b, e := s.objs.size()
+	return CacheStats{Bytes: b, Entries: e, Hits: s.objs.hits.Load(), Misses: s.objs.misses.Load(), Evictions: s.objs.evictions.Load()}
 }

@@ -62,6 +62,10 @@ type Options struct {
 	// CacheSize is pebble's block cache in bytes. Default 64 MiB. It bounds
 	// most of the node's memory beyond the memtables.
 	CacheSize int64
+	// ObjectCacheSize is the bytes of encoded objects kept in memory for
+	// recently used keys, in front of pebble (see objectCache). Default
+	// 32 MiB; negative disables it.
+	ObjectCacheSize int64
 	// MemTableSize is the size of one pebble memtable. Default 16 MiB; up
 	// to four may be in memory while flushes catch up.
 	MemTableSize uint64
@@ -90,6 +94,9 @@ func (o *Options) ensureDefaults() {
 	if o.CacheSize == 0 {
 		o.CacheSize = 64 << 20
 	}
+	if o.ObjectCacheSize == 0 {
+		o.ObjectCacheSize = 32 << 20
+	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 16 << 20
 	}
@@ -105,6 +112,7 @@ const lockStripes = 1024
 type Store struct {
 	db    *pebble.DB
 	cache interface{ Unref() }
+	objs  *objectCache
 	wo    *pebble.WriteOptions
 	actor uint64
 	q     int
@@ -140,7 +148,7 @@ func Open(o Options) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, cache: cache, wo: pebble.NoSync, q: o.Partitions}
+	s := &Store{db: db, cache: cache, objs: newObjectCache(o.ObjectCacheSize), wo: pebble.NoSync, q: o.Partitions}
 	if o.Sync {
 		s.wo = pebble.Sync
 	}
@@ -219,19 +227,54 @@ func objectKey(buf []byte, p uint32, key []byte) []byte {
 // is one.
 func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
 	var kb [64]byte
-	return s.get(objectKey(kb[:0], p, key))
+	k := objectKey(kb[:0], p, key)
+	if raw, ok := s.objs.get(k); ok {
+		return decode(k, raw)
+	}
+	if s.objs == nil {
+		raw, found, err := s.read(k)
+		if !found || err != nil {
+			return crdt.Object{}, false, err
+		}
+		return decode(k, raw)
+	}
+	// Fill the cache under the key's lock, so that a concurrent Update
+	// cannot be overtaken by this older read.
+	mu := &s.locks[stripe(k)]
+	mu.Lock()
+	defer mu.Unlock()
+	raw, found, err := s.current(k)
+	if !found || err != nil {
+		return crdt.Object{}, false, err
+	}
+	s.objs.put(k, raw)
+	return decode(k, raw)
 }
 
-func (s *Store) get(k []byte) (crdt.Object, bool, error) {
+// current returns the encoding of store key k from the cache or pebble.
+// The caller holds k's stripe lock; the bytes must not be modified.
+func (s *Store) current(k []byte) ([]byte, bool, error) {
+	if raw, ok := s.objs.get(k); ok {
+		return raw, true, nil
+	}
+	return s.read(k)
+}
+
+// read returns a copy of what pebble holds for store key k.
+func (s *Store) read(k []byte) ([]byte, bool, error) {
 	v, closer, err := s.db.Get(k)
 	if errors.Is(err, pebble.ErrNotFound) {
-		return crdt.Object{}, false, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return crdt.Object{}, false, fmt.Errorf("store: get: %w", err)
+		return nil, false, fmt.Errorf("store: get: %w", err)
 	}
 	raw := append([]byte(nil), v...)
 	closer.Close()
+	return raw, true, nil
+}
+
+func decode(k, raw []byte) (crdt.Object, bool, error) {
 	obj, err := crdt.Decode(raw)
 	if err != nil {
 		return crdt.Object{}, false, fmt.Errorf("store: key %q: %w", k[3:], err)
@@ -247,7 +290,11 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
 	mu := &s.locks[stripe(k)]
 	mu.Lock()
-	cur, found, err := s.get(k)
+	var cur crdt.Object
+	raw, found, err := s.current(k)
+	if err == nil && found {
+		cur, _, err = decode(k, raw)
+	}
 	if err != nil {
 		mu.Unlock()
 		return crdt.Object{}, err
@@ -259,7 +306,8 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 	}
 	b := s.db.NewBatch()
 	defer b.Close()
-	if err := b.Set(k, next.Encode(), nil); err != nil {
+	enc := next.Encode()
+	if err := b.Set(k, enc, nil); err != nil {
 		mu.Unlock()
 		return crdt.Object{}, fmt.Errorf("store: update: %w", err)
 	}
@@ -267,13 +315,17 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 	// the fsync outside it, so writers to other keys share the sync.
 	if s.wo.Sync {
 		err = s.db.ApplyNoSyncWait(b, s.wo)
-		mu.Unlock()
-		if err == nil {
-			err = b.SyncWait()
-		}
 	} else {
 		err = s.db.Apply(b, s.wo)
-		mu.Unlock()
+	}
+	if err == nil {
+		s.objs.put(k, enc)
+	} else if s.objs != nil {
+		s.objs.remove(k)
+	}
+	mu.Unlock()
+	if err == nil && s.wo.Sync {
+		err = b.SyncWait()
 	}
 	if err != nil {
 		return crdt.Object{}, fmt.Errorf("store: update: %w", err)

@@ -4,7 +4,9 @@ import (
 	"errors"
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -252,5 +254,95 @@ func TestSyncedWritesSurviveCrash(t *testing.T) {
 		if lost > 0 {
 			t.Fatalf("round %d: %d of %d acknowledged writes lost", round, lost, len(want))
 		}
+	}
+}
+
+// TestObjectCacheNeverServesStaleObjects runs readers against writers with
+// a cache far smaller than the data, so entries are evicted and refilled
+// all the time, and checks that a read never returns less than what a
+// write had already acknowledged.
+func TestObjectCacheNeverServesStaleObjects(t *testing.T) {
+	for _, size := range []int64{-1, 32 << 10, 1 << 20} {
+		t.Run(fmt.Sprint("cache=", size), func(t *testing.T) {
+			s := open(t, Options{ObjectCacheSize: size})
+			const keys = 512
+			var acked [keys]atomic.Int64
+			var wg sync.WaitGroup
+			stop := make(chan struct{})
+			for w := 0; w < 4; w++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; i < 300; i++ {
+						k := (i*7 + w) % keys
+						o, err := s.Update(uint32(k%16), []byte(fmt.Sprint("k", k)), func(cur crdt.Object, _ bool) (crdt.Object, error) {
+							c, err := cur.Cnt.Add(uint64(w+1), 1)
+							cur.Cnt = c
+							return cur, err
+						})
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						for v := o.Cnt.Value(); ; {
+							old := acked[k].Load()
+							if v <= old || acked[k].CompareAndSwap(old, v) {
+								break
+							}
+						}
+					}
+				}()
+			}
+			for r := 0; r < 4; r++ {
+				wg.Add(1)
+				go func() {
+					defer wg.Done()
+					for i := 0; ; i++ {
+						select {
+						case <-stop:
+							return
+						default:
+						}
+						k := i % keys
+						floor := acked[k].Load()
+						o, _, err := s.Get(uint32(k%16), []byte(fmt.Sprint("k", k)))
+						if err != nil {
+							t.Error(err)
+							return
+						}
+						if got := o.Cnt.Value(); got < floor {
+							t.Errorf("k%d read %d after a write acknowledged %d", k, got, floor)
+							return
+						}
+					}
+				}()
+			}
+			// Readers stop when writers are done.
+			go func() {
+				for {
+					total := int64(0)
+					for k := range acked {
+						total += acked[k].Load()
+					}
+					if total >= 1200 || t.Failed() {
+						close(stop)
+						return
+					}
+					runtime.Gosched()
+				}
+			}()
+			wg.Wait()
+			var total int64
+			for k := 0; k < keys; k++ {
+				o, _, _ := s.Get(uint32(k%16), []byte(fmt.Sprint("k", k)))
+				total += o.Cnt.Value()
+			}
+			if total != 1200 {
+				t.Fatalf("counters sum to %d, want 1200", total)
+			}
+			if st := s.CacheStats(); size == 32<<10 && st.Evictions == 0 {
+				t.Fatalf("a 32 KiB cache evicted nothing: %+v", st)
+			}
+		})
 	}
 }

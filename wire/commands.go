@@ -243,6 +243,11 @@ func parseWriteOptions(cmd string, opts [][]byte) (WriteOptions, string) {
 	var w WriteOptions
 	for i := 0; i < len(opts); i += 2 {
 		name := strings.ToUpper(string(opts[i]))
+		switch name {
+		case "EX", "PX", "EXAT", "PXAT", "KEEPTTL", "NX", "XX", "GET":
+			// Checked before the value: KEEPTTL, NX, XX and GET take none.
+			return w, fmt.Sprintf("ERR syntax error: '%s' option %s is not supported by rumor", cmd, name)
+		}
 		if i+1 == len(opts) {
 			return w, fmt.Sprintf("ERR syntax error: option '%s' of '%s' needs a value", printable(opts[i], 32), cmd)
 		}
@@ -253,8 +258,6 @@ func parseWriteOptions(cmd string, opts [][]byte) (WriteOptions, string) {
 				return w, "ERR invalid context token: it must be a token from VGET"
 			}
 			w.Context, w.HasContext = ctx, true
-		case "EX", "PX", "EXAT", "PXAT", "KEEPTTL", "NX", "XX", "GET":
-			return w, fmt.Sprintf("ERR syntax error: '%s' option %s is not supported by rumor", cmd, name)
 		default:
 			return w, fmt.Sprintf("ERR syntax error: unknown option '%s' for '%s'", printable(opts[i], 32), cmd)
 		}

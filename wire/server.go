@@ -148,7 +148,6 @@ func (s *Server) Serve(l net.Listener) error {
 			c.Close()
 			return ErrServerClosed
 		}
-		s.wg.Add(1)
 		go func() {
 			defer s.wg.Done()
 			defer s.untrack(c)
@@ -162,6 +161,11 @@ func isTemporary(err error) bool {
 	return ok && t.Temporary()
 }
 
+// track registers c and counts its goroutine in s.wg, both under the lock
+// that Close takes to set closed: a connection accepted as Close runs is
+// either refused here or closed and waited for by Close. (Adding to wg after
+// the lock is released would let Close's Wait return, or race with the Add,
+// while the connection's goroutine was still to start.)
 func (s *Server) track(c net.Conn) bool {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -169,6 +173,7 @@ func (s *Server) track(c net.Conn) bool {
 		return false
 	}
 	s.mu.conns[c] = struct{}{}
+	s.wg.Add(1)
 	return true
 }
 

@@ -1,0 +1,43 @@
+# rumor's make targets. `make help` lists them.
+GO       ?= go
+BIN      ?= bin/rumor
+FUZZTIME ?= 30s
+RACE_PKGS = ./crdt/... ./ring/... ./store/... ./wire/... ./node/...
+
+.PHONY: help build node test lint unit e2e bench bench-deps fuzz clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
+
+build: ## build bin/rumor
+	$(GO) build -o $(BIN) ./cmd/rumor
+
+node: build ## build and run one node in the foreground (RESP on :7379, HTTP on :7380, data in ./.rumor-data)
+	./$(BIN) node --name local --data-dir ./.rumor-data
+
+test: lint unit e2e ## everything CI runs: gofmt, go vet, unit tests with -race, end-to-end tests
+
+lint: ## gofmt and go vet
+	@unformatted=$$(gofmt -l $$(git ls-files '*.go' 2>/dev/null || find . -name '*.go')); \
+	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
+	$(GO) vet ./...
+
+unit: ## unit, property and fuzz-seed tests, with the race detector
+	$(GO) test -race -count=1 $(RACE_PKGS)
+
+e2e: ## end-to-end tests: the real binary driven by go-redis, raw bytes, HTTP and SIGKILL
+	$(GO) test -count=1 ./cmd/...
+
+bench: build ## rumor against redis-server with redis-benchmark, plus memory for 1M keys (needs: make bench-deps)
+	scripts/bench.sh
+
+bench-deps: ## install redis-server and redis-tools (Debian) for make bench
+	command -v redis-benchmark >/dev/null || (apt-get update && apt-get install -y redis-server redis-tools)
+
+fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
+	$(GO) test -run=NONE -fuzz='^FuzzParseCommand$$' -fuzztime=$(FUZZTIME) ./wire
+	$(GO) test -run=NONE -fuzz='^FuzzParseReply$$' -fuzztime=$(FUZZTIME) ./wire
+	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./crdt
+
+clean: ## remove build output and the local node's data
+	rm -rf bin .rumor-data

@@ -1,0 +1,1105 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"math"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/rumor-kv/rumor/crdt"
+)
+
+// srvWait bounds every wait on the network in these tests. It is only ever
+// reached when something is broken; passing tests never wait for it.
+const srvWait = 10 * time.Second
+
+// srvEnv is a RESP server serving on a loopback port chosen by the OS.
+type srvEnv struct {
+	srv  *Server
+	addr string
+	be   *fakeBackend
+
+	done     chan struct{} // closed when Serve returns
+	serveErr error         // Serve's result, readable after done
+}
+
+// srvStart starts a server for cfg (with a fresh fake backend when
+// cfg.Backend is nil) and closes it when the test ends, checking that Serve
+// then returns ErrServerClosed.
+func srvStart(t *testing.T, cfg ServerConfig) *srvEnv {
+	t.Helper()
+	e := &srvEnv{done: make(chan struct{})}
+	if cfg.Backend == nil {
+		e.be = newFakeBackend()
+		cfg.Backend = e.be
+	} else if f, ok := cfg.Backend.(*fakeBackend); ok {
+		e.be = f
+	}
+	srv, err := NewServer(cfg)
+	if err != nil {
+		t.Fatalf("NewServer: %v", err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatalf("listen: %v", err)
+	}
+	e.srv, e.addr = srv, l.Addr().String()
+	go func() {
+		e.serveErr = srv.Serve(l)
+		close(e.done)
+	}()
+	t.Cleanup(func() {
+		if err := srv.Close(); err != nil {
+			t.Errorf("Close: %v", err)
+		}
+		if err := e.wait(t); !errors.Is(err, ErrServerClosed) {
+			t.Errorf("Serve returned %v, want ErrServerClosed", err)
+		}
+	})
+	return e
+}
+
+// wait waits for Serve to return and returns its error.
+func (e *srvEnv) wait(t *testing.T) error {
+	t.Helper()
+	select {
+	case <-e.done:
+		return e.serveErr
+	case <-time.After(srvWait):
+		t.Fatalf("Serve did not return within %v", srvWait)
+		return nil
+	}
+}
+
+// srvConn is a raw client connection that reads replies with ParseReply.
+type srvConn struct {
+	t    *testing.T
+	conn net.Conn
+	buf  []byte // received and not yet parsed
+}
+
+func (e *srvEnv) dial(t *testing.T) *srvConn {
+	t.Helper()
+	conn, err := net.DialTimeout("tcp", e.addr, srvWait)
+	if err != nil {
+		t.Fatalf("dial: %v", err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return &srvConn{t: t, conn: conn}
+}
+
+// connect dials and checks with a PING that the server is serving the
+// connection, so its goroutine is running when connect returns.
+func (e *srvEnv) connect(t *testing.T) *srvConn {
+	t.Helper()
+	c := e.dial(t)
+	c.check(`+"PONG"`, "PING")
+	return c
+}
+
+// srvCommand encodes args as a multibulk command.
+func srvCommand(args ...string) []byte {
+	b := AppendArray(nil, len(args))
+	for _, a := range args {
+		b = AppendBulkString(b, a)
+	}
+	return b
+}
+
+func (c *srvConn) write(raw string) {
+	c.t.Helper()
+	c.conn.SetWriteDeadline(time.Now().Add(srvWait))
+	if _, err := c.conn.Write([]byte(raw)); err != nil {
+		c.t.Fatalf("write: %v", err)
+	}
+}
+
+func (c *srvConn) send(args ...string) {
+	c.t.Helper()
+	c.write(string(srvCommand(args...)))
+}
+
+// readReply reads until one whole reply has arrived. The error is the
+// connection's (io.EOF once the server has closed it) or ParseReply's.
+func (c *srvConn) readReply() (Value, error) {
+	c.conn.SetReadDeadline(time.Now().Add(srvWait))
+	var chunk [4096]byte
+	for {
+		v, n, err := ParseReply(c.buf)
+		if err != nil {
+			return Value{}, err
+		}
+		if n > 0 {
+			// v aliases c.buf[:n], which later reads never overwrite.
+			c.buf = c.buf[n:]
+			return v, nil
+		}
+		m, err := c.conn.Read(chunk[:])
+		c.buf = append(c.buf, chunk[:m]...)
+		if err != nil && m == 0 {
+			return Value{}, err
+		}
+	}
+}
+
+func (c *srvConn) read() Value {
+	c.t.Helper()
+	v, err := c.readReply()
+	if err != nil {
+		c.t.Fatalf("reading reply: %v (buffered %q)", err, c.buf)
+	}
+	return v
+}
+
+func (c *srvConn) do(args ...string) Value {
+	c.t.Helper()
+	c.send(args...)
+	return c.read()
+}
+
+// check sends args and compares the reply, rendered by Value.String, to want.
+func (c *srvConn) check(want string, args ...string) {
+	c.t.Helper()
+	if got := c.do(args...).String(); got != want {
+		c.t.Errorf("%q: got %s, want %s", args, got, want)
+	}
+}
+
+// checkError sends args and checks that the reply is an error that starts
+// with prefix.
+func (c *srvConn) checkError(prefix string, args ...string) {
+	c.t.Helper()
+	v := c.do(args...)
+	if v.Kind != Error || !strings.HasPrefix(string(v.Str), prefix) {
+		c.t.Errorf("%q: got %s, want an error starting %q", args, v, prefix)
+	}
+}
+
+// expectClosed checks that the server closed the connection with nothing
+// more to read.
+func (c *srvConn) expectClosed() {
+	c.t.Helper()
+	v, err := c.readReply()
+	switch {
+	case err == nil:
+		c.t.Errorf("got %s, want the connection closed", v)
+	case !errors.Is(err, io.EOF):
+		c.t.Errorf("got %v, want EOF", err)
+	}
+}
+
+const srvWrongType = `-"WRONGTYPE Operation against a key holding the wrong kind of value"`
+
+// srvStep is one command of a script and the reply it must get.
+type srvStep struct {
+	args []string
+	want string
+}
+
+func srvRun(t *testing.T, c *srvConn, steps []srvStep) {
+	t.Helper()
+	for _, s := range steps {
+		c.check(s.want, s.args...)
+	}
+}
+
+func srvArgs(args ...string) []string { return args }
+
+func TestServerCommands(t *testing.T) {
+	t.Parallel()
+	tests := []struct {
+		name  string
+		steps []srvStep
+	}{
+		{"ping", []srvStep{
+			{srvArgs("PING"), `+"PONG"`},
+			{srvArgs("ping", "hello world"), `$"hello world"`},
+			{srvArgs("PING", "a", "b"), `-"ERR wrong number of arguments for 'ping' command"`},
+		}},
+		{"echo", []srvStep{
+			{srvArgs("ECHO", "hi\r\nthere"), `$"hi\r\nthere"`},
+			{srvArgs("ECHO", ""), `$""`},
+			{srvArgs("ECHO"), `-"ERR wrong number of arguments for 'echo' command"`},
+		}},
+		{"set and get", []srvStep{
+			{srvArgs("GET", "greeting"), `$nil`},
+			{srvArgs("SET", "greeting", "hello"), `+"OK"`},
+			{srvArgs("GET", "greeting"), `$"hello"`},
+			{srvArgs("PUT", "greeting", "bonjour"), `+"OK"`},
+			{srvArgs("get", "greeting"), `$"bonjour"`},
+			{srvArgs("SET", "bin", "\x00\r\n\xff"), `+"OK"`},
+			{srvArgs("GET", "bin"), `$"\x00\r\n\xff"`},
+			{srvArgs("SET", "empty", ""), `+"OK"`},
+			{srvArgs("GET", "empty"), `$""`},
+			{srvArgs("EXISTS", "empty"), `:1`},
+		}},
+		{"get counter", []srvStep{
+			{srvArgs("INCRBY", "n", "-42"), `:-42`},
+			{srvArgs("GET", "n"), `$"-42"`},
+		}},
+		{"mget", []srvStep{
+			{srvArgs("SET", "a", "1"), `+"OK"`},
+			{srvArgs("INCRBY", "n", "7"), `:7`},
+			{srvArgs("MGET", "a", "missing", "n", "a"), `*[$"1", $nil, $"7", $"1"]`},
+			{srvArgs("MGET"), `-"ERR wrong number of arguments for 'mget' command"`},
+		}},
+		{"exists", []srvStep{
+			{srvArgs("SET", "a", "1"), `+"OK"`},
+			{srvArgs("INCR", "n"), `:1`},
+			{srvArgs("EXISTS", "missing"), `:0`},
+			{srvArgs("EXISTS", "a", "missing", "n", "a"), `:3`},
+		}},
+		{"del", []srvStep{
+			{srvArgs("SET", "a", "1"), `+"OK"`},
+			{srvArgs("SET", "b", "2"), `+"OK"`},
+			{srvArgs("INCR", "n"), `:1`},
+			{srvArgs("DEL", "a", "missing", "n"), `:2`},
+			{srvArgs("EXISTS", "a", "n", "b"), `:1`},
+			{srvArgs("DEL", "a"), `:0`},
+			{srvArgs("GET", "a"), `$nil`},
+			{srvArgs("GET", "n"), `$nil`},
+			{srvArgs("INCR", "n"), `:1`},
+		}},
+		{"vdel without context", []srvStep{
+			{srvArgs("SET", "a", "1"), `+"OK"`},
+			{srvArgs("VDEL", "a"), `:1`},
+			{srvArgs("VDEL", "a"), `:0`},
+			{srvArgs("GET", "a"), `$nil`},
+			{srvArgs("VDEL", "a", "CTX"), `-"ERR syntax error: option 'CTX' of 'vdel' needs a value"`},
+			{srvArgs("VDEL", "a", "CTX", "!!"), `-"ERR invalid context token: it must be a token from VGET"`},
+		}},
+		{"incr and decr", []srvStep{
+			{srvArgs("INCR", "n"), `:1`},
+			{srvArgs("INCRBY", "n", "10"), `:11`},
+			{srvArgs("DECR", "n"), `:10`},
+			{srvArgs("DECRBY", "n", "20"), `:-10`},
+			{srvArgs("incrby", "n", "-5"), `:-15`},
+			{srvArgs("DECRBY", "n", "-15"), `:0`},
+			{srvArgs("EXISTS", "n"), `:1`},
+			{srvArgs("INCRBY", "n", "abc"), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("INCRBY", "n", "1.5"), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("INCRBY", "n", ""), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("INCRBY", "n", "9223372036854775808"), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("DECRBY", "n", "x"), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("INCR", "n", "1"), `-"ERR wrong number of arguments for 'incr' command"`},
+			{srvArgs("INCRBY", "n"), `-"ERR wrong number of arguments for 'incrby' command"`},
+			{srvArgs("GET", "n"), `$"0"`},
+		}},
+		{"counter overflow", []srvStep{
+			{srvArgs("INCRBY", "max", "9223372036854775807"), `:9223372036854775807`},
+			{srvArgs("INCR", "max"), `-"ERR increment or decrement would overflow"`},
+			{srvArgs("INCRBY", "max", "1"), `-"ERR increment or decrement would overflow"`},
+			{srvArgs("DECRBY", "max", "-1"), `-"ERR increment or decrement would overflow"`},
+			{srvArgs("GET", "max"), `$"9223372036854775807"`},
+			{srvArgs("DECRBY", "min", "9223372036854775807"), `:-9223372036854775807`},
+			{srvArgs("DECR", "min"), `:-9223372036854775808`},
+			{srvArgs("DECR", "min"), `-"ERR increment or decrement would overflow"`},
+			{srvArgs("INCRBY", "min", "-1"), `-"ERR increment or decrement would overflow"`},
+			{srvArgs("GET", "min"), `$"-9223372036854775808"`},
+			{srvArgs("DECRBY", "x", "-9223372036854775808"), `-"ERR decrement would overflow"`},
+			{srvArgs("EXISTS", "x"), `:0`},
+			{srvArgs("INCRBY", "y", "-9223372036854775808"), `:-9223372036854775808`},
+		}},
+		{"set options", []srvStep{
+			{srvArgs("SET", "k", "v", "EX", "10"), `-"ERR syntax error: 'set' option EX is not supported by rumor"`},
+			{srvArgs("SET", "k", "v", "px", "10"), `-"ERR syntax error: 'set' option PX is not supported by rumor"`},
+			{srvArgs("SET", "k", "v", "NX"), `-"ERR syntax error: 'set' option NX is not supported by rumor"`},
+			{srvArgs("SET", "k", "v", "KEEPTTL"), `-"ERR syntax error: 'set' option KEEPTTL is not supported by rumor"`},
+			{srvArgs("SET", "k", "v", "CTX", "AQA", "XX"), `-"ERR syntax error: 'set' option XX is not supported by rumor"`},
+			{srvArgs("PUT", "k", "v", "GET"), `-"ERR syntax error: 'put' option GET is not supported by rumor"`},
+			{srvArgs("SET", "k", "v", "FOO", "1"), `-"ERR syntax error: unknown option 'FOO' for 'set'"`},
+			{srvArgs("SET", "k", "v", "CTX"), `-"ERR syntax error: option 'CTX' of 'set' needs a value"`},
+			{srvArgs("SET", "k", "v", "CTX", "not a token"), `-"ERR invalid context token: it must be a token from VGET"`},
+			{srvArgs("SET", "k", "v", "CTX", "AQA"), `+"OK"`}, // the empty context's token
+			{srvArgs("GET", "k"), `$"v"`},
+			{srvArgs("SET", "k"), `-"ERR wrong number of arguments for 'set' command"`},
+		}},
+		{"arity and unknown commands", []srvStep{
+			{srvArgs("GET"), `-"ERR wrong number of arguments for 'get' command"`},
+			{srvArgs("GET", "a", "b"), `-"ERR wrong number of arguments for 'get' command"`},
+			{srvArgs("VGET"), `-"ERR wrong number of arguments for 'vget' command"`},
+			{srvArgs("FOO"), `-"ERR unknown command 'FOO', with args beginning with:"`},
+			{srvArgs("FOO", "a", "b\r\nc"), `-"ERR unknown command 'FOO', with args beginning with: 'a' 'b??c'"`},
+			{srvArgs("averyveryverylongcommandname", "x"), `-"ERR unknown command 'averyveryverylongcommandname', with args beginning with: 'x'"`},
+			{srvArgs("PING"), `+"PONG"`},
+		}},
+		{"wrong type", []srvStep{
+			{srvArgs("INCR", "c"), `:1`},
+			{srvArgs("SET", "c", "v"), srvWrongType},
+			{srvArgs("PUT", "c", "v"), srvWrongType},
+			{srvArgs("VGET", "c"), srvWrongType},
+			{srvArgs("GET", "c"), `$"1"`},
+			{srvArgs("SET", "r", "v"), `+"OK"`},
+			{srvArgs("INCR", "r"), srvWrongType},
+			{srvArgs("DECRBY", "r", "2"), srvWrongType},
+			{srvArgs("GET", "r"), `$"v"`},
+			{srvArgs("DEL", "c", "r"), `:2`},
+			{srvArgs("SET", "c", "v"), `+"OK"`},
+			{srvArgs("INCR", "r"), `:1`},
+		}},
+		{"select", []srvStep{
+			{srvArgs("SELECT", "0"), `+"OK"`},
+			{srvArgs("SELECT", "1"), `-"ERR DB index is out of range (rumor has one keyspace: SELECT 0)"`},
+			{srvArgs("SELECT"), `-"ERR wrong number of arguments for 'select' command"`},
+		}},
+		{"hello", []srvStep{
+			{srvArgs("HELLO", "3"), `-"NOPROTO unsupported protocol version: rumor speaks RESP2"`},
+			{srvArgs("HELLO", "x"), `-"ERR Protocol version is not an integer or out of range"`},
+			{srvArgs("HELLO", "2", "BOGUS"), `-"ERR syntax error in HELLO option 'BOGUS'"`},
+		}},
+		{"client", []srvStep{
+			{srvArgs("CLIENT", "GETNAME"), `$nil`},
+			{srvArgs("CLIENT", "SETNAME", "app"), `+"OK"`},
+			{srvArgs("CLIENT", "GETNAME"), `$"app"`},
+			{srvArgs("CLIENT", "SETINFO", "lib-name", "go-redis"), `+"OK"`},
+			{srvArgs("CLIENT", "SETINFO", "lib-ver", "9.0.0"), `+"OK"`},
+			{srvArgs("CLIENT", "NO-EVICT", "on"), `+"OK"`},
+			{srvArgs("CLIENT", "SETINFO", "lib-name"), `-"ERR unknown subcommand or wrong number of arguments for 'client|setinfo' command"`},
+			{srvArgs("CLIENT", "KILL", "x"), `-"ERR unknown subcommand or wrong number of arguments for 'client|kill' command"`},
+			{srvArgs("CLIENT"), `-"ERR wrong number of arguments for 'client' command"`},
+		}},
+		{"config", []srvStep{
+			{srvArgs("CONFIG", "GET", "save"), `*[$"save", $""]`},
+			{srvArgs("CONFIG", "GET", "SAVE", "appendonly"), `*[$"appendonly", $"no", $"save", $""]`},
+			{srvArgs("CONFIG", "GET", "maxclients"), `*[$"maxclients", $"10000"]`},
+			{srvArgs("CONFIG", "GET", "timeout"), `*[$"timeout", $"300"]`},
+			{srvArgs("CONFIG", "GET", "nosuch"), `*[]`},
+			{srvArgs("CONFIG", "SET", "save", ""), `-"ERR CONFIG SET is not supported: rumor is configured by its command-line flags"`},
+			{srvArgs("CONFIG", "RESETSTAT"), `+"OK"`},
+			{srvArgs("CONFIG", "GET"), `-"ERR unknown subcommand or wrong number of arguments for 'config|get' command"`},
+			{srvArgs("CONFIG"), `-"ERR wrong number of arguments for 'config' command"`},
+		}},
+		{"command", []srvStep{
+			{srvArgs("COMMAND", "COUNT"), ":" + strconv.Itoa(len(commandTable))},
+			{srvArgs("COMMAND", "DOCS"), `*[]`},
+			{srvArgs("COMMAND", "DOCS", "get"), `*[]`},
+			{srvArgs("COMMAND", "INFO", "get", "nosuch", "MGET"), `*[*[$"get", :2, *[+"readonly", +"fast"], :1, :1, :1], *nil, *[$"mget", :-2, *[+"readonly", +"fast"], :1, :-1, :1]]`},
+			{srvArgs("COMMAND", "INFO", "ping"), `*[*[$"ping", :-1, *[+"fast"], :0, :0, :0]]`},
+			{srvArgs("COMMAND", "BOGUS"), `-"ERR unknown subcommand 'BOGUS'. Try COMMAND COUNT, DOCS, INFO or LIST"`},
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			t.Parallel()
+			srvRun(t, srvStart(t, ServerConfig{}).dial(t), tt.steps)
+		})
+	}
+}
+
+func TestServerCommandList(t *testing.T) {
+	t.Parallel()
+	c := srvStart(t, ServerConfig{}).connect(t)
+	list := c.do("COMMAND", "LIST")
+	all := c.do("COMMAND")
+	if list.Kind != Array || len(list.Array) != len(commandTable) {
+		t.Fatalf("COMMAND LIST: got %s, want %d names", list, len(commandTable))
+	}
+	if all.Kind != Array || len(all.Array) != len(commandTable) {
+		t.Fatalf("COMMAND: got %s, want %d entries", all, len(commandTable))
+	}
+	for i, n := range list.Array {
+		if i > 0 && string(list.Array[i-1].Str) >= string(n.Str) {
+			t.Errorf("COMMAND LIST not sorted: %s", list)
+		}
+		if commandTable[string(n.Str)] == nil {
+			t.Errorf("COMMAND LIST names %s, which is not a command", n)
+		}
+		if e := all.Array[i]; len(e.Array) != 6 || string(e.Array[0].Str) != string(n.Str) {
+			t.Errorf("COMMAND entry %d: got %s, want the info of %s", i, e, n)
+		}
+	}
+}
+
+func TestServerConfigGetAll(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{
+		Limits:      Limits{MaxBulk: 1 << 20, MaxRequest: 2 << 20},
+		MaxClients:  7,
+		IdleTimeout: -1,
+	})
+	c := e.connect(t)
+	want := `*[$"appendonly", $"no", $"client-query-buffer-limit", $"2097152", $"databases", $"1", ` +
+		`$"maxclients", $"7", $"maxmemory", $"0", $"proto-max-bulk-len", $"1048576", $"save", $"", $"timeout", $"0"]`
+	c.check(want, "CONFIG", "GET", "*")
+	c.check(`*[$"maxclients", $"7", $"maxmemory", $"0"]`, "CONFIG", "GET", "max*")
+}
+
+// srvToken returns the context token of key's stored register.
+func srvToken(t *testing.T, c *srvConn, key string) string {
+	t.Helper()
+	v := c.do("VGET", key)
+	if v.Kind != Array || len(v.Array) == 0 || v.Array[0].Kind != Bulk {
+		t.Fatalf("VGET %s: got %s, want an array starting with a token", key, v)
+	}
+	tok := string(v.Array[0].Str)
+	if _, err := crdt.ParseToken(tok); err != nil {
+		t.Fatalf("VGET %s: token %q does not parse: %v", key, tok, err)
+	}
+	return tok
+}
+
+func TestServerVGetAndContexts(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+
+	// A missing key gives just a token: the empty context.
+	empty := crdt.Context(nil).Token()
+	c.check(fmt.Sprintf(`*[$%q]`, empty), "VGET", "k")
+
+	c.check(`+"OK"`, "SET", "k", "v1")
+	tok1 := srvToken(t, c, "k")
+	c.check(fmt.Sprintf(`*[$%q, $"v1"]`, tok1), "VGET", "k")
+	if tok1 == empty {
+		t.Errorf("the token after a write is still the empty context's")
+	}
+
+	// A concurrent write by another actor leaves two siblings, oldest dot
+	// first; GET shows the newest.
+	e.be.PutConcurrent(0x2, "k", "v2")
+	tok2 := srvToken(t, c, "k")
+	c.check(fmt.Sprintf(`*[$%q, $"v1", $"v2"]`, tok2), "VGET", "k")
+	c.check(`$"v2"`, "GET", "k")
+
+	// A write with the token resolves both into one.
+	c.check(`+"OK"`, "PUT", "k", "merged", "CTX", tok2)
+	tok3 := srvToken(t, c, "k")
+	c.check(fmt.Sprintf(`*[$%q, $"merged"]`, tok3), "VGET", "k")
+	if n := len(e.be.Object("k").Reg.Siblings); n != 1 {
+		t.Errorf("after PUT with the token the backend holds %d siblings, want 1", n)
+	}
+
+	// A write with a stale token supersedes only what the token covers:
+	// "merged" stays as a sibling of the new value.
+	c.check(`+"OK"`, "SET", "k", "stale", "CTX", tok1)
+	c.check(fmt.Sprintf(`*[$%q, $"merged", $"stale"]`, srvToken(t, c, "k")), "VGET", "k")
+
+	c.check(`-"ERR invalid context token: it must be a token from VGET"`, "PUT", "k", "v", "CTX", "bad token")
+	c.check(`-"ERR invalid context token: it must be a token from VGET"`, "PUT", "k", "v", "CTX", "AgA")
+}
+
+func TestServerVDelWithContext(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+
+	// VDEL with a token deletes what the token covers, and no more: a
+	// sibling written concurrently after the read survives.
+	c.check(`+"OK"`, "SET", "k", "v1")
+	tok := srvToken(t, c, "k")
+	e.be.PutConcurrent(0x2, "k", "v2")
+	c.check(`:1`, "VDEL", "k", "CTX", tok)
+	c.check(`$"v2"`, "GET", "k")
+	c.check(`:1`, "VDEL", "k", "CTX", srvToken(t, c, "k"))
+	c.check(`$nil`, "GET", "k")
+	c.check(`:0`, "EXISTS", "k")
+
+	// The tombstone keeps its context, so VGET of a deleted key still
+	// gives a token that covers the deleted writes.
+	tomb := srvToken(t, c, "k")
+	ctx, _ := crdt.ParseToken(tomb)
+	if ctx.Get(fakeActor) == 0 || ctx.Get(0x2) == 0 {
+		t.Errorf("tombstone token covers %v, want both actors' writes", ctx)
+	}
+	c.check(`:0`, "VDEL", "k", "CTX", tomb)
+	c.check(`-"ERR invalid context token: it must be a token from VGET"`, "VDEL", "k", "CTX", "AQ")
+	c.check(`-"ERR syntax error: unknown option 'FOO' for 'vdel'"`, "VDEL", "k", "FOO", "1")
+	c.check(`-"ERR syntax error: 'vdel' option XX is not supported by rumor"`, "VDEL", "k", "XX")
+}
+
+func TestServerHello(t *testing.T) {
+	t.Parallel()
+	c := srvStart(t, ServerConfig{}).connect(t)
+	id := c.do("CLIENT", "ID")
+	if id.Kind != Integer || id.Int < 1 {
+		t.Fatalf("CLIENT ID: got %s, want a positive integer", id)
+	}
+	want := fmt.Sprintf(`*[$"server", $"rumor", $"version", $%q, $"proto", :2, $"id", :%d, `+
+		`$"mode", $"standalone", $"role", $"master", $"modules", *[]]`, Version, id.Int)
+	c.check(want, "HELLO")
+	c.check(want, "HELLO", "2")
+	c.check(want, "HELLO", "2", "AUTH", "default", "secret", "SETNAME", "via-hello")
+	c.check(`$"via-hello"`, "CLIENT", "GETNAME")
+	c.check(`-"NOPROTO unsupported protocol version: rumor speaks RESP2"`, "HELLO", "3")
+	// The refused HELLO 3 leaves the connection in RESP2, usable.
+	c.check(`+"PONG"`, "PING")
+}
+
+func TestServerClientIDsAndInfo(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c1, c2 := e.connect(t), e.connect(t)
+	id1, id2 := c1.do("CLIENT", "ID"), c2.do("CLIENT", "ID")
+	if id1.Kind != Integer || id2.Kind != Integer || id1.Int == id2.Int {
+		t.Errorf("CLIENT ID of two connections: %s and %s, want two different integers", id1, id2)
+	}
+	c1.check(`+"OK"`, "CLIENT", "SETNAME", "one")
+	c2.check(`$nil`, "CLIENT", "GETNAME") // names are per connection
+	info := c1.do("CLIENT", "INFO")
+	wantInfo := fmt.Sprintf("id=%d addr=%s name=one db=0 resp=2\n", id1.Int, c1.conn.LocalAddr())
+	if info.Kind != Bulk || string(info.Str) != wantInfo {
+		t.Errorf("CLIENT INFO: got %s, want %q", info, wantInfo)
+	}
+}
+
+func TestServerInfo(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{
+		MaxClients: 50,
+		Info: func() []InfoSection {
+			return []InfoSection{
+				{Name: "Server", Fields: [][2]string{{"rumor_version", "test"}, {"redis_version", "7.0.0"}}},
+				{Name: "Persistence", Fields: [][2]string{{"engine", "fake"}}},
+			}
+		},
+	})
+	c := e.connect(t)
+	c.check(`+"OK"`, "SET", "k", "v")
+
+	infoOf := func(args ...string) string {
+		t.Helper()
+		v := c.do(append([]string{"INFO"}, args...)...)
+		if v.Kind != Bulk {
+			t.Fatalf("INFO %q: got %s, want a bulk string", args, v)
+		}
+		return string(v.Str)
+	}
+	all := infoOf()
+	// Commands so far: PING, SET, and this INFO.
+	want := "# Server\r\nrumor_version:test\r\nredis_version:7.0.0\r\n" +
+		"\r\n# Clients\r\nconnected_clients:1\r\nmaxclients:50\r\nblocked_clients:0\r\n" +
+		"\r\n# Stats\r\ntotal_connections_received:1\r\ntotal_commands_processed:3\r\n" +
+		"rejected_connections:0\r\nprotocol_errors:0\r\nidle_timeouts:0\r\n" +
+		"\r\n# Persistence\r\nengine:fake\r\n"
+	if all != want {
+		t.Errorf("INFO:\n got %q\nwant %q", all, want)
+	}
+	if got := infoOf("everything"); got != strings.Replace(want, "processed:3", "processed:4", 1) {
+		t.Errorf("INFO everything:\n got %q\nwant all sections", got)
+	}
+
+	stats := infoOf("stats")
+	if !strings.HasPrefix(stats, "# Stats\r\n") || strings.Contains(stats, "# Server") || strings.Contains(stats, "# Clients") ||
+		!strings.Contains(stats, "\r\ntotal_commands_processed:5\r\n") {
+		t.Errorf("INFO stats: got %q, want the Stats section only", stats)
+	}
+	two := infoOf("SERVER", "persistence")
+	if want := "# Server\r\nrumor_version:test\r\nredis_version:7.0.0\r\n\r\n# Persistence\r\nengine:fake\r\n"; two != want {
+		t.Errorf("INFO SERVER persistence:\n got %q\nwant %q", two, want)
+	}
+	if got := infoOf("nosuch"); got != "" {
+		t.Errorf("INFO nosuch: got %q, want empty", got)
+	}
+}
+
+func TestServerInfoWithoutNodeSections(t *testing.T) {
+	t.Parallel()
+	c := srvStart(t, ServerConfig{}).connect(t)
+	v := c.do("INFO")
+	if s := string(v.Str); v.Kind != Bulk || !strings.HasPrefix(s, "# Clients\r\n") || !strings.Contains(s, "\r\n# Stats\r\n") ||
+		strings.Contains(s, "# Server") {
+		t.Errorf("INFO: got %s, want the Clients and Stats sections", v)
+	}
+}
+
+func TestServerQuit(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+	// Commands pipelined behind QUIT are not run.
+	c.write(string(srvCommand("QUIT")) + string(srvCommand("SET", "after", "quit")))
+	if v := c.read(); v.String() != `+"OK"` {
+		t.Errorf("QUIT: got %s, want +OK", v)
+	}
+	c.expectClosed()
+	if o := e.be.Object("after"); o.Kind() != crdt.KindNone {
+		t.Errorf("a command after QUIT ran: %v", o)
+	}
+	e.connect(t) // the server still serves others
+}
+
+func TestServerInline(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.dial(t)
+	steps := []struct{ line, want string }{
+		{"SET greeting hello\r\n", `+"OK"`},
+		{"GET greeting\r\n", `$"hello"`},
+		{"get greeting\n", `$"hello"`}, // nc -C is optional: a bare LF ends a line
+		{"  PING   \t\n", `+"PONG"`},
+		{`SET "two words" "a\x41\tb\n"` + "\r\n", `+"OK"`},
+		{`GET "two words"` + "\n", `$"aA\tb\n"`},
+		{`SET single 'it\'s here'` + "\n", `+"OK"`},
+		{"GET single\n", `$"it's here"`},
+		{`ECHO ""` + "\n", `$""`},
+		{"INCR n\nINCR n\n", `:1`},
+		{"", `:2`},                        // the second reply of the line before
+		{"\r\n\n\r\nPING\r\n", `+"PONG"`}, // blank lines get no reply
+		{"\r\n", ""},
+		{"ECHO 'unbalanced\n", `-"ERR Protocol error: unbalanced quotes in request"`},
+	}
+	for _, s := range steps {
+		if s.line != "" {
+			c.write(s.line)
+		}
+		if s.want == "" {
+			continue
+		}
+		if got := c.read().String(); got != s.want {
+			t.Errorf("%q: got %s, want %s", s.line, got, s.want)
+		}
+	}
+	c.expectClosed()
+}
+
+func TestServerPipelining(t *testing.T) {
+	t.Parallel()
+	c := srvStart(t, ServerConfig{}).connect(t)
+	const n = 100
+	var batch []byte
+	for i := range n {
+		switch i % 3 {
+		case 0:
+			batch = append(batch, srvCommand("INCR", "seq")...)
+		case 1:
+			batch = append(batch, srvCommand("ECHO", fmt.Sprintf("msg-%d", i))...)
+		case 2:
+			batch = fmt.Appendf(batch, "SET k%d v%d\r\n", i, i) // inline, mixed in
+		}
+	}
+	c.write(string(batch))
+	for i := range n {
+		var want string
+		switch i % 3 {
+		case 0:
+			want = fmt.Sprintf(":%d", i/3+1)
+		case 1:
+			want = fmt.Sprintf(`$"msg-%d"`, i)
+		case 2:
+			want = `+"OK"`
+		}
+		if got := c.read().String(); got != want {
+			t.Fatalf("reply %d: got %s, want %s", i, got, want)
+		}
+	}
+	if len(c.buf) != 0 {
+		t.Errorf("%d bytes after the %d replies: %q", len(c.buf), n, c.buf)
+	}
+	c.check(`$"v98"`, "GET", "k98")
+}
+
+func TestServerKeyAndValueLimits(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{MaxKeySize: 16, MaxValueSize: 32})
+	c := e.connect(t)
+	key16, key17 := strings.Repeat("k", 16), strings.Repeat("k", 17)
+	val32, val33 := strings.Repeat("v", 32), strings.Repeat("v", 33)
+	keyErr := `-"ERR key of 17 bytes exceeds max-key-size 16"`
+	srvRun(t, c, []srvStep{
+		{srvArgs("SET", key16, val32), `+"OK"`},
+		{srvArgs("GET", key16), fmt.Sprintf("$%q", val32)},
+		{srvArgs("SET", key17, "v"), keyErr},
+		{srvArgs("SET", "k", val33), `-"ERR value of 33 bytes exceeds max-value-size 32"`},
+		{srvArgs("PUT", key17, val33), keyErr},
+		{srvArgs("GET", key17), keyErr},
+		{srvArgs("MGET", "k", key17), keyErr},
+		{srvArgs("EXISTS", key17), keyErr},
+		{srvArgs("DEL", "k", key17), keyErr},
+		{srvArgs("VGET", key17), keyErr},
+		{srvArgs("VDEL", key17), keyErr},
+		{srvArgs("INCR", key17), keyErr},
+		{srvArgs("GET", "k"), `$nil`},
+		{srvArgs("PING"), `+"PONG"`},
+	})
+	if o := e.be.Object(key17); o.Kind() != crdt.KindNone {
+		t.Errorf("an over-long key was written: %v", o)
+	}
+}
+
+func TestServerProtocolLimits(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{Limits: Limits{MaxBulk: 64, MaxArgs: 4, MaxInline: 32}})
+	tests := []struct {
+		name, ok, okWant, over, overErr string
+	}{
+		{
+			name:    "bulk",
+			ok:      string(srvCommand("SET", "k", strings.Repeat("v", 64))),
+			okWant:  `+"OK"`,
+			over:    "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$65\r\n",
+			overErr: "ERR Protocol error: bulk length 65 exceeds max-bulk 64",
+		},
+		{
+			name:    "args",
+			ok:      string(srvCommand("MGET", "a", "b", "c")),
+			okWant:  `*[$nil, $nil, $nil]`,
+			over:    "*5\r\n",
+			overErr: "ERR Protocol error: argument count 5 exceeds max-args 4",
+		},
+		{
+			name:    "inline args",
+			ok:      "MGET a b c\r\n",
+			okWant:  `*[$nil, $nil, $nil]`,
+			over:    "MGET a b c d\r\n",
+			overErr: "ERR Protocol error: argument count 5 exceeds max-args 4",
+		},
+		{
+			name:    "inline",
+			ok:      "ECHO " + strings.Repeat("x", 27) + "\r\n",
+			okWant:  fmt.Sprintf("$%q", strings.Repeat("x", 27)),
+			over:    "ECHO " + strings.Repeat("x", 28) + "\r\n",
+			overErr: "ERR Protocol error: inline request of more than 32 bytes exceeds max-inline",
+		},
+		{
+			name:    "malformed",
+			ok:      string(srvCommand("ECHO", "")),
+			okWant:  `$""`,
+			over:    "*2\r\n$4\r\nECHO\r\n$-1\r\n",
+			overErr: "ERR Protocol error: invalid bulk length",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			other := e.connect(t) // opened before, must be unaffected
+			bad := e.connect(t)
+			// Just under the limit is served, and the connection stays.
+			bad.write(tt.ok)
+			if got := bad.read().String(); got != tt.okWant {
+				t.Fatalf("at the limit: got %s, want %s", got, tt.okWant)
+			}
+			bad.write(tt.over)
+			v := bad.read()
+			if v.Kind != Error || string(v.Str) != tt.overErr {
+				t.Errorf("over the limit: got %s, want -%q", v, tt.overErr)
+			}
+			bad.expectClosed()
+			other.check(`+"PONG"`, "PING")
+			e.connect(t)
+		})
+	}
+	c := e.connect(t)
+	v := c.do("INFO", "stats")
+	if !strings.Contains(string(v.Str), fmt.Sprintf("\r\nprotocol_errors:%d\r\n", len(tests))) {
+		t.Errorf("INFO stats: got %s, want protocol_errors:%d", v, len(tests))
+	}
+}
+
+func TestServerIdleTimeout(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{IdleTimeout: 200 * time.Millisecond})
+	c := e.connect(t)
+	// The server must close the idle connection by itself; readReply's
+	// deadline only bounds the wait if it never does.
+	start := time.Now()
+	v, err := c.readReply()
+	if err != nil {
+		t.Fatalf("waiting for the idle timeout: %v", err)
+	}
+	const want = "ERR connection idle for more than 200ms (idle-timeout); closing"
+	if v.Kind != Error || string(v.Str) != want {
+		t.Errorf("idle connection: got %s, want -%q", v, want)
+	}
+	// The deadline is set just before the PONG is written, so allow for
+	// the time that took; what matters is that it was not at once.
+	if waited := time.Since(start); waited < 100*time.Millisecond {
+		t.Errorf("closed after %v, before the idle timeout", waited)
+	}
+	c.expectClosed()
+	info := e.dial(t).do("INFO", "stats")
+	if !strings.Contains(string(info.Str), "\r\nidle_timeouts:1\r\n") {
+		t.Errorf("INFO stats: got %s, want idle_timeouts:1", info)
+	}
+}
+
+func TestServerIdleTimeoutDisabled(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{IdleTimeout: -1})
+	c := e.connect(t)
+	c.conn.SetReadDeadline(time.Now().Add(300 * time.Millisecond))
+	var b [1]byte
+	if n, err := c.conn.Read(b[:]); n != 0 || !errors.Is(err, os.ErrDeadlineExceeded) {
+		t.Errorf("idle connection with no idle timeout: read %d bytes, %v; want our own deadline to pass", n, err)
+	}
+	c.check(`+"PONG"`, "PING")
+}
+
+func TestServerMaxClients(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{MaxClients: 2})
+	c1, c2 := e.connect(t), e.connect(t)
+	c3 := e.dial(t)
+	v, err := c3.readReply()
+	if err != nil || v.String() != `-"ERR max number of clients reached"` {
+		t.Errorf("third client: got %s, %v; want -ERR max number of clients reached", v, err)
+	}
+	c3.expectClosed()
+	c2.check(`+"PONG"`, "PING")
+	info := c2.do("INFO", "stats")
+	if !strings.Contains(string(info.Str), "\r\nrejected_connections:1\r\n") {
+		t.Errorf("INFO stats: got %s, want rejected_connections:1", info)
+	}
+
+	// Once a client leaves, a new one is served. The server notices the
+	// close asynchronously, so poll.
+	c1.conn.Close()
+	deadline := time.Now().Add(srvWait)
+	for {
+		c := e.dial(t)
+		_, err := c.conn.Write(srvCommand("PING"))
+		var v Value
+		if err == nil {
+			v, err = c.readReply()
+		}
+		if err == nil && v.String() == `+"PONG"` {
+			break
+		}
+		c.conn.Close()
+		if time.Now().After(deadline) {
+			t.Fatalf("no client admitted after one left: last reply %s, %v", v, err)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func TestServerClose(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c1, c2 := e.connect(t), e.connect(t)
+	c2.write("*2\r\n$3\r\nGET\r\n") // half a command
+	if err := e.srv.Close(); err != nil {
+		t.Fatalf("Close: %v", err)
+	}
+	if err := e.wait(t); !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve returned %v, want ErrServerClosed", err)
+	}
+	c1.expectClosed()
+	// The server may close c2 before reading its half command, which
+	// resets the connection rather than ending it: any error will do.
+	if v, err := c2.readReply(); err == nil {
+		t.Errorf("after Close: got %s, want the connection closed", v)
+	}
+	if err := e.srv.Close(); err != nil {
+		t.Errorf("second Close: %v", err)
+	}
+
+	// Serve after Close refuses at once and closes the listener.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Serve(l); !errors.Is(err, ErrServerClosed) {
+		t.Errorf("Serve after Close: %v, want ErrServerClosed", err)
+	}
+	if c, err := l.Accept(); err == nil {
+		c.Close()
+		t.Errorf("the listener passed to Serve after Close is still open")
+	}
+}
+
+func TestServerCloseCancelsInFlightCommands(t *testing.T) {
+	t.Parallel()
+	be := newFakeBackend()
+	entered := make(chan struct{})
+	var returned atomic.Bool
+	be.getHook = func(ctx context.Context, key string) error {
+		if key != "slow" {
+			return nil
+		}
+		close(entered)
+		<-ctx.Done()
+		returned.Store(true)
+		return ctx.Err()
+	}
+	e := srvStart(t, ServerConfig{Backend: be})
+	c := e.connect(t)
+	c.send("GET", "slow")
+	select {
+	case <-entered:
+	case <-time.After(srvWait):
+		t.Fatal("GET slow never reached the backend")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- e.srv.Close() }()
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(srvWait):
+		t.Fatal("Close did not return while a command was in flight")
+	}
+	if !returned.Load() {
+		t.Errorf("Close returned before the in-flight command finished")
+	}
+	if v, err := c.readReply(); err == nil {
+		t.Errorf("after Close: got %s, want the connection closed", v)
+	}
+}
+
+func TestServerBackendErrors(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+	e.be.SetErr(errors.New("store: disk on fire"))
+	c.check(`-"ERR store: disk on fire"`, "GET", "k")
+	c.check(`-"ERR store: disk on fire"`, "SET", "k", "v")
+	c.check(`-"ERR store: disk on fire"`, "DEL", "k")
+	c.check(`-"ERR store: disk on fire"`, "MGET", "a", "b")
+	e.be.SetErr(fmt.Errorf("coordinating: %w", context.DeadlineExceeded))
+	c.check(`-"ERR request timed out"`, "INCR", "k")
+	e.be.SetErr(nil)
+	c.check(`:1`, "INCR", "k")
+}
+
+func TestServerConcurrentClients(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	const clients, incrs = 8, 50
+	conns := make([]*srvConn, clients)
+	for i := range conns {
+		conns[i] = e.connect(t)
+	}
+	errs := make(chan error, clients)
+	for i, c := range conns {
+		go func() {
+			var batch []byte
+			for range incrs {
+				batch = append(batch, srvCommand("INCR", "shared")...)
+			}
+			batch = append(batch, srvCommand("SET", fmt.Sprintf("own%d", i), "x")...)
+			c.conn.SetWriteDeadline(time.Now().Add(srvWait))
+			if _, err := c.conn.Write(batch); err != nil {
+				errs <- err
+				return
+			}
+			for j := range incrs + 1 {
+				v, err := c.readReply()
+				if err != nil {
+					errs <- err
+					return
+				}
+				if (j < incrs && v.Kind != Integer) || (j == incrs && v.String() != `+"OK"`) {
+					errs <- fmt.Errorf("client %d reply %d: %s", i, j, v)
+					return
+				}
+			}
+			errs <- nil
+		}()
+	}
+	for range clients {
+		if err := <-errs; err != nil {
+			t.Error(err)
+		}
+	}
+	conns[0].check(fmt.Sprintf(`$"%d"`, clients*incrs), "GET", "shared")
+}
+
+func TestServerMetrics(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	e := srvStart(t, ServerConfig{Metrics: NewMetrics(reg), MaxKeySize: 8, Limits: Limits{MaxArgs: 8}})
+	c := e.connect(t)
+	c.check(`+"OK"`, "SET", "k", "v")
+	for range 3 {
+		c.check(`$"v"`, "GET", "k")
+	}
+	c.checkError("ERR key of 9 bytes", "GET", "123456789")
+	c.checkError("ERR unknown command", "NOSUCH")
+	c.checkError("ERR wrong number of arguments", "GET")
+
+	labels := func(cmd string) map[string]string { return map[string]string{"protocol": "resp", "command": cmd} }
+	metricsCheck(t, reg, "rumor_requests_total", labels("get"), 4)
+	metricsCheck(t, reg, "rumor_request_errors_total", labels("get"), 1)
+	metricsCheck(t, reg, "rumor_requests_total", labels("set"), 1)
+	metricsCheck(t, reg, "rumor_request_errors_total", labels("set"), 0)
+	metricsCheck(t, reg, "rumor_request_duration_seconds", labels("get"), 4)
+	metricsCheck(t, reg, "rumor_client_connections", nil, 1)
+
+	bad := e.connect(t)
+	bad.write("*9\r\n")
+	bad.checkErrorReply("ERR Protocol error: argument count 9 exceeds max-args 8")
+	bad.expectClosed()
+	metricsCheck(t, reg, "rumor_client_disconnects_total", map[string]string{"reason": "protocol_error"}, 1)
+	if _, ok := metricsValue(t, reg, "rumor_requests_total", labels("nosuch")); ok {
+		t.Errorf("unknown commands are counted by name")
+	}
+}
+
+// checkErrorReply reads a reply and checks that it is the error msg.
+func (c *srvConn) checkErrorReply(msg string) {
+	c.t.Helper()
+	if v := c.read(); v.Kind != Error || string(v.Str) != msg {
+		c.t.Errorf("got %s, want -%q", v, msg)
+	}
+}
+
+// metricsValue returns the value of the metric name whose labels include
+// labels: a counter's or gauge's value, or a histogram's sample count.
+func metricsValue(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string) (float64, bool) {
+	t.Helper()
+	mfs, err := g.Gather()
+	if err != nil {
+		t.Fatalf("gather: %v", err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+	metrics:
+		for _, m := range mf.GetMetric() {
+			have := map[string]string{}
+			for _, l := range m.GetLabel() {
+				have[l.GetName()] = l.GetValue()
+			}
+			for k, v := range labels {
+				if have[k] != v {
+					continue metrics
+				}
+			}
+			switch {
+			case m.GetCounter() != nil:
+				return m.GetCounter().GetValue(), true
+			case m.GetGauge() != nil:
+				return m.GetGauge().GetValue(), true
+			case m.GetHistogram() != nil:
+				return float64(m.GetHistogram().GetSampleCount()), true
+			}
+		}
+	}
+	return 0, false
+}
+
+func metricsCheck(t *testing.T, g prometheus.Gatherer, name string, labels map[string]string, want float64) {
+	t.Helper()
+	got, ok := metricsValue(t, g, name, labels)
+	if !ok {
+		t.Errorf("%s%v: not found", name, labels)
+	} else if got != want {
+		t.Errorf("%s%v = %v, want %v", name, labels, got, want)
+	}
+}
+
+func TestNewServerValidates(t *testing.T) {
+	t.Parallel()
+	_, err := NewServer(ServerConfig{MaxKeySize: -1, Limits: Limits{MaxBulk: 10}, MaxValueSize: 11})
+	if err == nil {
+		t.Fatal("NewServer accepted a bad config")
+	}
+	for _, want := range []string{"Backend is required", "must not be negative", "max-bulk 10"} {
+		if !strings.Contains(err.Error(), want) {
+			t.Errorf("NewServer error %q does not report %q", err, want)
+		}
+	}
+	if _, err := NewServer(ServerConfig{Backend: newFakeBackend(), MaxValueSize: math.MaxInt32}); err == nil {
+		t.Errorf("NewServer accepted a max value size above the default max-bulk")
+	}
+}
