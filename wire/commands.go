@@ -76,7 +76,7 @@ func (s *Server) exec(c *session, args [][]byte, out []byte) []byte {
 	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
 		return AppendError(out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", cmd.name))
 	}
-	m := s.cfg.Metrics.op("resp", cmd.name)
+	m := s.ops[cmd.name] // resolved once in NewServer: no lock per command
 	if m == nil {
 		return cmd.run(s, c, args, out)
 	}
@@ -418,6 +418,11 @@ func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
 	sub := strings.ToUpper(string(args[1]))
 	switch {
 	case sub == "SETNAME" && len(args) == 3:
+		for _, ch := range args[2] {
+			if ch <= ' ' || ch > '~' {
+				return AppendError(out, "ERR Client names cannot contain spaces, newlines or special characters.")
+			}
+		}
 		c.name = string(args[2])
 		return AppendSimple(out, "OK")
 	case sub == "GETNAME" && len(args) == 2:

@@ -27,6 +27,9 @@ type ServerConfig struct {
 	// IdleTimeout closes a connection that sends nothing for this long.
 	// Default 5 minutes; negative disables it.
 	IdleTimeout time.Duration
+	// WriteTimeout bounds how long writing replies to a client that does
+	// not read may block. Default 30 seconds; negative disables it.
+	WriteTimeout time.Duration
 	// MaxClients is the most connections served at once; more are told
 	// so and closed. Default 10000.
 	MaxClients int
@@ -69,6 +72,9 @@ func (c *ServerConfig) ensureDefaults() {
 	if c.MaxClients == 0 {
 		c.MaxClients = 10000
 	}
+	if c.WriteTimeout == 0 {
+		c.WriteTimeout = 30 * time.Second
+	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -77,6 +83,7 @@ func (c *ServerConfig) ensureDefaults() {
 // Server serves the RESP protocol. See the package doc.
 type Server struct {
 	cfg    ServerConfig
+	ops    map[string]*opMetrics // per command, read-only after NewServer
 	ctx    context.Context
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
@@ -104,6 +111,12 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 	}
 	cfg.ensureDefaults()
 	s := &Server{cfg: cfg}
+	if cfg.Metrics != nil {
+		s.ops = make(map[string]*opMetrics, len(commandTable))
+		for name := range commandTable {
+			s.ops[name] = cfg.Metrics.op("resp", name)
+		}
+	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	s.mu.listeners = map[net.Listener]struct{}{}
 	s.mu.conns = map[net.Conn]struct{}{}
@@ -206,6 +219,23 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// maxPendingReplies bounds the replies held back for a pipelining client.
+const maxPendingReplies = 64 << 10
+
+// lingerClose half-closes c and discards what the client is still sending,
+// for a bounded time and size, so that the client reads the error reply
+// before the connection goes away instead of a reset (closing a socket with
+// unread input sends RST, which can destroy the reply in flight).
+func lingerClose(c net.Conn) {
+	tc, ok := c.(*net.TCPConn)
+	if !ok {
+		return
+	}
+	tc.CloseWrite()
+	tc.SetReadDeadline(time.Now().Add(time.Second))
+	io.Copy(io.Discard, io.LimitReader(tc, 16<<20))
+}
+
 // session is one client connection's state, owned by its goroutine.
 type session struct {
 	id   int64
@@ -234,6 +264,9 @@ func (s *Server) serveConn(c net.Conn) {
 		if len(out) == 0 {
 			return true
 		}
+		if s.cfg.WriteTimeout > 0 {
+			c.SetWriteDeadline(time.Now().Add(s.cfg.WriteTimeout))
+		}
 		_, err := c.Write(out)
 		if cap(out) > 1<<20 {
 			out = make([]byte, 0, 4096) // do not keep a huge reply's buffer
@@ -243,6 +276,11 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 	defer flush()
 	for {
+		// Replies wait while more commands are buffered (one write answers
+		// a pipeline), but never pile up past maxPendingReplies.
+		if len(out) > maxPendingReplies && !flush() {
+			return
+		}
 		if r.Buffered() == 0 {
 			if !flush() {
 				return
@@ -260,6 +298,8 @@ func (s *Server) serveConn(c net.Conn) {
 				s.protocolErrors.Add(1)
 				s.cfg.Metrics.disconnect("protocol_error")
 				out = AppendError(out, "ERR "+pe.Error())
+				flush()
+				lingerClose(c)
 			case errors.As(err, &ne) && ne.Timeout():
 				s.idleTimeouts.Add(1)
 				s.cfg.Metrics.disconnect("idle_timeout")

@@ -1103,3 +1103,48 @@ func TestNewServerValidates(t *testing.T) {
 		t.Errorf("NewServer accepted a max value size above the default max-bulk")
 	}
 }
+
+// TestServerOversizedValueErrorReachesSender sends a whole value far over
+// max-bulk in one go, as a client that does not wait would: the server must
+// still deliver the error naming the limit, not reset the connection.
+func TestServerOversizedValueErrorReachesSender(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{Limits: Limits{MaxBulk: 1 << 10}, MaxValueSize: 1 << 10})
+	c := e.dial(t)
+	big := strings.Repeat("v", 1<<20)
+	// A client that writes its whole request before reading (as most do)
+	// must be able to finish the write and then read the error.
+	c.conn.SetDeadline(time.Now().Add(srvWait))
+	if _, err := c.conn.Write(srvCommand("SET", "k", big)); err != nil {
+		t.Fatalf("writing the request failed before the error could be read: %v", err)
+	}
+	got, _ := io.ReadAll(c.conn)
+	if want := "-ERR Protocol error: bulk length 1048576 exceeds max-bulk 1024\r\n"; string(got) != want {
+		t.Fatalf("reply %q, want %q", got, want)
+	}
+}
+
+// TestServerBoundsPendingReplies pipelines far more replies than the
+// pending-reply bound without reading, then reads them all: the server
+// must have flushed along the way rather than buffering everything.
+func TestServerBoundsPendingReplies(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.dial(t)
+	val := strings.Repeat("x", 1000)
+	c.send("SET", "k", val)
+	if v := c.read(); v.String() != `+"OK"` {
+		t.Fatalf("SET: %v", v)
+	}
+	const n = 500 // 500 KB of replies, well over maxPendingReplies
+	var req []byte
+	for i := 0; i < n; i++ {
+		req = append(req, srvCommand("GET", "k")...)
+	}
+	go c.conn.Write(req)
+	for i := 0; i < n; i++ {
+		if v := c.read(); string(v.Str) != val {
+			t.Fatalf("reply %d: %v", i, v)
+		}
+	}
+}
