@@ -54,6 +54,9 @@ type Config struct {
 	CacheSize int64
 	// MemTableSize is one pebble memtable's size in bytes (default 16 MiB).
 	MemTableSize uint64
+	// ObjectCacheSize is the store's cache of recently used objects in
+	// bytes (default 16 MiB; negative disables it).
+	ObjectCacheSize int64
 	// Server holds the client protocol's limits; Backend, Info and
 	// Metrics are filled in by the node.
 	Server wire.ServerConfig
@@ -129,7 +132,8 @@ func Start(cfg Config) (*Node, error) {
 	cfg.ensureDefaults()
 	st, err := store.Open(store.Options{
 		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync,
-		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, Logger: cfg.Logger,
+		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize,
+		ObjectCacheSize: cfg.ObjectCacheSize, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err

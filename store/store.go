@@ -40,6 +40,7 @@ import (
 	"sync"
 
 	"github.com/cockroachdb/pebble/v2"
+	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rumor-kv/rumor/crdt"
 )
@@ -64,7 +65,7 @@ type Options struct {
 	CacheSize int64
 	// ObjectCacheSize is the bytes of encoded objects kept in memory for
 	// recently used keys, in front of pebble (see objectCache). Default
-	// 32 MiB; negative disables it.
+	// 16 MiB; negative disables it.
 	ObjectCacheSize int64
 	// MemTableSize is the size of one pebble memtable. Default 16 MiB; up
 	// to four may be in memory while flushes catch up.
@@ -95,7 +96,7 @@ func (o *Options) ensureDefaults() {
 		o.CacheSize = 64 << 20
 	}
 	if o.ObjectCacheSize == 0 {
-		o.ObjectCacheSize = 32 << 20
+		o.ObjectCacheSize = 16 << 20
 	}
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 16 << 20
@@ -143,6 +144,10 @@ func Open(o Options) (*Store, error) {
 		FS:           o.FS,
 		Logger:       pebbleLogger{o.Logger},
 	}
+	// Bloom filters on every level (later levels inherit L0's): a write to
+	// a new key, and a GET of a missing one, then skip the sstables that
+	// cannot hold the key instead of searching each one's index.
+	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	db, err := pebble.Open(o.Dir, popts)
 	if err != nil {
 		cache.Unref()

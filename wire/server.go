@@ -219,6 +219,10 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// idleSlack is how much later than its idle timeout a connection may be
+// closed: 1/64 of the timeout, at most a second.
+func idleSlack(idle time.Duration) time.Duration { return min(idle/64, time.Second) }
+
 // maxPendingReplies bounds the replies held back for a pipelining client.
 const maxPendingReplies = 64 << 10
 
@@ -275,6 +279,7 @@ func (s *Server) serveConn(c net.Conn) {
 		return err == nil
 	}
 	defer flush()
+	var armedAt time.Time
 	for {
 		// Replies wait while more commands are buffered (one write answers
 		// a pipeline), but never pile up past maxPendingReplies.
@@ -286,7 +291,14 @@ func (s *Server) serveConn(c net.Conn) {
 				return
 			}
 			if s.cfg.IdleTimeout > 0 {
-				c.SetReadDeadline(time.Now().Add(s.cfg.IdleTimeout))
+				// Re-arming the deadline costs a runtime timer update per
+				// read, so do it at most once per slack: an idle connection
+				// closes between IdleTimeout and IdleTimeout+slack after its
+				// last command, never earlier.
+				if now := time.Now(); now.Sub(armedAt) >= idleSlack(s.cfg.IdleTimeout) {
+					c.SetReadDeadline(now.Add(s.cfg.IdleTimeout + idleSlack(s.cfg.IdleTimeout)))
+					armedAt = now
+				}
 			}
 		}
 		args, err := r.ReadCommand()

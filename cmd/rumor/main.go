@@ -56,6 +56,7 @@ func nodeCommand() *cli.Command {
 			&cli.IntFlag{Name: "partitions", EnvVars: env("partitions"), Value: ring.DefaultPartitions, Usage: "number of partitions Q, a power of two; fixed when the data directory is created"},
 			&cli.BoolFlag{Name: "sync", EnvVars: env("sync"), Value: true, Usage: "acknowledge a write only after its WAL record is fsynced (concurrent writes share one fsync). --sync=false acknowledges once the write is in memory: faster, and a crash may lose the last moments of writes"},
 			&cli.StringFlag{Name: "cache-size", EnvVars: env("cache-size"), Value: "64MB", Usage: "pebble block cache size (bytes, or with a unit: 64MB, 1GB; kb/mb/gb are powers of 1024, k/m/g of 1000)"},
+			&cli.StringFlag{Name: "object-cache-size", EnvVars: env("object-cache-size"), Value: "16MB", Usage: "memory for the objects of recently used keys, in front of pebble; 0 disables it"},
 			&cli.StringFlag{Name: "memtable-size", EnvVars: env("memtable-size"), Value: "16MB", Usage: "size of one pebble memtable; up to four may be in memory while flushes catch up"},
 			&cli.StringFlag{Name: "max-key-size", EnvVars: env("max-key-size"), Value: "8kb", Usage: "largest key accepted"},
 			&cli.StringFlag{Name: "max-value-size", EnvVars: env("max-value-size"), Value: "4mb", Usage: "largest value accepted"},
@@ -79,28 +80,32 @@ func runNode(c *cli.Context) error {
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	sizes := map[string]int64{}
-	for _, f := range []string{"cache-size", "memtable-size", "max-key-size", "max-value-size", "max-bulk", "max-inline", "max-request"} {
+	for _, f := range []string{"cache-size", "object-cache-size", "memtable-size", "max-key-size", "max-value-size", "max-bulk", "max-inline", "max-request"} {
 		v, err := parseSize(c.String(f))
 		if err != nil {
 			return fmt.Errorf("--%s: %w", f, err)
 		}
 		sizes[f] = v
 	}
+	if sizes["object-cache-size"] == 0 {
+		sizes["object-cache-size"] = -1 // the flag's 0 means none; the store's 0 means default
+	}
 	idle := c.Duration("idle-timeout")
 	if idle == 0 {
 		idle = -1 // the flag's 0 means never; wire's 0 means default
 	}
 	cfg := node.Config{
-		Name:         c.String("name"),
-		DataDir:      c.String("data-dir"),
-		ClientAddr:   c.String("client-addr"),
-		HTTPAddr:     c.String("http-addr"),
-		Partitions:   c.Int("partitions"),
-		Sync:         c.Bool("sync"),
-		CacheSize:    sizes["cache-size"],
-		MemTableSize: uint64(sizes["memtable-size"]),
-		Logger:       logger,
-		Pprof:        c.Bool("pprof"),
+		Name:            c.String("name"),
+		DataDir:         c.String("data-dir"),
+		ClientAddr:      c.String("client-addr"),
+		HTTPAddr:        c.String("http-addr"),
+		Partitions:      c.Int("partitions"),
+		Sync:            c.Bool("sync"),
+		CacheSize:       sizes["cache-size"],
+		MemTableSize:    uint64(sizes["memtable-size"]),
+		ObjectCacheSize: sizes["object-cache-size"],
+		Logger:          logger,
+		Pprof:           c.Bool("pprof"),
 		Server: wire.ServerConfig{
 			Limits: wire.Limits{
 				MaxArgs:    c.Int("max-args"),
