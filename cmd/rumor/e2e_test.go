@@ -359,3 +359,57 @@ func TestParseSize(t *testing.T) {
 		}
 	}
 }
+
+// TestRedisToolsAgainstBinary runs the real redis-cli and redis-benchmark
+// against the binary: they must connect and run without an error or a
+// warning. CI installs them (.ci/run); elsewhere the test is skipped when
+// they are missing.
+func TestRedisToolsAgainstBinary(t *testing.T) {
+	for _, tool := range []string{"redis-cli", "redis-benchmark"} {
+		if _, err := exec.LookPath(tool); err != nil {
+			if os.Getenv("CI") != "" {
+				t.Fatalf("%s is missing in CI: .ci/run should install redis-tools", tool)
+			}
+			t.Skipf("%s not installed (apt-get install redis-tools)", tool)
+		}
+	}
+	p := startNode(t, t.TempDir())
+	_, port, _ := net.SplitHostPort(p.clientAddr)
+	cli := func(stdin string, args ...string) string {
+		t.Helper()
+		cmd := exec.Command("redis-cli", append([]string{"-p", port}, args...)...)
+		cmd.Stdin = strings.NewReader(stdin)
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("redis-cli %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	if out := cli("", "SET", "greeting", "hello"); out != "OK\n" {
+		t.Fatalf("redis-cli SET: %q", out)
+	}
+	if out := cli("", "GET", "greeting"); out != "hello\n" {
+		t.Fatalf("redis-cli GET: %q", out)
+	}
+	if out := cli("INCR visits\nINCR visits\nGET visits\n"); out != "1\n2\n2\n" {
+		t.Fatalf("redis-cli reading commands from stdin: %q", out)
+	}
+	if out := cli("", "INFO", "server"); !strings.Contains(out, "rumor_version:") {
+		t.Fatalf("redis-cli INFO: %q", out)
+	}
+	cmd := exec.Command("redis-benchmark", "-p", port, "-t", "ping,set,get,incr", "-n", "3000", "-c", "10", "-r", "1000", "--csv")
+	out, err := cmd.CombinedOutput()
+	if err != nil {
+		t.Fatalf("redis-benchmark: %v\n%s", err, out)
+	}
+	for _, bad := range []string{"WARN", "Error", "ERR"} {
+		if strings.Contains(string(out), bad) {
+			t.Fatalf("redis-benchmark reported %q:\n%s", bad, out)
+		}
+	}
+	for _, test := range []string{`"SET"`, `"GET"`, `"INCR"`, `"PING_MBULK"`} {
+		if !strings.Contains(string(out), test) {
+			t.Fatalf("redis-benchmark did not run %s:\n%s", test, out)
+		}
+	}
+}
