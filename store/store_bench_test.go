@@ -1,0 +1,78 @@
+package store
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	"github.com/rumor-kv/rumor/crdt"
+)
+
+// BenchmarkUpdate measures one register write (read, merge, encode, apply)
+// from parallel writers over a key space, with and without fsync and with
+// and without the object cache.
+func BenchmarkUpdate(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		for _, cache := range []int64{-1, 16 << 20} {
+			b.Run(fmt.Sprintf("sync=%v/cache=%v", sync, cache > 0), func(b *testing.B) {
+				s, err := Open(Options{Dir: b.TempDir(), Partitions: 4096, Sync: sync, ObjectCacheSize: cache})
+				if err != nil {
+					b.Fatal(err)
+				}
+				defer s.Close()
+				val := make([]byte, 3)
+				b.ReportAllocs()
+				b.SetParallelism(benchParallelism)
+				b.RunParallel(func(pb *testing.PB) {
+					r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+					for pb.Next() {
+						k := []byte(fmt.Sprintf("key:%012d", r.IntN(100000)))
+						_, err := s.Update(uint32(r.IntN(4096)), k, func(cur crdt.Object, _ bool) (crdt.Object, error) {
+							cur.Reg = cur.Reg.Update(s.Actor(), cur.Reg.Context, val, false, 1)
+							return cur, nil
+						})
+						if err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+			})
+		}
+	}
+}
+
+// BenchmarkGet measures a read of an existing key.
+func BenchmarkGet(b *testing.B) {
+	for _, cache := range []int64{-1, 16 << 20} {
+		b.Run(fmt.Sprintf("cache=%v", cache > 0), func(b *testing.B) {
+			s, err := Open(Options{Dir: b.TempDir(), Partitions: 16, ObjectCacheSize: cache})
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			const keys = 100000
+			for i := 0; i < keys; i++ {
+				s.Update(uint32(i%16), []byte(fmt.Sprintf("key:%012d", i)), func(cur crdt.Object, _ bool) (crdt.Object, error) {
+					cur.Reg = cur.Reg.Update(s.Actor(), nil, []byte("xxx"), false, 1)
+					return cur, nil
+				})
+			}
+			b.ReportAllocs()
+			b.ResetTimer()
+			b.RunParallel(func(pb *testing.PB) {
+				r := rand.New(rand.NewPCG(rand.Uint64(), 2))
+				for pb.Next() {
+					i := r.IntN(keys)
+					if _, ok, err := s.Get(uint32(i%16), []byte(fmt.Sprintf("key:%012d", i))); !ok || err != nil {
+						b.Errorf("key %d: %v %v", i, ok, err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
+
+// benchParallelism is goroutines per CPU in BenchmarkUpdate.
+var benchParallelism = 16
