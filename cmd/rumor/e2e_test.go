@@ -20,7 +20,6 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
-	"github.com/rumor-kv/rumor/wire"
 )
 
 var binary string
@@ -344,7 +343,6 @@ func TestHelpDocumentsEveryFlagAndItsEnvVar(t *testing.T) {
 			t.Errorf("rumor node %v: err=%v out=%s", args, err, out)
 		}
 	}
-	_ = wire.Version
 }
 
 func TestParseSize(t *testing.T) {
