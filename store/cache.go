@@ -90,6 +90,9 @@ func (c *objectCache) put(k []byte, v []byte) {
 	}
 	sh.m[string(k)] = v
 	sh.bytes += size
+	if sh.bytes <= c.maxBytes {
+		return // starting a map iteration is not free: only when over budget
+	}
 	for victim, val := range sh.m {
 		if sh.bytes <= c.maxBytes {
 			break

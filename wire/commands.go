@@ -83,7 +83,8 @@ func (s *Server) exec(c *session, args [][]byte, out []byte) []byte {
 	start := time.Now()
 	n := len(out)
 	out = cmd.run(s, c, args, out)
-	m.latency.Observe(time.Since(start).Seconds())
+	c.now = time.Now() // also serves the idle deadline, saving a clock read
+	m.latency.Observe(c.now.Sub(start).Seconds())
 	m.requests.Inc()
 	if len(out) > n && out[n] == '-' {
 		m.failures.Inc()

@@ -246,6 +246,7 @@ type session struct {
 	name string
 	conn net.Conn
 	quit bool
+	now  time.Time // when the last command finished, if measured
 }
 
 func (s *Server) serveConn(c net.Conn) {
@@ -295,7 +296,12 @@ func (s *Server) serveConn(c net.Conn) {
 				// read, so do it at most once per slack: an idle connection
 				// closes between IdleTimeout and IdleTimeout+slack after its
 				// last command, never earlier.
-				if now := time.Now(); now.Sub(armedAt) >= idleSlack(s.cfg.IdleTimeout) {
+				now := sess.now
+				if now.IsZero() {
+					now = time.Now()
+				}
+				sess.now = time.Time{}
+				if now.Sub(armedAt) >= idleSlack(s.cfg.IdleTimeout) {
 					c.SetReadDeadline(now.Add(s.cfg.IdleTimeout + idleSlack(s.cfg.IdleTimeout)))
 					armedAt = now
 				}
