@@ -74,7 +74,7 @@ func (c Context) Equal(o Context) bool {
 
 // Join returns the least context that has seen everything a and b have.
 func Join(a, b Context) Context {
-	if len(b) == 0 {
+	if len(b) == 0 || (len(a) == len(b) && &a[0] == &b[0]) {
 		return a
 	}
 	if len(a) == 0 {
@@ -102,7 +102,18 @@ func Join(a, b Context) Context {
 
 // With returns a copy of c that has seen events of d.Actor up to d.Counter
 // (and keeps a higher count if c already has one).
-func (c Context) With(d Dot) Context { return Join(c, Context{d}) }
+func (c Context) With(d Dot) Context {
+	i := sort.Search(len(c), func(i int) bool { return c[i].Actor >= d.Actor })
+	if i < len(c) && c[i].Actor == d.Actor {
+		out := append(Context(nil), c...)
+		out[i].Counter = max(out[i].Counter, d.Counter)
+		return out
+	}
+	out := make(Context, 0, len(c)+1)
+	out = append(out, c[:i]...)
+	out = append(out, d)
+	return append(out, c[i:]...)
+}
 
 func (c Context) String() string {
 	parts := make([]string, len(c))
@@ -139,6 +150,14 @@ func ParseToken(tok string) (Context, error) {
 		return nil, d.err
 	}
 	return c, nil
+}
+
+func (c Context) binaryLen() int {
+	n := uvarintLen(uint64(len(c)))
+	for _, d := range c {
+		n += 8 + uvarintLen(d.Counter)
+	}
+	return n
 }
 
 func (c Context) appendBinary(b []byte) []byte {

@@ -395,3 +395,35 @@ func TestCounterOverflow(t *testing.T) {
 		t.Fatalf("per-actor totals: err = %v, value = %d", last, c.Value())
 	}
 }
+
+func TestEncodedLenIsExact(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		o := h.draw(t, "object")
+		if got, want := o.encodedLen(), len(o.AppendEncoding(nil)); got != want {
+			t.Fatalf("encodedLen = %d, encoding is %d bytes: %v", got, want, o)
+		}
+		// Times of any sign, including the extremes.
+		tm := rapid.Int64().Draw(t, "time")
+		r := o.Reg.Update(7, nil, []byte("v"), false, tm)
+		if p := (Object{Reg: r}); p.encodedLen() != len(p.AppendEncoding(nil)) {
+			t.Fatalf("time %d: encodedLen %d != %d", tm, p.encodedLen(), len(p.AppendEncoding(nil)))
+		}
+	})
+}
+
+func TestWithAndJoinAgree(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		c := h.draw(t, "object").Reg.Context
+		d := Dot{Actor: h.actors[rapid.IntRange(0, len(h.actors)-1).Draw(t, "actor")], Counter: rapid.Uint64Range(1, 50).Draw(t, "counter")}
+		if got, want := c.With(d), Join(c, Context{d}); !got.Equal(want) {
+			t.Fatalf("%v.With(%v) = %v, Join gives %v", c, d, got, want)
+		}
+		before := append(Context(nil), c...)
+		_ = c.With(d)
+		if !c.Equal(before) {
+			t.Fatalf("With modified its receiver")
+		}
+	})
+}

@@ -118,8 +118,39 @@ func (o Object) AppendEncoding(b []byte) []byte {
 	return b
 }
 
-// Encode returns the binary form of o.
-func (o Object) Encode() []byte { return o.AppendEncoding(nil) }
+// Encode returns the binary form of o, in one allocation.
+func (o Object) Encode() []byte { return o.AppendEncoding(make([]byte, 0, o.encodedLen())) }
+
+// encodedLen is the length of o's encoding.
+func (o Object) encodedLen() int {
+	n := 1
+	if len(o.Cnt.Entries) > 0 {
+		n += 1 + uvarintLen(uint64(len(o.Cnt.Entries)))
+		for _, e := range o.Cnt.Entries {
+			n += 8 + uvarintLen(e.Inc) + uvarintLen(e.Dec) + uvarintLen(e.IncBase) + uvarintLen(e.DecBase)
+		}
+	}
+	if len(o.Reg.Context) > 0 || len(o.Reg.Siblings) > 0 {
+		n += 1 + o.Reg.Context.binaryLen() + uvarintLen(uint64(len(o.Reg.Siblings)))
+		for _, s := range o.Reg.Siblings {
+			t := uint64(s.Time) << 1 // zig-zag, as binary.AppendVarint
+			if s.Time < 0 {
+				t = ^t
+			}
+			n += 8 + uvarintLen(s.Dot.Counter) + uvarintLen(t) + uvarintLen(uint64(len(s.Value))) + len(s.Value)
+		}
+	}
+	return n
+}
+
+func uvarintLen(x uint64) int {
+	n := 1
+	for x >= 0x80 {
+		x >>= 7
+		n++
+	}
+	return n
+}
 
 // Decode reads an object from its binary form. Sibling values alias b. It
 // checks every invariant the encoder guarantees (sorted, unique, covered
