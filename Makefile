@@ -2,7 +2,8 @@
 GO       ?= go
 BIN      ?= bin/rumor
 FUZZTIME ?= 30s
-RACE_PKGS = ./crdt/... ./ring/... ./store/... ./wire/... ./node/...
+RACE_PKGS = ./store/... ./wire/... ./node/...
+PURE_PKGS = ./crdt/... ./ring/...
 
 .PHONY: help build node test lint unit e2e bench bench-deps fuzz clean
 
@@ -22,7 +23,8 @@ lint: ## gofmt and go vet
 	if [ -n "$$unformatted" ]; then echo "gofmt needed on:"; echo "$$unformatted"; exit 1; fi
 	$(GO) vet ./...
 
-unit: ## unit, property and fuzz-seed tests, with the race detector
+unit: ## unit, property and fuzz-seed tests; the race detector on the packages with concurrency
+	$(GO) test -count=1 $(PURE_PKGS)
 	$(GO) test -race -count=1 $(RACE_PKGS)
 
 e2e: ## end-to-end tests: the real binary driven by go-redis, raw bytes, HTTP and SIGKILL
