@@ -5,7 +5,7 @@ FUZZTIME ?= 30s
 RACE_PKGS = ./store/... ./wire/... ./node/...
 PURE_PKGS = ./crdt/... ./ring/...
 
-.PHONY: help build node test lint unit e2e bench bench-deps fuzz clean
+.PHONY: help build node test lint unit e2e bench bench-go bench-deps fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -32,6 +32,9 @@ e2e: ## end-to-end tests: the real binary driven by go-redis, raw bytes, HTTP an
 
 bench: build ## rumor against redis-server with redis-benchmark, plus memory for 1M keys (needs: make bench-deps)
 	scripts/bench.sh
+
+bench-go: ## Go benchmarks: store writes and reads, RESP parsing, placement
+	$(GO) test -run=NONE -bench=. -benchtime=2s ./store ./wire ./ring
 
 bench-deps: ## install redis-server and redis-tools (Debian) for make bench
 	command -v redis-benchmark >/dev/null || (apt-get update && apt-get install -y redis-server redis-tools)
