@@ -1,0 +1,411 @@
+// Package gossip is rumor's membership: the only package that imports
+// hashicorp/serf and memberlist. Nodes join through any member, learn each
+// other's metadata from serf tags, and see failures by SWIM probing.
+//
+// Start a node's membership with New, join a running cluster with Join,
+// and read the members with Members (sorted by name) or be told of every
+// change through Config.OnChange:
+//
+//	g, err := gossip.New(gossip.Config{Name: "n1", BindAddr: "127.0.0.1:7946", Tags: tags, OnChange: update})
+//	_, err = g.Join([]string{"127.0.0.1:7947"})
+//	defer g.Shutdown()
+//
+// Membership follows Dynamo's rule that a stopped process is a transient
+// failure, not a departure: Shutdown does not leave, so the others see the
+// node as failed and keep it (serf reaps failed members only after
+// Config.ReconnectTimeout, a day by default), and a node restarted with the
+// same SnapshotPath rejoins the members it knew without anyone's help.
+// Only Leave, an explicit removal, takes a node out for good.
+//
+// Every member carries its Tags; a node whose partition count differs
+// from this one's is refused when it tries to join, with an error that
+// says so (a cluster's Q is fixed when it is created).
+package gossip
+
+import (
+	"errors"
+	"fmt"
+	"io"
+	"log"
+	"log/slog"
+	"net"
+	"slices"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+	"github.com/hashicorp/serf/serf"
+)
+
+// ProtocolVersion is rumor's peer protocol version, carried in tags.
+const ProtocolVersion = 1
+
+// Tags are a node's metadata, gossiped as serf tags.
+type Tags struct {
+	Actor      uint64 // the node's actor id
+	ClientAddr string // RESP address
+	HTTPAddr   string // HTTP address
+	PeerAddr   string // peer RPC address
+	Partitions int    // Q
+	Proto      int    // ProtocolVersion
+}
+
+func (t Tags) encode() map[string]string {
+	return map[string]string{
+		"actor":  strconv.FormatUint(t.Actor, 16),
+		"client": t.ClientAddr,
+		"http":   t.HTTPAddr,
+		"peer":   t.PeerAddr,
+		"q":      strconv.Itoa(t.Partitions),
+		"proto":  strconv.Itoa(t.Proto),
+	}
+}
+
+func decodeTags(m map[string]string) (Tags, error) {
+	t := Tags{ClientAddr: m["client"], HTTPAddr: m["http"], PeerAddr: m["peer"]}
+	var errs []error
+	var err error
+	if t.Actor, err = strconv.ParseUint(m["actor"], 16, 64); err != nil {
+		errs = append(errs, fmt.Errorf("actor tag %q", m["actor"]))
+	}
+	if t.Partitions, err = strconv.Atoi(m["q"]); err != nil {
+		errs = append(errs, fmt.Errorf("q tag %q", m["q"]))
+	}
+	if t.Proto, err = strconv.Atoi(m["proto"]); err != nil {
+		errs = append(errs, fmt.Errorf("proto tag %q", m["proto"]))
+	}
+	if len(errs) > 0 {
+		return t, fmt.Errorf("gossip: bad tags: %w", errors.Join(errs...))
+	}
+	return t, nil
+}
+
+// Status is a member's state as gossip sees it.
+type Status int
+
+// Member states.
+const (
+	StatusAlive Status = iota
+	StatusSuspect
+	StatusFailed
+	StatusLeaving
+	StatusLeft
+)
+
+func (s Status) String() string {
+	switch s {
+	case StatusAlive:
+		return "alive"
+	case StatusSuspect:
+		return "suspect"
+	case StatusFailed:
+		return "failed"
+	case StatusLeaving:
+		return "leaving"
+	case StatusLeft:
+		return "left"
+	}
+	return fmt.Sprintf("Status(%d)", int(s))
+}
+
+// Member is a node as this node knows it.
+type Member struct {
+	Name   string
+	Addr   string // gossip address, host:port
+	Tags   Tags
+	Status Status
+}
+
+// Config configures a node's membership. Zero fields mean their defaults.
+type Config struct {
+	// Name is the node's unique name in the cluster. Required.
+	Name string
+	// BindAddr is the gossip address (UDP and TCP), host:port. Port 0
+	// picks a free one. Default 127.0.0.1:7946.
+	BindAddr string
+	// AdvertiseAddr is the address others reach this node at, if it is
+	// not BindAddr.
+	AdvertiseAddr string
+	// Tags are this node's metadata. Tags.Partitions is required.
+	Tags Tags
+	// SnapshotPath keeps the members this node knew, so that after a
+	// restart it rejoins them by itself. Empty: no snapshot.
+	SnapshotPath string
+	// Timing is the failure detector's profile. Default LocalTiming.
+	Timing Timing
+	// ReconnectTimeout is how long a failed member is kept (and retried)
+	// before serf forgets it. Default 24 hours.
+	ReconnectTimeout time.Duration
+	// OnChange is called with the sorted member list after every change
+	// (join, failure, recovery, leave, tag update). It is called from one
+	// goroutine, in order, and must not block.
+	OnChange func([]Member)
+	// Transport replaces the network, for tests (memberlist.MockNetwork).
+	Transport memberlist.NodeAwareTransport
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+// Timing is a failure detector profile: how often members probe each
+// other and how long a suspect has to refute before it is declared failed.
+type Timing struct {
+	ProbeInterval  time.Duration
+	ProbeTimeout   time.Duration
+	GossipInterval time.Duration
+	SuspicionMult  int
+	PushPull       time.Duration
+}
+
+// LocalTiming fits nodes on one machine or a fast LAN (memberlist's local
+// profile): a killed node is declared failed after about 3 to 5 seconds.
+func LocalTiming() Timing {
+	return Timing{ProbeInterval: time.Second, ProbeTimeout: 200 * time.Millisecond,
+		GossipInterval: 100 * time.Millisecond, SuspicionMult: 3, PushPull: 15 * time.Second}
+}
+
+// LANTiming is memberlist's LAN profile: slower to declare failure, kinder
+// to busy networks.
+func LANTiming() Timing {
+	return Timing{ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
+		GossipInterval: 200 * time.Millisecond, SuspicionMult: 4, PushPull: 30 * time.Second}
+}
+
+// Validate reports every problem at once.
+func (c Config) Validate() error {
+	var errs []error
+	if c.Name == "" {
+		errs = append(errs, errors.New("gossip: Name is required"))
+	}
+	if c.Tags.Partitions <= 0 {
+		errs = append(errs, errors.New("gossip: Tags.Partitions is required"))
+	}
+	if c.BindAddr != "" {
+		if _, _, err := splitHostPort(c.BindAddr); err != nil {
+			errs = append(errs, fmt.Errorf("gossip: BindAddr: %w", err))
+		}
+	}
+	if c.AdvertiseAddr != "" {
+		if _, _, err := splitHostPort(c.AdvertiseAddr); err != nil {
+			errs = append(errs, fmt.Errorf("gossip: AdvertiseAddr: %w", err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+func splitHostPort(addr string) (string, int, error) {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return "", 0, err
+	}
+	p, err := strconv.Atoi(port)
+	if err != nil || p < 0 || p > 65535 {
+		return "", 0, fmt.Errorf("bad port in %q", addr)
+	}
+	return host, p, nil
+}
+
+// Gossip is a running node's membership.
+type Gossip struct {
+	cfg    Config
+	serf   *serf.Serf
+	events chan serf.Event
+	done   chan struct{}
+
+	shutdownOnce sync.Once
+	shutdownErr  error
+}
+
+// New starts gossiping. It does not join anyone: call Join, or rely on
+// the snapshot of a previous run.
+func New(cfg Config) (*Gossip, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.BindAddr == "" {
+		cfg.BindAddr = "127.0.0.1:7946"
+	}
+	if cfg.Timing == (Timing{}) {
+		cfg.Timing = LocalTiming()
+	}
+	if cfg.ReconnectTimeout == 0 {
+		cfg.ReconnectTimeout = 24 * time.Hour
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	cfg.Tags.Proto = ProtocolVersion
+
+	ml := memberlist.DefaultLocalConfig()
+	host, port, _ := splitHostPort(cfg.BindAddr)
+	ml.BindAddr, ml.BindPort = host, port
+	if cfg.AdvertiseAddr != "" {
+		ml.AdvertiseAddr, ml.AdvertisePort, _ = splitHostPort(cfg.AdvertiseAddr)
+	}
+	ml.ProbeInterval = cfg.Timing.ProbeInterval
+	ml.ProbeTimeout = cfg.Timing.ProbeTimeout
+	ml.GossipInterval = cfg.Timing.GossipInterval
+	ml.SuspicionMult = cfg.Timing.SuspicionMult
+	ml.PushPullInterval = cfg.Timing.PushPull
+	if cfg.Transport != nil {
+		ml.Transport = cfg.Transport
+	}
+	logWriter := slogWriter{cfg.Logger}
+	ml.Logger = log.New(logWriter, "", 0)
+
+	sc := serf.DefaultConfig()
+	sc.NodeName = cfg.Name
+	sc.MemberlistConfig = ml
+	sc.Tags = cfg.Tags.encode()
+	sc.SnapshotPath = cfg.SnapshotPath
+	sc.ReconnectTimeout = cfg.ReconnectTimeout
+	sc.TombstoneTimeout = cfg.ReconnectTimeout
+	sc.RejoinAfterLeave = false
+	sc.Logger = log.New(logWriter, "", 0)
+	sc.Merge = mergeCheck{q: cfg.Tags.Partitions}
+	g := &Gossip{cfg: cfg, events: make(chan serf.Event, 256), done: make(chan struct{})}
+	sc.EventCh = g.events
+	s, err := serf.Create(sc)
+	if err != nil {
+		return nil, fmt.Errorf("gossip: start %s on %s: %w", cfg.Name, cfg.BindAddr, err)
+	}
+	g.serf = s
+	go g.loop()
+	g.notify()
+	return g, nil
+}
+
+// mergeCheck refuses members (a joiner, or a cluster being joined) whose
+// partition count or protocol differs from ours.
+type mergeCheck struct{ q int }
+
+func (m mergeCheck) NotifyMerge(members []*serf.Member) error {
+	for _, mem := range members {
+		t, err := decodeTags(mem.Tags)
+		if err != nil {
+			return fmt.Errorf("node %s: %w", mem.Name, err)
+		}
+		if t.Partitions != m.q {
+			return fmt.Errorf("node %s has %d partitions and this cluster %d: a cluster's partition count is fixed when it is created", mem.Name, t.Partitions, m.q)
+		}
+		if t.Proto != ProtocolVersion {
+			return fmt.Errorf("node %s speaks peer protocol %d and this node %d", mem.Name, t.Proto, ProtocolVersion)
+		}
+	}
+	return nil
+}
+
+// Join contacts the given gossip addresses (any running members) and
+// merges with their cluster. It returns how many it reached; an error if
+// none, or if the cluster refused this node.
+func (g *Gossip) Join(addrs []string) (int, error) {
+	n, err := g.serf.Join(addrs, true)
+	if err != nil {
+		return n, fmt.Errorf("gossip: join %s: %w", strings.Join(addrs, ","), err)
+	}
+	return n, nil
+}
+
+// Members returns every member this node knows, itself included, sorted
+// by name. Members with tags that do not decode are left out.
+func (g *Gossip) Members() []Member {
+	ms := g.serf.Members()
+	out := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		t, err := decodeTags(m.Tags)
+		if err != nil {
+			g.cfg.Logger.Warn("ignoring a member with bad tags", "member", m.Name, "err", err)
+			continue
+		}
+		out = append(out, Member{
+			Name:   m.Name,
+			Addr:   net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+			Tags:   t,
+			Status: status(m.Status),
+		})
+	}
+	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
+	return out
+}
+
+func status(s serf.MemberStatus) Status {
+	switch s {
+	case serf.StatusAlive:
+		return StatusAlive
+	case serf.StatusLeaving:
+		return StatusLeaving
+	case serf.StatusLeft:
+		return StatusLeft
+	case serf.StatusFailed:
+		return StatusFailed
+	}
+	return StatusSuspect
+}
+
+// Addr is this node's gossip address (useful with port 0).
+func (g *Gossip) Addr() string {
+	m := g.serf.LocalMember()
+	return net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port)))
+}
+
+// Leave announces that this node leaves the cluster for good, then shuts
+// down. Others mark it left; it will not rejoin by itself.
+func (g *Gossip) Leave() error {
+	if err := g.serf.Leave(); err != nil {
+		return fmt.Errorf("gossip: leave: %w", err)
+	}
+	return g.Shutdown()
+}
+
+// Shutdown stops gossiping without leaving: the others will see this node
+// fail, and keep it. It is safe to call more than once.
+func (g *Gossip) Shutdown() error {
+	g.shutdownOnce.Do(func() {
+		g.shutdownErr = g.serf.Shutdown()
+		<-g.serf.ShutdownCh()
+		close(g.done)
+	})
+	return g.shutdownErr
+}
+
+// loop turns serf's member events into OnChange calls.
+func (g *Gossip) loop() {
+	for {
+		select {
+		case <-g.done:
+			return
+		case e := <-g.events:
+			switch e.EventType() {
+			case serf.EventMemberJoin, serf.EventMemberLeave, serf.EventMemberFailed,
+				serf.EventMemberUpdate, serf.EventMemberReap:
+				g.notify()
+			}
+		}
+	}
+}
+
+func (g *Gossip) notify() {
+	if g.cfg.OnChange != nil {
+		g.cfg.OnChange(g.Members())
+	}
+}
+
+// slogWriter feeds serf's and memberlist's log lines to slog, at debug
+// level unless they say [WARN] or [ERR].
+type slogWriter struct{ l *slog.Logger }
+
+func (w slogWriter) Write(p []byte) (int, error) {
+	msg := strings.TrimSpace(string(p))
+	switch {
+	case strings.Contains(msg, "[ERR]"):
+		w.l.Error(msg, "component", "gossip")
+	case strings.Contains(msg, "[WARN]"):
+		w.l.Warn(msg, "component", "gossip")
+	default:
+		w.l.Debug(msg, "component", "gossip")
+	}
+	return len(p), nil
+}
+
+var _ io.Writer = slogWriter{}

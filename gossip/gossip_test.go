@@ -1,0 +1,177 @@
+package gossip
+
+import (
+	"fmt"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+)
+
+// testTiming detects failures in well under a second on loopback.
+var testTiming = Timing{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond,
+	GossipInterval: 20 * time.Millisecond, SuspicionMult: 2, PushPull: time.Second}
+
+type watcher struct {
+	mu   sync.Mutex
+	last []Member
+	n    int
+}
+
+func (w *watcher) onChange(ms []Member) {
+	w.mu.Lock()
+	w.last, w.n = ms, w.n+1
+	w.mu.Unlock()
+}
+
+func start(t *testing.T, name string, q int, snapshot string, w *watcher) *Gossip {
+	t.Helper()
+	return startAt(t, name, "127.0.0.1:0", q, snapshot, w)
+}
+
+func startAt(t *testing.T, name, addr string, q int, snapshot string, w *watcher) *Gossip {
+	t.Helper()
+	cfg := Config{Name: name, BindAddr: addr, Timing: testTiming, SnapshotPath: snapshot,
+		Tags: Tags{Actor: 0xabc, ClientAddr: "127.0.0.1:7001", PeerAddr: "127.0.0.1:7101", Partitions: q}}
+	if w != nil {
+		cfg.OnChange = w.onChange
+	}
+	g, err := New(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.Shutdown() })
+	return g
+}
+
+// eventually polls cond until it holds or the deadline passes.
+func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func statusOf(g *Gossip, name string) Status {
+	for _, m := range g.Members() {
+		if m.Name == name {
+			return m.Status
+		}
+	}
+	return -1
+}
+
+func summary(ms []Member) string {
+	var b strings.Builder
+	for _, m := range ms {
+		fmt.Fprintf(&b, "%s=%s ", m.Name, m.Status)
+	}
+	return strings.TrimSpace(b.String())
+}
+
+func TestJoinTagsFailureRejoinAndLeave(t *testing.T) {
+	dir := t.TempDir()
+	w := &watcher{}
+	n1 := start(t, "n1", 64, filepath.Join(dir, "n1"), w)
+	n2 := start(t, "n2", 64, filepath.Join(dir, "n2"), nil)
+	n3 := start(t, "n3", 64, filepath.Join(dir, "n3"), nil)
+	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := n3.Join([]string{n2.Addr()}); err != nil { // through any member
+		t.Fatal(err)
+	}
+	for _, g := range []*Gossip{n1, n2, n3} {
+		eventually(t, 5*time.Second, "every node sees 3 alive", func() bool {
+			return summary(g.Members()) == "n1=alive n2=alive n3=alive"
+		})
+	}
+	m := n1.Members()[2]
+	if m.Tags.Actor != 0xabc || m.Tags.ClientAddr != "127.0.0.1:7001" || m.Tags.Partitions != 64 || m.Tags.Proto != ProtocolVersion {
+		t.Fatalf("tags of n3 as n1 sees them: %+v", m.Tags)
+	}
+	eventually(t, 5*time.Second, "OnChange reports all three", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return summary(w.last) == "n1=alive n2=alive n3=alive"
+	})
+
+	// A stop is not a leave: the others see n3 failed and keep it.
+	addr3 := n3.Addr()
+	n3.Shutdown()
+	took := eventually(t, 10*time.Second, "n3 seen failed", func() bool { return statusOf(n1, "n3") == StatusFailed })
+	t.Logf("a stopped node was seen failed after %v (test timing)", took)
+
+	// Restarted at its address with its snapshot, n3 rejoins by itself.
+	n3 = startAt(t, "n3", addr3, 64, filepath.Join(dir, "n3"), nil)
+	eventually(t, 10*time.Second, "restarted n3 rejoins with no Join call", func() bool {
+		return statusOf(n1, "n3") == StatusAlive && statusOf(n3, "n1") == StatusAlive
+	})
+
+	// Leaving is explicit and final.
+	if err := n2.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	eventually(t, 10*time.Second, "n2 seen left", func() bool { return statusOf(n1, "n2") == StatusLeft })
+}
+
+func TestJoinWithAnotherPartitionCountIsRefused(t *testing.T) {
+	a := start(t, "a", 64, "", nil)
+	b := start(t, "b", 128, "", nil)
+	_, err := b.Join([]string{a.Addr()})
+	if err == nil || !strings.Contains(err.Error(), "partitions") {
+		t.Fatalf("joining with Q=128 a cluster with Q=64: err = %v", err)
+	}
+	if got := summary(a.Members()); got != "a=alive" {
+		t.Fatalf("the refused node got in: %s", got)
+	}
+}
+
+func TestConfigAndTags(t *testing.T) {
+	if err := (Config{BindAddr: "nope"}).Validate(); err == nil || !strings.Contains(err.Error(), "Name") || !strings.Contains(err.Error(), "BindAddr") {
+		t.Fatalf("Validate: %v", err)
+	}
+	in := Tags{Actor: 1<<63 + 5, ClientAddr: "a:1", HTTPAddr: "b:2", PeerAddr: "c:3", Partitions: 4096, Proto: 1}
+	out, err := decodeTags(in.encode())
+	if err != nil || out != in {
+		t.Fatalf("tags round trip: %+v, %v", out, err)
+	}
+	if _, err := decodeTags(map[string]string{"actor": "zz", "q": "x"}); err == nil {
+		t.Fatal("bad tags decoded")
+	}
+	for s := StatusAlive; s <= StatusLeft; s++ {
+		if strings.HasPrefix(s.String(), "Status(") {
+			t.Fatalf("status %d has no name", s)
+		}
+	}
+}
+
+// TestFailureDetectionWithLocalTiming measures how long the production
+// profile takes to declare a stopped node failed.
+func TestFailureDetectionWithLocalTiming(t *testing.T) {
+	t.Parallel()
+	var nodes []*Gossip
+	for _, name := range []string{"a", "b", "c"} {
+		g, err := New(Config{Name: name, BindAddr: "127.0.0.1:0", Tags: Tags{Partitions: 64}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Shutdown() })
+		nodes = append(nodes, g)
+	}
+	for _, g := range nodes[1:] {
+		if _, err := g.Join([]string{nodes[0].Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	eventually(t, 10*time.Second, "all alive", func() bool { return summary(nodes[0].Members()) == "a=alive b=alive c=alive" })
+	nodes[2].Shutdown()
+	took := eventually(t, 15*time.Second, "c seen failed", func() bool { return statusOf(nodes[0], "c") == StatusFailed })
+	t.Logf("LocalTiming: a stopped node was seen failed after %v", took)
+}
