@@ -1,0 +1,279 @@
+package wire
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/rpc"
+	"sync"
+	"testing"
+	"time"
+)
+
+// startPeer serves handler on a free port and stops it with the test.
+func startPeer(t testing.TB, handler PeerHandler) (*PeerServer, string) {
+	t.Helper()
+	s := NewPeerServer(handler, Limits{}, nil)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	return s, l.Addr().String()
+}
+
+func echo(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
+	switch method {
+	case "echo":
+		return args, nil
+	case "fail":
+		return nil, errors.New("no such key")
+	case "sleep":
+		d, _ := time.ParseDuration(string(args[0]))
+		select {
+		case <-time.After(d):
+		case <-ctx.Done():
+		}
+		return [][]byte{[]byte("slept")}, nil
+	}
+	return nil, fmt.Errorf("unknown method %q", method)
+}
+
+func TestPeerCallsAndErrors(t *testing.T) {
+	_, addr := startPeer(t, echo)
+	c := NewPeerClient(addr, PeerClientConfig{})
+	defer c.Close()
+	ctx := context.Background()
+	res, err := c.Call(ctx, "echo", []byte("a"), []byte(""), []byte("c\r\n$-1\r\n"))
+	if err != nil || len(res) != 3 || string(res[0]) != "a" || len(res[1]) != 0 || string(res[2]) != "c\r\n$-1\r\n" {
+		t.Fatalf("echo = %q, %v", res, err)
+	}
+	if res, err := c.Call(ctx, "echo"); err != nil || len(res) != 0 {
+		t.Fatalf("echo of nothing = %q, %v", res, err)
+	}
+	var pe *PeerError
+	if _, err := c.Call(ctx, "fail"); !errors.As(err, &pe) || pe.Msg != "no such key" {
+		t.Fatalf("fail: %v", err)
+	}
+}
+
+// TestPeerPipelinesConcurrentCalls makes many concurrent calls on one
+// client, with a slow call among them that must not hold up the rest.
+func TestPeerPipelinesConcurrentCalls(t *testing.T) {
+	_, addr := startPeer(t, echo)
+	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 10 * time.Second})
+	defer c.Close()
+	slow := make(chan error, 1)
+	go func() {
+		_, err := c.Call(context.Background(), "sleep", []byte("2s"))
+		slow <- err
+	}()
+	var wg sync.WaitGroup
+	for w := 0; w < 16; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 200; i++ {
+				want := fmt.Sprintf("w%d-%d", w, i)
+				res, err := c.Call(context.Background(), "echo", []byte(want))
+				if err != nil || len(res) != 1 || string(res[0]) != want {
+					t.Errorf("call %s = %q, %v", want, res, err)
+					return
+				}
+			}
+		}()
+	}
+	done := make(chan struct{})
+	go func() { wg.Wait(); close(done) }()
+	select {
+	case <-done:
+	case err := <-slow:
+		t.Fatalf("the slow call (%v) finished before 3200 fast ones: calls are not pipelined", err)
+	}
+	if err := <-slow; err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPeerCallDeadlines(t *testing.T) {
+	_, addr := startPeer(t, echo)
+	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 100 * time.Millisecond})
+	defer c.Close()
+	start := time.Now()
+	_, err := c.Call(context.Background(), "sleep", []byte("5s"))
+	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 3*time.Second {
+		t.Fatalf("a call past CallTimeout: %v after %v", err, time.Since(start))
+	}
+	// The connection is still good for the next call, and the late reply
+	// is dropped rather than given to it.
+	if res, err := c.Call(context.Background(), "echo", []byte("next")); err != nil || string(res[0]) != "next" {
+		t.Fatalf("after a timeout: %q, %v", res, err)
+	}
+	// A peer that accepts but never answers (a black hole) fails the call
+	// by its deadline too.
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		for {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+		}
+	}()
+	hole := NewPeerClient(l.Addr().String(), PeerClientConfig{CallTimeout: 100 * time.Millisecond})
+	defer hole.Close()
+	if _, err := hole.Call(context.Background(), "echo"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("black hole: %v", err)
+	}
+}
+
+func TestPeerReconnectsAfterServerRestart(t *testing.T) {
+	s, addr := startPeer(t, echo)
+	c := NewPeerClient(addr, PeerClientConfig{})
+	defer c.Close()
+	if _, err := c.Call(context.Background(), "echo"); err != nil {
+		t.Fatal(err)
+	}
+	s.Close()
+	// Calls fail fast, not by their deadline, once the peer is gone.
+	start := time.Now()
+	for {
+		_, err := c.Call(context.Background(), "echo")
+		if errors.Is(err, ErrPeerUnavailable) {
+			break
+		}
+		if time.Since(start) > 5*time.Second {
+			t.Fatalf("calls to a closed peer still answer: %v", err)
+		}
+	}
+	// A new server on the same address: the client dials again.
+	l, err := net.Listen("tcp", addr)
+	if err != nil {
+		t.Skipf("port %s not free again: %v", addr, err)
+	}
+	s2 := NewPeerServer(echo, Limits{}, nil)
+	go s2.Serve(l)
+	defer s2.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		res, err := c.Call(context.Background(), "echo", []byte("back"))
+		if err == nil && string(res[0]) == "back" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("no reconnect: %v", err)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+func TestPeerServerRejectsGarbageAndKeepsServing(t *testing.T) {
+	_, addr := startPeer(t, echo)
+	for _, bad := range []string{"GET x\r\n", "*4\r\n$3\r\nRPC\r\n$1\r\n9\r\n$1\r\n1\r\n$4\r\necho\r\n", "*1\r\n$99999999999\r\n", "\x00\xff\r\n"} {
+		conn, err := net.Dial("tcp", addr)
+		if err != nil {
+			t.Fatal(err)
+		}
+		conn.SetDeadline(time.Now().Add(5 * time.Second))
+		conn.Write([]byte(bad))
+		var b [64]byte
+		if n, err := conn.Read(b[:]); err == nil {
+			t.Fatalf("%q answered %q instead of closing", bad, b[:n])
+		}
+		conn.Close()
+	}
+	c := NewPeerClient(addr, PeerClientConfig{})
+	defer c.Close()
+	if _, err := c.Call(context.Background(), "echo"); err != nil {
+		t.Fatalf("after garbage from others: %v", err)
+	}
+}
+
+func TestPeerClientRejectsMalformedReplies(t *testing.T) {
+	for _, reply := range []string{"+OK\r\n", "*1\r\n:1\r\n", "*2\r\n$1\r\nx\r\n+OK\r\n", "*2\r\n:1\r\n:5\r\n", "-ERR\r\n"} {
+		l, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		go func() {
+			conn, err := l.Accept()
+			if err != nil {
+				return
+			}
+			defer conn.Close()
+			var b [256]byte
+			conn.Read(b[:])
+			conn.Write([]byte(reply))
+			conn.Read(b[:])
+		}()
+		c := NewPeerClient(l.Addr().String(), PeerClientConfig{CallTimeout: 2 * time.Second})
+		_, err = c.Call(context.Background(), "echo")
+		if !errors.Is(err, ErrPeerUnavailable) {
+			t.Errorf("reply %q: err = %v, want ErrPeerUnavailable", reply, err)
+		}
+		c.Close()
+		l.Close()
+	}
+}
+
+// BenchmarkPeerCall measures round trips through PeerClient on one
+// connection with many concurrent callers; BenchmarkNetRPCCall does the
+// same with the standard library's net/rpc, the baseline.
+func BenchmarkPeerCall(b *testing.B) {
+	_, addr := startPeer(b, echo)
+	c := NewPeerClient(addr, PeerClientConfig{})
+	defer c.Close()
+	arg := bytes.Repeat([]byte("x"), 16)
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			if _, err := c.Call(context.Background(), "echo", arg); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
+
+type rpcEcho struct{}
+
+func (rpcEcho) Echo(args [][]byte, reply *[][]byte) error { *reply = args; return nil }
+
+func BenchmarkNetRPCCall(b *testing.B) {
+	srv := rpc.NewServer()
+	if err := srv.RegisterName("E", rpcEcho{}); err != nil {
+		b.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer l.Close()
+	go srv.Accept(l)
+	c, err := rpc.Dial("tcp", l.Addr().String())
+	if err != nil {
+		b.Fatal(err)
+	}
+	defer c.Close()
+	arg := [][]byte{bytes.Repeat([]byte("x"), 16)}
+	b.ReportAllocs()
+	b.SetParallelism(32)
+	b.RunParallel(func(pb *testing.PB) {
+		for pb.Next() {
+			var reply [][]byte
+			if err := c.Call("E.Echo", arg, &reply); err != nil {
+				b.Error(err)
+				return
+			}
+		}
+	})
+}
