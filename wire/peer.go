@@ -61,13 +61,7 @@ type PeerServer struct {
 	logger  *slog.Logger
 	ctx     context.Context
 	cancel  context.CancelFunc
-	wg      sync.WaitGroup
-	mu      struct {
-		sync.Mutex
-		closed bool
-		ls     map[net.Listener]struct{}
-		conns  map[net.Conn]struct{}
-	}
+	acc     acceptor
 }
 
 // maxPeerInFlight bounds the calls one peer connection may have running.
@@ -80,76 +74,24 @@ func NewPeerServer(handler PeerHandler, limits Limits, logger *slog.Logger) *Pee
 	}
 	s := &PeerServer{handler: handler, limits: limits.WithDefaults(), logger: logger}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.mu.ls = map[net.Listener]struct{}{}
-	s.mu.conns = map[net.Conn]struct{}{}
 	return s
 }
 
 // Serve accepts peer connections on l until Close; then it returns
 // ErrServerClosed.
 func (s *PeerServer) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.mu.closed {
-		s.mu.Unlock()
-		l.Close()
-		return ErrServerClosed
-	}
-	s.mu.ls[l] = struct{}{}
-	s.mu.Unlock()
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.mu.closed
-			s.mu.Unlock()
-			if closed {
-				return ErrServerClosed
-			}
-			if isTemporary(err) {
-				time.Sleep(5 * time.Millisecond)
-				continue
-			}
-			return err
-		}
-		s.mu.Lock()
-		if s.mu.closed {
-			s.mu.Unlock()
-			c.Close()
-			return ErrServerClosed
-		}
-		s.mu.conns[c] = struct{}{}
-		s.wg.Add(1)
-		s.mu.Unlock()
-		go func() {
-			defer s.wg.Done()
-			s.serveConn(c)
-			s.mu.Lock()
-			delete(s.mu.conns, c)
-			s.mu.Unlock()
-		}()
-	}
+	return s.acc.serve(l, s.logger, s.serveConn)
 }
 
 // Close stops the server and waits for its connections. Safe to call twice.
 func (s *PeerServer) Close() error {
-	s.mu.Lock()
-	if !s.mu.closed {
-		s.mu.closed = true
-		for l := range s.mu.ls {
-			l.Close()
-		}
-		for c := range s.mu.conns {
-			c.Close()
-		}
-	}
-	s.mu.Unlock()
+	s.acc.close()
 	s.cancel()
-	s.wg.Wait()
+	s.acc.wait()
 	return nil
 }
 
 func (s *PeerServer) serveConn(c net.Conn) {
-	defer c.Close()
 	replies := make(chan []byte, maxPeerInFlight)
 	var calls sync.WaitGroup
 	writerDone := make(chan struct{})

@@ -7,8 +7,6 @@ import (
 	"io"
 	"log/slog"
 	"net"
-	"os"
-	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -86,14 +84,7 @@ type Server struct {
 	ops    map[string]*opMetrics // per command, read-only after NewServer
 	ctx    context.Context
 	cancel context.CancelFunc
-	wg     sync.WaitGroup
-
-	mu struct {
-		sync.Mutex
-		closed    bool
-		listeners map[net.Listener]struct{}
-		conns     map[net.Conn]struct{}
-	}
+	acc    acceptor
 
 	clients        atomic.Int64
 	totalConns     atomic.Int64
@@ -118,104 +109,21 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		}
 	}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
-	s.mu.listeners = map[net.Listener]struct{}{}
-	s.mu.conns = map[net.Conn]struct{}{}
 	return s, nil
 }
-
-// ErrServerClosed is returned by Serve after Close.
-var ErrServerClosed = errors.New("wire: server closed")
 
 // Serve accepts connections on l until Close. It always returns an error;
 // ErrServerClosed after Close.
 func (s *Server) Serve(l net.Listener) error {
-	s.mu.Lock()
-	if s.mu.closed {
-		s.mu.Unlock()
-		l.Close()
-		return ErrServerClosed
-	}
-	s.mu.listeners[l] = struct{}{}
-	s.mu.Unlock()
-	var backoff time.Duration
-	for {
-		c, err := l.Accept()
-		if err != nil {
-			s.mu.Lock()
-			closed := s.mu.closed
-			s.mu.Unlock()
-			if closed {
-				return ErrServerClosed
-			}
-			var ne net.Error
-			if errors.As(err, &ne) && ne.Timeout() || errors.Is(err, os.ErrDeadlineExceeded) || isTemporary(err) {
-				backoff = min(max(2*backoff, 5*time.Millisecond), time.Second)
-				s.cfg.Logger.Warn("accept failed; retrying", "err", err, "backoff", backoff)
-				time.Sleep(backoff)
-				continue
-			}
-			return err
-		}
-		backoff = 0
-		if !s.track(c) {
-			c.Close()
-			return ErrServerClosed
-		}
-		go func() {
-			defer s.wg.Done()
-			defer s.untrack(c)
-			s.serveConn(c)
-		}()
-	}
-}
-
-func isTemporary(err error) bool {
-	t, ok := err.(interface{ Temporary() bool })
-	return ok && t.Temporary()
-}
-
-// track registers c and counts its goroutine in s.wg, both under the lock
-// that Close takes to set closed: a connection accepted as Close runs is
-// either refused here or closed and waited for by Close. (Adding to wg after
-// the lock is released would let Close's Wait return, or race with the Add,
-// while the connection's goroutine was still to start.)
-func (s *Server) track(c net.Conn) bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.mu.closed {
-		return false
-	}
-	s.mu.conns[c] = struct{}{}
-	s.wg.Add(1)
-	return true
-}
-
-func (s *Server) untrack(c net.Conn) {
-	c.Close()
-	s.mu.Lock()
-	delete(s.mu.conns, c)
-	s.mu.Unlock()
+	return s.acc.serve(l, s.cfg.Logger, s.serveConn)
 }
 
 // Close stops accepting, closes every connection and waits for their
 // goroutines. It is safe to call more than once.
 func (s *Server) Close() error {
-	s.mu.Lock()
-	if s.mu.closed {
-		s.mu.Unlock()
-		s.wg.Wait()
-		return nil
-	}
-	s.mu.closed = true
-	for l := range s.mu.listeners {
-		l.Close()
-	}
-	for c := range s.mu.conns {
-		c.Close()
-	}
-	s.mu.Unlock()
+	s.acc.close()
 	s.cancel()
-	s.wg.Wait()
+	s.acc.wait()
 	return nil
 }
 
