@@ -3,7 +3,7 @@ GO       ?= go
 BIN      ?= bin/rumor
 FUZZTIME ?= 30s
 RACE_PKGS = ./store/... ./wire/... ./node/... ./gossip/...
-PURE_PKGS = ./crdt/... ./ring/...
+PURE_PKGS = ./ring/...
 
 .PHONY: help build node test lint unit e2e bench bench-go bench-deps fuzz clean
 
@@ -24,6 +24,7 @@ lint: ## gofmt and go vet
 	$(GO) vet ./...
 
 unit: ## unit, property and fuzz-seed tests; the race detector on the packages with concurrency
+	$(GO) test -count=1 ./crdt/... -rapid.checks=2000
 	$(GO) test -count=1 $(PURE_PKGS)
 	$(GO) test -race -count=1 $(RACE_PKGS)
 
