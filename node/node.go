@@ -138,6 +138,10 @@ func Start(cfg Config) (*Node, error) {
 	if err != nil {
 		return nil, err
 	}
+	if st.ReplacedActor() {
+		cfg.Logger.Warn("the data directory was not closed cleanly; this node now writes under a new actor id, so no write lost in the crash can be mistaken for a new one",
+			"actor", fmt.Sprintf("%016x", st.Actor()))
+	}
 	n := &Node{cfg: cfg, st: st, started: cfg.Clock(), registry: prometheus.NewRegistry()}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), st.Collector())
 	metrics := wire.NewMetrics(n.registry)
@@ -320,6 +324,7 @@ func (n *Node) info() []wire.InfoSection {
 		}},
 		{Name: "Persistence", Fields: [][2]string{
 			{"sync", yesno[n.cfg.Sync]},
+			{"recovered_from_crash", yesno[n.st.ReplacedActor()]},
 			{"engine", "pebble"},
 			{"disk_bytes", strconv.FormatUint(m.DiskSpaceUsage(), 10)},
 			{"memtable_bytes", strconv.FormatUint(m.MemTable.Size, 10)},

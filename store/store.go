@@ -23,7 +23,9 @@
 //
 // # Key layout
 //
-//	0x00 "actor"        node actor id, 8 bytes big-endian
+//	0x00 "actor"        node actor id, 8 bytes big-endian; replaced after
+//	                    an unclean shutdown
+//	0x00 "clean"        present while the directory is cleanly closed
 //	0x00 "partitions"   Q, 4 bytes big-endian
 //	0x01 p(2 bytes BE) key  an object (crdt encoding)
 //
@@ -111,13 +113,14 @@ const lockStripes = 1024
 
 // Store is a node's local state. See the package doc.
 type Store struct {
-	db    *pebble.DB
-	cache interface{ Unref() }
-	objs  *objectCache
-	wo    *pebble.WriteOptions
-	actor uint64
-	q     int
-	locks [lockStripes]sync.Mutex
+	db       *pebble.DB
+	cache    interface{ Unref() }
+	objs     *objectCache
+	wo       *pebble.WriteOptions
+	actor    uint64
+	newActor bool // the actor id was replaced after an unclean shutdown
+	q        int
+	locks    [lockStripes]sync.Mutex
 
 	closeOnce sync.Once
 	closeErr  error
@@ -125,6 +128,7 @@ type Store struct {
 
 var (
 	metaActor      = []byte("\x00actor")
+	metaClean      = []byte("\x00clean")
 	metaPartitions = []byte("\x00partitions")
 )
 
@@ -180,21 +184,37 @@ func (s *Store) initMeta() error {
 		return fmt.Errorf("%w: it has %d partitions, this node was started with %d",
 			ErrPartitionsMismatch, binary.BigEndian.Uint32(q), s.q)
 	}
+	// A new actor id for a new directory, and after an unclean shutdown:
+	// a crash may have lost writes that were already visible (to readers,
+	// or with --sync=false acknowledged), and reusing their dots or counter
+	// totals under the same actor would let a client's context, or another
+	// replica's copy, silently cover or outweigh new writes (Riak's KV679).
+	// A fresh actor's events are new to everyone.
 	a, ok, err := s.getMeta(metaActor)
-	switch {
-	case err != nil:
+	if err != nil {
 		return err
-	case !ok:
+	}
+	_, clean, err := s.getMeta(metaClean)
+	if err != nil {
+		return err
+	}
+	switch {
+	case ok && len(a) != 8:
+		return fmt.Errorf("store: corrupt actor id %x", a)
+	case ok && clean:
+		s.actor = binary.BigEndian.Uint64(a)
+	default:
 		var buf [8]byte
 		if _, err := rand.Read(buf[:]); err != nil {
 			return fmt.Errorf("store: actor id: %w", err)
 		}
 		s.actor = binary.BigEndian.Uint64(buf[:])
+		s.newActor = ok // an existing directory that was not closed cleanly
 		b.Set(metaActor, buf[:], nil)
-	case len(a) != 8:
-		return fmt.Errorf("store: corrupt actor id %x", a)
-	default:
-		s.actor = binary.BigEndian.Uint64(a)
+	}
+	// Until Close marks it again, the directory counts as not closed cleanly.
+	if clean {
+		b.Delete(metaClean, nil)
 	}
 	if b.Empty() {
 		return nil
@@ -379,15 +399,20 @@ func (s *Store) Metrics() *pebble.Metrics { return s.db.Metrics() }
 // Flush writes the memtable to disk (for tests and orderly shutdowns).
 func (s *Store) Flush() error { return s.db.Flush() }
 
-// Close flushes nothing more than pebble does and releases the directory.
-// It is safe to call more than once.
+// Close marks the directory as cleanly closed (so the next Open keeps the
+// actor id) and releases it. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
-		s.closeErr = s.db.Close()
+		err := s.db.Set(metaClean, nil, pebble.Sync)
+		s.closeErr = errors.Join(err, s.db.Close())
 		s.cache.Unref()
 	})
 	return s.closeErr
 }
+
+// ReplacedActor reports whether Open gave this directory a new actor id
+// because it had not been closed cleanly.
+func (s *Store) ReplacedActor() bool { return s.newActor }
 
 // stripe hashes a store key to its lock (FNV-1a).
 func stripe(k []byte) uint32 {

@@ -228,8 +228,8 @@ func TestSyncedWritesSurviveCrash(t *testing.T) {
 		if err != nil {
 			t.Fatalf("round %d: reopen after crash: %v", round, err)
 		}
-		if r.Actor() != s.Actor() {
-			t.Fatalf("round %d: actor id lost in crash", round)
+		if r.Actor() == s.Actor() || !r.ReplacedActor() {
+			t.Fatalf("round %d: the actor id was kept across a crash", round)
 		}
 		lost := 0
 		for k, v := range want {
@@ -344,5 +344,70 @@ func TestObjectCacheNeverServesStaleObjects(t *testing.T) {
 				t.Fatalf("a 32 KiB cache evicted nothing: %+v", st)
 			}
 		})
+	}
+}
+
+// TestNewActorAfterUncleanShutdown is Riak's KV679 in small: a write that
+// was visible (a client read its context) but not durable is lost in a
+// crash. If the restarted node reused the lost write's dot for a new write,
+// the client's later write with that old context would silently drop the
+// new one. A new actor id after an unclean shutdown makes the new dot
+// unseen by every old context.
+func TestNewActorAfterUncleanShutdown(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s, err := Open(Options{Dir: "/db", Partitions: 16, FS: fs}) // not synced
+	if err != nil {
+		t.Fatal(err)
+	}
+	write := func(s *Store, val string, ctx crdt.Context, hasCtx bool) crdt.Object {
+		t.Helper()
+		o, err := s.Update(0, []byte("k"), func(cur crdt.Object, _ bool) (crdt.Object, error) {
+			c := cur.Reg.Context
+			if hasCtx {
+				c = ctx
+			}
+			cur.Reg = cur.Reg.Update(s.Actor(), c, []byte(val), false, 1)
+			return cur, nil
+		})
+		if err != nil {
+			t.Fatal(err)
+		}
+		return o
+	}
+	write(s, "v1", nil, false)
+	if err := s.Flush(); err != nil { // v1 is durable
+		t.Fatal(err)
+	}
+	token := write(s, "v2", nil, false).Reg.Context // a client reads v2's context; v2 is not durable
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	s.Close()
+
+	r, err := Open(Options{Dir: "/db", Partitions: 16, FS: crashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got := value(t, r, 0, "k"); got != "v1" {
+		t.Fatalf("after the crash: %q, want v1 (v2 was not durable)", got)
+	}
+	write(r, "v3", nil, false)       // acknowledged after the restart
+	o := write(r, "v4", token, true) // the client writes with its old context
+	vals := map[string]bool{}
+	for _, sib := range o.Reg.Siblings {
+		vals[string(sib.Value)] = true
+	}
+	if !vals["v3"] || !vals["v4"] {
+		t.Fatalf("siblings %v: v3, written after the crash and unseen by the old context, was dropped", vals)
+	}
+	// A clean close keeps the actor.
+	actor := r.Actor()
+	r.Close()
+	r2, err := Open(Options{Dir: "/db", Partitions: 16, FS: crashed})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r2.Close()
+	if r2.Actor() != actor || r2.ReplacedActor() {
+		t.Fatalf("a clean close changed the actor id")
 	}
 }

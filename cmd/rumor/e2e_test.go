@@ -314,6 +314,9 @@ func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	if info := c.Info(ctx, "persistence").Val(); !strings.Contains(info, "recovered_from_crash:yes") {
+		t.Errorf("after SIGKILL the node did not take a new actor id:\n%s", info)
+	}
 	t.Logf("%d rounds: %d acknowledged SETs, %d lost; counter %d (acknowledged %d, attempted %d)",
 		rounds, len(acked), lost, n, counterAcked, counterTried)
 	if lost > 0 {
