@@ -1,7 +1,10 @@
 // Package node is one running rumor node: it opens the store, serves the
-// client protocols from package wire, and coordinates requests. In this
-// first version a node holds every key itself; the cluster (placement,
-// quorum reads and writes, forwarding) slots in behind the same Backend.
+// client protocols from package wire, and coordinates requests. Node, as
+// the binary runs it today, holds every key itself. Coordinator is the
+// cluster's request path (placement, forwarding to a replica, quorum reads
+// and writes over a Transport), tested over MemNetwork and not yet wired
+// into the binary: both implement wire.Backend, so it slots in behind the
+// same protocols.
 //
 // Start a node with a Config and stop it with Close:
 //
@@ -252,37 +255,14 @@ func (n *Node) Get(_ context.Context, key []byte) (crdt.Object, error) {
 
 // Put implements wire.Backend.
 func (n *Node) Put(_ context.Context, key, value []byte, opts wire.WriteOptions) error {
-	_, err := n.st.Update(n.partition(key), key, func(cur crdt.Object, _ bool) (crdt.Object, error) {
-		if cur.Kind() == crdt.KindCounter {
-			return cur, wire.ErrWrongType
-		}
-		ctx := cur.Reg.Context
-		if opts.HasContext {
-			ctx = opts.Context
-		}
-		cur.Reg = cur.Reg.Update(n.st.Actor(), ctx, value, false, n.cfg.Clock().UnixNano())
-		return cur, nil
-	})
+	_, err := n.st.Update(n.partition(key), key, putFn(n.st.Actor(), value, opts, n.cfg.Clock))
 	return err
 }
-
-// errNothingToDo aborts an Update that would write nothing new.
-var errNothingToDo = errors.New("node: nothing to do")
 
 // Delete implements wire.Backend.
 func (n *Node) Delete(_ context.Context, key []byte, opts wire.WriteOptions) (bool, error) {
 	var existed bool
-	_, err := n.st.Update(n.partition(key), key, func(cur crdt.Object, _ bool) (crdt.Object, error) {
-		existed = cur.Kind() != crdt.KindNone
-		if !existed && !opts.HasContext {
-			return cur, errNothingToDo // already gone, and no remote writes to cover
-		}
-		ctx := cur.Reg.Context
-		if opts.HasContext {
-			ctx = opts.Context
-		}
-		return cur.Delete(n.st.Actor(), ctx, n.cfg.Clock().UnixNano()), nil
-	})
+	_, err := n.st.Update(n.partition(key), key, deleteFn(n.st.Actor(), opts, n.cfg.Clock, &existed))
 	if errors.Is(err, errNothingToDo) {
 		err = nil
 	}
@@ -291,18 +271,64 @@ func (n *Node) Delete(_ context.Context, key []byte, opts wire.WriteOptions) (bo
 
 // Incr implements wire.Backend.
 func (n *Node) Incr(_ context.Context, key []byte, delta int64) (int64, error) {
-	o, err := n.st.Update(n.partition(key), key, func(cur crdt.Object, _ bool) (crdt.Object, error) {
-		if cur.Kind() == crdt.KindRegister {
-			return cur, wire.ErrWrongType
-		}
-		c, err := cur.Cnt.Add(n.st.Actor(), delta)
-		cur.Cnt = c
-		return cur, err
-	})
+	o, err := n.st.Update(n.partition(key), key, incrFn(n.st.Actor(), delta))
 	if err != nil {
 		return 0, err
 	}
 	return o.Cnt.Value(), nil
+}
+
+// The writes, as store.Update functions run by the replica coordinating
+// them (a single node, or a Coordinator).
+
+// putFn writes value as a register: WRONGTYPE on a counter; without a
+// client context it supersedes what this replica holds.
+func putFn(actor uint64, value []byte, opts wire.WriteOptions, clock func() time.Time) func(crdt.Object, bool) (crdt.Object, error) {
+	return func(cur crdt.Object, _ bool) (crdt.Object, error) {
+		if cur.Kind() == crdt.KindCounter {
+			return cur, wire.ErrWrongType
+		}
+		ctx := cur.Reg.Context
+		if opts.HasContext {
+			ctx = opts.Context
+		}
+		cur.Reg = cur.Reg.Update(actor, ctx, value, false, clock().UnixNano())
+		return cur, nil
+	}
+}
+
+// errNothingToDo aborts an Update that would write nothing new.
+var errNothingToDo = errors.New("node: nothing to do")
+
+// deleteFn deletes what the context covers (without one, what this
+// replica holds) and resets the counter; *existed reports whether the
+// replica held a value. With nothing to delete and no context it writes
+// nothing (errNothingToDo).
+func deleteFn(actor uint64, opts wire.WriteOptions, clock func() time.Time, existed *bool) func(crdt.Object, bool) (crdt.Object, error) {
+	return func(cur crdt.Object, _ bool) (crdt.Object, error) {
+		*existed = cur.Kind() != crdt.KindNone
+		if !*existed && !opts.HasContext {
+			return cur, errNothingToDo
+		}
+		ctx := cur.Reg.Context
+		if opts.HasContext {
+			ctx = opts.Context
+		}
+		return cur.Delete(actor, ctx, clock().UnixNano()), nil
+	}
+}
+
+// incrFn adds delta to this replica's entry of the counter: WRONGTYPE on
+// a register, crdt.ErrOverflow past int64.
+func incrFn(actor uint64, delta int64) func(crdt.Object, bool) (crdt.Object, error) {
+	return func(cur crdt.Object, _ bool) (crdt.Object, error) {
+		if cur.Kind() == crdt.KindRegister {
+			return cur, wire.ErrWrongType
+		}
+		c, err := cur.Cnt.Add(actor, delta)
+		cur.Cnt = c
+		return cur, err
+	}
 }
 
 func (n *Node) info() []wire.InfoSection {

@@ -1,0 +1,413 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"slices"
+	"strconv"
+	"sync/atomic"
+	"time"
+
+	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/ring"
+	"github.com/rumor-kv/rumor/store"
+	"github.com/rumor-kv/rumor/wire"
+)
+
+// Transport carries peer calls to other nodes, by member name. A call to
+// an unreachable node fails by its context's deadline (or at once if the
+// node is known to be down); it never hangs past the deadline.
+type Transport interface {
+	Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error)
+}
+
+// CoordinatorConfig configures a Coordinator. Zero fields mean defaults.
+type CoordinatorConfig struct {
+	// Self is this node's member name. Required.
+	Self string
+	// Store is this node's local state. Required.
+	Store *store.Store
+	// Transport reaches the other members. Required.
+	Transport Transport
+	// Replicas (N), R and W: defaults 3, 2 and 2.
+	Replicas, R, W int
+	// Timeout bounds a request's peer calls. Default 1s.
+	Timeout time.Duration
+	// Clock gives write times. Default time.Now.
+	Clock func() time.Time
+	// Logger; default discards.
+	Logger *slog.Logger
+}
+
+// Validate reports every problem at once.
+func (c CoordinatorConfig) Validate() error {
+	var errs []error
+	if c.Self == "" {
+		errs = append(errs, errors.New("node: coordinator Self is required"))
+	}
+	if c.Store == nil || c.Transport == nil {
+		errs = append(errs, errors.New("node: coordinator Store and Transport are required"))
+	}
+	n := c.Replicas
+	if n == 0 {
+		n = 3
+	}
+	if c.R < 0 || c.W < 0 || c.R > n || c.W > n || n < 0 {
+		errs = append(errs, fmt.Errorf("node: need 0 < R, W <= N; got N=%d R=%d W=%d", n, c.R, c.W))
+	}
+	return errors.Join(errs...)
+}
+
+// Coordinator makes one node of a cluster serve any key: a write goes to a
+// replica of the key's partition (this node, or one it forwards to), which
+// applies it locally, sends the new object to the other replicas, and
+// answers once W of them (itself included) hold it; a read asks the
+// replicas, waits for R, and merges their objects. Replicas that answer
+// after the quorum still apply the write. Placement comes from SetMembers.
+//
+// Peer methods (HandlePeer): "get" and "merge" are a replica's part;
+// "put", "del" and "incr" run a forwarded write as coordinator.
+type Coordinator struct {
+	cfg   CoordinatorConfig
+	place atomic.Pointer[ring.Placement]
+}
+
+// NewCoordinator checks cfg. Call SetMembers before serving.
+func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if cfg.Replicas == 0 {
+		cfg.Replicas = 3
+	}
+	if cfg.R == 0 {
+		cfg.R = min(2, cfg.Replicas)
+	}
+	if cfg.W == 0 {
+		cfg.W = min(2, cfg.Replicas)
+	}
+	if cfg.Timeout == 0 {
+		cfg.Timeout = time.Second
+	}
+	if cfg.Clock == nil {
+		cfg.Clock = time.Now
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = slog.New(slog.DiscardHandler)
+	}
+	return &Coordinator{cfg: cfg}, nil
+}
+
+// SetMembers recomputes placement for the ring members (names; this node
+// among them). Safe to call while serving.
+func (c *Coordinator) SetMembers(members []string) error {
+	p, err := ring.Compute(ring.PlacementConfig{Partitions: c.cfg.Store.Partitions(), Replicas: c.cfg.Replicas}, members)
+	if err != nil {
+		return err
+	}
+	c.place.Store(p)
+	return nil
+}
+
+// QuorumError says how many replicas answered of how many were needed.
+type QuorumError struct {
+	Op       string // "read" or "write"
+	Got      int    // replicas that answered (or acknowledged)
+	Need     int    // R or W
+	Replicas int    // N for the key
+}
+
+func (e *QuorumError) Error() string {
+	return fmt.Sprintf("quorum not reached for %s: %d of %d required replicas answered (%d replicas)", e.Op, e.Got, e.Need, e.Replicas)
+}
+
+func (c *Coordinator) replicas(key []byte) (uint32, []string, error) {
+	p := c.place.Load()
+	if p == nil {
+		return 0, nil, errors.New("node: no cluster members yet")
+	}
+	part := ring.Partition(key, p.Partitions())
+	return part, p.Replicas(part), nil
+}
+
+// Get implements wire.Backend: a quorum read.
+func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) {
+	part, reps, err := c.replicas(key)
+	if err != nil {
+		return crdt.Object{}, err
+	}
+	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
+	defer cancel()
+	type answer struct {
+		obj crdt.Object
+		err error
+	}
+	answers := make(chan answer, len(reps))
+	for _, r := range reps {
+		go func() {
+			if r == c.cfg.Self {
+				o, _, err := c.cfg.Store.Get(part, key)
+				answers <- answer{o, err}
+				return
+			}
+			res, err := c.cfg.Transport.Call(ctx, r, "get", key)
+			if err == nil && len(res) != 1 {
+				err = errors.New("malformed get reply")
+			}
+			var o crdt.Object
+			if err == nil && len(res[0]) > 0 {
+				o, err = crdt.Decode(res[0])
+			}
+			answers <- answer{o, err}
+		}()
+	}
+	var merged crdt.Object
+	got := 0
+	for range reps {
+		a := <-answers
+		if a.err != nil {
+			c.cfg.Logger.Debug("replica read failed", "err", a.err)
+			continue
+		}
+		merged = crdt.Merge(merged, a.obj)
+		if got++; got >= c.cfg.R {
+			return merged, nil
+		}
+	}
+	return crdt.Object{}, &QuorumError{Op: "read", Got: got, Need: c.cfg.R, Replicas: len(reps)}
+}
+
+// Put implements wire.Backend.
+func (c *Coordinator) Put(ctx context.Context, key, value []byte, opts wire.WriteOptions) error {
+	_, err := c.write(ctx, key, "put", [][]byte{key, value, encodeOpts(opts)}, putFn(c.cfg.Store.Actor(), value, opts, c.cfg.Clock), true)
+	return err
+}
+
+// Delete implements wire.Backend. Without a context it deletes what a
+// quorum read finds, so that a value this coordinator has not received
+// yet is deleted too.
+func (c *Coordinator) Delete(ctx context.Context, key []byte, opts wire.WriteOptions) (bool, error) {
+	var existed bool
+	if !opts.HasContext {
+		cur, err := c.Get(ctx, key)
+		if err != nil {
+			return false, err
+		}
+		existed = cur.Kind() != crdt.KindNone
+		opts = wire.WriteOptions{Context: cur.Reg.Context, HasContext: true}
+	}
+	var local bool
+	res, err := c.write(ctx, key, "del", [][]byte{key, encodeOpts(opts)}, deleteFn(c.cfg.Store.Actor(), opts, c.cfg.Clock, &local), true)
+	if len(res) == 1 { // forwarded: the coordinator's answer
+		local = string(res[0]) == "1"
+	}
+	if errors.Is(err, errNothingToDo) {
+		err = nil
+	}
+	return existed || local, err
+}
+
+// Incr implements wire.Backend.
+func (c *Coordinator) Incr(ctx context.Context, key []byte, delta int64) (int64, error) {
+	var value int64
+	res, err := c.write(ctx, key, "incr", [][]byte{key, []byte(strconv.FormatInt(delta, 10))}, func(cur crdt.Object, found bool) (crdt.Object, error) {
+		o, err := incrFn(c.cfg.Store.Actor(), delta)(cur, found)
+		value = o.Cnt.Value()
+		return o, err
+	}, true)
+	if err == nil && len(res) == 1 {
+		value, err = strconv.ParseInt(string(res[0]), 10, 64)
+	}
+	return value, err
+}
+
+// write runs a write as coordinator if this node is a replica of key, or
+// forwards it (method, args) to the first replica that takes it, and
+// returns the forwarded call's results. A forwarded write (mayForward
+// false) is never forwarded again, so a placement change cannot loop it.
+func (c *Coordinator) write(ctx context.Context, key []byte, method string, args [][]byte, fn func(crdt.Object, bool) (crdt.Object, error), mayForward bool) ([][]byte, error) {
+	part, reps, err := c.replicas(key)
+	if err != nil {
+		return nil, err
+	}
+	if !slices.Contains(reps, c.cfg.Self) {
+		if !mayForward {
+			return nil, errNotReplica
+		}
+		return c.forward(ctx, reps, method, args)
+	}
+	obj, err := c.cfg.Store.Update(part, key, fn)
+	if err != nil {
+		return nil, err
+	}
+	return nil, c.replicate(ctx, key, obj, reps)
+}
+
+var errNotReplica = errors.New("node: this node is not a replica of the key (placement changed); retry")
+
+// replicate sends obj to the other replicas and waits until W replicas
+// (this one included) hold it. Calls that finish after the quorum still
+// apply; all are bounded by the coordinator's timeout.
+func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, reps []string) error {
+	others := make([]string, 0, len(reps))
+	for _, r := range reps {
+		if r != c.cfg.Self {
+			others = append(others, r)
+		}
+	}
+	acks := 1
+	if len(others) == 0 {
+		if acks >= c.cfg.W {
+			return nil
+		}
+		return &QuorumError{Op: "write", Got: acks, Need: c.cfg.W, Replicas: len(reps)}
+	}
+	enc := obj.Encode()
+	callCtx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	results := make(chan error, len(others))
+	for _, r := range others {
+		go func() {
+			_, err := c.cfg.Transport.Call(callCtx, r, "merge", key, enc)
+			if err != nil {
+				c.cfg.Logger.Debug("replica write failed", "replica", r, "err", err)
+			}
+			results <- err
+		}()
+	}
+	received := 0
+	defer func() { // release the calls' context once the stragglers are back
+		pending := len(others) - received
+		go func() {
+			for i := 0; i < pending; i++ {
+				<-results
+			}
+			cancel()
+		}()
+	}()
+	for acks < c.cfg.W && received < len(others) {
+		select {
+		case err := <-results:
+			received++
+			if err == nil {
+				acks++
+			}
+		case <-ctx.Done():
+			return &QuorumError{Op: "write", Got: acks, Need: c.cfg.W, Replicas: len(reps)}
+		}
+	}
+	if acks >= c.cfg.W {
+		return nil
+	}
+	return &QuorumError{Op: "write", Got: acks, Need: c.cfg.W, Replicas: len(reps)}
+}
+
+// forward hands a write to the first replica that takes it. A replica
+// that is unreachable at once is skipped; one that times out is not
+// retried elsewhere, since it may have applied the write.
+func (c *Coordinator) forward(ctx context.Context, reps []string, method string, args [][]byte) ([][]byte, error) {
+	ctx, cancel := context.WithTimeout(ctx, 2*c.cfg.Timeout) // its own quorum wait, plus the hop
+	defer cancel()
+	var last error
+	for _, r := range reps {
+		res, err := c.cfg.Transport.Call(ctx, r, method, args...)
+		if err == nil {
+			return res, nil
+		}
+		var pe *wire.PeerError
+		if errors.As(err, &pe) {
+			return nil, peerError(pe)
+		}
+		last = err
+		if !errors.Is(err, wire.ErrPeerUnavailable) {
+			break
+		}
+	}
+	return nil, fmt.Errorf("node: no replica took the write: %w", last)
+}
+
+// peerError turns a forwarded coordinator's error back into the sentinel
+// it was, so the client sees the same reply as from a local coordinator.
+func peerError(pe *wire.PeerError) error {
+	for _, e := range []error{wire.ErrWrongType, crdt.ErrOverflow} {
+		if pe.Msg == e.Error() {
+			return e
+		}
+	}
+	return errors.New(pe.Msg)
+}
+
+// encodeOpts and decodeOpts carry WriteOptions over a peer call.
+func encodeOpts(o wire.WriteOptions) []byte {
+	if !o.HasContext {
+		return []byte("-")
+	}
+	return []byte(o.Context.Token())
+}
+
+func decodeOpts(b []byte) (wire.WriteOptions, error) {
+	if string(b) == "-" {
+		return wire.WriteOptions{}, nil
+	}
+	ctx, err := crdt.ParseToken(string(b))
+	return wire.WriteOptions{Context: ctx, HasContext: true}, err
+}
+
+// HandlePeer serves the peer methods (wire.PeerHandler).
+func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
+	need := map[string]int{"get": 1, "merge": 2, "put": 3, "del": 2, "incr": 2}[method]
+	if need == 0 {
+		return nil, fmt.Errorf("unknown peer method %q", method)
+	}
+	if len(args) != need {
+		return nil, fmt.Errorf("peer method %s takes %d arguments, not %d", method, need, len(args))
+	}
+	key := args[0]
+	switch method {
+	case "get":
+		p := c.place.Load()
+		if p == nil {
+			return nil, errors.New("node: no cluster members yet")
+		}
+		o, found, err := c.cfg.Store.Get(ring.Partition(key, p.Partitions()), key)
+		if err != nil || !found {
+			return [][]byte{nil}, err
+		}
+		return [][]byte{o.Encode()}, nil
+	case "merge":
+		o, err := crdt.Decode(args[1])
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.cfg.Store.Merge(ring.Partition(key, c.cfg.Store.Partitions()), key, o)
+		return nil, err
+	case "put":
+		opts, err := decodeOpts(args[2])
+		if err != nil {
+			return nil, err
+		}
+		_, err = c.write(ctx, key, method, nil, putFn(c.cfg.Store.Actor(), args[1], opts, c.cfg.Clock), false)
+		return nil, err
+	case "del":
+		opts, err := decodeOpts(args[1])
+		if err != nil {
+			return nil, err
+		}
+		var existed bool
+		_, err = c.write(ctx, key, method, nil, deleteFn(c.cfg.Store.Actor(), opts, c.cfg.Clock, &existed), false)
+		return [][]byte{[]byte(map[bool]string{true: "1", false: "0"}[existed])}, err
+	default: // incr
+		delta, err := strconv.ParseInt(string(args[1]), 10, 64)
+		if err != nil {
+			return nil, err
+		}
+		var value int64
+		_, err = c.write(ctx, key, method, nil, func(cur crdt.Object, found bool) (crdt.Object, error) {
+			o, err := incrFn(c.cfg.Store.Actor(), delta)(cur, found)
+			value = o.Cnt.Value()
+			return o, err
+		}, false)
+		return [][]byte{[]byte(strconv.FormatInt(value, 10))}, err
+	}
+}

@@ -1,0 +1,251 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rumor-kv/rumor/ring"
+	"github.com/rumor-kv/rumor/store"
+	"github.com/rumor-kv/rumor/wire"
+)
+
+// testCluster is many coordinators in one process over a MemNetwork.
+type testCluster struct {
+	net   *MemNetwork
+	nodes map[string]*Coordinator
+	names []string
+}
+
+func newTestCluster(t *testing.T, names []string, n, r, w int) *testCluster {
+	t.Helper()
+	tc := &testCluster{net: NewMemNetwork(), nodes: map[string]*Coordinator{}, names: names}
+	for _, name := range names {
+		st, err := store.Open(store.Options{Dir: t.TempDir(), Partitions: 64})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { st.Close() })
+		c, err := NewCoordinator(CoordinatorConfig{Self: name, Store: st, Transport: tc.net.Transport(name),
+			Replicas: n, R: r, W: w, Timeout: 200 * time.Millisecond})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := c.SetMembers(names); err != nil {
+			t.Fatal(err)
+		}
+		tc.net.Register(name, c.HandlePeer)
+		tc.nodes[name] = c
+	}
+	return tc
+}
+
+func (tc *testCluster) replicasOf(key string) []string {
+	_, reps, _ := tc.nodes[tc.names[0]].replicas([]byte(key))
+	return reps
+}
+
+// keyOutside finds a key none of whose replicas is node.
+func (tc *testCluster) keyOutside(t *testing.T, node string) string {
+	for i := 0; i < 1000; i++ {
+		k := fmt.Sprint("key", i)
+		if !slices.Contains(tc.replicasOf(k), node) {
+			return k
+		}
+	}
+	t.Fatalf("every key has %s as a replica", node)
+	return ""
+}
+
+func value(t *testing.T, c *Coordinator, key string) string {
+	t.Helper()
+	o, err := c.Get(context.Background(), []byte(key))
+	if err != nil {
+		t.Fatalf("Get %s via %s: %v", key, c.cfg.Self, err)
+	}
+	var vals []string
+	for _, s := range o.Reg.Siblings {
+		vals = append(vals, string(s.Value))
+	}
+	slices.Sort(vals)
+	return fmt.Sprint(vals)
+}
+
+func TestWritesAndReadsThroughAnyNode(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	for i := 0; i < 40; i++ {
+		key, via := fmt.Sprint("k", i), tc.nodes[names[i%5]]
+		if err := via.Put(ctx, []byte(key), []byte(fmt.Sprint("v", i)), wire.WriteOptions{}); err != nil {
+			t.Fatalf("Put %s via %s: %v", key, via.cfg.Self, err)
+		}
+	}
+	for i := 0; i < 40; i++ {
+		key := fmt.Sprint("k", i)
+		for _, name := range names {
+			if got := value(t, tc.nodes[name], key); got != fmt.Sprintf("[v%d]", i) {
+				t.Fatalf("%s via %s = %s", key, name, got)
+			}
+		}
+		// The object lives on its replicas (eventually all three) and nowhere else.
+		reps := tc.replicasOf(key)
+		deadline := time.Now().Add(5 * time.Second)
+		for _, name := range names {
+			st := tc.nodes[name].cfg.Store
+			for {
+				_, found, _ := st.Get(ring.Partition([]byte(key), 64), []byte(key))
+				if found == slices.Contains(reps, name) {
+					break
+				}
+				if !found && time.Now().Before(deadline) {
+					time.Sleep(5 * time.Millisecond)
+					continue
+				}
+				t.Fatalf("%s on %s: found=%v, replicas %v", key, name, found, reps)
+			}
+		}
+	}
+	// A forwarded write gets the replica's errors back as they were.
+	k := tc.keyOutside(t, "n1")
+	if _, err := tc.nodes["n1"].Incr(ctx, []byte(k), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("x"), wire.WriteOptions{}); !errors.Is(err, wire.ErrWrongType) {
+		t.Fatalf("forwarded SET on a counter: %v", err)
+	}
+	if v, err := tc.nodes["n1"].Incr(ctx, []byte(k), 41); err != nil || v != 42 {
+		t.Fatalf("forwarded INCR = %d, %v", v, err)
+	}
+}
+
+func TestQuorumSurvivesOneFailureAndReportsShortfalls(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	tc.net.Down("n3")
+	if err := tc.nodes["n1"].Put(ctx, []byte("a"), []byte("1"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("W=2 with one replica down: %v", err)
+	}
+	if got := value(t, tc.nodes["n2"], "a"); got != "[1]" {
+		t.Fatalf("R=2 with one replica down: %s", got)
+	}
+	// W=3 cannot be met: the error says how many answered of how many.
+	strict, _ := NewCoordinator(CoordinatorConfig{Self: "n1", Store: tc.nodes["n1"].cfg.Store, Transport: tc.net.Transport("n1"), W: 3, Timeout: 200 * time.Millisecond})
+	strict.SetMembers(names)
+	var qe *QuorumError
+	if err := strict.Put(ctx, []byte("a"), []byte("2"), wire.WriteOptions{}); !errors.As(err, &qe) || qe.Got != 2 || qe.Need != 3 {
+		t.Fatalf("W=3 with one replica down: %v", err)
+	}
+	// Black-holed rather than down: the call waits for its deadline, and the
+	// request still fails in bounded time.
+	tc.net.Partition([]string{"n1"}, []string{"n2", "n3"})
+	start := time.Now()
+	err := tc.nodes["n1"].Put(ctx, []byte("b"), []byte("1"), wire.WriteOptions{})
+	if !errors.As(err, &qe) || qe.Got != 1 || qe.Need != 2 {
+		t.Fatalf("W=2 with both peers black-holed: %v", err)
+	}
+	if took := time.Since(start); took > 2*time.Second {
+		t.Fatalf("the failing write took %v", took)
+	}
+	if _, err := tc.nodes["n1"].Get(ctx, []byte("b")); !errors.As(err, &qe) || qe.Op != "read" || qe.Got != 1 {
+		t.Fatalf("R=2 alone: %v", err)
+	}
+}
+
+func TestConcurrentWritesBecomeSiblingsThatAContextResolves(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	// n1 and n2 cannot see each other; both reach n3.
+	tc.net.Partition([]string{"n1"}, []string{"n2"})
+	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("a"), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.nodes["n2"].Put(ctx, []byte("k"), []byte("b"), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tc.net.Heal()
+	if got := value(t, tc.nodes["n3"], "k"); got != "[a b]" {
+		t.Fatalf("concurrent writes through n1 and n2: %s, want siblings [a b]", got)
+	}
+	// The client reads both and writes the resolution with their context.
+	o, err := tc.nodes["n3"].Get(ctx, []byte("k"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("ab"), wire.WriteOptions{Context: o.Reg.Context, HasContext: true}); err != nil {
+		t.Fatal(err)
+	}
+	for _, name := range names {
+		deadline := time.Now().Add(5 * time.Second)
+		for value(t, tc.nodes[name], "k") != "[ab]" {
+			if time.Now().After(deadline) {
+				t.Fatalf("via %s: %s, want the resolution alone", name, value(t, tc.nodes[name], "k"))
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	// DEL through any node removes it everywhere (it reads first).
+	if existed, err := tc.nodes["n2"].Delete(ctx, []byte("k"), wire.WriteOptions{}); err != nil || !existed {
+		t.Fatalf("Delete = %v, %v", existed, err)
+	}
+	if got := value(t, tc.nodes["n3"], "k"); got != "[]" {
+		t.Fatalf("after DEL: %s", got)
+	}
+}
+
+func TestCountersThroughEveryNodeAddUp(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	var wg sync.WaitGroup
+	for _, name := range names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 25; i++ {
+				if _, err := tc.nodes[name].Incr(ctx, []byte("hits"), 2); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	for _, name := range names {
+		o, err := tc.nodes[name].Get(ctx, []byte("hits"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		// Every increment reached W=2 replicas and a read asks R=2 of
+		// the 3, so R+W > N: the read sees every acknowledged increment.
+		if got := o.Cnt.Value(); got != 200 {
+			t.Fatalf("counter via %s = %d, want 200", name, got)
+		}
+	}
+}
+
+func TestForwardingSkipsAReplicaThatIsDown(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	k := tc.keyOutside(t, "n1")
+	tc.net.Down(tc.replicasOf(k)[0])
+	if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("v"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("forwarded write with the first replica down: %v", err)
+	}
+	if got := value(t, tc.nodes["n1"], k); got != "[v]" {
+		t.Fatalf("read back: %s", got)
+	}
+	if _, err := tc.nodes["n1"].HandlePeer(ctx, "put", [][]byte{[]byte(k), []byte("v"), []byte("-")}); !errors.Is(err, errNotReplica) {
+		t.Fatalf("a forwarded write reaching a non-replica: %v", err)
+	}
+	if _, err := tc.nodes["n1"].HandlePeer(ctx, "nope", nil); err == nil {
+		t.Fatal("unknown peer method accepted")
+	}
+}

@@ -1,0 +1,122 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"fmt"
+	"sync"
+	"time"
+
+	"github.com/rumor-kv/rumor/wire"
+)
+
+// MemNetwork is an in-memory Transport for many nodes in one process,
+// with the faults a real network has: a node can be down (calls to it
+// fail at once, as with a refused connection), links can be black-holed
+// (calls hang until their deadline, as under a partition), and every call
+// can be delayed. Arguments and results are copied, as a network would.
+type MemNetwork struct {
+	mu       sync.Mutex
+	handlers map[string]wire.PeerHandler
+	blocked  map[[2]string]bool
+	delay    time.Duration
+}
+
+// NewMemNetwork returns an empty network.
+func NewMemNetwork() *MemNetwork {
+	return &MemNetwork{handlers: map[string]wire.PeerHandler{}, blocked: map[[2]string]bool{}}
+}
+
+// Register connects node name, served by h.
+func (m *MemNetwork) Register(name string, h wire.PeerHandler) {
+	m.mu.Lock()
+	m.handlers[name] = h
+	m.mu.Unlock()
+}
+
+// Down disconnects node name: calls to it fail at once.
+func (m *MemNetwork) Down(name string) {
+	m.mu.Lock()
+	delete(m.handlers, name)
+	m.mu.Unlock()
+}
+
+// Partition black-holes every link between nodes of different groups.
+func (m *MemNetwork) Partition(groups ...[]string) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	for i, g := range groups {
+		for j, h := range groups {
+			if i == j {
+				continue
+			}
+			for _, a := range g {
+				for _, b := range h {
+					m.blocked[[2]string{a, b}] = true
+				}
+			}
+		}
+	}
+}
+
+// Heal removes every black hole.
+func (m *MemNetwork) Heal() {
+	m.mu.Lock()
+	clear(m.blocked)
+	m.mu.Unlock()
+}
+
+// SetDelay delays every call by d.
+func (m *MemNetwork) SetDelay(d time.Duration) {
+	m.mu.Lock()
+	m.delay = d
+	m.mu.Unlock()
+}
+
+// Transport returns node from's view of the network.
+func (m *MemNetwork) Transport(from string) Transport { return memTransport{m, from} }
+
+type memTransport struct {
+	m    *MemNetwork
+	from string
+}
+
+func (t memTransport) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+	t.m.mu.Lock()
+	h, up := t.m.handlers[to]
+	blocked := t.m.blocked[[2]string{t.from, to}]
+	delay := t.m.delay
+	t.m.mu.Unlock()
+	if blocked {
+		<-ctx.Done()
+		return nil, fmt.Errorf("node: call %s on %s: %w", method, to, ctx.Err())
+	}
+	if !up {
+		return nil, fmt.Errorf("%w: %s is down", wire.ErrPeerUnavailable, to)
+	}
+	if delay > 0 {
+		select {
+		case <-time.After(delay):
+		case <-ctx.Done():
+			return nil, fmt.Errorf("node: call %s on %s: %w", method, to, ctx.Err())
+		}
+	}
+	in := make([][]byte, len(args))
+	for i, a := range args {
+		in[i] = bytes.Clone(a)
+	}
+	res, err := h(ctx, method, in)
+	if err != nil {
+		return nil, &wire.PeerError{Msg: err.Error()}
+	}
+	out := make([][]byte, len(res))
+	for i, r := range res {
+		out[i] = bytes.Clone(r)
+	}
+	if ctx.Err() != nil { // the reply came too late for the caller
+		return nil, fmt.Errorf("node: call %s on %s: %w", method, to, ctx.Err())
+	}
+	return out, nil
+}
+
+var _ Transport = memTransport{}
