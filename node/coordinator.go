@@ -138,6 +138,13 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	if err != nil {
 		return crdt.Object{}, err
 	}
+	need := c.cfg.R
+	if q := wire.QuorumFrom(ctx).R; q > 0 {
+		need = q
+	}
+	if need > len(reps) {
+		return crdt.Object{}, fmt.Errorf("R=%d exceeds the %d replicas of the key", need, len(reps))
+	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	type answer struct {
@@ -172,11 +179,11 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 			continue
 		}
 		merged = crdt.Merge(merged, a.obj)
-		if got++; got >= c.cfg.R {
+		if got++; got >= need {
 			return merged, nil
 		}
 	}
-	return crdt.Object{}, &QuorumError{Op: "read", Got: got, Need: c.cfg.R, Replicas: len(reps)}
+	return crdt.Object{}, &QuorumError{Op: "read", Got: got, Need: need, Replicas: len(reps)}
 }
 
 // Put implements wire.Backend.
@@ -232,17 +239,24 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 	if err != nil {
 		return nil, err
 	}
+	w := c.cfg.W
+	if q := wire.QuorumFrom(ctx).W; q > 0 {
+		w = q
+	}
+	if w > len(reps) {
+		return nil, fmt.Errorf("W=%d exceeds the %d replicas of the key", w, len(reps))
+	}
 	if !slices.Contains(reps, c.cfg.Self) {
 		if !mayForward {
 			return nil, errNotReplica
 		}
-		return c.forward(ctx, reps, method, args)
+		return c.forward(ctx, reps, method, append(args, []byte(strconv.Itoa(w))))
 	}
 	obj, err := c.cfg.Store.Update(part, key, fn)
 	if err != nil {
 		return nil, err
 	}
-	return nil, c.replicate(ctx, key, obj, reps)
+	return nil, c.replicate(ctx, key, obj, reps, w)
 }
 
 var errNotReplica = errors.New("node: this node is not a replica of the key (placement changed); retry")
@@ -250,7 +264,7 @@ var errNotReplica = errors.New("node: this node is not a replica of the key (pla
 // replicate sends obj to the other replicas and waits until W replicas
 // (this one included) hold it. Calls that finish after the quorum still
 // apply; all are bounded by the coordinator's timeout.
-func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, reps []string) error {
+func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, reps []string, w int) error {
 	others := make([]string, 0, len(reps))
 	for _, r := range reps {
 		if r != c.cfg.Self {
@@ -259,10 +273,10 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 	}
 	acks := 1
 	if len(others) == 0 {
-		if acks >= c.cfg.W {
+		if acks >= w {
 			return nil
 		}
-		return &QuorumError{Op: "write", Got: acks, Need: c.cfg.W, Replicas: len(reps)}
+		return &QuorumError{Op: "write", Got: acks, Need: w, Replicas: len(reps)}
 	}
 	enc := obj.Encode()
 	callCtx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
@@ -286,7 +300,7 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 			cancel()
 		}()
 	}()
-	for acks < c.cfg.W && received < len(others) {
+	for acks < w && received < len(others) {
 		select {
 		case err := <-results:
 			received++
@@ -294,13 +308,13 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 				acks++
 			}
 		case <-ctx.Done():
-			return &QuorumError{Op: "write", Got: acks, Need: c.cfg.W, Replicas: len(reps)}
+			return &QuorumError{Op: "write", Got: acks, Need: w, Replicas: len(reps)}
 		}
 	}
-	if acks >= c.cfg.W {
+	if acks >= w {
 		return nil
 	}
-	return &QuorumError{Op: "write", Got: acks, Need: c.cfg.W, Replicas: len(reps)}
+	return &QuorumError{Op: "write", Got: acks, Need: w, Replicas: len(reps)}
 }
 
 // forward hands a write to the first replica that takes it. A replica
@@ -356,7 +370,7 @@ func decodeOpts(b []byte) (wire.WriteOptions, error) {
 
 // HandlePeer serves the peer methods (wire.PeerHandler).
 func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
-	need := map[string]int{"get": 1, "merge": 2, "put": 3, "del": 2, "incr": 2}[method]
+	need := map[string]int{"get": 1, "merge": 2, "put": 4, "del": 3, "incr": 3}[method]
 	if need == 0 {
 		return nil, fmt.Errorf("unknown peer method %q", method)
 	}
@@ -364,6 +378,13 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 		return nil, fmt.Errorf("peer method %s takes %d arguments, not %d", method, need, len(args))
 	}
 	key := args[0]
+	if method == "put" || method == "del" || method == "incr" { // forwarded writes carry W last
+		w, err := strconv.Atoi(string(args[len(args)-1]))
+		if err != nil || w < 1 {
+			return nil, fmt.Errorf("bad W %q", args[len(args)-1])
+		}
+		ctx = wire.WithQuorum(ctx, wire.Quorum{W: w})
+	}
 	switch method {
 	case "get":
 		p := c.place.Load()

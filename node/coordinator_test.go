@@ -141,6 +141,13 @@ func TestQuorumSurvivesOneFailureAndReportsShortfalls(t *testing.T) {
 	if err := strict.Put(ctx, []byte("a"), []byte("2"), wire.WriteOptions{}); !errors.As(err, &qe) || qe.Got != 2 || qe.Need != 3 {
 		t.Fatalf("W=3 with one replica down: %v", err)
 	}
+	// The same through a per-request W, as SET key value W 3 gives it.
+	if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{W: 3}), []byte("a"), []byte("2"), wire.WriteOptions{}); !errors.As(err, &qe) || qe.Got != 2 || qe.Need != 3 {
+		t.Fatalf("per-request W=3 with one replica down: %v", err)
+	}
+	if _, err := tc.nodes["n1"].Get(wire.WithQuorum(ctx, wire.Quorum{R: 4}), []byte("a")); err == nil {
+		t.Fatal("R=4 with N=3 accepted")
+	}
 	// Black-holed rather than down: the call waits for its deadline, and the
 	// request still fails in bounded time.
 	tc.net.Partition([]string{"n1"}, []string{"n2", "n3"})
@@ -242,7 +249,7 @@ func TestForwardingSkipsAReplicaThatIsDown(t *testing.T) {
 	if got := value(t, tc.nodes["n1"], k); got != "[v]" {
 		t.Fatalf("read back: %s", got)
 	}
-	if _, err := tc.nodes["n1"].HandlePeer(ctx, "put", [][]byte{[]byte(k), []byte("v"), []byte("-")}); !errors.Is(err, errNotReplica) {
+	if _, err := tc.nodes["n1"].HandlePeer(ctx, "put", [][]byte{[]byte(k), []byte("v"), []byte("-"), []byte("2")}); !errors.Is(err, errNotReplica) {
 		t.Fatalf("a forwarded write reaching a non-replica: %v", err)
 	}
 	if _, err := tc.nodes["n1"].HandlePeer(ctx, "nope", nil); err == nil {

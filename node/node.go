@@ -63,6 +63,9 @@ type Config struct {
 	// Server holds the client protocol's limits; Backend, Info and
 	// Metrics are filled in by the node.
 	Server wire.ServerConfig
+	// Cluster, if set, makes the node a cluster member (see ClusterConfig);
+	// otherwise it serves every key from its own store.
+	Cluster *ClusterConfig
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
 	Pprof bool
 	// Clock gives write times for siblings. Default time.Now.
@@ -125,6 +128,7 @@ type Node struct {
 	closeErr   error
 	serveErrMu sync.Mutex
 	serveErr   error
+	cluster    *clusterState // nil when the node runs alone
 }
 
 // Start opens the store, listens on the configured addresses and serves.
@@ -168,6 +172,12 @@ func Start(cfg Config) (*Node, error) {
 		var handler http.Handler = wire.NewHTTPHandler(wire.HTTPConfig{
 			Backend: n, MaxKeySize: scfg.MaxKeySize, MaxValueSize: scfg.MaxValueSize,
 			Gatherer: n.registry, Metrics: metrics, Health: n.health,
+			Cluster: func() any {
+				if v := n.Cluster(); v != nil {
+					return v
+				}
+				return map[string]any{"cluster_enabled": false, "self": n.cfg.Name}
+			},
 		})
 		if cfg.Pprof {
 			mux := http.NewServeMux()
@@ -191,6 +201,12 @@ func Start(cfg Config) (*Node, error) {
 			}
 		}()
 	}
+	if cfg.Cluster != nil {
+		if err := n.startCluster(*cfg.Cluster); err != nil {
+			n.Close()
+			return nil, err
+		}
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -198,8 +214,12 @@ func Start(cfg Config) (*Node, error) {
 			n.setServeErr(fmt.Errorf("node: client protocol: %w", err))
 		}
 	}()
+	gossipAddr := ""
+	if n.cluster != nil {
+		gossipAddr = n.cluster.gossip.Addr()
+	}
 	cfg.Logger.Info("node started", "name", cfg.Name, "actor", fmt.Sprintf("%016x", st.Actor()),
-		"client", n.clientLn.Addr().String(), "http", n.HTTPAddr(), "data", cfg.DataDir, "sync", cfg.Sync)
+		"client", n.clientLn.Addr().String(), "http", n.HTTPAddr(), "gossip", gossipAddr, "data", cfg.DataDir, "sync", cfg.Sync)
 	return n, nil
 }
 
@@ -235,6 +255,9 @@ func (n *Node) Close() error {
 			cancel()
 		}
 		errs = append(errs, n.resp.Close())
+		if n.cluster != nil {
+			n.cluster.close()
+		}
 		n.wg.Wait()
 		errs = append(errs, n.st.Close())
 		n.serveErrMu.Lock()
@@ -248,19 +271,28 @@ func (n *Node) Close() error {
 func (n *Node) partition(key []byte) uint32 { return ring.Partition(key, n.cfg.Partitions) }
 
 // Get implements wire.Backend.
-func (n *Node) Get(_ context.Context, key []byte) (crdt.Object, error) {
+func (n *Node) Get(ctx context.Context, key []byte) (crdt.Object, error) {
+	if n.cluster != nil {
+		return n.cluster.coord.Get(ctx, key)
+	}
 	o, _, err := n.st.Get(n.partition(key), key)
 	return o, err
 }
 
 // Put implements wire.Backend.
-func (n *Node) Put(_ context.Context, key, value []byte, opts wire.WriteOptions) error {
+func (n *Node) Put(ctx context.Context, key, value []byte, opts wire.WriteOptions) error {
+	if n.cluster != nil {
+		return n.cluster.coord.Put(ctx, key, value, opts)
+	}
 	_, err := n.st.Update(n.partition(key), key, putFn(n.st.Actor(), value, opts, n.cfg.Clock))
 	return err
 }
 
 // Delete implements wire.Backend.
-func (n *Node) Delete(_ context.Context, key []byte, opts wire.WriteOptions) (bool, error) {
+func (n *Node) Delete(ctx context.Context, key []byte, opts wire.WriteOptions) (bool, error) {
+	if n.cluster != nil {
+		return n.cluster.coord.Delete(ctx, key, opts)
+	}
 	var existed bool
 	_, err := n.st.Update(n.partition(key), key, deleteFn(n.st.Actor(), opts, n.cfg.Clock, &existed))
 	if errors.Is(err, errNothingToDo) {
@@ -270,7 +302,10 @@ func (n *Node) Delete(_ context.Context, key []byte, opts wire.WriteOptions) (bo
 }
 
 // Incr implements wire.Backend.
-func (n *Node) Incr(_ context.Context, key []byte, delta int64) (int64, error) {
+func (n *Node) Incr(ctx context.Context, key []byte, delta int64) (int64, error) {
+	if n.cluster != nil {
+		return n.cluster.coord.Incr(ctx, key, delta)
+	}
 	o, err := n.st.Update(n.partition(key), key, incrFn(n.st.Actor(), delta))
 	if err != nil {
 		return 0, err
@@ -359,8 +394,13 @@ func (n *Node) info() []wire.InfoSection {
 			{"flushes", strconv.FormatInt(m.Flush.Count, 10)},
 			{"compactions", strconv.FormatInt(m.Compact.Count, 10)},
 		}},
+		n.clusterInfo(),
 	}
 }
+
+func splitHost(addr string) (string, string, error) { return net.SplitHostPort(addr) }
+
+func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
 
 func (n *Node) health() map[string]any {
 	return map[string]any{"name": n.cfg.Name, "actor": fmt.Sprintf("%016x", n.st.Actor())}

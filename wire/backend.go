@@ -43,3 +43,21 @@ type InfoSection struct {
 	Name   string
 	Fields [][2]string
 }
+
+// Quorum carries per-request R and W (GET key R 1, SET key value W 3);
+// zero fields mean the node's defaults. A Backend that replicates reads it
+// with QuorumFrom; a single node ignores it.
+type Quorum struct{ R, W int }
+
+type quorumKey struct{}
+
+// WithQuorum returns ctx carrying q.
+func WithQuorum(ctx context.Context, q Quorum) context.Context {
+	return context.WithValue(ctx, quorumKey{}, q)
+}
+
+// QuorumFrom returns the Quorum in ctx, or the zero Quorum.
+func QuorumFrom(ctx context.Context) Quorum {
+	q, _ := ctx.Value(quorumKey{}).(Quorum)
+	return q
+}

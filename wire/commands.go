@@ -28,18 +28,18 @@ func init() {
 	for _, c := range []*command{
 		{"ping", -1, "fast", cmdPing},
 		{"echo", 2, "fast", cmdEcho},
-		{"get", 2, "readonly fast", cmdGet},
+		{"get", -2, "readonly fast", cmdGet},
 		{"mget", -2, "readonly fast", cmdMGet},
 		{"exists", -2, "readonly fast", cmdExists},
-		{"vget", 2, "readonly fast", cmdVGet},
+		{"vget", -2, "readonly fast", cmdVGet},
 		{"set", -3, "write", cmdSet},
 		{"put", -3, "write", cmdSet},
 		{"del", -2, "write", cmdDel},
 		{"vdel", -2, "write", cmdVDel},
-		{"incr", 2, "write fast", cmdIncr},
-		{"decr", 2, "write fast", cmdIncr},
-		{"incrby", 3, "write fast", cmdIncr},
-		{"decrby", 3, "write fast", cmdIncr},
+		{"incr", -2, "write fast", cmdIncr},
+		{"decr", -2, "write fast", cmdIncr},
+		{"incrby", -3, "write fast", cmdIncr},
+		{"decrby", -3, "write fast", cmdIncr},
 		{"info", -1, "loading stale", cmdInfo},
 		{"quit", -1, "fast", cmdQuit},
 		{"command", -1, "loading stale", cmdCommand},
@@ -170,7 +170,11 @@ func cmdGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if !ok {
 		return out
 	}
-	o, err := s.cfg.Backend.Get(s.ctx, args[1])
+	_, q, msg := parseOptions("get", args[2:], "R")
+	if msg != "" {
+		return AppendError(out, msg)
+	}
+	o, err := s.cfg.Backend.Get(s.withQuorum(q), args[1])
 	if err != nil {
 		return errReply(out, err)
 	}
@@ -224,7 +228,11 @@ func cmdVGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if !ok {
 		return out
 	}
-	o, err := s.cfg.Backend.Get(s.ctx, args[1])
+	_, q, msg := parseOptions("vget", args[2:], "R")
+	if msg != "" {
+		return AppendError(out, msg)
+	}
+	o, err := s.cfg.Backend.Get(s.withQuorum(q), args[1])
 	if err != nil {
 		return errReply(out, err)
 	}
@@ -239,31 +247,52 @@ func cmdVGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	return out
 }
 
-// writeOptions parses trailing "NAME value" options of a write: CTX token.
-func parseWriteOptions(cmd string, opts [][]byte) (WriteOptions, string) {
+// parseOptions parses a command's trailing "NAME value" options: CTX
+// token (writes), W n (writes) and R n (reads), as allowed.
+func parseOptions(cmd string, opts [][]byte, allowed string) (WriteOptions, Quorum, string) {
 	var w WriteOptions
+	var q Quorum
 	for i := 0; i < len(opts); i += 2 {
 		name := strings.ToUpper(string(opts[i]))
 		switch name {
 		case "EX", "PX", "EXAT", "PXAT", "KEEPTTL", "NX", "XX", "GET":
 			// Checked before the value: KEEPTTL, NX, XX and GET take none.
-			return w, fmt.Sprintf("ERR syntax error: '%s' option %s is not supported by rumor", cmd, name)
+			return w, q, fmt.Sprintf("ERR syntax error: '%s' option %s is not supported by rumor", cmd, name)
+		}
+		if !strings.Contains(" "+allowed+" ", " "+name+" ") {
+			return w, q, fmt.Sprintf("ERR syntax error: unknown option '%s' for '%s'", printable(opts[i], 32), cmd)
 		}
 		if i+1 == len(opts) {
-			return w, fmt.Sprintf("ERR syntax error: option '%s' of '%s' needs a value", printable(opts[i], 32), cmd)
+			return w, q, fmt.Sprintf("ERR syntax error: option '%s' of '%s' needs a value", printable(opts[i], 32), cmd)
 		}
 		switch name {
 		case "CTX":
 			ctx, err := crdt.ParseToken(string(opts[i+1]))
 			if err != nil {
-				return w, "ERR invalid context token: it must be a token from VGET"
+				return w, q, "ERR invalid context token: it must be a token from VGET"
 			}
 			w.Context, w.HasContext = ctx, true
-		default:
-			return w, fmt.Sprintf("ERR syntax error: unknown option '%s' for '%s'", printable(opts[i], 32), cmd)
+		case "R", "W":
+			n, err := strconv.Atoi(string(opts[i+1]))
+			if err != nil || n < 1 {
+				return w, q, fmt.Sprintf("ERR %s must be a positive number of replicas", name)
+			}
+			if name == "R" {
+				q.R = n
+			} else {
+				q.W = n
+			}
 		}
 	}
-	return w, ""
+	return w, q, ""
+}
+
+// withQuorum returns the context for a request with per-request R or W.
+func (s *Server) withQuorum(q Quorum) context.Context {
+	if q == (Quorum{}) {
+		return s.ctx
+	}
+	return WithQuorum(s.ctx, q)
 }
 
 // SET key value [CTX token] (PUT is the same command).
@@ -276,11 +305,11 @@ func cmdSet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if len(args[2]) > s.cfg.MaxValueSize {
 		return AppendError(out, fmt.Sprintf("ERR value of %d bytes exceeds max-value-size %d", len(args[2]), s.cfg.MaxValueSize))
 	}
-	opts, msg := parseWriteOptions(name, args[3:])
+	opts, q, msg := parseOptions(name, args[3:], "CTX W")
 	if msg != "" {
 		return AppendError(out, msg)
 	}
-	if err := s.cfg.Backend.Put(s.ctx, args[1], args[2], opts); err != nil {
+	if err := s.cfg.Backend.Put(s.withQuorum(q), args[1], args[2], opts); err != nil {
 		return errReply(out, err)
 	}
 	return AppendSimple(out, "OK")
@@ -314,11 +343,11 @@ func cmdVDel(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if !ok {
 		return out
 	}
-	opts, msg := parseWriteOptions("vdel", args[2:])
+	opts, q, msg := parseOptions("vdel", args[2:], "CTX W")
 	if msg != "" {
 		return AppendError(out, msg)
 	}
-	existed, err := s.cfg.Backend.Delete(s.ctx, args[1], opts)
+	existed, err := s.cfg.Backend.Delete(s.withQuorum(q), args[1], opts)
 	if err != nil {
 		return errReply(out, err)
 	}
@@ -334,13 +363,20 @@ func cmdIncr(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if !ok {
 		return out
 	}
-	delta := int64(1)
-	if len(args) == 3 {
+	delta, rest := int64(1), args[2:]
+	if by := args[0][len(args[0])-1] | 0x20; by == 'y' { // INCRBY, DECRBY
+		if len(args) < 3 {
+			return AppendError(out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", strings.ToLower(string(args[0]))))
+		}
 		d, err := strconv.ParseInt(string(args[2]), 10, 64)
 		if err != nil {
 			return AppendError(out, "ERR value is not an integer or out of range")
 		}
-		delta = d
+		delta, rest = d, args[3:]
+	}
+	_, q, msg := parseOptions(strings.ToLower(string(args[0])), rest, "W")
+	if msg != "" {
+		return AppendError(out, msg)
 	}
 	if c := args[0][0] | 0x20; c == 'd' {
 		if delta == -delta && delta != 0 { // MinInt64 cannot be negated
@@ -348,7 +384,7 @@ func cmdIncr(s *Server, c *session, args [][]byte, out []byte) []byte {
 		}
 		delta = -delta
 	}
-	v, err := s.cfg.Backend.Incr(s.ctx, args[1], delta)
+	v, err := s.cfg.Backend.Incr(s.withQuorum(q), args[1], delta)
 	if err != nil {
 		return errReply(out, err)
 	}

@@ -25,6 +25,8 @@ type HTTPConfig struct {
 	Metrics *Metrics
 	// Health returns extra fields for /health (node name, ...). May be nil.
 	Health func() map[string]any
+	// Cluster returns what GET /cluster shows (JSON). May be nil.
+	Cluster func() any
 }
 
 // ContextHeader carries a context token on HTTP reads (response) and writes
@@ -40,6 +42,7 @@ const ContextHeader = "X-Rumor-Context"
 //	                  always in the X-Rumor-Context header. 404 if missing.
 //	DELETE /kv/{key}  204, or 404 if there was nothing; honours X-Rumor-Context.
 //	GET    /health    200 {"status": "ok", ...}
+//	GET    /cluster   200 members, their states and shares of partitions
 //	GET    /metrics   Prometheus text format
 //
 // A JSON string is stored as its text, any other JSON value as its JSON
@@ -58,6 +61,9 @@ func NewHTTPHandler(cfg HTTPConfig) http.Handler {
 	mux.HandleFunc("PUT /kv/{key}", h.timed("put", h.put))
 	mux.HandleFunc("DELETE /kv/{key}", h.timed("delete", h.del))
 	mux.HandleFunc("GET /health", h.health)
+	if cfg.Cluster != nil {
+		mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, cfg.Cluster()) })
+	}
 	if cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
 	}

@@ -45,6 +45,7 @@ type proc struct {
 	cmd        *exec.Cmd
 	clientAddr string
 	httpAddr   string
+	gossipAddr string
 	done       chan struct{}
 	exitErr    error
 	stderr     *lockedBuffer
@@ -67,13 +68,13 @@ func (l *lockedBuffer) String() string {
 	return l.b.String()
 }
 
-var startedLine = regexp.MustCompile(`node started.* client=(\S+) http=(\S+)`)
+var startedLine = regexp.MustCompile(`node started.* client=(\S+) http=(\S+) gossip=(\S+)`)
 
 // startNode runs `rumor node` on OS-chosen ports and waits until it serves.
 func startNode(t *testing.T, dataDir string, args ...string) *proc {
 	t.Helper()
 	cmd := exec.Command(binary, append([]string{"node", "--name", "e2e", "--data-dir", dataDir,
-		"--client-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...)
+		"--client-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...) // a later --name wins
 	pr, pw := io.Pipe()
 	p := &proc{cmd: cmd, done: make(chan struct{}), stderr: &lockedBuffer{}}
 	cmd.Stderr = pw
@@ -98,7 +99,7 @@ func startNode(t *testing.T, dataDir string, args ...string) *proc {
 	}()
 	select {
 	case a := <-addrs:
-		p.clientAddr, p.httpAddr = a[0], a[1]
+		p.clientAddr, p.httpAddr, p.gossipAddr = a[0], a[1], a[2]
 	case <-p.done:
 		t.Fatalf("node exited before serving: %v\n%s", p.exitErr, p.stderr)
 	case <-time.After(30 * time.Second):
@@ -412,5 +413,55 @@ func TestRedisToolsAgainstBinary(t *testing.T) {
 		if !strings.Contains(string(out), test) {
 			t.Fatalf("redis-benchmark did not run %s:\n%s", test, out)
 		}
+	}
+}
+
+// TestThreeNodeClusterOfProcesses runs three nodes as separate processes:
+// a write through one is read through the others, and with one node
+// SIGKILLed, W=2 writes and R=2 reads still succeed while a W=3 write fails
+// with the quorum error.
+func TestThreeNodeClusterOfProcesses(t *testing.T) {
+	dir := t.TempDir()
+	var nodes []*proc
+	for i := 1; i <= 3; i++ {
+		args := []string{"--name", fmt.Sprint("n", i), "--gossip-addr", "127.0.0.1:0", "--request-timeout", "500ms"}
+		if i > 1 {
+			args = append(args, "--join", nodes[0].gossipAddr)
+		}
+		nodes = append(nodes, startNode(t, filepath.Join(dir, fmt.Sprint("n", i)), args...))
+	}
+	clients := make([]*redis.Client, 3)
+	for i, p := range nodes {
+		clients[i] = redis.NewClient(&redis.Options{Addr: p.clientAddr, MaxRetries: -1})
+		defer clients[i].Close()
+	}
+	ctx := context.Background()
+	deadline := time.Now().Add(20 * time.Second)
+	for _, c := range clients { // every node sees every member
+		for !strings.Contains(c.Info(ctx, "cluster").Val(), "members_alive:3") {
+			if time.Now().After(deadline) {
+				t.Fatalf("cluster did not form:\n%s", c.Info(ctx, "cluster").Val())
+			}
+			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	if err := clients[0].Set(ctx, "user:1", "alice", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	for i, c := range clients {
+		if v, err := c.Get(ctx, "user:1").Result(); err != nil || v != "alice" {
+			t.Fatalf("GET through n%d = %q, %v", i+1, v, err)
+		}
+	}
+	nodes[1].kill()
+	if err := clients[0].Set(ctx, "user:2", "bob", 0).Err(); err != nil {
+		t.Fatalf("W=2 write with one node killed: %v", err)
+	}
+	if v, err := clients[2].Get(ctx, "user:2").Result(); err != nil || v != "bob" {
+		t.Fatalf("R=2 read with one node killed: %q, %v", v, err)
+	}
+	err := clients[0].Do(ctx, "SET", "user:3", "carol", "W", "3").Err()
+	if err == nil || !strings.Contains(err.Error(), "quorum not reached for write: 2 of 3") {
+		t.Fatalf("W=3 write with one node killed: %v", err)
 	}
 }

@@ -53,6 +53,13 @@ func nodeCommand() *cli.Command {
 			&cli.StringFlag{Name: "data-dir", EnvVars: env("data-dir"), Value: "./.rumor-data", Usage: "data directory; created if missing. It holds the node's actor id"},
 			&cli.StringFlag{Name: "client-addr", EnvVars: env("client-addr"), Value: "127.0.0.1:7379", Usage: "listen address of the Redis-compatible (RESP2) protocol"},
 			&cli.StringFlag{Name: "http-addr", EnvVars: env("http-addr"), Value: "127.0.0.1:7380", Usage: "listen address of the HTTP API; \"-\" disables it"},
+			&cli.StringFlag{Name: "gossip-addr", EnvVars: env("gossip-addr"), Usage: "serf/memberlist address (UDP and TCP); setting it makes the node a cluster member, served by quorum reads and writes"},
+			&cli.StringFlag{Name: "peer-addr", EnvVars: env("peer-addr"), Usage: "peer RPC address (default: the client address's host, a port the OS picks, advertised by gossip)"},
+			&cli.StringSliceFlag{Name: "join", EnvVars: env("join"), Usage: "gossip address of a running member to join through; repeat or separate with commas"},
+			&cli.IntFlag{Name: "replicas", EnvVars: env("replicas"), Value: 3, Usage: "N, replicas of each partition (cluster)"},
+			&cli.IntFlag{Name: "r", EnvVars: env("r"), Value: 2, Usage: "R, replicas a read waits for (cluster)"},
+			&cli.IntFlag{Name: "w", EnvVars: env("w"), Value: 2, Usage: "W, replicas a write waits for, this one included (cluster)"},
+			&cli.DurationFlag{Name: "request-timeout", EnvVars: env("request-timeout"), Value: time.Second, Usage: "bound on a request's calls to other nodes (cluster)"},
 			&cli.IntFlag{Name: "partitions", EnvVars: env("partitions"), Value: ring.DefaultPartitions, Usage: "number of partitions Q, a power of two; fixed when the data directory is created"},
 			&cli.BoolFlag{Name: "sync", EnvVars: env("sync"), Value: true, Usage: "acknowledge a write only after its WAL record is fsynced (concurrent writes share one fsync). --sync=false acknowledges once the write is in memory: faster, and a crash may lose the last moments of writes"},
 			&cli.StringFlag{Name: "cache-size", EnvVars: env("cache-size"), Value: "64MB", Usage: "pebble block cache size (bytes, or with a unit: 64MB, 1GB; kb/mb/gb are powers of 1024, k/m/g of 1000)"},
@@ -118,6 +125,22 @@ func runNode(c *cli.Context) error {
 			IdleTimeout:  idle,
 			MaxClients:   c.Int("max-clients"),
 		},
+	}
+	if addr := c.String("gossip-addr"); addr != "" {
+		var join []string
+		for _, j := range c.StringSlice("join") {
+			for _, a := range strings.Split(j, ",") {
+				if a = strings.TrimSpace(a); a != "" {
+					join = append(join, a)
+				}
+			}
+		}
+		cfg.Cluster = &node.ClusterConfig{
+			GossipAddr: addr, PeerAddr: c.String("peer-addr"), Join: join,
+			Replicas: c.Int("replicas"), R: c.Int("r"), W: c.Int("w"), Timeout: c.Duration("request-timeout"),
+		}
+	} else if len(c.StringSlice("join")) > 0 {
+		return fmt.Errorf("--join needs --gossip-addr")
 	}
 	if cfg.Partitions <= 0 {
 		return fmt.Errorf("--partitions must be a positive power of two, not %d", cfg.Partitions)

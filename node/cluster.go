@@ -1,0 +1,267 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"path/filepath"
+	"sort"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/rumor-kv/rumor/gossip"
+	"github.com/rumor-kv/rumor/wire"
+)
+
+// ClusterConfig makes a node a member of a cluster: it gossips on
+// GossipAddr, serves peer calls on PeerAddr, and serves clients through a
+// Coordinator (quorum reads and writes) instead of its store alone.
+type ClusterConfig struct {
+	// GossipAddr is the serf/memberlist address. Required.
+	GossipAddr string
+	// PeerAddr is the peer RPC address. Default: the client address's
+	// host with a port the OS picks (advertised to the others by gossip).
+	PeerAddr string
+	// Join lists gossip addresses of running members to join through.
+	Join []string
+	// Replicas (N), R and W; defaults 3, 2 and 2.
+	Replicas, R, W int
+	// Timeout bounds a request's peer calls. Default 1s.
+	Timeout time.Duration
+	// Timing is gossip's failure detector profile (default LocalTiming).
+	Timing gossip.Timing
+}
+
+// peerTransport reaches members by name through their advertised peer
+// addresses, one pipelined PeerClient each.
+type peerTransport struct {
+	mu      sync.Mutex
+	addrs   map[string]string
+	clients map[string]*wire.PeerClient
+}
+
+func newPeerTransport() *peerTransport {
+	return &peerTransport{addrs: map[string]string{}, clients: map[string]*wire.PeerClient{}}
+}
+
+func (t *peerTransport) update(members []gossip.Member) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, m := range members {
+		if old, ok := t.addrs[m.Name]; ok && old != m.Tags.PeerAddr {
+			if c := t.clients[m.Name]; c != nil {
+				c.Close()
+				delete(t.clients, m.Name)
+			}
+		}
+		t.addrs[m.Name] = m.Tags.PeerAddr
+	}
+}
+
+func (t *peerTransport) client(to string) (*wire.PeerClient, error) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if c := t.clients[to]; c != nil {
+		return c, nil
+	}
+	addr, ok := t.addrs[to]
+	if !ok || addr == "" {
+		return nil, fmt.Errorf("%w: %s has no known peer address", wire.ErrPeerUnavailable, to)
+	}
+	c := wire.NewPeerClient(addr, wire.PeerClientConfig{})
+	t.clients[to] = c
+	return c, nil
+}
+
+func (t *peerTransport) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+	c, err := t.client(to)
+	if err != nil {
+		return nil, err
+	}
+	return c.Call(ctx, method, args...)
+}
+
+func (t *peerTransport) close() {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	for _, c := range t.clients {
+		c.Close()
+	}
+}
+
+// clusterState is what a clustered node keeps beside its Node.
+type clusterState struct {
+	cfg    ClusterConfig
+	coord  *Coordinator
+	tr     *peerTransport
+	peers  *wire.PeerServer
+	gossip *gossip.Gossip
+
+	mu      sync.Mutex
+	members []gossip.Member
+}
+
+// startCluster joins n to its cluster: peer server, coordinator, gossip.
+// The caller has opened n's listeners (their addresses go into the tags).
+func (n *Node) startCluster(cc ClusterConfig) error {
+	if cc.GossipAddr == "" {
+		return errors.New("node: cluster needs a gossip address")
+	}
+	cs := &clusterState{cfg: cc, tr: newPeerTransport()}
+	coord, err := NewCoordinator(CoordinatorConfig{
+		Self: n.cfg.Name, Store: n.st, Transport: cs.tr,
+		Replicas: cc.Replicas, R: cc.R, W: cc.W, Timeout: cc.Timeout,
+		Clock: n.cfg.Clock, Logger: n.cfg.Logger,
+	})
+	if err != nil {
+		return err
+	}
+	cs.coord = coord
+	if err := coord.SetMembers([]string{n.cfg.Name}); err != nil {
+		return err
+	}
+	peerAddr := cc.PeerAddr
+	if peerAddr == "" {
+		host, _, _ := splitHost(n.ClientAddr())
+		peerAddr = host + ":0"
+	}
+	ln, err := listen(peerAddr)
+	if err != nil {
+		return fmt.Errorf("node: peer address: %w", err)
+	}
+	cs.peers = wire.NewPeerServer(coord.HandlePeer, n.cfg.Server.Limits, n.cfg.Logger)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := cs.peers.Serve(ln); !errors.Is(err, wire.ErrServerClosed) {
+			n.setServeErr(fmt.Errorf("node: peer protocol: %w", err))
+		}
+	}()
+	n.cluster = cs
+	g, err := gossip.New(gossip.Config{
+		Name: n.cfg.Name, BindAddr: cc.GossipAddr, Timing: cc.Timing,
+		SnapshotPath: filepath.Join(n.cfg.DataDir, "serf.snapshot"),
+		Tags: gossip.Tags{Actor: n.st.Actor(), ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
+			PeerAddr: ln.Addr().String(), Partitions: n.cfg.Partitions},
+		OnChange: cs.onChange(n),
+		Logger:   n.cfg.Logger,
+	})
+	if err != nil {
+		cs.peers.Close()
+		return err
+	}
+	cs.gossip = g
+	if len(cc.Join) > 0 {
+		if _, err := g.Join(cc.Join); err != nil {
+			g.Shutdown()
+			cs.peers.Close()
+			return err
+		}
+	}
+	return nil
+}
+
+// onChange keeps the transport and the placement in step with gossip.
+// A failed member stays in the ring; only a member that left is removed.
+func (cs *clusterState) onChange(n *Node) func([]gossip.Member) {
+	return func(ms []gossip.Member) {
+		cs.tr.update(ms)
+		names := make([]string, 0, len(ms))
+		for _, m := range ms {
+			if m.Status != gossip.StatusLeft && m.Status != gossip.StatusLeaving {
+				names = append(names, m.Name)
+			}
+		}
+		if err := cs.coord.SetMembers(names); err != nil {
+			n.cfg.Logger.Error("placement", "err", err)
+		}
+		cs.mu.Lock()
+		cs.members = ms
+		cs.mu.Unlock()
+	}
+}
+
+func (cs *clusterState) close() {
+	if cs.gossip != nil {
+		cs.gossip.Shutdown()
+	}
+	cs.peers.Close()
+	cs.tr.close()
+}
+
+// ClusterMember is one member as GET /cluster and INFO show it.
+type ClusterMember struct {
+	Name       string `json:"name"`
+	Status     string `json:"status"`
+	ClientAddr string `json:"client_addr"`
+	HTTPAddr   string `json:"http_addr"`
+	GossipAddr string `json:"gossip_addr"`
+	PeerAddr   string `json:"peer_addr"`
+	Replicas   int    `json:"replicas"` // partition replicas it holds
+}
+
+// ClusterView is this node's view of the cluster.
+type ClusterView struct {
+	Self       string          `json:"self"`
+	Partitions int             `json:"partitions"`
+	N          int             `json:"n"`
+	R          int             `json:"r"`
+	W          int             `json:"w"`
+	Members    []ClusterMember `json:"members"`
+}
+
+// Cluster returns this node's view of the cluster, or nil if it runs alone.
+func (n *Node) Cluster() *ClusterView {
+	cs := n.cluster
+	if cs == nil {
+		return nil
+	}
+	cs.mu.Lock()
+	ms := cs.members
+	cs.mu.Unlock()
+	p := cs.coord.place.Load()
+	v := &ClusterView{Self: n.cfg.Name, Partitions: n.cfg.Partitions, N: cs.coord.cfg.Replicas, R: cs.coord.cfg.R, W: cs.coord.cfg.W}
+	for _, m := range ms {
+		cm := ClusterMember{Name: m.Name, Status: m.Status.String(), ClientAddr: m.Tags.ClientAddr,
+			HTTPAddr: m.Tags.HTTPAddr, GossipAddr: m.Addr, PeerAddr: m.Tags.PeerAddr}
+		if p != nil {
+			cm.Replicas = p.Load(m.Name)
+		}
+		v.Members = append(v.Members, cm)
+	}
+	sort.Slice(v.Members, func(i, j int) bool { return v.Members[i].Name < v.Members[j].Name })
+	return v
+}
+
+func (n *Node) clusterInfo() wire.InfoSection {
+	sec := wire.InfoSection{Name: "Cluster"}
+	v := n.Cluster()
+	if v == nil {
+		sec.Fields = [][2]string{{"cluster_enabled", "0"}}
+		return sec
+	}
+	alive := 0
+	mine := 0
+	for _, m := range v.Members {
+		if m.Status == "alive" {
+			alive++
+		}
+		if m.Name == v.Self {
+			mine = m.Replicas
+		}
+	}
+	sec.Fields = [][2]string{
+		{"cluster_enabled", "1"},
+		{"members", strconv.Itoa(len(v.Members))},
+		{"members_alive", strconv.Itoa(alive)},
+		{"replicas_n", strconv.Itoa(v.N)}, {"quorum_r", strconv.Itoa(v.R)}, {"quorum_w", strconv.Itoa(v.W)},
+		{"partition_replicas_here", strconv.Itoa(mine)},
+		{"partition_share", strconv.FormatFloat(float64(mine)/float64(v.Partitions*min(v.N, max(len(v.Members), 1))), 'f', 4, 64)},
+	}
+	for _, m := range v.Members {
+		sec.Fields = append(sec.Fields, [2]string{"member_" + m.Name,
+			fmt.Sprintf("status=%s,client=%s,http=%s,gossip=%s,peer=%s,replicas=%d", m.Status, m.ClientAddr, m.HTTPAddr, m.GossipAddr, m.PeerAddr, m.Replicas)})
+	}
+	return sec
+}
