@@ -149,8 +149,11 @@ func runNode(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	fmt.Fprintf(os.Stderr, "rumor node %s ready: redis-cli -p %s | curl http://%s/health\n",
-		cfg.Name, port(n.ClientAddr()), n.HTTPAddr())
+	ready := fmt.Sprintf("rumor node %s ready: redis-cli -p %s", cfg.Name, port(n.ClientAddr()))
+	if n.HTTPAddr() != "" {
+		ready += fmt.Sprintf(" | curl http://%s/health", n.HTTPAddr())
+	}
+	fmt.Fprintln(os.Stderr, ready)
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
