@@ -5,13 +5,19 @@ FUZZTIME ?= 30s
 RACE_PKGS = ./store/... ./wire/... ./node/... ./gossip/...
 PURE_PKGS = ./ring/...
 
-.PHONY: help build node test lint unit e2e bench bench-go bench-deps fuzz clean
+.PHONY: help build cluster cluster-down node test lint unit e2e bench bench-go bench-deps fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 build: ## build bin/rumor
 	$(GO) build -o $(BIN) ./cmd/rumor
+
+cluster: build ## build and start a 3-node local cluster in the background (ports 7001-7003; bin/rumor cluster status|kill|start|down)
+	./$(BIN) cluster up --nodes 3 --dir ./.rumor-cluster --base-port 7001
+
+cluster-down: ## stop the local cluster
+	./$(BIN) cluster down --dir ./.rumor-cluster
 
 node: build ## build and run one node in the foreground (RESP on :7379, HTTP on :7380, data in ./.rumor-data)
 	./$(BIN) node --name local --data-dir ./.rumor-data
@@ -45,5 +51,5 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	$(GO) test -run=NONE -fuzz='^FuzzParseReply$$' -fuzztime=$(FUZZTIME) ./wire
 	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./crdt
 
-clean: ## remove build output and the local node's data
-	rm -rf bin .rumor-data
+clean: ## remove build output and the local node's and cluster's data
+	rm -rf bin .rumor-data .rumor-cluster

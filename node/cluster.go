@@ -159,6 +159,9 @@ func (n *Node) startCluster(cc ClusterConfig) error {
 			return err
 		}
 	}
+	// Serve with the members the join brought, not just this node: the
+	// events about them may not have been delivered yet.
+	cs.onChange(n)(g.Members())
 	return nil
 }
 

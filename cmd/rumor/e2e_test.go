@@ -3,9 +3,11 @@ package main
 import (
 	"bufio"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"os"
@@ -467,5 +469,117 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 	err := clients[0].Do(ctx, "SET", "user:3", "carol", "W", "3").Err()
 	if err == nil || !strings.Contains(err.Error(), "quorum not reached for write: 2 of 3") {
 		t.Fatalf("W=3 write with one node killed: %v", err)
+	}
+}
+
+// freeBase finds a base port whose cluster ports (P.., P+100.., P+200..,
+// P+300.. for n nodes) are all free right now.
+func freeBase(t *testing.T, n int) int {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
+	for try := 0; try < 50; try++ {
+		base := 20000 + rng.IntN(30000)
+		ok := true
+		for off := 0; off <= 300 && ok; off += 100 {
+			for i := 0; i < n+1 && ok; i++ {
+				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off+i))
+				if err != nil {
+					ok = false
+					break
+				}
+				l.Close()
+			}
+		}
+		if ok {
+			return base
+		}
+	}
+	t.Fatal("no free range of ports")
+	return 0
+}
+
+// TestLocalClusterCommand drives `rumor cluster` as a user would: up, write
+// through one node and read through another, kill one, check W=2 and R=2
+// still work and W=3 fails with the quorum error, restart it and see it
+// rejoin, add a node, and bring everything down.
+func TestLocalClusterCommand(t *testing.T) {
+	dir := t.TempDir()
+	base := freeBase(t, 3)
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := exec.Command(binary, append([]string{"cluster"}, append(args, "--dir", dir)...)...).CombinedOutput()
+		if err != nil {
+			t.Fatalf("rumor cluster %v: %v\n%s", args, err, out)
+		}
+		return string(out)
+	}
+	t.Cleanup(func() {
+		exec.Command(binary, "cluster", "down", "--dir", dir).Run()
+	})
+	out, err := exec.Command(binary, "cluster", "up", "--dir", dir, "--base-port", fmt.Sprint(base), "--nodes", "3",
+		"--node-arg=--request-timeout=500ms").CombinedOutput()
+	if err != nil {
+		t.Fatalf("cluster up: %v\n%s", err, out)
+	}
+	if !strings.Contains(string(out), "n3") || strings.Count(string(out), "alive") != 3 {
+		t.Fatalf("cluster up printed:\n%s", out)
+	}
+	client := func(i int) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", base+i-1), MaxRetries: -1})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	c1, c3 := client(1), client(3)
+	ctx := context.Background()
+	if err := c1.Set(ctx, "user:1", "alice", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	if v, err := c3.Get(ctx, "user:1").Result(); err != nil || v != "alice" {
+		t.Fatalf("GET through n3: %q, %v", v, err)
+	}
+	run("kill", "n2")
+	if err := c1.Set(ctx, "user:2", "bob", 0).Err(); err != nil {
+		t.Fatalf("W=2 with n2 killed: %v", err)
+	}
+	if v, err := c3.Get(ctx, "user:2").Result(); err != nil || v != "bob" {
+		t.Fatalf("R=2 with n2 killed: %q, %v", v, err)
+	}
+	if err := c1.Do(ctx, "SET", "user:3", "carol", "W", "3").Err(); err == nil || !strings.Contains(err.Error(), "2 of 3 required replicas") {
+		t.Fatalf("W=3 with n2 killed: %v", err)
+	}
+	run("start", "n2")
+	deadline := time.Now().Add(30 * time.Second)
+	for {
+		var rows []struct {
+			Name  string `json:"name"`
+			State string `json:"state"`
+		}
+		json.Unmarshal([]byte(run("status", "--json")), &rows)
+		alive := 0
+		for _, r := range rows {
+			if r.State == "alive" {
+				alive++
+			}
+		}
+		if alive == 3 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("n2 did not rejoin: %+v", rows)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	if v, err := client(2).Get(ctx, "user:2").Result(); err != nil || v != "bob" {
+		t.Fatalf("GET through the restarted n2: %q, %v", v, err)
+	}
+	if out := run("add"); !strings.Contains(out, "n4 added") {
+		t.Fatalf("cluster add: %s", out)
+	}
+	if err := client(4).Set(ctx, "user:4", "dave", 0).Err(); err != nil {
+		t.Fatalf("SET through the added n4: %v", err)
+	}
+	run("down")
+	if err := c1.Ping(ctx).Err(); err == nil {
+		t.Fatal("n1 still answers after cluster down")
 	}
 }

@@ -32,7 +32,7 @@ func newApp() *cli.App {
 		Name:     "rumor",
 		Usage:    "a leaderless, gossip-based, always-writable key-value store",
 		Version:  wire.Version,
-		Commands: []*cli.Command{nodeCommand()},
+		Commands: []*cli.Command{nodeCommand(), clusterCommand()},
 	}
 }
 
