@@ -459,6 +459,13 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 			t.Fatalf("GET through n%d = %q, %v", i+1, v, err)
 		}
 	}
+	// A node with another partition count is refused, saying why.
+	odd := exec.Command(binary, "node", "--name", "odd", "--data-dir", filepath.Join(dir, "odd"), "--partitions", "8192",
+		"--client-addr", "127.0.0.1:0", "--http-addr", "-", "--gossip-addr", "127.0.0.1:0", "--join", nodes[0].gossipAddr)
+	out, err := odd.CombinedOutput()
+	if err == nil || !strings.Contains(string(out), "partition count is fixed") {
+		t.Fatalf("a node with Q=8192 joining a Q=%d cluster: %v\n%s", 16384, err, out)
+	}
 	nodes[1].kill()
 	if err := clients[0].Set(ctx, "user:2", "bob", 0).Err(); err != nil {
 		t.Fatalf("W=2 write with one node killed: %v", err)
@@ -466,7 +473,7 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 	if v, err := clients[2].Get(ctx, "user:2").Result(); err != nil || v != "bob" {
 		t.Fatalf("R=2 read with one node killed: %q, %v", v, err)
 	}
-	err := clients[0].Do(ctx, "SET", "user:3", "carol", "W", "3").Err()
+	err = clients[0].Do(ctx, "SET", "user:3", "carol", "W", "3").Err()
 	if err == nil || !strings.Contains(err.Error(), "quorum not reached for write: 2 of 3") {
 		t.Fatalf("W=3 write with one node killed: %v", err)
 	}
