@@ -5,7 +5,7 @@ FUZZTIME ?= 30s
 RACE_PKGS = ./store/... ./wire/... ./node/... ./gossip/...
 PURE_PKGS = ./ring/...
 
-.PHONY: help build cluster cluster-down node test lint unit e2e bench bench-go bench-deps fuzz clean
+.PHONY: help build cluster cluster-down node test lint unit e2e bench bench-cluster bench-go bench-deps fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -39,6 +39,9 @@ e2e: ## end-to-end tests: the real binary driven by go-redis, raw bytes, HTTP an
 
 bench: build ## rumor against redis-server with redis-benchmark, plus memory for 1M keys (needs: make bench-deps)
 	scripts/bench.sh
+
+bench-cluster: build ## a 3-node cluster (N=3, R=2, W=2) against redis-server with redis-benchmark (needs: make bench-deps)
+	scripts/bench-cluster.sh
 
 bench-go: ## Go benchmarks: store writes and reads, RESP parsing, placement
 	$(GO) test -run=NONE -bench=. -benchtime=2s ./store ./wire ./ring

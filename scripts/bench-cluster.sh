@@ -1,0 +1,126 @@
+#!/usr/bin/env bash
+# bench-cluster.sh - a 3-node rumor cluster (N=3, R=2, W=2) against one
+# redis-server with matching durability, measured in the same run with
+#   redis-benchmark -t set,get,incr -n $N -c $C -r 100000
+# against one node of the cluster. Prints a markdown report (also written
+# to $OUT) with each node's resident memory after the run.
+#
+# Environment: RUMOR (./bin/rumor), N (200000), C (50), OUT
+# (bench-cluster-results.md), ONLY=durable|fast. Needs redis-server and
+# redis-benchmark (make bench-deps) and a built binary (make build).
+set -euo pipefail
+
+RUMOR=${RUMOR:-./bin/rumor}
+N=${N:-200000}
+C=${C:-50}
+OUT=${OUT:-bench-cluster-results.md}
+ONLY=${ONLY:-}
+
+for tool in redis-server redis-benchmark redis-cli python3; do
+  command -v "$tool" >/dev/null || { echo "bench-cluster.sh: $tool is missing (make bench-deps)" >&2; exit 1; }
+done
+[ -x "$RUMOR" ] || { echo "bench-cluster.sh: no $RUMOR (make build)" >&2; exit 1; }
+RUMOR=$(cd "$(dirname "$RUMOR")" && pwd)/$(basename "$RUMOR")
+
+TMP=$(mktemp -d)
+REDIS_PID=""
+cleanup() {
+  [ -n "$REDIS_PID" ] && kill "$REDIS_PID" 2>/dev/null || true
+  [ -f "$TMP/cluster/cluster.json" ] && "$RUMOR" cluster down --dir "$TMP/cluster" >/dev/null 2>&1 || true
+  rm -rf "$TMP"
+}
+trap cleanup EXIT INT TERM
+
+free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
+
+# A base port P whose cluster ports (P.., P+100.., P+200.., P+300..) are free.
+free_base() {
+  python3 - <<'PY'
+import random, socket
+for _ in range(100):
+    base = random.randint(20000, 50000)
+    ok = True
+    for off in (0, 100, 200, 300):
+        for i in range(3):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", base + off + i))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+    if ok:
+        print(base)
+        break
+PY
+}
+
+wait_pong() {
+  for _ in $(seq 200); do
+    [ "$(redis-cli -p "$1" PING 2>/dev/null)" = PONG ] && return 0
+    sleep 0.1
+  done
+  echo "bench-cluster.sh: nothing answers PING on port $1" >&2
+  exit 1
+}
+
+# bench PORT -> CSV rows of redis-benchmark
+bench() { redis-benchmark -h 127.0.0.1 -p "$1" -t set,get,incr -n "$N" -c "$C" -r 100000 --csv 2>/dev/null | tr -d '"'; }
+
+field() { # CSV TEST COLUMN(2=rps,7=p99)
+  echo "$1" | awk -F, -v t="$2" -v c="$3" '$1==t {print $c}'
+}
+
+report() {
+  echo "$@" | tee -a "$OUT"
+}
+
+: > "$OUT"
+report "# rumor 3-node cluster vs redis-server"
+report ""
+report "- $(date -u), $(nproc) cores, $(redis-server --version | cut -d' ' -f1-3), load average $(cut -d' ' -f1-3 /proc/loadavg)"
+report "- cluster: 3 nodes, N=3 R=2 W=2, benchmark against n1: redis-benchmark -t set,get,incr -n $N -c $C -r 100000"
+report "- the machine is shared and noisy: compare the ratios, measured back to back in one run"
+
+for pairing in durable fast; do
+  [ -n "$ONLY" ] && [ "$ONLY" != "$pairing" ] && continue
+  if [ "$pairing" = durable ]; then fsync=always; nodearg=--sync=true; else fsync=everysec; nodearg=--sync=false; fi
+  rport=$(free_port)
+  mkdir -p "$TMP/redis-$pairing"
+  redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save '' --dir "$TMP/redis-$pairing" >/dev/null &
+  REDIS_PID=$!
+  wait_pong "$rport"
+  redis_csv=$(bench "$rport")
+  kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""
+
+  base=$(free_base)
+  rm -rf "$TMP/cluster"
+  "$RUMOR" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$base" --node-arg="$nodearg" >/dev/null
+  rumor_csv=$(bench "$base")
+  mem=$(python3 - "$TMP/cluster/cluster.json" <<'PY'
+import json, sys
+rows = []
+for n in json.load(open(sys.argv[1]))["nodes"]:
+    st = dict(l.split(":", 1) for l in open(f"/proc/{n['pid']}/status") if ":" in l)
+    rows.append(f"{n['name']} {int(st['VmRSS'].split()[0])//1024} MB (peak {int(st['VmHWM'].split()[0])//1024} MB)")
+print(", ".join(rows))
+PY
+)
+  "$RUMOR" cluster down --dir "$TMP/cluster" >/dev/null
+
+  report ""
+  report "## $pairing: rumor cluster $nodearg vs redis appendfsync $fsync"
+  report ""
+  report "| op | redis rps | rumor rps | rumor/redis | goal | redis p99 ms | rumor p99 ms (goal < 3) |"
+  report "|---|---:|---:|---:|---|---:|---:|"
+  for t in SET GET INCR; do
+    case $t in SET) goal=0.5;; GET) goal=0.6;; INCR) goal=0.4;; esac
+    rr=$(field "$redis_csv" "$t" 2); ur=$(field "$rumor_csv" "$t" 2)
+    rp=$(field "$redis_csv" "$t" 7); up=$(field "$rumor_csv" "$t" 7)
+    ratio=$(python3 -c "print(f'{float($ur)/float($rr):.2f}')")
+    met=$(python3 -c "print('met' if float($ur)/float($rr) >= $goal and float($up) < 3 else 'missed')")
+    report "| $t | $rr | $ur | $ratio | >= $goal: $met | $rp | $up |"
+  done
+  report ""
+  report "Resident memory of each node after the run: $mem"
+done
