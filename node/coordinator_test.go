@@ -256,3 +256,25 @@ func TestForwardingSkipsAReplicaThatIsDown(t *testing.T) {
 		t.Fatal("unknown peer method accepted")
 	}
 }
+
+func TestSlowPeersWithinAndPastTheTimeout(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	tc.net.SetDelay(50 * time.Millisecond) // slow, but inside the 200ms timeout
+	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("write with slow peers: %v", err)
+	}
+	if got := value(t, tc.nodes["n2"], "k"); got != "[v]" {
+		t.Fatalf("read with slow peers: %s", got)
+	}
+	tc.net.SetDelay(time.Second) // past it: the request fails, in bounded time
+	start := time.Now()
+	var qe *QuorumError
+	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("w"), wire.WriteOptions{}); !errors.As(err, &qe) || qe.Got != 1 {
+		t.Fatalf("write with peers slower than the timeout: %v", err)
+	}
+	if took := time.Since(start); took > 900*time.Millisecond {
+		t.Fatalf("the write waited %v for peers past its 200ms timeout", took)
+	}
+}
