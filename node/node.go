@@ -53,6 +53,9 @@ type Config struct {
 	Partitions int
 	// Sync acknowledges writes only once fsynced (group commit).
 	Sync bool
+	// FlushInterval, without Sync, is how often the WAL is fsynced
+	// (store.Options.FlushInterval; default 100ms).
+	FlushInterval time.Duration
 	// CacheSize is pebble's block cache in bytes (default 64 MiB).
 	CacheSize int64
 	// MemTableSize is one pebble memtable's size in bytes (default 16 MiB).
@@ -138,7 +141,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	cfg.ensureDefaults()
 	st, err := store.Open(store.Options{
-		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync,
+		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval,
 		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize,
 		ObjectCacheSize: cfg.ObjectCacheSize, Logger: cfg.Logger,
 	})

@@ -40,6 +40,8 @@ import (
 	"fmt"
 	"log/slog"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/bloom"
@@ -62,6 +64,11 @@ type Options struct {
 	Partitions int
 	// Sync makes every write durable (fsynced) before Update returns.
 	Sync bool
+	// FlushInterval, without Sync, is how often the WAL is written and
+	// fsynced if there were writes: the most a crash of the process or the
+	// machine can lose (pebble otherwise keeps up to a 32 KB block of
+	// acknowledged writes in memory). Default 100ms; negative never.
+	FlushInterval time.Duration
 	// CacheSize is pebble's block cache in bytes. Default 64 MiB. It bounds
 	// most of the node's memory beyond the memtables.
 	CacheSize int64
@@ -97,6 +104,9 @@ func (o *Options) ensureDefaults() {
 	if o.CacheSize == 0 {
 		o.CacheSize = 64 << 20
 	}
+	if o.FlushInterval == 0 {
+		o.FlushInterval = 100 * time.Millisecond
+	}
 	if o.ObjectCacheSize == 0 {
 		o.ObjectCacheSize = 16 << 20
 	}
@@ -124,6 +134,11 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+
+	writes   atomic.Uint64 // updates applied, for the periodic WAL sync
+	synced   atomic.Uint64 // periodic WAL syncs done (for tests)
+	stopSync chan struct{}
+	syncDone chan struct{}
 }
 
 var (
@@ -166,7 +181,37 @@ func Open(o Options) (*Store, error) {
 		cache.Unref()
 		return nil, err
 	}
+	if !o.Sync && o.FlushInterval > 0 {
+		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
+		go s.syncLoop(o.FlushInterval, o.Logger)
+	}
 	return s, nil
+}
+
+// syncLoop fsyncs the WAL every interval in which there were writes (the
+// everysec of a store opened without Sync).
+func (s *Store) syncLoop(interval time.Duration, logger *slog.Logger) {
+	defer close(s.syncDone)
+	t := time.NewTicker(interval)
+	defer t.Stop()
+	var last uint64
+	for {
+		select {
+		case <-s.stopSync:
+			return
+		case <-t.C:
+			n := s.writes.Load()
+			if n == last {
+				continue
+			}
+			if err := s.db.LogData(nil, pebble.Sync); err != nil {
+				logger.Error("periodic WAL sync failed", "err", err)
+				continue
+			}
+			last = n
+			s.synced.Add(1)
+		}
+	}
 }
 
 func (s *Store) initMeta() error {
@@ -344,6 +389,7 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 		err = s.db.Apply(b, s.wo)
 	}
 	if err == nil {
+		s.writes.Add(1)
 		s.objs.put(k, enc)
 	} else if s.objs != nil {
 		s.objs.remove(k)
@@ -403,6 +449,10 @@ func (s *Store) Flush() error { return s.db.Flush() }
 // actor id) and releases it. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		if s.stopSync != nil {
+			close(s.stopSync)
+			<-s.syncDone
+		}
 		err := s.db.Set(metaClean, nil, pebble.Sync)
 		s.closeErr = errors.Join(err, s.db.Close())
 		s.cache.Unref()

@@ -411,3 +411,31 @@ func TestNewActorAfterUncleanShutdown(t *testing.T) {
 		t.Fatalf("a clean close changed the actor id")
 	}
 }
+
+// TestUnsyncedWritesAreFlushedPeriodically: without Sync, a write is
+// durable after the next periodic WAL sync, so a crash loses at most one
+// FlushInterval of acknowledged writes.
+func TestUnsyncedWritesAreFlushedPeriodically(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	s, err := Open(Options{Dir: "/db", Partitions: 16, FS: fs, FlushInterval: 5 * time.Millisecond})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	set(t, s, 0, "k", "v")
+	before := s.synced.Load()
+	for deadline := time.Now().Add(5 * time.Second); s.synced.Load() == before; {
+		if time.Now().After(deadline) {
+			t.Fatal("no periodic WAL sync within 5s")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	r, err := Open(Options{Dir: "/db", Partitions: 16, FS: fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	if got := value(t, r, 0, "k"); got != "v" {
+		t.Fatalf("after a crash following the periodic sync: %q", got)
+	}
+}
