@@ -153,12 +153,12 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	}
 	answers := make(chan answer, len(reps))
 	for _, r := range reps {
+		if r == c.cfg.Self { // the local answer needs no goroutine
+			o, _, err := c.cfg.Store.Get(part, key)
+			answers <- answer{o, err}
+			continue
+		}
 		go func() {
-			if r == c.cfg.Self {
-				o, _, err := c.cfg.Store.Get(part, key)
-				answers <- answer{o, err}
-				return
-			}
 			res, err := c.cfg.Transport.Call(ctx, r, "get", key)
 			if err == nil && len(res) != 1 {
 				err = errors.New("malformed get reply")

@@ -8,6 +8,7 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -100,6 +101,7 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		var buf []byte
 		for r := range replies {
 			buf = append(buf[:0], r...)
+			runtime.Gosched() // as in the client's writeLoop: let replies gather
 			for more := true; more; {
 				select {
 				case r, ok := <-replies:
@@ -125,7 +127,25 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		close(replies)
 		<-writerDone
 	}()
-	sem := make(chan struct{}, maxPeerInFlight)
+	// Calls run on a pool of workers that live as long as the connection,
+	// grown on demand up to maxPeerInFlight: a goroutine per call would
+	// pay for a fresh stack, grown again through pebble's deep calls, on
+	// every call.
+	type job struct {
+		id     uint64
+		method string
+		args   [][]byte
+	}
+	jobs := make(chan job)
+	workers := 0
+	defer close(jobs)
+	worker := func() {
+		defer calls.Done()
+		for j := range jobs {
+			res, err := s.handler(s.ctx, j.method, j.args)
+			replies <- appendPeerReply(nil, j.id, res, err)
+		}
+	}
 	r := NewReader(c, s.limits)
 	for {
 		args, err := r.ReadCommand()
@@ -148,19 +168,20 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		if err != nil {
 			return
 		}
-		method := string(args[3])
-		owned := make([][]byte, len(args)-4)
+		j := job{id: id, method: string(args[3]), args: make([][]byte, len(args)-4)}
 		for i, a := range args[4:] {
-			owned[i] = bytes.Clone(a)
+			j.args[i] = bytes.Clone(a)
 		}
-		sem <- struct{}{}
-		calls.Add(1)
-		go func() {
-			defer calls.Done()
-			defer func() { <-sem }()
-			res, err := s.handler(s.ctx, method, owned)
-			replies <- appendPeerReply(nil, id, res, err)
-		}()
+		select {
+		case jobs <- j: // an idle worker took it
+		default:
+			if workers < maxPeerInFlight {
+				workers++
+				calls.Add(1)
+				go worker()
+			}
+			jobs <- j // waits for a worker when all maxPeerInFlight are busy
+		}
 	}
 }
 
@@ -331,6 +352,9 @@ func (pc *peerConn) writeLoop() {
 			return
 		case call := <-pc.reqs:
 			buf = append(buf[:0], call.req...)
+			// Let the goroutines that are about to call run first, so their
+			// requests share this write (one syscall for many calls).
+			runtime.Gosched()
 			for more := true; more; {
 				select {
 				case call := <-pc.reqs:

@@ -430,7 +430,7 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 	dir := t.TempDir()
 	var nodes []*proc
 	for i := 1; i <= 3; i++ {
-		args := []string{"--name", fmt.Sprint("n", i), "--gossip-addr", "127.0.0.1:0", "--request-timeout", "500ms"}
+		args := []string{"--name", fmt.Sprint("n", i), "--gossip-addr", "127.0.0.1:0", "--request-timeout", "2s"}
 		if i > 1 {
 			args = append(args, "--join", nodes[0].gossipAddr)
 		}
@@ -524,7 +524,7 @@ func TestLocalClusterCommand(t *testing.T) {
 		exec.Command(binary, "cluster", "down", "--dir", dir).Run()
 	})
 	out, err := exec.Command(binary, "cluster", "up", "--dir", dir, "--base-port", fmt.Sprint(base), "--nodes", "3",
-		"--node-arg=--request-timeout=500ms").CombinedOutput()
+		"--node-arg=--request-timeout=2s").CombinedOutput()
 	if err != nil {
 		t.Fatalf("cluster up: %v\n%s", err, out)
 	}
