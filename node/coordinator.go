@@ -252,58 +252,63 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		}
 		return c.forward(ctx, reps, method, append(args, []byte(strconv.Itoa(w))))
 	}
-	obj, err := c.cfg.Store.Update(part, key, fn)
+	// Apply locally, and let the local fsync run while the other replicas
+	// store the object: the local copy counts once it is durable.
+	var localWait func() error
+	obj, err := c.cfg.Store.UpdateDeferred(part, key, fn, func(wait func() error) { localWait = wait })
 	if err != nil {
 		return nil, err
 	}
-	return nil, c.replicate(ctx, key, obj, reps, w)
+	return nil, c.replicate(ctx, key, obj, reps, w, localWait)
 }
 
 var errNotReplica = errors.New("node: this node is not a replica of the key (placement changed); retry")
 
-// replicate sends obj to the other replicas and waits until W replicas
-// (this one included) hold it. Calls that finish after the quorum still
-// apply; all are bounded by the coordinator's timeout.
-func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, reps []string, w int) error {
+// replicate sends obj to the other replicas and waits until w replicas
+// hold it durably: this one once localWait returns (nil localWait: it
+// already does) and the others as they acknowledge. Calls that finish after
+// the quorum still apply; all are bounded by the coordinator's timeout.
+func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, reps []string, w int, localWait func() error) error {
 	others := make([]string, 0, len(reps))
 	for _, r := range reps {
 		if r != c.cfg.Self {
 			others = append(others, r)
 		}
 	}
-	acks := 1
-	if len(others) == 0 {
-		if acks >= w {
-			return nil
-		}
-		return &QuorumError{Op: "write", Got: acks, Need: w, Replicas: len(reps)}
-	}
-	enc := obj.Encode()
 	callCtx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-	results := make(chan error, len(others))
-	for _, r := range others {
-		go func() {
-			_, err := c.cfg.Transport.Call(callCtx, r, "merge", key, enc)
-			if err != nil {
-				c.cfg.Logger.Debug("replica write failed", "replica", r, "err", err)
-			}
-			results <- err
-		}()
+	results := make(chan error, len(others)+1)
+	pending := len(others)
+	acks := 1
+	if localWait != nil {
+		acks = 0
+		pending++
+		go func() { results <- localWait() }()
 	}
-	received := 0
+	if len(others) > 0 {
+		enc := obj.Encode()
+		for _, r := range others {
+			go func() {
+				_, err := c.cfg.Transport.Call(callCtx, r, "merge", key, enc)
+				if err != nil {
+					c.cfg.Logger.Debug("replica write failed", "replica", r, "err", err)
+				}
+				results <- err
+			}()
+		}
+	}
 	defer func() { // release the calls' context once the stragglers are back
-		pending := len(others) - received
+		left := pending
 		go func() {
-			for i := 0; i < pending; i++ {
+			for i := 0; i < left; i++ {
 				<-results
 			}
 			cancel()
 		}()
 	}()
-	for acks < w && received < len(others) {
+	for acks < w && pending > 0 {
 		select {
 		case err := <-results:
-			received++
+			pending--
 			if err == nil {
 				acks++
 			}

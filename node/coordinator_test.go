@@ -28,9 +28,14 @@ type testCluster struct {
 
 func newTestCluster(t *testing.T, names []string, n, r, w int) *testCluster {
 	t.Helper()
+	return newTestClusterSync(t, names, n, r, w, false)
+}
+
+func newTestClusterSync(t *testing.T, names []string, n, r, w int, sync bool) *testCluster {
+	t.Helper()
 	tc := &testCluster{net: NewMemNetwork(), nodes: map[string]*Coordinator{}, names: names}
 	for _, name := range names {
-		st, err := store.Open(store.Options{Dir: t.TempDir(), Partitions: 64})
+		st, err := store.Open(store.Options{Dir: t.TempDir(), Partitions: 64, Sync: sync})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -281,5 +286,32 @@ func TestSlowPeersWithinAndPastTheTimeout(t *testing.T) {
 	}
 	if took := time.Since(start); took > 3*testTimeout {
 		t.Fatalf("the write waited %v for peers past its %v timeout", took, testTimeout)
+	}
+}
+
+// TestDurableStoresCountTheLocalCopyAfterItsSync runs the write path with
+// fsyncing stores, where the coordinator's own copy is counted only once
+// its fsync is done, concurrently with the other replicas.
+func TestDurableStoresCountTheLocalCopyAfterItsSync(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestClusterSync(t, names, 3, 2, 3, true)
+	ctx := context.Background()
+	for i := 0; i < 20; i++ {
+		if err := tc.nodes[names[i%3]].Put(ctx, []byte(fmt.Sprint("k", i)), []byte("v"), wire.WriteOptions{}); err != nil {
+			t.Fatalf("W=3 with every replica up: %v", err)
+		}
+	}
+	for i := 0; i < 20; i++ {
+		for _, name := range names { // W=3: every replica holds it already
+			o, found, err := tc.nodes[name].cfg.Store.Get(ring.Partition([]byte(fmt.Sprint("k", i)), 64), []byte(fmt.Sprint("k", i)))
+			if err != nil || !found || !o.Reg.Live() {
+				t.Fatalf("k%d not on %s after a W=3 write: %v", i, name, err)
+			}
+		}
+	}
+	tc.net.Down("n3")
+	var qe *QuorumError
+	if err := tc.nodes["n1"].Put(ctx, []byte("x"), []byte("v"), wire.WriteOptions{}); !errors.As(err, &qe) || qe.Got != 2 || qe.Need != 3 {
+		t.Fatalf("W=3 with n3 down: %v", err)
 	}
 }

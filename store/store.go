@@ -357,6 +357,17 @@ func decode(k, raw []byte) (crdt.Object, bool, error) {
 // other Updates of the key. If fn fails, nothing is written and the error is
 // returned. With Options.Sync the write is durable when Update returns.
 func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool) (crdt.Object, error)) (crdt.Object, error) {
+	return s.UpdateDeferred(p, key, fn, nil)
+}
+
+// UpdateDeferred is Update for a caller with other work to do while the
+// write becomes durable (a coordinator sending it to the other replicas):
+// with Options.Sync and a non-nil deferSync, it returns once the write is
+// applied (visible to reads and later updates) and passes deferSync a wait
+// function that returns once the write is durable. The caller must call
+// wait exactly once and must not count the write as stored before wait
+// returns nil. Without Sync, or with a nil deferSync, it is Update.
+func (s *Store) UpdateDeferred(p uint32, key []byte, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
 	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
 	mu := &s.locks[stripe(k)]
 	mu.Lock()
@@ -375,10 +386,10 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 		return crdt.Object{}, err
 	}
 	b := s.db.NewBatch()
-	defer b.Close()
 	enc := next.Encode()
 	if err := b.Set(k, enc, nil); err != nil {
 		mu.Unlock()
+		b.Close()
 		return crdt.Object{}, fmt.Errorf("store: update: %w", err)
 	}
 	// Apply under the lock so the next Update of this key sees it; wait for
@@ -395,9 +406,21 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 		s.objs.remove(k)
 	}
 	mu.Unlock()
-	if err == nil && s.wo.Sync {
+	switch {
+	case err == nil && s.wo.Sync && deferSync != nil:
+		deferSync(func() error {
+			err := b.SyncWait()
+			b.Close()
+			if err != nil {
+				return fmt.Errorf("store: update: %w", err)
+			}
+			return nil
+		})
+		return next, nil
+	case err == nil && s.wo.Sync:
 		err = b.SyncWait()
 	}
+	b.Close()
 	if err != nil {
 		return crdt.Object{}, fmt.Errorf("store: update: %w", err)
 	}
