@@ -554,6 +554,15 @@ func TestLocalClusterCommand(t *testing.T) {
 	if err := c1.Do(ctx, "SET", "user:3", "carol", "W", "3").Err(); err == nil || !strings.Contains(err.Error(), "2 of 3 required replicas") {
 		t.Fatalf("W=3 with n2 killed: %v", err)
 	}
+	// Gossip sees the killed node as failed within a few seconds.
+	killed := time.Now()
+	for !strings.Contains(c1.Info(ctx, "cluster").Val(), "member_n2:status=failed") {
+		if time.Since(killed) > 20*time.Second {
+			t.Fatalf("n2 not seen failed 20s after SIGKILL:\n%s", c1.Info(ctx, "cluster").Val())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	t.Logf("a SIGKILLed node was seen failed by gossip after %v", time.Since(killed).Round(100*time.Millisecond))
 	run("start", "n2")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
