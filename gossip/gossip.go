@@ -358,6 +358,21 @@ func (g *Gossip) Leave() error {
 	return g.Shutdown()
 }
 
+// Forget removes a failed member for good: the others mark it left (and
+// placement drops it). It fails for a member that is alive: that one must
+// Leave itself.
+func (g *Gossip) Forget(name string) error {
+	for _, m := range g.Members() {
+		if m.Name == name && m.Status == StatusAlive {
+			return fmt.Errorf("gossip: %s is alive; a running node leaves by itself", name)
+		}
+	}
+	if err := g.serf.RemoveFailedNode(name); err != nil {
+		return fmt.Errorf("gossip: forget %s: %w", name, err)
+	}
+	return nil
+}
+
 // Shutdown stops gossiping without leaving: the others will see this node
 // fail, and keep it. It is safe to call more than once.
 func (g *Gossip) Shutdown() error {

@@ -7,6 +7,7 @@ import (
 	"path/filepath"
 	"sort"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -267,4 +268,28 @@ func (n *Node) clusterInfo() wire.InfoSection {
 			fmt.Sprintf("status=%s,client=%s,http=%s,gossip=%s,peer=%s,replicas=%d", m.Status, m.ClientAddr, m.HTTPAddr, m.GossipAddr, m.PeerAddr, m.Replicas)})
 	}
 	return sec
+}
+
+// clusterCommand serves CLUSTER LEAVE (this node leaves for good and the
+// process is told to exit through Left) and CLUSTER FORGET name (remove a
+// failed member for good).
+func (n *Node) clusterCommand(args []string) (string, error) {
+	cs := n.cluster
+	if cs == nil {
+		return "", errors.New("this node runs alone, not in a cluster")
+	}
+	switch {
+	case len(args) == 1 && strings.EqualFold(args[0], "LEAVE"):
+		if err := cs.gossip.Leave(); err != nil {
+			return "", err
+		}
+		n.leftOnce.Do(func() { close(n.left) })
+		return "OK", nil
+	case len(args) == 2 && strings.EqualFold(args[0], "FORGET"):
+		if err := cs.gossip.Forget(args[1]); err != nil {
+			return "", err
+		}
+		return "OK", nil
+	}
+	return "", errors.New("CLUSTER LEAVE | CLUSTER FORGET name")
 }

@@ -132,7 +132,13 @@ type Node struct {
 	serveErrMu sync.Mutex
 	serveErr   error
 	cluster    *clusterState // nil when the node runs alone
+	left       chan struct{} // closed when the node left its cluster
+	leftOnce   sync.Once
 }
+
+// Left is closed when the node has left its cluster for good (CLUSTER
+// LEAVE); the process should then shut down.
+func (n *Node) Left() <-chan struct{} { return n.left }
 
 // Start opens the store, listens on the configured addresses and serves.
 func Start(cfg Config) (*Node, error) {
@@ -152,12 +158,15 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger.Warn("the data directory was not closed cleanly; this node now writes under a new actor id, so no write lost in the crash can be mistaken for a new one",
 			"actor", fmt.Sprintf("%016x", st.Actor()))
 	}
-	n := &Node{cfg: cfg, st: st, started: cfg.Clock(), registry: prometheus.NewRegistry()}
+	n := &Node{cfg: cfg, st: st, started: cfg.Clock(), registry: prometheus.NewRegistry(), left: make(chan struct{})}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), st.Collector())
 	metrics := wire.NewMetrics(n.registry)
 
 	scfg := cfg.Server
 	scfg.Backend, scfg.Info, scfg.Metrics, scfg.Logger = n, n.info, metrics, cfg.Logger
+	if cfg.Cluster != nil {
+		scfg.Cluster = n.clusterCommand
+	}
 	if n.resp, err = wire.NewServer(scfg); err != nil {
 		st.Close()
 		return nil, err

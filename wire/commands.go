@@ -47,6 +47,7 @@ func init() {
 		{"hello", -1, "fast", cmdHello},
 		{"select", 2, "fast", cmdSelect},
 		{"client", -2, "admin", cmdClient},
+		{"cluster", -2, "admin", cmdCluster},
 	} {
 		commandTable[c.name] = c
 	}
@@ -475,6 +476,22 @@ func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
 		return AppendBulkString(out, fmt.Sprintf("id=%d addr=%s name=%s db=0 resp=2\n", c.id, c.conn.RemoteAddr(), c.name))
 	}
 	return AppendError(out, fmt.Sprintf("ERR unknown subcommand or wrong number of arguments for 'client|%s' command", strings.ToLower(printable(args[1], 32))))
+}
+
+// CLUSTER LEAVE | FORGET name: membership changes, served by the node.
+func cmdCluster(s *Server, c *session, args [][]byte, out []byte) []byte {
+	if s.cfg.Cluster == nil {
+		return AppendError(out, "ERR this node runs alone, not in a cluster")
+	}
+	words := make([]string, len(args)-1)
+	for i, a := range args[1:] {
+		words[i] = string(a)
+	}
+	reply, err := s.cfg.Cluster(words)
+	if err != nil {
+		return AppendError(out, "ERR "+err.Error())
+	}
+	return AppendSimple(out, reply)
 }
 
 // CONFIG GET pattern [pattern ...] answers from a fixed set of read-only

@@ -36,6 +36,9 @@ type ServerConfig struct {
 	Info func() []InfoSection
 	// Metrics counts requests; nil disables.
 	Metrics *Metrics
+	// Cluster serves the CLUSTER command's subcommands (LEAVE, FORGET
+	// name) and returns a status reply; nil when the node runs alone.
+	Cluster func(args []string) (string, error)
 	// Logger; default discards.
 	Logger *slog.Logger
 }

@@ -1158,3 +1158,23 @@ func TestServerBoundsPendingReplies(t *testing.T) {
 		}
 	}
 }
+
+func TestServerClusterCommand(t *testing.T) {
+	t.Parallel()
+	alone := srvStart(t, ServerConfig{}).connect(t)
+	alone.check(`-"ERR this node runs alone, not in a cluster"`, "CLUSTER", "LEAVE")
+	var got []string
+	e := srvStart(t, ServerConfig{Cluster: func(args []string) (string, error) {
+		got = args
+		if args[0] == "bad" {
+			return "", errors.New("no such subcommand")
+		}
+		return "OK", nil
+	}})
+	c := e.connect(t)
+	c.check(`+"OK"`, "CLUSTER", "FORGET", "n3")
+	if fmt.Sprint(got) != "[FORGET n3]" {
+		t.Fatalf("the cluster hook got %v", got)
+	}
+	c.check(`-"ERR no such subcommand"`, "CLUSTER", "bad")
+}

@@ -35,6 +35,7 @@ type clusterNode struct {
 	Log        string   `json:"log"`
 	Args       []string `json:"args"`
 	Extra      []string `json:"extra,omitempty"` // the --node-arg flags, passed on to added nodes
+	Removed    bool     `json:"removed,omitempty"`
 }
 
 type clusterState struct {
@@ -63,6 +64,7 @@ func clusterCommand() *cli.Command {
 			{Name: "kill", Usage: "kill NODE with SIGKILL", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterSignal(syscall.SIGKILL)},
 			{Name: "start", Usage: "restart a stopped NODE with its data; it rejoins by itself", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterStart},
 			{Name: "add", Usage: "start one more node that joins the cluster", Flags: []cli.Flag{dir}, Action: clusterAdd},
+			{Name: "remove", Usage: "remove NODE from the cluster for good: a running node leaves and exits, a stopped one is forgotten", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterRemove},
 			{Name: "down", Usage: "stop every node (SIGTERM)", Flags: []cli.Flag{dir}, Action: clusterDown},
 		},
 	}
@@ -445,6 +447,9 @@ func clusterStart(c *cli.Context) error {
 	if alive(nd.PID) {
 		return fmt.Errorf("%s is already running (pid %d)", nd.Name, nd.PID)
 	}
+	if nd.Removed {
+		return fmt.Errorf("%s was removed from the cluster; `rumor cluster add` starts a new node", nd.Name)
+	}
 	if err := launch(nd); err != nil {
 		return err
 	}
@@ -493,6 +498,62 @@ func clusterAdd(c *cli.Context) error {
 		return err
 	}
 	fmt.Printf("%s added (pid %d): client %s, http %s, gossip %s\n", nd.Name, nd.PID, nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr)
+	return nil
+}
+
+func clusterRemove(c *cli.Context) error {
+	name, dir, err := nodeArgs(c)
+	if err != nil {
+		return err
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		return err
+	}
+	nd, err := st.node(name)
+	if err != nil {
+		return err
+	}
+	if alive(nd.PID) {
+		if v, err := respCommand(nd.ClientAddr, "CLUSTER", "LEAVE"); err != nil || v.Kind == wire.Error {
+			return fmt.Errorf("%s did not leave: %v %s", nd.Name, err, v.Str)
+		}
+		for deadline := time.Now().Add(30 * time.Second); alive(nd.PID); {
+			if time.Now().After(deadline) {
+				return fmt.Errorf("%s left but still runs (pid %d)", nd.Name, nd.PID)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	} else {
+		var done bool
+		for _, other := range st.Nodes {
+			if other == nd || !alive(other.PID) {
+				continue
+			}
+			// A node killed a moment ago is still alive to gossip until its
+			// failure is detected (a few seconds): wait for that.
+			for deadline := time.Now().Add(30 * time.Second); ; {
+				v, err := respCommand(other.ClientAddr, "CLUSTER", "FORGET", nd.Name)
+				if err == nil && v.Kind != wire.Error {
+					break
+				}
+				if time.Now().After(deadline) || (err == nil && !strings.Contains(string(v.Str), "is alive")) {
+					return fmt.Errorf("%s could not forget %s: %v %s", other.Name, nd.Name, err, v.Str)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			done = true
+			break
+		}
+		if !done {
+			return errors.New("no running node to tell")
+		}
+	}
+	nd.Removed = true
+	if err := st.save(dir); err != nil {
+		return err
+	}
+	fmt.Printf("%s removed from the cluster (its data stays in %s)\n", nd.Name, nd.DataDir)
 	return nil
 }
 

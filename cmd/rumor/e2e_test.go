@@ -594,6 +594,27 @@ func TestLocalClusterCommand(t *testing.T) {
 	if err := client(4).Set(ctx, "user:4", "dave", 0).Err(); err != nil {
 		t.Fatalf("SET through the added n4: %v", err)
 	}
+	// Removing a running node: it leaves and exits, the others see it left,
+	// and writes go on among the rest.
+	run("remove", "n4")
+	for !strings.Contains(c1.Info(ctx, "cluster").Val(), "member_n4:status=left") {
+		if time.Now().After(deadline.Add(30 * time.Second)) {
+			t.Fatalf("n4 not seen left:\n%s", c1.Info(ctx, "cluster").Val())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+	if err := c1.Set(ctx, "user:5", "erin", 0).Err(); err != nil {
+		t.Fatalf("SET after removing n4: %v", err)
+	}
+	// Removing a killed node: a live member forgets it.
+	run("kill", "n3")
+	run("remove", "n3")
+	for !strings.Contains(c1.Info(ctx, "cluster").Val(), "member_n3:status=left") {
+		if time.Now().After(deadline.Add(60 * time.Second)) {
+			t.Fatalf("n3 not seen left:\n%s", c1.Info(ctx, "cluster").Val())
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
 	run("down")
 	if err := c1.Ping(ctx).Err(); err == nil {
 		t.Fatal("n1 still answers after cluster down")

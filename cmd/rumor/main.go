@@ -158,8 +158,12 @@ func runNode(c *cli.Context) error {
 
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	sig := <-sigs
-	logger.Info("shutting down; a second signal exits at once", "signal", sig.String())
+	select {
+	case sig := <-sigs:
+		logger.Info("shutting down; a second signal exits at once", "signal", sig.String())
+	case <-n.Left():
+		logger.Info("left the cluster for good; shutting down")
+	}
 	go func() {
 		<-sigs
 		fmt.Fprintln(os.Stderr, "rumor: second signal, exiting now")
