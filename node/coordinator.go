@@ -406,8 +406,7 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 		if err != nil {
 			return nil, err
 		}
-		_, err = c.cfg.Store.Merge(ring.Partition(key, c.cfg.Store.Partitions()), key, o)
-		return nil, err
+		return nil, c.cfg.Store.Merge(ring.Partition(key, c.cfg.Store.Partitions()), key, o)
 	case "put":
 		opts, err := decodeOpts(args[2])
 		if err != nil {
