@@ -406,7 +406,8 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 		if err != nil {
 			return nil, err
 		}
-		return nil, c.cfg.Store.Merge(ring.Partition(key, c.cfg.Store.Partitions()), key, o)
+		_, err = c.cfg.Store.Merge(ring.Partition(key, c.cfg.Store.Partitions()), key, o)
+		return nil, err
 	case "put":
 		opts, err := decodeOpts(args[2])
 		if err != nil {

@@ -94,7 +94,7 @@ func TestContextWritesResolveSiblings(t *testing.T) {
 	// A write from another actor that did not see "a" (as a replica
 	// coordinating concurrently in the cluster would) makes a sibling.
 	other := crdt.Register{}.Update(0xfeed, nil, []byte("b"), false, time.Now().UnixNano())
-	if err := n.st.Merge(n.partition([]byte("k")), []byte("k"), crdt.Object{Reg: other}); err != nil {
+	if _, err := n.st.Merge(n.partition([]byte("k")), []byte("k"), crdt.Object{Reg: other}); err != nil {
 		t.Fatal(err)
 	}
 	tok, sibs := vget(t, c, "k")
@@ -113,14 +113,14 @@ func TestContextWritesResolveSiblings(t *testing.T) {
 	if _, sibs := vget(t, c, "k"); fmt.Sprint(sibs) != "[c]" {
 		t.Fatalf("SET without context left %v, want [c]", sibs)
 	}
-	if err := n.st.Merge(n.partition([]byte("k")), []byte("k"), crdt.Object{Reg: crdt.Register{}.Update(0xbeef, nil, []byte("d"), false, 1)}); err != nil {
+	if _, err := n.st.Merge(n.partition([]byte("k")), []byte("k"), crdt.Object{Reg: crdt.Register{}.Update(0xbeef, nil, []byte("d"), false, 1)}); err != nil {
 		t.Fatal(err)
 	}
 	tok, sibs = vget(t, c, "k")
 	if len(sibs) != 2 {
 		t.Fatalf("siblings = %v", sibs)
 	}
-	if err := n.st.Merge(n.partition([]byte("k")), []byte("k"), crdt.Object{Reg: crdt.Register{}.Update(0xcafe, nil, []byte("e"), false, 2)}); err != nil {
+	if _, err := n.st.Merge(n.partition([]byte("k")), []byte("k"), crdt.Object{Reg: crdt.Register{}.Update(0xcafe, nil, []byte("e"), false, 2)}); err != nil {
 		t.Fatal(err)
 	}
 	if err := c.Do(ctx, "PUT", "k", "resolved", "CTX", tok).Err(); err != nil {
@@ -131,7 +131,7 @@ func TestContextWritesResolveSiblings(t *testing.T) {
 	}
 	// VDEL with a context deletes what it covers and keeps what it did not.
 	tok, _ = vget(t, c, "k")
-	if err := n.st.Merge(n.partition([]byte("k")), []byte("k"), crdt.Object{Reg: crdt.Register{}.Update(0xf00d, nil, []byte("late"), false, 3)}); err != nil {
+	if _, err := n.st.Merge(n.partition([]byte("k")), []byte("k"), crdt.Object{Reg: crdt.Register{}.Update(0xf00d, nil, []byte("late"), false, 3)}); err != nil {
 		t.Fatal(err)
 	}
 	if v, err := c.Do(ctx, "VDEL", "k", "CTX", tok).Int(); err != nil || v != 1 {
@@ -147,7 +147,7 @@ func TestContextWritesResolveSiblings(t *testing.T) {
 	if v, err := c.Do(ctx, "VDEL", "k", "CTX", tok).Int(); err != nil || v != 1 {
 		t.Fatalf("VDEL = %d, %v", v, err)
 	}
-	if err := n.st.Merge(n.partition([]byte("k")), []byte("k"), stale); err != nil {
+	if _, err := n.st.Merge(n.partition([]byte("k")), []byte("k"), stale); err != nil {
 		t.Fatal(err)
 	}
 	if _, err := c.Get(ctx, "k").Result(); !errors.Is(err, redis.Nil) {

@@ -162,7 +162,6 @@ func Open(o Options) (*Store, error) {
 		MemTableSize: o.MemTableSize,
 		FS:           o.FS,
 		Logger:       pebbleLogger{o.Logger},
-		Merger:       objectMerger,
 	}
 	// Bloom filters on every level (later levels inherit L0's): a write to
 	// a new key, and a GET of a missing one, then skip the sstables that
@@ -429,41 +428,11 @@ func (s *Store) UpdateDeferred(p uint32, key []byte, fn func(cur crdt.Object, fo
 }
 
 // Merge stores the merge of obj with what the store holds for key, as a
-// replica does with an object sent by a coordinator, without reading it:
-// the object is written as a pebble merge operand, combined with the rest
-// by crdt.Merge when read or compacted. With Options.Sync it is durable
-// when Merge returns.
-func (s *Store) Merge(p uint32, key []byte, obj crdt.Object) error {
-	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
-	b := s.db.NewBatch()
-	defer b.Close()
-	if err := b.Merge(k, obj.Encode(), nil); err != nil {
-		return fmt.Errorf("store: merge: %w", err)
-	}
-	mu := &s.locks[stripe(k)]
-	mu.Lock()
-	var err error
-	if s.wo.Sync {
-		err = s.db.ApplyNoSyncWait(b, s.wo)
-	} else {
-		err = s.db.Apply(b, s.wo)
-	}
-	// The cached object no longer includes everything pebble holds. Drop
-	// it under the key's lock, so a Get cannot refill it from before this.
-	if s.objs != nil {
-		s.objs.remove(k)
-	}
-	if err == nil {
-		s.writes.Add(1)
-	}
-	mu.Unlock()
-	if err == nil && s.wo.Sync {
-		err = b.SyncWait()
-	}
-	if err != nil {
-		return fmt.Errorf("store: merge: %w", err)
-	}
-	return nil
+// replica does with an object sent by a coordinator, and returns the result.
+func (s *Store) Merge(p uint32, key []byte, obj crdt.Object) (crdt.Object, error) {
+	return s.Update(p, key, func(cur crdt.Object, _ bool) (crdt.Object, error) {
+		return crdt.Merge(cur, obj), nil
+	})
 }
 
 // Scan calls fn for every object in partition p, in key order. The key

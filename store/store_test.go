@@ -1,7 +1,6 @@
 package store
 
 import (
-	"context"
 	"errors"
 	"fmt"
 	"math/rand/v2"
@@ -438,72 +437,5 @@ func TestUnsyncedWritesAreFlushedPeriodically(t *testing.T) {
 	defer r.Close()
 	if got := value(t, r, 0, "k"); got != "v" {
 		t.Fatalf("after a crash following the periodic sync: %q", got)
-	}
-}
-
-// TestMergeOperandsCombineAcrossFlushesAndReopen stores objects as pebble
-// merge operands from many writers and checks that reads, a flush, a
-// compaction and a reopen all see the merge of everything written.
-func TestMergeOperandsCombineAcrossFlushesAndReopen(t *testing.T) {
-	dir := t.TempDir()
-	s, err := Open(Options{Dir: dir, Partitions: 16, ObjectCacheSize: 1 << 20})
-	if err != nil {
-		t.Fatal(err)
-	}
-	set(t, s, 3, "k", "base")
-	var wg sync.WaitGroup
-	for w := 0; w < 8; w++ {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			var c crdt.Counter
-			for i := 0; i < 25; i++ {
-				c, _ = c.Add(uint64(100+w), 1) // each writer's own actor
-				if err := s.Merge(3, []byte("k"), crdt.Object{Cnt: c}); err != nil {
-					t.Error(err)
-					return
-				}
-				if i%5 == 0 {
-					s.Get(3, []byte("k")) // refill the cache between merges
-				}
-			}
-		}()
-	}
-	wg.Wait()
-	check := func(when string, s *Store) {
-		t.Helper()
-		o, ok, err := s.Get(3, []byte("k"))
-		if err != nil || !ok {
-			t.Fatalf("%s: %v %v", when, ok, err)
-		}
-		if got := o.Cnt.Value(); got != 200 {
-			t.Fatalf("%s: counter = %d, want 200", when, got)
-		}
-		if n, _ := o.Reg.Newest(); string(n.Value) != "base" {
-			t.Fatalf("%s: register = %q, want base", when, n.Value)
-		}
-	}
-	check("after merges", s)
-	if err := s.Flush(); err != nil {
-		t.Fatal(err)
-	}
-	if err := s.db.Compact(context.Background(), []byte{objectPrefix}, []byte{objectPrefix + 1}, true); err != nil {
-		t.Fatal(err)
-	}
-	check("after flush and compaction", s)
-	s.Close()
-	r, err := Open(Options{Dir: dir, Partitions: 16})
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer r.Close()
-	check("after reopen", r)
-	// A coordinator's read-modify-write sees the operands too.
-	o, err := r.Update(3, []byte("k"), func(cur crdt.Object, _ bool) (crdt.Object, error) {
-		cur.Cnt, _ = cur.Cnt.Add(1, 1)
-		return cur, nil
-	})
-	if err != nil || o.Cnt.Value() != 201 {
-		t.Fatalf("update over merge operands: %d, %v", o.Cnt.Value(), err)
 	}
 }
