@@ -35,6 +35,9 @@ type CoordinatorConfig struct {
 	Replicas, R, W int
 	// Timeout bounds a request's peer calls. Default 1s.
 	Timeout time.Duration
+	// HedgeAfter is how long a read waits for the replicas it asked before
+	// asking one more. Default 20ms.
+	HedgeAfter time.Duration
 	// Clock gives write times. Default time.Now.
 	Clock func() time.Time
 	// Logger; default discards.
@@ -90,6 +93,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	}
 	if cfg.Timeout == 0 {
 		cfg.Timeout = time.Second
+	}
+	if cfg.HedgeAfter == 0 {
+		cfg.HedgeAfter = 20 * time.Millisecond
 	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
@@ -152,12 +158,16 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		err error
 	}
 	answers := make(chan answer, len(reps))
+	var remotes []string
 	for _, r := range reps {
 		if r == c.cfg.Self { // the local answer needs no goroutine
 			o, _, err := c.cfg.Store.Get(part, key)
 			answers <- answer{o, err}
 			continue
 		}
+		remotes = append(remotes, r)
+	}
+	ask := func(r string) {
 		go func() {
 			res, err := c.cfg.Transport.Call(ctx, r, "get", key)
 			if err == nil && len(res) != 1 {
@@ -170,17 +180,41 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 			answers <- answer{o, err}
 		}()
 	}
+	// Ask just enough replicas for R, as Cassandra does, and one more
+	// whenever an answer fails or none came within the hedge delay: a
+	// healthy read costs R-1 peer calls instead of N-1, and a black-holed
+	// replica costs a read the hedge delay, not the timeout.
+	asked := len(reps) - len(remotes) // the local one, if any
+	for asked < need && len(remotes) > 0 {
+		ask(remotes[0])
+		remotes, asked = remotes[1:], asked+1
+	}
+	hedge := time.NewTimer(c.cfg.HedgeAfter)
+	defer hedge.Stop()
 	var merged crdt.Object
-	got := 0
-	for range reps {
-		a := <-answers
-		if a.err != nil {
-			c.cfg.Logger.Debug("replica read failed", "err", a.err)
-			continue
-		}
-		merged = crdt.Merge(merged, a.obj)
-		if got++; got >= need {
-			return merged, nil
+	got, pending := 0, asked
+	for pending > 0 {
+		select {
+		case a := <-answers:
+			pending--
+			if a.err != nil {
+				c.cfg.Logger.Debug("replica read failed", "err", a.err)
+				if len(remotes) > 0 {
+					ask(remotes[0])
+					remotes, pending = remotes[1:], pending+1
+				}
+				continue
+			}
+			merged = crdt.Merge(merged, a.obj)
+			if got++; got >= need {
+				return merged, nil
+			}
+		case <-hedge.C:
+			if len(remotes) > 0 {
+				ask(remotes[0])
+				remotes, pending = remotes[1:], pending+1
+				hedge.Reset(c.cfg.HedgeAfter)
+			}
 		}
 	}
 	return crdt.Object{}, &QuorumError{Op: "read", Got: got, Need: need, Replicas: len(reps)}

@@ -315,3 +315,30 @@ func TestDurableStoresCountTheLocalCopyAfterItsSync(t *testing.T) {
 		t.Fatalf("W=3 with n3 down: %v", err)
 	}
 }
+
+// TestReadsHedgePastABlackHoledReplica: a read asks R replicas; when one
+// of them does not answer within the hedge delay it asks the next, so a
+// black-holed replica costs the read the hedge delay, not the timeout.
+func TestReadsHedgePastABlackHoledReplica(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	for i := 0; i < 10; i++ {
+		if err := tc.nodes["n1"].Put(ctx, []byte(fmt.Sprint("k", i)), []byte("v"), wire.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, hole := range []string{"n2", "n3"} {
+		tc.net.Heal()
+		tc.net.Partition([]string{"n1"}, []string{hole})
+		for i := 0; i < 10; i++ {
+			start := time.Now()
+			if got := value(t, tc.nodes["n1"], fmt.Sprint("k", i)); got != "[v]" {
+				t.Fatalf("k%d with %s black-holed: %s", i, hole, got)
+			}
+			if took := time.Since(start); took > testTimeout/2 {
+				t.Fatalf("k%d with %s black-holed took %v: waited for the black hole", i, hole, took)
+			}
+		}
+	}
+}
