@@ -133,6 +133,34 @@ func (st *clusterState) node(name string) (*clusterNode, error) {
 	return nil, fmt.Errorf("no node %q in the cluster", name)
 }
 
+// namedNode loads the cluster state and finds the node the command names.
+func namedNode(c *cli.Context) (*clusterState, *clusterNode, string, error) {
+	name, dir, err := nodeArgs(c)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	nd, err := st.node(name)
+	if err != nil {
+		return nil, nil, "", err
+	}
+	return st, nd, dir, nil
+}
+
+// waitExit waits up to 30s for a node's process to exit.
+func waitExit(nd *clusterNode, after string) error {
+	for deadline := time.Now().Add(30 * time.Second); alive(nd.PID); {
+		if time.Now().After(deadline) {
+			return fmt.Errorf("%s (pid %d) still runs 30s after %s", nd.Name, nd.PID, after)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	return nil
+}
+
 // alive reports whether process pid runs (a zombie, exited but not yet
 // reaped by its parent, does not).
 func alive(pid int) bool {
@@ -402,15 +430,7 @@ func clusterStatus(c *cli.Context) error {
 
 func clusterSignal(sig syscall.Signal) cli.ActionFunc {
 	return func(c *cli.Context) error {
-		name, dir, err := nodeArgs(c)
-		if err != nil {
-			return err
-		}
-		st, err := loadState(dir)
-		if err != nil {
-			return err
-		}
-		nd, err := st.node(name)
+		_, nd, _, err := namedNode(c)
 		if err != nil {
 			return err
 		}
@@ -420,11 +440,8 @@ func clusterSignal(sig syscall.Signal) cli.ActionFunc {
 		if err := syscall.Kill(nd.PID, sig); err != nil {
 			return err
 		}
-		for deadline := time.Now().Add(30 * time.Second); alive(nd.PID); {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s (pid %d) still runs 30s after %v", nd.Name, nd.PID, sig)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if err := waitExit(nd, sig.String()); err != nil {
+			return err
 		}
 		fmt.Printf("%s (pid %d) %s\n", nd.Name, nd.PID, map[syscall.Signal]string{syscall.SIGTERM: "stopped", syscall.SIGKILL: "killed"}[sig])
 		return nil
@@ -432,15 +449,7 @@ func clusterSignal(sig syscall.Signal) cli.ActionFunc {
 }
 
 func clusterStart(c *cli.Context) error {
-	name, dir, err := nodeArgs(c)
-	if err != nil {
-		return err
-	}
-	st, err := loadState(dir)
-	if err != nil {
-		return err
-	}
-	nd, err := st.node(name)
+	st, nd, dir, err := namedNode(c)
 	if err != nil {
 		return err
 	}
@@ -502,15 +511,7 @@ func clusterAdd(c *cli.Context) error {
 }
 
 func clusterRemove(c *cli.Context) error {
-	name, dir, err := nodeArgs(c)
-	if err != nil {
-		return err
-	}
-	st, err := loadState(dir)
-	if err != nil {
-		return err
-	}
-	nd, err := st.node(name)
+	st, nd, dir, err := namedNode(c)
 	if err != nil {
 		return err
 	}
@@ -518,11 +519,8 @@ func clusterRemove(c *cli.Context) error {
 		if v, err := respCommand(nd.ClientAddr, "CLUSTER", "LEAVE"); err != nil || v.Kind == wire.Error {
 			return fmt.Errorf("%s did not leave: %v %s", nd.Name, err, v.Str)
 		}
-		for deadline := time.Now().Add(30 * time.Second); alive(nd.PID); {
-			if time.Now().After(deadline) {
-				return fmt.Errorf("%s left but still runs (pid %d)", nd.Name, nd.PID)
-			}
-			time.Sleep(20 * time.Millisecond)
+		if err := waitExit(nd, "leaving"); err != nil {
+			return err
 		}
 	} else {
 		var done bool
