@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"net"
 	"path/filepath"
 	"sort"
 	"strconv"
@@ -124,10 +125,10 @@ func (n *Node) startCluster(cc ClusterConfig) error {
 	}
 	peerAddr := cc.PeerAddr
 	if peerAddr == "" {
-		host, _, _ := splitHost(n.ClientAddr())
+		host, _, _ := net.SplitHostPort(n.ClientAddr())
 		peerAddr = host + ":0"
 	}
-	ln, err := listen(peerAddr)
+	ln, err := net.Listen("tcp", peerAddr)
 	if err != nil {
 		return fmt.Errorf("node: peer address: %w", err)
 	}

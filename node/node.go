@@ -410,10 +410,6 @@ func (n *Node) info() []wire.InfoSection {
 	}
 }
 
-func splitHost(addr string) (string, string, error) { return net.SplitHostPort(addr) }
-
-func listen(addr string) (net.Listener, error) { return net.Listen("tcp", addr) }
-
 func (n *Node) health() map[string]any {
 	return map[string]any{"name": n.cfg.Name, "actor": fmt.Sprintf("%016x", n.st.Actor())}
 }
