@@ -44,10 +44,35 @@ type InfoSection struct {
 	Fields [][2]string
 }
 
-// Quorum carries per-request R and W (GET key R 1, SET key value W 3);
-// zero fields mean the node's defaults. A Backend that replicates reads it
-// with QuorumFrom; a single node ignores it.
-type Quorum struct{ R, W int }
+// Quorum carries per-request R, W and sloppiness (GET key R 1, SET key
+// value W 3 SLOPPY no); zero fields mean the node's defaults. A Backend
+// that replicates reads it with QuorumFrom; a single node ignores it.
+type Quorum struct {
+	R, W   int
+	Sloppy Sloppy
+}
+
+// Sloppy says whether a request may count stand-ins (nodes holding a
+// hinted copy for an unreachable replica) towards its quorum.
+type Sloppy int8
+
+// The choices; SloppyDefault is the node's setting.
+const (
+	SloppyDefault Sloppy = iota
+	SloppyYes
+	SloppyNo
+)
+
+// Resolve returns whether the request is sloppy, given the node's default.
+func (s Sloppy) Resolve(def bool) bool {
+	switch s {
+	case SloppyYes:
+		return true
+	case SloppyNo:
+		return false
+	}
+	return def
+}
 
 type quorumKey struct{}
 

@@ -171,7 +171,7 @@ func cmdGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if !ok {
 		return out
 	}
-	_, q, msg := parseOptions("get", args[2:], "R")
+	_, q, msg := parseOptions("get", args[2:], "R SLOPPY")
 	if msg != "" {
 		return AppendError(out, msg)
 	}
@@ -229,7 +229,7 @@ func cmdVGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if !ok {
 		return out
 	}
-	_, q, msg := parseOptions("vget", args[2:], "R")
+	_, q, msg := parseOptions("vget", args[2:], "R SLOPPY")
 	if msg != "" {
 		return AppendError(out, msg)
 	}
@@ -249,7 +249,8 @@ func cmdVGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 }
 
 // parseOptions parses a command's trailing "NAME value" options: CTX
-// token (writes), W n (writes) and R n (reads), as allowed.
+// token (writes), W n (writes), R n (reads) and SLOPPY yes|no (both), as
+// allowed.
 func parseOptions(cmd string, opts [][]byte, allowed string) (WriteOptions, Quorum, string) {
 	var w WriteOptions
 	var q Quorum
@@ -273,6 +274,15 @@ func parseOptions(cmd string, opts [][]byte, allowed string) (WriteOptions, Quor
 				return w, q, "ERR invalid context token: it must be a token from VGET"
 			}
 			w.Context, w.HasContext = ctx, true
+		case "SLOPPY":
+			switch strings.ToLower(string(opts[i+1])) {
+			case "yes", "true", "1", "on":
+				q.Sloppy = SloppyYes
+			case "no", "false", "0", "off":
+				q.Sloppy = SloppyNo
+			default:
+				return w, q, "ERR SLOPPY must be yes or no"
+			}
 		case "R", "W":
 			n, err := strconv.Atoi(string(opts[i+1]))
 			if err != nil || n < 1 {
@@ -306,7 +316,7 @@ func cmdSet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if len(args[2]) > s.cfg.MaxValueSize {
 		return AppendError(out, fmt.Sprintf("ERR value of %d bytes exceeds max-value-size %d", len(args[2]), s.cfg.MaxValueSize))
 	}
-	opts, q, msg := parseOptions(name, args[3:], "CTX W")
+	opts, q, msg := parseOptions(name, args[3:], "CTX W SLOPPY")
 	if msg != "" {
 		return AppendError(out, msg)
 	}
@@ -344,7 +354,7 @@ func cmdVDel(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if !ok {
 		return out
 	}
-	opts, q, msg := parseOptions("vdel", args[2:], "CTX W")
+	opts, q, msg := parseOptions("vdel", args[2:], "CTX W SLOPPY")
 	if msg != "" {
 		return AppendError(out, msg)
 	}
@@ -375,7 +385,7 @@ func cmdIncr(s *Server, c *session, args [][]byte, out []byte) []byte {
 		}
 		delta, rest = d, args[3:]
 	}
-	_, q, msg := parseOptions(strings.ToLower(string(args[0])), rest, "W")
+	_, q, msg := parseOptions(strings.ToLower(string(args[0])), rest, "W SLOPPY")
 	if msg != "" {
 		return AppendError(out, msg)
 	}

@@ -336,6 +336,12 @@ func TestServerCommands(t *testing.T) {
 			{srvArgs("GET", "a", "W", "1"), `-"ERR syntax error: unknown option 'W' for 'get'"`},
 			{srvArgs("SET", "a", "b", "W", "-1"), `-"ERR W must be a positive number of replicas"`},
 			{srvArgs("SET", "a", "b", "R", "1"), `-"ERR syntax error: unknown option 'R' for 'set'"`},
+			{srvArgs("SET", "a", "b", "SLOPPY", "maybe"), `-"ERR SLOPPY must be yes or no"`},
+			{srvArgs("SET", "a", "b", "SLOPPY"), `-"ERR syntax error: option 'SLOPPY' of 'set' needs a value"`},
+			{srvArgs("SET", "a", "b", "SLOPPY", "no", "W", "1"), `+"OK"`},
+			{srvArgs("GET", "a", "sloppy", "yes", "R", "1"), `$"b"`},
+			{srvArgs("INCR", "c", "SLOPPY", "off"), `:1`},
+			{srvArgs("VDEL", "a", "SLOPPY", ""), `-"ERR SLOPPY must be yes or no"`},
 			{srvArgs("VGET"), `-"ERR wrong number of arguments for 'vget' command"`},
 			{srvArgs("FOO"), `-"ERR unknown command 'FOO', with args beginning with:"`},
 			{srvArgs("FOO", "a", "b\r\nc"), `-"ERR unknown command 'FOO', with args beginning with: 'a' 'b??c'"`},
@@ -1177,4 +1183,37 @@ func TestServerClusterCommand(t *testing.T) {
 		t.Fatalf("the cluster hook got %v", got)
 	}
 	c.check(`-"ERR no such subcommand"`, "CLUSTER", "bad")
+}
+
+func TestPerRequestQuorumReachesTheBackend(t *testing.T) {
+	t.Parallel()
+	be := newFakeBackend()
+	got := make(chan Quorum, 1)
+	be.getHook = func(ctx context.Context, key string) error {
+		got <- QuorumFrom(ctx)
+		return nil
+	}
+	e := srvStart(t, ServerConfig{Backend: be})
+	c := e.connect(t)
+	for _, tc := range []struct {
+		args []string
+		want Quorum
+	}{
+		{[]string{"GET", "k"}, Quorum{}},
+		{[]string{"GET", "k", "R", "3"}, Quorum{R: 3}},
+		{[]string{"GET", "k", "SLOPPY", "no"}, Quorum{Sloppy: SloppyNo}},
+		{[]string{"VGET", "k", "sloppy", "YES", "R", "1"}, Quorum{R: 1, Sloppy: SloppyYes}},
+	} {
+		c.send(tc.args...)
+		if _, err := c.readReply(); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if q := <-got; q != tc.want {
+			t.Errorf("%v reached the backend as %+v, want %+v", tc.args, q, tc.want)
+		}
+	}
+	if SloppyDefault.Resolve(true) != true || SloppyDefault.Resolve(false) != false ||
+		SloppyNo.Resolve(true) != false || SloppyYes.Resolve(false) != true {
+		t.Errorf("Sloppy.Resolve does not let the request override the node")
+	}
 }

@@ -1,0 +1,216 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rumor-kv/rumor/wire"
+)
+
+// A circuit breaker per peer keeps requests from waiting out the timeout
+// of a peer that keeps failing. It is closed (calls go through) until
+// BreakerConfig.Failures calls in a row fail; then it is open and calls
+// fail at once with wire.ErrPeerUnavailable, so a write picks a stand-in
+// and a read asks another replica without delay. When the cooldown ends
+// it is half-open: one probe (a "ping" peer call, sent by the breaker
+// itself, never a client's request) decides whether it closes again or
+// opens for twice as long, up to MaxCooldown.
+//
+// What counts as a failure: a call that timed out or could not reach the
+// peer. An error the peer's handler returned is an answer (the peer is
+// up), and a call the caller abandoned (its context canceled, as a read
+// does with the replicas it no longer needs) counts for nothing.
+
+// BreakerState is the state of one peer's breaker.
+type BreakerState int
+
+// The breaker states.
+const (
+	BreakerClosed BreakerState = iota
+	BreakerOpen
+	BreakerHalfOpen
+)
+
+func (s BreakerState) String() string {
+	switch s {
+	case BreakerClosed:
+		return "closed"
+	case BreakerOpen:
+		return "open"
+	case BreakerHalfOpen:
+		return "half-open"
+	}
+	return fmt.Sprintf("BreakerState(%d)", int(s))
+}
+
+// BreakerConfig tunes the breakers. Zero fields mean their defaults.
+type BreakerConfig struct {
+	// Failures in a row that open the breaker. Default 3.
+	Failures int
+	// Cooldown is how long it stays open the first time. Default 1s.
+	Cooldown time.Duration
+	// MaxCooldown bounds the doubling of Cooldown. Default 10s.
+	MaxCooldown time.Duration
+	// ProbeTimeout bounds the half-open probe. Default 1s.
+	ProbeTimeout time.Duration
+}
+
+func (c BreakerConfig) withDefaults() BreakerConfig {
+	if c.Failures <= 0 {
+		c.Failures = 3
+	}
+	if c.Cooldown <= 0 {
+		c.Cooldown = time.Second
+	}
+	if c.MaxCooldown < c.Cooldown {
+		c.MaxCooldown = max(10*time.Second, c.Cooldown)
+	}
+	if c.ProbeTimeout <= 0 {
+		c.ProbeTimeout = time.Second
+	}
+	return c
+}
+
+// breaker is one peer's breaker: a pure state machine, time passed in.
+type breaker struct {
+	state    BreakerState
+	failures int           // in a row, while closed
+	until    time.Time     // end of the open period
+	cooldown time.Duration // of the current (or next) open period
+	opened   uint64        // times it opened
+}
+
+// allow reports whether a call may go out now, and whether the caller
+// should send the half-open probe (the breaker is then half-open and
+// refuses other calls until report).
+func (b *breaker) allow(now time.Time, cfg BreakerConfig) (ok, probe bool) {
+	switch b.state {
+	case BreakerClosed:
+		return true, false
+	case BreakerOpen:
+		if now.Before(b.until) {
+			return false, false
+		}
+		b.state = BreakerHalfOpen
+		return false, true
+	}
+	return false, false // half-open: the probe is out
+}
+
+// report records a call's outcome.
+func (b *breaker) report(ok bool, now time.Time, cfg BreakerConfig) {
+	if ok {
+		b.state, b.failures, b.cooldown = BreakerClosed, 0, 0
+		return
+	}
+	switch b.state {
+	case BreakerClosed:
+		if b.failures++; b.failures < cfg.Failures {
+			return
+		}
+		b.cooldown = cfg.Cooldown
+	case BreakerHalfOpen:
+		b.cooldown = min(2*b.cooldown, cfg.MaxCooldown)
+	case BreakerOpen:
+		return // a call that went out before it opened
+	}
+	b.state, b.until, b.failures = BreakerOpen, now.Add(b.cooldown), 0
+	b.opened++
+}
+
+// ErrBreakerOpen is wrapped (with wire.ErrPeerUnavailable) by calls that a
+// peer's open breaker refused.
+var ErrBreakerOpen = errors.New("node: circuit breaker open")
+
+// breakers wraps a Transport with a breaker per peer.
+type breakers struct {
+	next  Transport
+	cfg   BreakerConfig
+	clock func() time.Time
+
+	mu    sync.Mutex
+	peers map[string]*breaker
+}
+
+func newBreakers(next Transport, cfg BreakerConfig, clock func() time.Time) *breakers {
+	return &breakers{next: next, cfg: cfg.withDefaults(), clock: clock, peers: map[string]*breaker{}}
+}
+
+func (t *breakers) get(to string) *breaker {
+	b := t.peers[to]
+	if b == nil {
+		b = &breaker{}
+		t.peers[to] = b
+	}
+	return b
+}
+
+// Allows reports whether calls to peer would go out now (for choosing
+// replicas without trying them). It does not start a probe.
+func (t *breakers) Allows(to string) bool {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	b := t.peers[to]
+	return b == nil || b.state == BreakerClosed
+}
+
+func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+	t.mu.Lock()
+	ok, probe := t.get(to).allow(t.clock(), t.cfg)
+	t.mu.Unlock()
+	if probe {
+		go t.probe(to)
+	}
+	if !ok {
+		return nil, fmt.Errorf("%w: %w to %s", wire.ErrPeerUnavailable, ErrBreakerOpen, to)
+	}
+	res, err := t.next.Call(ctx, to, method, args...)
+	t.record(ctx, to, err)
+	return res, err
+}
+
+func (t *breakers) probe(to string) {
+	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.ProbeTimeout)
+	defer cancel()
+	_, err := t.next.Call(ctx, to, "ping")
+	t.record(ctx, to, err)
+}
+
+// record reports a call's outcome to to's breaker, unless the caller gave
+// up on it.
+func (t *breakers) record(ctx context.Context, to string, err error) {
+	var pe *wire.PeerError
+	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+		return
+	}
+	ok := err == nil || errors.As(err, &pe)
+	t.mu.Lock()
+	t.get(to).report(ok, t.clock(), t.cfg)
+	t.mu.Unlock()
+}
+
+// PeerBreaker is one peer's breaker as INFO and GET /cluster show it.
+type PeerBreaker struct {
+	Name   string `json:"name"`
+	State  string `json:"breaker"`
+	Opened uint64 `json:"breaker_opened"`
+}
+
+func (t *breakers) states() []PeerBreaker {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	out := make([]PeerBreaker, 0, len(t.peers))
+	for name, b := range t.peers {
+		s := b.state
+		if s == BreakerOpen && !t.clock().Before(b.until) {
+			s = BreakerHalfOpen // due for its probe
+		}
+		out = append(out, PeerBreaker{Name: name, State: s.String(), Opened: b.opened})
+	}
+	sort.Slice(out, func(i, j int) bool { return out[i].Name < out[j].Name })
+	return out
+}
