@@ -368,63 +368,87 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 // wait exactly once and must not count the write as stored before wait
 // returns nil. Without Sync, or with a nil deferSync, it is Update.
 func (s *Store) UpdateDeferred(p uint32, key []byte, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
+	return s.update(p, key, fn, deferSync)
+}
+
+// update is the one write path of UpdateDeferred and its variants: it
+// applies the write under the key's stripe lock and then waits for (or
+// defers) its fsync outside the lock.
+func (s *Store) update(p uint32, key []byte, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
 	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
 	mu := &s.locks[stripe(k)]
 	mu.Lock()
+	next, b, err := s.applyLocked(k, fn)
+	mu.Unlock()
+	if err != nil {
+		return crdt.Object{}, err
+	}
+	return next, s.syncBatch(b, deferSync)
+}
+
+// applyLocked runs fn on the object at store key k and applies what it
+// returns to pebble, without waiting for the fsync. The caller holds k's
+// stripe lock (so the next update of k sees this one), must pass the
+// returned batch to syncBatch, and must not hold the lock while doing so
+// (so writers to other keys share the fsync).
+func (s *Store) applyLocked(k []byte, fn func(cur crdt.Object, found bool) (crdt.Object, error)) (crdt.Object, *pebble.Batch, error) {
 	var cur crdt.Object
 	raw, found, err := s.current(k)
 	if err == nil && found {
 		cur, _, err = decode(k, raw)
 	}
 	if err != nil {
-		mu.Unlock()
-		return crdt.Object{}, err
+		return crdt.Object{}, nil, err
 	}
 	next, err := fn(cur, found)
 	if err != nil {
-		mu.Unlock()
-		return crdt.Object{}, err
+		return crdt.Object{}, nil, err
 	}
 	b := s.db.NewBatch()
 	enc := next.Encode()
 	if err := b.Set(k, enc, nil); err != nil {
-		mu.Unlock()
 		b.Close()
-		return crdt.Object{}, fmt.Errorf("store: update: %w", err)
+		return crdt.Object{}, nil, fmt.Errorf("store: update: %w", err)
 	}
-	// Apply under the lock so the next Update of this key sees it; wait for
-	// the fsync outside it, so writers to other keys share the sync.
 	if s.wo.Sync {
 		err = s.db.ApplyNoSyncWait(b, s.wo)
 	} else {
 		err = s.db.Apply(b, s.wo)
 	}
-	if err == nil {
-		s.writes.Add(1)
-		s.objs.put(k, enc)
-	} else if s.objs != nil {
-		s.objs.remove(k)
-	}
-	mu.Unlock()
-	switch {
-	case err == nil && s.wo.Sync && deferSync != nil:
-		deferSync(func() error {
-			err := b.SyncWait()
-			b.Close()
-			if err != nil {
-				return fmt.Errorf("store: update: %w", err)
-			}
-			return nil
-		})
-		return next, nil
-	case err == nil && s.wo.Sync:
-		err = b.SyncWait()
-	}
-	b.Close()
 	if err != nil {
-		return crdt.Object{}, fmt.Errorf("store: update: %w", err)
+		if s.objs != nil {
+			s.objs.remove(k)
+		}
+		b.Close()
+		return crdt.Object{}, nil, fmt.Errorf("store: update: %w", err)
 	}
-	return next, nil
+	s.writes.Add(1)
+	s.objs.put(k, enc)
+	return next, b, nil
+}
+
+// syncBatch finishes a batch applied by applyLocked: with Options.Sync it
+// waits for the batch's fsync, or hands that wait to deferSync if it is not
+// nil. It closes the batch (or leaves that to the wait it hands over).
+func (s *Store) syncBatch(b *pebble.Batch, deferSync func(wait func() error)) error {
+	wait := func() error {
+		err := b.SyncWait()
+		b.Close()
+		if err != nil {
+			return fmt.Errorf("store: update: %w", err)
+		}
+		return nil
+	}
+	switch {
+	case !s.wo.Sync:
+		b.Close()
+		return nil
+	case deferSync != nil:
+		deferSync(wait)
+		return nil
+	default:
+		return wait()
+	}
 }
 
 // Merge stores the merge of obj with what the store holds for key, as a
