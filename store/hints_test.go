@@ -14,6 +14,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rumor-kv/rumor/crdt"
 )
 
@@ -648,4 +649,33 @@ func TestHintsUnderConcurrency(t *testing.T) {
 	}
 	defer r.Close()
 	checkCounts(t, r, counts)
+}
+
+func TestHintsGauge(t *testing.T) {
+	s := open(t, Options{})
+	hset(t, s, 0, "k1", "a", "v")
+	hset(t, s, 1, "k2", "a", "v")
+	hset(t, s, 0, "k1", "b", "v")
+	hset(t, s, 0, "k1", "\xffbad", "v") // not UTF-8: must not break the scrape
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(s.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]float64{}
+	for _, mf := range mfs {
+		if mf.GetName() != "rumor_store_hints" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			got[m.GetLabel()[0].GetName()+"="+m.GetLabel()[0].GetValue()] = m.GetGauge().GetValue()
+		}
+	}
+	want := map[string]float64{"target=a": 2, "target=b": 1, "target=\uFFFDbad": 1}
+	if !maps.Equal(got, want) {
+		t.Fatalf("rumor_store_hints = %v, want %v", got, want)
+	}
 }
