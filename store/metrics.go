@@ -1,9 +1,13 @@
 package store
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"strings"
 
-// Collector exports pebble's figures for s in Prometheus form. Each scrape
-// reads pebble's metrics once.
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// Collector exports pebble's figures for s, and the store's own, in
+// Prometheus form. Each scrape reads pebble's metrics once.
 func (s *Store) Collector() prometheus.Collector { return collector{s} }
 
 type collector struct{ s *Store }
@@ -23,12 +27,13 @@ var (
 	descObjHits    = prometheus.NewDesc("rumor_store_object_cache_hits_total", "Object cache hits.", nil, nil)
 	descObjMisses  = prometheus.NewDesc("rumor_store_object_cache_misses_total", "Object cache misses.", nil, nil)
 	descTables     = prometheus.NewDesc("rumor_store_sstables", "Live sstables.", nil, nil)
+	descHints      = prometheus.NewDesc("rumor_store_hints", "Hint records: objects held for another node until handoff, by that node.", []string{"target"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDisk, descMemtable, descCacheSize, descCacheHits, descCacheMiss,
 		descWALBytes, descFlushes, descCompaction, descReadAmp, descTables,
-		descObjBytes, descObjEntries, descObjHits, descObjMisses} {
+		descObjBytes, descObjEntries, descObjHits, descObjMisses, descHints} {
 		ch <- d
 	}
 }
@@ -58,6 +63,14 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descObjEntries, float64(st.Entries))
 	count(descObjHits, float64(st.Hits))
 	count(descObjMisses, float64(st.Misses))
+	// A label value must be UTF-8; a target name need not be.
+	hints := map[string]int{}
+	for target, n := range c.s.Hints() {
+		hints[strings.ToValidUTF8(target, "\uFFFD")] += n
+	}
+	for target, n := range hints {
+		ch <- prometheus.MustNewConstMetric(descHints, prometheus.GaugeValue, float64(n), target)
+	}
 }
 
 // CacheStats describes the object cache.

@@ -28,6 +28,20 @@
 //	0x00 "clean"        present while the directory is cleanly closed
 //	0x00 "partitions"   Q, 4 bytes big-endian
 //	0x01 p(2 bytes BE) key  an object (crdt encoding)
+//	0x02 len(1 byte) target p(2 bytes BE) key
+//	                    a hint: the object at p, key is held for the
+//	                    node named target; value 0x01 (version), seq
+//	                    (8 bytes BE)
+//
+// # Hinted handoff
+//
+// When a replica of a key is unreachable, another node stands in for it
+// (a sloppy quorum): it stores the object as its own with UpdateHinted or
+// MergeHinted, which also record a hint naming the intended node in the
+// same batch. A background process lists a target's hints with ScanHints,
+// sends each object to the target and then removes the hint with
+// DeleteHint, which keeps a hint rewritten in the meantime. Hints are
+// bounded by Options.MaxHints and counted per target in memory (Hints).
 //
 // All methods are safe for concurrent use. Objects returned are owned by
 // the caller.
@@ -79,6 +93,12 @@ type Options struct {
 	// MemTableSize is the size of one pebble memtable. Default 16 MiB; up
 	// to four may be in memory while flushes catch up.
 	MemTableSize uint64
+	// MaxHints is the most hint records kept (see UpdateHinted). Past it a
+	// stand-in refuses hinted writes with ErrHintsFull rather than let the
+	// hints for a long-dead node fill the disk; the caller then fails the
+	// write or stores it elsewhere. Default 1_000_000; negative: none
+	// allowed.
+	MaxHints int
 	// FS replaces the filesystem, for tests (vfs.NewCrashableMem).
 	FS vfs.FS
 	// Logger receives pebble's messages. Default: discard.
@@ -113,6 +133,9 @@ func (o *Options) ensureDefaults() {
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 16 << 20
 	}
+	if o.MaxHints == 0 {
+		o.MaxHints = 1_000_000
+	}
 	if o.Logger == nil {
 		o.Logger = slog.New(slog.DiscardHandler)
 	}
@@ -131,6 +154,14 @@ type Store struct {
 	newActor bool // the actor id was replaced after an unclean shutdown
 	q        int
 	locks    [lockStripes]sync.Mutex
+	maxHints int           // 0: no hints allowed
+	hintSeq  atomic.Uint64 // the last hint Seq handed out
+
+	mu struct {
+		sync.Mutex
+		hints     map[string]int // hint records per target, none at 0
+		hintTotal int
+	}
 
 	closeOnce sync.Once
 	closeErr  error
@@ -150,7 +181,8 @@ var (
 const objectPrefix = 0x01
 
 // Open opens or creates the store in o.Dir. A new directory gets a fresh
-// random actor id; an existing one keeps its own.
+// random actor id; an existing one keeps its own. Open reads every hint
+// record to count them, in time proportional to the hints held.
 func Open(o Options) (*Store, error) {
 	if err := o.Validate(); err != nil {
 		return nil, err
@@ -172,11 +204,16 @@ func Open(o Options) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, cache: cache, objs: newObjectCache(o.ObjectCacheSize), wo: pebble.NoSync, q: o.Partitions}
+	s := &Store{db: db, cache: cache, objs: newObjectCache(o.ObjectCacheSize), wo: pebble.NoSync, q: o.Partitions,
+		maxHints: max(o.MaxHints, 0)}
 	if o.Sync {
 		s.wo = pebble.Sync
 	}
-	if err := s.initMeta(); err != nil {
+	err = s.initMeta()
+	if err == nil {
+		err = s.loadHints(time.Now())
+	}
+	if err != nil {
 		db.Close()
 		cache.Unref()
 		return nil, err
@@ -368,63 +405,119 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 // wait exactly once and must not count the write as stored before wait
 // returns nil. Without Sync, or with a nil deferSync, it is Update.
 func (s *Store) UpdateDeferred(p uint32, key []byte, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
+	return s.update(p, key, "", fn, deferSync)
+}
+
+// update is the one write path of UpdateDeferred and UpdateHinted: it
+// applies the write, and a hint for target if it is not "", under the key's
+// stripe lock and then waits for (or defers) its fsync outside the lock.
+func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
+	var hk []byte
+	if target != "" {
+		if err := checkTarget(target); err != nil {
+			return crdt.Object{}, err
+		}
+		hk = hintKey(make([]byte, 0, 5+len(target)+len(key)), target, p, key)
+	}
 	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
 	mu := &s.locks[stripe(k)]
 	mu.Lock()
+	next, b, err := s.applyLocked(k, hk, target, fn)
+	mu.Unlock()
+	if err != nil {
+		return crdt.Object{}, err
+	}
+	return next, s.syncBatch(b, deferSync)
+}
+
+// applyLocked runs fn on the object at store key k and applies what it
+// returns to pebble, with the hint record hk for target if hk is not nil,
+// without waiting for the fsync. The caller holds k's stripe lock (so the
+// next update of k sees this one), must pass the returned batch to
+// syncBatch, and must not hold the lock while doing so (so writers to other
+// keys share the fsync).
+func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error)) (next crdt.Object, b *pebble.Batch, err error) {
+	if hk != nil {
+		// The stripe lock orders every write and delete of hk, so whether
+		// it exists cannot change before the batch is applied.
+		var exists bool
+		if _, exists, err = s.read(hk); err != nil {
+			return crdt.Object{}, nil, err
+		}
+		if !exists {
+			if err = s.reserveHint(target); err != nil {
+				return crdt.Object{}, nil, err
+			}
+			// err is the named result: release the reservation on every
+			// failure below.
+			defer func() {
+				if err != nil {
+					s.releaseHint(target)
+				}
+			}()
+		}
+	}
 	var cur crdt.Object
 	raw, found, err := s.current(k)
 	if err == nil && found {
 		cur, _, err = decode(k, raw)
 	}
 	if err != nil {
-		mu.Unlock()
-		return crdt.Object{}, err
+		return crdt.Object{}, nil, err
 	}
-	next, err := fn(cur, found)
+	next, err = fn(cur, found)
 	if err != nil {
-		mu.Unlock()
-		return crdt.Object{}, err
+		return crdt.Object{}, nil, err
 	}
-	b := s.db.NewBatch()
+	b = s.db.NewBatch()
 	enc := next.Encode()
-	if err := b.Set(k, enc, nil); err != nil {
-		mu.Unlock()
-		b.Close()
-		return crdt.Object{}, fmt.Errorf("store: update: %w", err)
+	err = b.Set(k, enc, nil)
+	if err == nil && hk != nil {
+		err = b.Set(hk, appendHintValue(make([]byte, 0, hintValueLen), s.hintSeq.Add(1)), nil)
 	}
-	// Apply under the lock so the next Update of this key sees it; wait for
-	// the fsync outside it, so writers to other keys share the sync.
+	if err != nil {
+		b.Close()
+		return crdt.Object{}, nil, fmt.Errorf("store: update: %w", err)
+	}
 	if s.wo.Sync {
 		err = s.db.ApplyNoSyncWait(b, s.wo)
 	} else {
 		err = s.db.Apply(b, s.wo)
 	}
-	if err == nil {
-		s.writes.Add(1)
-		s.objs.put(k, enc)
-	} else if s.objs != nil {
-		s.objs.remove(k)
-	}
-	mu.Unlock()
-	switch {
-	case err == nil && s.wo.Sync && deferSync != nil:
-		deferSync(func() error {
-			err := b.SyncWait()
-			b.Close()
-			if err != nil {
-				return fmt.Errorf("store: update: %w", err)
-			}
-			return nil
-		})
-		return next, nil
-	case err == nil && s.wo.Sync:
-		err = b.SyncWait()
-	}
-	b.Close()
 	if err != nil {
-		return crdt.Object{}, fmt.Errorf("store: update: %w", err)
+		if s.objs != nil {
+			s.objs.remove(k)
+		}
+		b.Close()
+		return crdt.Object{}, nil, fmt.Errorf("store: update: %w", err)
 	}
-	return next, nil
+	s.writes.Add(1)
+	s.objs.put(k, enc)
+	return next, b, nil
+}
+
+// syncBatch finishes a batch applied by applyLocked: with Options.Sync it
+// waits for the batch's fsync, or hands that wait to deferSync if it is not
+// nil. It closes the batch (or leaves that to the wait it hands over).
+func (s *Store) syncBatch(b *pebble.Batch, deferSync func(wait func() error)) error {
+	wait := func() error {
+		err := b.SyncWait()
+		b.Close()
+		if err != nil {
+			return fmt.Errorf("store: update: %w", err)
+		}
+		return nil
+	}
+	switch {
+	case !s.wo.Sync:
+		b.Close()
+		return nil
+	case deferSync != nil:
+		deferSync(wait)
+		return nil
+	default:
+		return wait()
+	}
 }
 
 // Merge stores the merge of obj with what the store holds for key, as a
