@@ -149,13 +149,22 @@ func (t *breakers) get(to string) *breaker {
 	return b
 }
 
-// Allows reports whether calls to peer would go out now (for choosing
-// replicas without trying them). It does not start a probe.
+// Allows reports whether a call to peer would go out now, for choosing
+// copies without trying them. Like a call, it starts the half-open probe
+// when one is due, so a peer that nobody calls any more is still probed.
 func (t *breakers) Allows(to string) bool {
 	t.mu.Lock()
-	defer t.mu.Unlock()
 	b := t.peers[to]
-	return b == nil || b.state == BreakerClosed
+	if b == nil {
+		t.mu.Unlock()
+		return true
+	}
+	ok, probe := b.allow(t.clock(), t.cfg)
+	t.mu.Unlock()
+	if probe {
+		go t.probe(to)
+	}
+	return ok
 }
 
 func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {

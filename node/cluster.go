@@ -31,6 +31,8 @@ type ClusterConfig struct {
 	Replicas, R, W int
 	// Timeout bounds a request's peer calls. Default 1s.
 	Timeout time.Duration
+	// Strict turns sloppy quorum off by default (CoordinatorConfig.Strict).
+	Strict bool
 	// Timing is gossip's failure detector profile (default LocalTiming).
 	Timing gossip.Timing
 }
@@ -106,21 +108,29 @@ type clusterState struct {
 
 // startCluster joins n to its cluster: peer server, coordinator, gossip.
 // The caller has opened n's listeners (their addresses go into the tags).
-func (n *Node) startCluster(cc ClusterConfig) error {
+func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	if cc.GossipAddr == "" {
 		return errors.New("node: cluster needs a gossip address")
 	}
 	cs := &clusterState{cfg: cc, tr: newPeerTransport()}
 	coord, err := NewCoordinator(CoordinatorConfig{
 		Self: n.cfg.Name, Store: n.st, Transport: cs.tr,
-		Replicas: cc.Replicas, R: cc.R, W: cc.W, Timeout: cc.Timeout,
+		Replicas: cc.Replicas, R: cc.R, W: cc.W, Timeout: cc.Timeout, Strict: cc.Strict,
 		Clock: n.cfg.Clock, Logger: n.cfg.Logger,
 	})
 	if err != nil {
 		return err
 	}
 	cs.coord = coord
+	defer func() {
+		if err != nil && n.cluster == nil { // n.Close closes it otherwise
+			coord.Close()
+		}
+	}()
 	if err := coord.SetMembers([]string{n.cfg.Name}); err != nil {
+		return err
+	}
+	if err := n.registry.Register(coordCollector{coord}); err != nil {
 		return err
 	}
 	peerAddr := cc.PeerAddr
@@ -173,11 +183,16 @@ func (cs *clusterState) onChange(n *Node) func([]gossip.Member) {
 	return func(ms []gossip.Member) {
 		cs.tr.update(ms)
 		names := make([]string, 0, len(ms))
+		var failed []string
 		for _, m := range ms {
 			if m.Status != gossip.StatusLeft && m.Status != gossip.StatusLeaving {
 				names = append(names, m.Name)
 			}
+			if m.Status == gossip.StatusFailed {
+				failed = append(failed, m.Name)
+			}
 		}
+		cs.coord.SetDown(failed)
 		if err := cs.coord.SetMembers(names); err != nil {
 			n.cfg.Logger.Error("placement", "err", err)
 		}
@@ -192,6 +207,7 @@ func (cs *clusterState) close() {
 		cs.gossip.Shutdown()
 	}
 	cs.peers.Close()
+	cs.coord.Close()
 	cs.tr.close()
 }
 
@@ -213,7 +229,11 @@ type ClusterView struct {
 	N          int             `json:"n"`
 	R          int             `json:"r"`
 	W          int             `json:"w"`
+	Sloppy     bool            `json:"sloppy"`
 	Members    []ClusterMember `json:"members"`
+	// Requests is the coordinator's view of its peers (reachability,
+	// breakers, hints pending for each) and its repair and hint counters.
+	Requests CoordinatorStats `json:"requests"`
 }
 
 // Cluster returns this node's view of the cluster, or nil if it runs alone.
@@ -226,7 +246,8 @@ func (n *Node) Cluster() *ClusterView {
 	ms := cs.members
 	cs.mu.Unlock()
 	p := cs.coord.place.Load()
-	v := &ClusterView{Self: n.cfg.Name, Partitions: n.cfg.Partitions, N: cs.coord.cfg.Replicas, R: cs.coord.cfg.R, W: cs.coord.cfg.W}
+	v := &ClusterView{Self: n.cfg.Name, Partitions: n.cfg.Partitions, N: cs.coord.cfg.Replicas, R: cs.coord.cfg.R, W: cs.coord.cfg.W,
+		Sloppy: !cs.coord.cfg.Strict, Requests: cs.coord.Stats()}
 	for _, m := range ms {
 		cm := ClusterMember{Name: m.Name, Status: m.Status.String(), ClientAddr: m.Tags.ClientAddr,
 			HTTPAddr: m.Tags.HTTPAddr, GossipAddr: m.Addr, PeerAddr: m.Tags.PeerAddr}
@@ -268,6 +289,27 @@ func (n *Node) clusterInfo() wire.InfoSection {
 		sec.Fields = append(sec.Fields, [2]string{"member_" + m.Name,
 			fmt.Sprintf("status=%s,client=%s,http=%s,gossip=%s,peer=%s,replicas=%d", m.Status, m.ClientAddr, m.HTTPAddr, m.GossipAddr, m.PeerAddr, m.Replicas)})
 	}
+	st := v.Requests
+	pending := 0
+	for _, c := range st.HintsPending {
+		pending += c
+	}
+	u := func(x uint64) string { return strconv.FormatUint(x, 10) }
+	sec.Fields = append(sec.Fields,
+		[2]string{"sloppy_quorum", map[bool]string{true: "1", false: "0"}[v.Sloppy]},
+		[2]string{"hints_pending", strconv.Itoa(pending)},
+		[2]string{"hinted_writes", u(st.HintedWrites)},
+		[2]string{"hints_delivered", u(st.HintsDelivered)},
+		[2]string{"hints_dropped", u(st.HintsDropped)},
+		[2]string{"hint_delivery_failures", u(st.HintDeliveryFailures)},
+		[2]string{"read_repairs", u(st.ReadRepairs)},
+		[2]string{"read_repairs_skipped", u(st.ReadRepairsSkipped)},
+	)
+	for _, p := range st.Peers {
+		sec.Fields = append(sec.Fields, [2]string{"peer_" + p.Name,
+			fmt.Sprintf("reachable=%d,gossip_failed=%d,breaker=%s,breaker_opened=%d,hints_pending=%d",
+				b2i(p.Reachable), b2i(p.GossipDown), p.Breaker, p.BreakerOpened, p.HintsPending)})
+	}
 	return sec
 }
 
@@ -293,4 +335,11 @@ func (n *Node) clusterCommand(args []string) (string, error) {
 		return "OK", nil
 	}
 	return "", errors.New("CLUSTER LEAVE | CLUSTER FORGET name")
+}
+
+func b2i(b bool) int {
+	if b {
+		return 1
+	}
+	return 0
 }

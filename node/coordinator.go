@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -38,6 +39,18 @@ type CoordinatorConfig struct {
 	// HedgeAfter is how long a read waits for the replicas it asked before
 	// asking one more. Default 20ms.
 	HedgeAfter time.Duration
+	// Strict turns sloppy quorum off by default (a request may still ask
+	// for it with SLOPPY yes): only the preferred replicas count towards R
+	// and W, and a write fails rather than leave a hint.
+	Strict bool
+	// WriteHedge is how long a sloppy write waits for a preferred replica's
+	// acknowledgement before it also hands a hinted copy to a stand-in.
+	// Default 50ms.
+	WriteHedge time.Duration
+	// Breaker tunes the per-peer circuit breakers.
+	Breaker BreakerConfig
+	// Handoff tunes hinted handoff.
+	Handoff HandoffConfig
 	// Clock gives write times. Default time.Now.
 	Clock func() time.Time
 	// Logger; default discards.
@@ -73,9 +86,25 @@ func (c CoordinatorConfig) Validate() error {
 // Peer methods (HandlePeer): "get" and "merge" are a replica's part;
 // "put", "del" and "incr" run a forwarded write as coordinator.
 type Coordinator struct {
-	cfg   CoordinatorConfig
-	place atomic.Pointer[ring.Placement]
+	cfg     CoordinatorConfig
+	tr      *breakers // cfg.Transport behind a breaker per peer
+	place   atomic.Pointer[ring.Placement]
+	down    atomic.Pointer[map[string]bool] // members gossip reports failed
+	repairs chan struct{}                   // read repairs in flight
+	stats   coordStats
+	handoff handoff
 }
+
+// coordStats are the coordinator's counters (see Stats).
+type coordStats struct {
+	readRepairs, repairsSkipped       atomic.Uint64
+	hintedWrites, hintsDelivered      atomic.Uint64
+	hintsDropped, hintDeliveryFailure atomic.Uint64
+}
+
+// maxRepairs bounds the read repairs in flight; past it a repair is
+// skipped (and counted), since anti-entropy repairs what reads do not.
+const maxRepairs = 64
 
 // NewCoordinator checks cfg. Call SetMembers before serving.
 func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
@@ -97,13 +126,21 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	if cfg.HedgeAfter == 0 {
 		cfg.HedgeAfter = 20 * time.Millisecond
 	}
+	if cfg.WriteHedge == 0 {
+		cfg.WriteHedge = 50 * time.Millisecond
+	}
 	if cfg.Clock == nil {
 		cfg.Clock = time.Now
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
-	return &Coordinator{cfg: cfg}, nil
+	cfg.Handoff = cfg.Handoff.withDefaults()
+	c := &Coordinator{cfg: cfg, repairs: make(chan struct{}, maxRepairs)}
+	c.tr = newBreakers(cfg.Transport, cfg.Breaker, cfg.Clock)
+	c.down.Store(&map[string]bool{})
+	c.startHandoff()
+	return c, nil
 }
 
 // SetMembers recomputes placement for the ring members (names; this node
@@ -114,7 +151,30 @@ func (c *Coordinator) SetMembers(members []string) error {
 		return err
 	}
 	c.place.Store(p)
+	c.kickHandoff()
 	return nil
+}
+
+// SetDown tells the coordinator which members gossip reports failed: they
+// are not asked, and writes go to stand-ins in their place. Members that
+// come back get their hints. Safe to call while serving.
+func (c *Coordinator) SetDown(names []string) {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	c.down.Store(&m)
+	c.kickHandoff()
+}
+
+// reachable reports whether a write or read should count on member:
+// itself always; another unless gossip reports it failed or its breaker
+// is open.
+func (c *Coordinator) reachable(member string) bool {
+	if member == c.cfg.Self {
+		return true
+	}
+	return !(*c.down.Load())[member] && c.tr.Allows(member)
 }
 
 // QuorumError says how many replicas answered of how many were needed.
@@ -129,18 +189,35 @@ func (e *QuorumError) Error() string {
 	return fmt.Sprintf("quorum not reached for %s: %d of %d required replicas answered (%d replicas)", e.Op, e.Got, e.Need, e.Replicas)
 }
 
-func (c *Coordinator) replicas(key []byte) (uint32, []string, error) {
+// ranking returns key's partition, its ranking (preferred replicas first,
+// then the fallbacks) and N for it.
+func (c *Coordinator) ranking(key []byte) (uint32, []string, int, error) {
 	p := c.place.Load()
 	if p == nil {
-		return 0, nil, errors.New("node: no cluster members yet")
+		return 0, nil, 0, errors.New("node: no cluster members yet")
 	}
 	part := ring.Partition(key, p.Partitions())
-	return part, p.Replicas(part), nil
+	rank := p.Ranking(part)
+	return part, rank, min(c.cfg.Replicas, len(rank)), nil
 }
 
-// Get implements wire.Backend: a quorum read.
+// replicas returns key's partition and preferred replicas.
+func (c *Coordinator) replicas(key []byte) (uint32, []string, error) {
+	part, rank, n, err := c.ranking(key)
+	return part, rank[:n], err
+}
+
+// sloppy reports whether the request in ctx may count stand-ins.
+func (c *Coordinator) sloppy(ctx context.Context) bool {
+	return wire.QuorumFrom(ctx).Sloppy.Resolve(!c.cfg.Strict)
+}
+
+// Get implements wire.Backend: a quorum read. It asks the copies a write
+// would make now (the reachable preferred replicas and, when sloppy, the
+// stand-ins for the others), merges R answers, and sends the merged object
+// back to every preferred replica whose answer it dominates (read repair).
 func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) {
-	part, reps, err := c.replicas(key)
+	part, rank, n, err := c.ranking(key)
 	if err != nil {
 		return crdt.Object{}, err
 	}
@@ -148,28 +225,39 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	if q := wire.QuorumFrom(ctx).R; q > 0 {
 		need = q
 	}
-	if need > len(reps) {
-		return crdt.Object{}, fmt.Errorf("R=%d exceeds the %d replicas of the key", need, len(reps))
+	if need > n {
+		return crdt.Object{}, fmt.Errorf("R=%d exceeds the %d replicas of the key", need, n)
+	}
+	var copies []copySlot
+	if c.sloppy(ctx) {
+		// The copies a write would make now, then the other fallbacks (in
+		// case a copy fails): a stand-in answers with what it holds.
+		var spare []string
+		copies, spare = planCopies(rank, n, "", c.reachable, true)
+		for _, f := range spare {
+			copies = append(copies, copySlot{node: f, hintFor: "?"}) // not a copy: never repaired
+		}
+	} else {
+		for _, r := range rank[:n] { // all of them: an unreachable one fails fast
+			copies = append(copies, copySlot{node: r})
+		}
 	}
 	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
 	defer cancel()
 	type answer struct {
-		obj crdt.Object
-		err error
+		from copySlot
+		obj  crdt.Object
+		err  error
 	}
-	answers := make(chan answer, len(reps))
-	var remotes []string
-	for _, r := range reps {
-		if r == c.cfg.Self { // the local answer needs no goroutine
+	answers := make(chan answer, len(copies))
+	ask := func(s copySlot) {
+		if s.node == c.cfg.Self { // the local answer needs no goroutine
 			o, _, err := c.cfg.Store.Get(part, key)
-			answers <- answer{o, err}
-			continue
+			answers <- answer{s, o, err}
+			return
 		}
-		remotes = append(remotes, r)
-	}
-	ask := func(r string) {
 		go func() {
-			res, err := c.cfg.Transport.Call(ctx, r, "get", key)
+			res, err := c.tr.Call(ctx, s.node, "get", key)
 			if err == nil && len(res) != 1 {
 				err = errors.New("malformed get reply")
 			}
@@ -177,14 +265,20 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 			if err == nil && len(res[0]) > 0 {
 				o, err = crdt.Decode(res[0])
 			}
-			answers <- answer{o, err}
+			answers <- answer{s, o, err}
 		}()
 	}
-	// Ask just enough replicas for R, as Cassandra does, and one more
-	// whenever an answer fails or none came within the hedge delay: a
-	// healthy read costs R-1 peer calls instead of N-1, and a black-holed
-	// replica costs a read the hedge delay, not the timeout.
-	asked := len(reps) - len(remotes) // the local one, if any
+	// Ask just enough copies for R, as Cassandra does (this node's own
+	// first, if it holds one), and one more whenever an answer fails or
+	// none came within the hedge delay: a healthy read costs R-1 peer calls
+	// instead of N-1, and a black-holed replica costs a read the hedge
+	// delay, not the timeout.
+	remotes := copies
+	if i := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self && s.hintFor != "?" }); i >= 0 {
+		ask(copies[i])
+		remotes = slices.Delete(slices.Clone(copies), i, i+1)
+	}
+	asked := len(copies) - len(remotes)
 	for asked < need && len(remotes) > 0 {
 		ask(remotes[0])
 		remotes, asked = remotes[1:], asked+1
@@ -192,13 +286,14 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	hedge := time.NewTimer(c.cfg.HedgeAfter)
 	defer hedge.Stop()
 	var merged crdt.Object
-	got, pending := 0, asked
+	var got []answer
+	pending := asked
 	for pending > 0 {
 		select {
 		case a := <-answers:
 			pending--
 			if a.err != nil {
-				c.cfg.Logger.Debug("replica read failed", "err", a.err)
+				c.cfg.Logger.Debug("replica read failed", "replica", a.from.node, "err", a.err)
 				if len(remotes) > 0 {
 					ask(remotes[0])
 					remotes, pending = remotes[1:], pending+1
@@ -206,7 +301,12 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 				continue
 			}
 			merged = crdt.Merge(merged, a.obj)
-			if got++; got >= need {
+			if got = append(got, a); len(got) >= need {
+				for _, g := range got {
+					if g.from.hintFor == "" && !g.obj.Descends(merged) {
+						c.readRepair(part, key, g.from.node, merged)
+					}
+				}
 				return merged, nil
 			}
 		case <-hedge.C:
@@ -217,7 +317,35 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 			}
 		}
 	}
-	return crdt.Object{}, &QuorumError{Op: "read", Got: got, Need: need, Replicas: len(reps)}
+	return crdt.Object{}, &QuorumError{Op: "read", Got: len(got), Need: need, Replicas: n}
+}
+
+// readRepair sends merged to a preferred replica whose answer it
+// dominates, in the background. Repairs past maxRepairs in flight are
+// skipped: anti-entropy catches what they would have fixed.
+func (c *Coordinator) readRepair(part uint32, key []byte, to string, merged crdt.Object) {
+	select {
+	case c.repairs <- struct{}{}:
+	default:
+		c.stats.repairsSkipped.Add(1)
+		return
+	}
+	c.stats.readRepairs.Add(1)
+	key = bytes.Clone(key)
+	go func() {
+		defer func() { <-c.repairs }()
+		var err error
+		if to == c.cfg.Self {
+			_, err = c.cfg.Store.Merge(part, key, merged)
+		} else {
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+			_, err = c.tr.Call(ctx, to, "merge", key, merged.Encode())
+			cancel()
+		}
+		if err != nil {
+			c.cfg.Logger.Debug("read repair failed", "replica", to, "err", err)
+		}
+	}()
 }
 
 // Put implements wire.Backend.
@@ -264,12 +392,50 @@ func (c *Coordinator) Incr(ctx context.Context, key []byte, delta int64) (int64,
 	return value, err
 }
 
+// A copySlot is one of the N copies of a key: on a preferred replica
+// (hintFor empty), or on a stand-in holding it for hintFor.
+type copySlot struct{ node, hintFor string }
+
+// planCopies decides where the N copies of a write go, and which copies
+// a read asks: each preferred replica (rank[:n]) that is reachable, and,
+// when sloppy, for each one that is not, the next reachable fallback of
+// the ranking as its stand-in. A non-empty self goes first among the
+// fallbacks (a coordinator that is not a replica keeps its own copy).
+// spare are the reachable fallbacks left, in order, for stand-ins of
+// copies that fail later. Pure.
+func planCopies(rank []string, n int, self string, reachable func(string) bool, sloppy bool) (copies []copySlot, spare []string) {
+	fallbacks := make([]string, 0, len(rank)-n)
+	if self != "" && slices.Contains(rank[n:], self) {
+		fallbacks = append(fallbacks, self)
+	}
+	for _, f := range rank[n:] {
+		if f != self && reachable(f) {
+			fallbacks = append(fallbacks, f)
+		}
+	}
+	for _, r := range rank[:n] {
+		switch {
+		case reachable(r):
+			copies = append(copies, copySlot{node: r})
+		case sloppy && len(fallbacks) > 0:
+			copies = append(copies, copySlot{node: fallbacks[0], hintFor: r})
+			fallbacks = fallbacks[1:]
+		}
+	}
+	if !sloppy {
+		fallbacks = nil
+	}
+	return copies, fallbacks
+}
+
 // write runs a write as coordinator if this node is a replica of key, or
 // forwards it (method, args) to the first replica that takes it, and
-// returns the forwarded call's results. A forwarded write (mayForward
-// false) is never forwarded again, so a placement change cannot loop it.
+// returns the forwarded call's results. When no preferred replica can be
+// reached and the request is sloppy, this node coordinates it as a
+// stand-in. A forwarded write (mayForward false) is never forwarded again,
+// so a placement change cannot loop it.
 func (c *Coordinator) write(ctx context.Context, key []byte, method string, args [][]byte, fn func(crdt.Object, bool) (crdt.Object, error), mayForward bool) ([][]byte, error) {
-	part, reps, err := c.replicas(key)
+	part, rank, n, err := c.ranking(key)
 	if err != nil {
 		return nil, err
 	}
@@ -277,58 +443,129 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 	if q := wire.QuorumFrom(ctx).W; q > 0 {
 		w = q
 	}
-	if w > len(reps) {
-		return nil, fmt.Errorf("W=%d exceeds the %d replicas of the key", w, len(reps))
+	if w > n {
+		return nil, fmt.Errorf("W=%d exceeds the %d replicas of the key", w, n)
 	}
-	if !slices.Contains(reps, c.cfg.Self) {
+	sloppy := c.sloppy(ctx)
+	if !slices.Contains(rank[:n], c.cfg.Self) {
 		if !mayForward {
 			return nil, errNotReplica
 		}
-		return c.forward(ctx, reps, method, append(args, []byte(strconv.Itoa(w))))
+		s := "0"
+		if sloppy {
+			s = "1"
+		}
+		res, err := c.forward(ctx, rank[:n], method, append(args, []byte(strconv.Itoa(w)), []byte(s)))
+		if !sloppy || !errors.Is(err, errNoReplicaReachable) {
+			return res, err
+		}
+		c.cfg.Logger.Debug("no replica reachable; coordinating as a stand-in", "key", key)
 	}
-	// Apply locally, and let the local fsync run while the other replicas
-	// store the object: the local copy counts once it is durable.
+	reachable := c.reachable
+	if !slices.Contains(rank[:n], c.cfg.Self) { // forward found none of them
+		reachable = func(m string) bool { return !slices.Contains(rank[:n], m) && c.reachable(m) }
+	}
+	copies, spare := planCopies(rank, n, c.cfg.Self, reachable, sloppy)
+	local := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self })
+	if local < 0 { // cannot happen: this node is a replica or a stand-in
+		return nil, &QuorumError{Op: "write", Got: 0, Need: w, Replicas: n}
+	}
+	// Apply locally, and let the local fsync run while the other copies
+	// are sent: the local copy counts once it is durable.
 	var localWait func() error
-	obj, err := c.cfg.Store.UpdateDeferred(part, key, fn, func(wait func() error) { localWait = wait })
+	localOK := true
+	obj, err := c.cfg.Store.UpdateHinted(part, key, copies[local].hintFor, fn, func(wait func() error) { localWait = wait })
+	if errors.Is(err, store.ErrHintsFull) {
+		// The write still counts on the other copies; this one is applied
+		// (it carries this actor's history) but not hinted, so not counted.
+		c.stats.hintsDropped.Add(1)
+		localOK = false
+		obj, err = c.cfg.Store.UpdateDeferred(part, key, fn, func(wait func() error) { localWait = wait })
+	}
 	if err != nil {
 		return nil, err
 	}
-	return nil, c.replicate(ctx, key, obj, reps, w, localWait)
+	if !localOK && localWait != nil {
+		go localWait() // durable or not, it does not count
+		localWait = nil
+	}
+	return nil, c.replicate(ctx, key, obj, copies, local, localOK, localWait, spare, w, n)
 }
 
-var errNotReplica = errors.New("node: this node is not a replica of the key (placement changed); retry")
+var (
+	errNotReplica         = errors.New("node: this node is not a replica of the key (placement changed); retry")
+	errNoReplicaReachable = errors.New("node: no replica of the key is reachable")
+)
 
-// replicate sends obj to the other replicas and waits until w replicas
-// hold it durably: this one once localWait returns (nil localWait: it
-// already does) and the others as they acknowledge. Calls that finish after
-// the quorum still apply; all are bounded by the coordinator's timeout.
-func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, reps []string, w int, localWait func() error) error {
-	others := make([]string, 0, len(reps))
-	for _, r := range reps {
-		if r != c.cfg.Self {
-			others = append(others, r)
-		}
+// replicate sends obj to the copies other than the local one and waits
+// until w copies hold it durably: the local one once localWait returns
+// (nil: it already does; localOK false: it does not count) and the others
+// as they acknowledge. A copy that fails, or does not acknowledge within
+// WriteHedge, gets a stand-in from spare (a hinted copy) while any are
+// left. Calls that finish after the quorum still apply; all are bounded by
+// the coordinator's timeout.
+func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, copies []copySlot, local int, localOK bool, localWait func() error, spare []string, w, n int) error {
+	type result struct {
+		slot int
+		s    copySlot
+		err  error
 	}
 	callCtx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-	results := make(chan error, len(others)+1)
-	pending := len(others)
-	acks := 1
-	if localWait != nil {
-		acks = 0
-		pending++
-		go func() { results <- localWait() }()
-	}
-	if len(others) > 0 {
-		enc := obj.Encode()
-		for _, r := range others {
-			go func() {
-				_, err := c.cfg.Transport.Call(callCtx, r, "merge", key, enc)
-				if err != nil {
-					c.cfg.Logger.Debug("replica write failed", "replica", r, "err", err)
-				}
-				results <- err
-			}()
+	results := make(chan result, len(copies)+len(spare))
+	acked := make([]bool, len(copies))
+	inFlight := make([]int, len(copies)) // attempts out per slot
+	acks, pending := 0, 0
+	var enc []byte
+	send := func(slot int, s copySlot) {
+		if enc == nil {
+			enc = obj.Encode()
 		}
+		inFlight[slot]++
+		pending++
+		go func() {
+			var err error
+			if s.hintFor == "" {
+				_, err = c.tr.Call(callCtx, s.node, "merge", key, enc)
+			} else {
+				_, err = c.tr.Call(callCtx, s.node, "hint", key, enc, []byte(s.hintFor))
+			}
+			if err != nil {
+				c.cfg.Logger.Debug("replica write failed", "replica", s.node, "hint_for", s.hintFor, "err", err)
+			}
+			results <- result{slot, s, err}
+		}()
+	}
+	// standIn sends slot's copy to the next spare node, as a hint for the
+	// preferred replica the slot stands for.
+	standIn := func(slot int) {
+		if len(spare) == 0 {
+			return
+		}
+		target := copies[slot].hintFor
+		if target == "" {
+			target = copies[slot].node
+		}
+		send(slot, copySlot{node: spare[0], hintFor: target})
+		spare = spare[1:]
+	}
+	switch {
+	case localWait != nil:
+		inFlight[local]++
+		pending++
+		go func() { results <- result{local, copies[local], localWait()} }()
+	case localOK:
+		acked[local], acks = true, 1
+		if copies[local].hintFor != "" {
+			c.stats.hintedWrites.Add(1)
+		}
+	}
+	for i, s := range copies {
+		if i != local {
+			send(i, s)
+		}
+	}
+	if !localOK {
+		standIn(local)
 	}
 	defer func() { // release the calls' context once the stragglers are back
 		left := pending
@@ -339,32 +576,58 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 			cancel()
 		}()
 	}()
+	hedge := time.NewTimer(c.cfg.WriteHedge)
+	defer hedge.Stop()
 	for acks < w && pending > 0 {
 		select {
-		case err := <-results:
+		case r := <-results:
 			pending--
-			if err == nil {
+			inFlight[r.slot]--
+			switch {
+			case r.err == nil && !acked[r.slot]:
+				acked[r.slot] = true
 				acks++
+				if r.s.hintFor != "" {
+					c.stats.hintedWrites.Add(1)
+				}
+			case r.err != nil && !acked[r.slot] && inFlight[r.slot] == 0:
+				standIn(r.slot)
+			}
+		case <-hedge.C:
+			// Every copy still unacknowledged gets one more stand-in, and
+			// again after each WriteHedge while spares last: a black-holed
+			// stand-in costs the write one more hedge delay, not the timeout.
+			for i := range copies {
+				if !acked[i] {
+					standIn(i)
+				}
+			}
+			if len(spare) > 0 {
+				hedge.Reset(c.cfg.WriteHedge)
 			}
 		case <-ctx.Done():
-			return &QuorumError{Op: "write", Got: acks, Need: w, Replicas: len(reps)}
+			return &QuorumError{Op: "write", Got: acks, Need: w, Replicas: n}
 		}
 	}
 	if acks >= w {
 		return nil
 	}
-	return &QuorumError{Op: "write", Got: acks, Need: w, Replicas: len(reps)}
+	return &QuorumError{Op: "write", Got: acks, Need: w, Replicas: n}
 }
 
-// forward hands a write to the first replica that takes it. A replica
-// that is unreachable at once is skipped; one that times out is not
-// retried elsewhere, since it may have applied the write.
+// forward hands a write to the first reachable replica that takes it. A
+// replica that is unreachable at once is skipped; one that times out is
+// not retried elsewhere, since it may have applied the write. If no
+// replica was reachable the error wraps errNoReplicaReachable.
 func (c *Coordinator) forward(ctx context.Context, reps []string, method string, args [][]byte) ([][]byte, error) {
 	ctx, cancel := context.WithTimeout(ctx, 2*c.cfg.Timeout) // its own quorum wait, plus the hop
 	defer cancel()
-	var last error
+	last := errors.New("gossip reports them failed or their breakers are open")
 	for _, r := range reps {
-		res, err := c.cfg.Transport.Call(ctx, r, method, args...)
+		if !c.reachable(r) {
+			continue
+		}
+		res, err := c.tr.Call(ctx, r, method, args...)
 		if err == nil {
 			return res, nil
 		}
@@ -374,10 +637,10 @@ func (c *Coordinator) forward(ctx context.Context, reps []string, method string,
 		}
 		last = err
 		if !errors.Is(err, wire.ErrPeerUnavailable) {
-			break
+			return nil, fmt.Errorf("node: forwarding the write to %s: %w", r, err)
 		}
 	}
-	return nil, fmt.Errorf("node: no replica took the write: %w", last)
+	return nil, fmt.Errorf("%w: %w", errNoReplicaReachable, last)
 }
 
 // peerError turns a forwarded coordinator's error back into the sentinel
@@ -407,22 +670,39 @@ func decodeOpts(b []byte) (wire.WriteOptions, error) {
 	return wire.WriteOptions{Context: ctx, HasContext: true}, err
 }
 
-// HandlePeer serves the peer methods (wire.PeerHandler).
+// peerArgs is how many arguments each peer method takes. Forwarded writes
+// (put, del, incr) carry W and sloppiness ("1" or "0") last.
+var peerArgs = map[string]int{"ping": 0, "get": 1, "merge": 2, "hint": 3, "put": 5, "del": 4, "incr": 4}
+
+// HandlePeer serves the peer methods (wire.PeerHandler): "ping"; "get",
+// "merge" and "hint" (merge and keep a hint for the named node), a copy's
+// part; "put", "del" and "incr", a forwarded write's coordinator.
 func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
-	need := map[string]int{"get": 1, "merge": 2, "put": 4, "del": 3, "incr": 3}[method]
-	if need == 0 {
+	need, ok := peerArgs[method]
+	if !ok {
 		return nil, fmt.Errorf("unknown peer method %q", method)
 	}
 	if len(args) != need {
 		return nil, fmt.Errorf("peer method %s takes %d arguments, not %d", method, need, len(args))
 	}
+	if method == "ping" {
+		return nil, nil
+	}
 	key := args[0]
-	if method == "put" || method == "del" || method == "incr" { // forwarded writes carry W last
-		w, err := strconv.Atoi(string(args[len(args)-1]))
+	if method == "put" || method == "del" || method == "incr" {
+		w, err := strconv.Atoi(string(args[len(args)-2]))
 		if err != nil || w < 1 {
-			return nil, fmt.Errorf("bad W %q", args[len(args)-1])
+			return nil, fmt.Errorf("bad W %q", args[len(args)-2])
 		}
-		ctx = wire.WithQuorum(ctx, wire.Quorum{W: w})
+		q := wire.Quorum{W: w, Sloppy: wire.SloppyNo}
+		switch string(args[len(args)-1]) {
+		case "1":
+			q.Sloppy = wire.SloppyYes
+		case "0":
+		default:
+			return nil, fmt.Errorf("bad sloppiness %q", args[len(args)-1])
+		}
+		ctx = wire.WithQuorum(ctx, q)
 	}
 	switch method {
 	case "get":
@@ -441,6 +721,20 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 			return nil, err
 		}
 		_, err = c.cfg.Store.Merge(ring.Partition(key, c.cfg.Store.Partitions()), key, o)
+		return nil, err
+	case "hint":
+		o, err := crdt.Decode(args[1])
+		if err != nil {
+			return nil, err
+		}
+		target := string(args[2])
+		if target == c.cfg.Self {
+			target = "" // placements disagree: it is ours after all
+		}
+		_, err = c.cfg.Store.MergeHinted(ring.Partition(key, c.cfg.Store.Partitions()), key, o, target)
+		if errors.Is(err, store.ErrHintsFull) {
+			c.stats.hintsDropped.Add(1)
+		}
 		return nil, err
 	case "put":
 		opts, err := decodeOpts(args[2])

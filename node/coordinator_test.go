@@ -33,18 +33,35 @@ func newTestCluster(t *testing.T, names []string, n, r, w int) *testCluster {
 
 func newTestClusterSync(t *testing.T, names []string, n, r, w int, sync bool) *testCluster {
 	t.Helper()
+	return newTestClusterWith(t, names, func(name string, cfg *CoordinatorConfig, o *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W = n, r, w
+		o.Sync = sync
+	})
+}
+
+// newTestClusterWith builds a cluster whose every coordinator and store
+// configuration passes through tweak. Breakers and handoff run on test
+// time scales: a breaker opens for 100ms, handoff looks every 20ms.
+func newTestClusterWith(t *testing.T, names []string, tweak func(name string, cfg *CoordinatorConfig, o *store.Options)) *testCluster {
+	t.Helper()
 	tc := &testCluster{net: NewMemNetwork(), nodes: map[string]*Coordinator{}, names: names}
 	for _, name := range names {
-		st, err := store.Open(store.Options{Dir: t.TempDir(), Partitions: 64, Sync: sync})
+		cfg := CoordinatorConfig{Self: name, Transport: tc.net.Transport(name), Timeout: testTimeout,
+			Breaker: BreakerConfig{Cooldown: 100 * time.Millisecond, MaxCooldown: 200 * time.Millisecond},
+			Handoff: HandoffConfig{Interval: 20 * time.Millisecond, Backoff: 50 * time.Millisecond, MaxBackoff: 200 * time.Millisecond}}
+		o := store.Options{Dir: t.TempDir(), Partitions: 64}
+		tweak(name, &cfg, &o)
+		st, err := store.Open(o)
 		if err != nil {
 			t.Fatal(err)
 		}
 		t.Cleanup(func() { st.Close() })
-		c, err := NewCoordinator(CoordinatorConfig{Self: name, Store: st, Transport: tc.net.Transport(name),
-			Replicas: n, R: r, W: w, Timeout: testTimeout})
+		cfg.Store = st
+		c, err := NewCoordinator(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}
+		t.Cleanup(c.Close) // before the store closes
 		if err := c.SetMembers(names); err != nil {
 			t.Fatal(err)
 		}
@@ -146,6 +163,7 @@ func TestQuorumSurvivesOneFailureAndReportsShortfalls(t *testing.T) {
 	}
 	// W=3 cannot be met: the error says how many answered of how many.
 	strict, _ := NewCoordinator(CoordinatorConfig{Self: "n1", Store: tc.nodes["n1"].cfg.Store, Transport: tc.net.Transport("n1"), W: 3, Timeout: testTimeout})
+	defer strict.Close()
 	strict.SetMembers(names)
 	var qe *QuorumError
 	if err := strict.Put(ctx, []byte("a"), []byte("2"), wire.WriteOptions{}); !errors.As(err, &qe) || qe.Got != 2 || qe.Need != 3 {
@@ -259,7 +277,7 @@ func TestForwardingSkipsAReplicaThatIsDown(t *testing.T) {
 	if got := value(t, tc.nodes["n1"], k); got != "[v]" {
 		t.Fatalf("read back: %s", got)
 	}
-	if _, err := tc.nodes["n1"].HandlePeer(ctx, "put", [][]byte{[]byte(k), []byte("v"), []byte("-"), []byte("2")}); !errors.Is(err, errNotReplica) {
+	if _, err := tc.nodes["n1"].HandlePeer(ctx, "put", [][]byte{[]byte(k), []byte("v"), []byte("-"), []byte("2"), []byte("1")}); !errors.Is(err, errNotReplica) {
 		t.Fatalf("a forwarded write reaching a non-replica: %v", err)
 	}
 	if _, err := tc.nodes["n1"].HandlePeer(ctx, "nope", nil); err == nil {

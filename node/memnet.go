@@ -20,11 +20,12 @@ type MemNetwork struct {
 	handlers map[string]wire.PeerHandler
 	blocked  map[[2]string]bool
 	delay    time.Duration
+	slow     map[string]time.Duration
 }
 
 // NewMemNetwork returns an empty network.
 func NewMemNetwork() *MemNetwork {
-	return &MemNetwork{handlers: map[string]wire.PeerHandler{}, blocked: map[[2]string]bool{}}
+	return &MemNetwork{handlers: map[string]wire.PeerHandler{}, blocked: map[[2]string]bool{}, slow: map[string]time.Duration{}}
 }
 
 // Register connects node name, served by h.
@@ -73,6 +74,14 @@ func (m *MemNetwork) SetDelay(d time.Duration) {
 	m.mu.Unlock()
 }
 
+// Slow delays every call to node name by d (0: no longer), on top of
+// SetDelay's: a peer that is slow rather than down.
+func (m *MemNetwork) Slow(name string, d time.Duration) {
+	m.mu.Lock()
+	m.slow[name] = d
+	m.mu.Unlock()
+}
+
 // Transport returns node from's view of the network.
 func (m *MemNetwork) Transport(from string) Transport { return memTransport{m, from} }
 
@@ -85,7 +94,7 @@ func (t memTransport) Call(ctx context.Context, to, method string, args ...[]byt
 	t.m.mu.Lock()
 	h, up := t.m.handlers[to]
 	blocked := t.m.blocked[[2]string{t.from, to}]
-	delay := t.m.delay
+	delay := t.m.delay + t.m.slow[to]
 	t.m.mu.Unlock()
 	if blocked {
 		<-ctx.Done()

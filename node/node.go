@@ -66,6 +66,9 @@ type Config struct {
 	// Server holds the client protocol's limits; Backend, Info and
 	// Metrics are filled in by the node.
 	Server wire.ServerConfig
+	// MaxHints bounds the hinted copies kept for unreachable replicas
+	// (store.Options.MaxHints; default 1,000,000).
+	MaxHints int
 	// Cluster, if set, makes the node a cluster member (see ClusterConfig);
 	// otherwise it serves every key from its own store.
 	Cluster *ClusterConfig
@@ -149,7 +152,7 @@ func Start(cfg Config) (*Node, error) {
 	st, err := store.Open(store.Options{
 		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval,
 		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize,
-		ObjectCacheSize: cfg.ObjectCacheSize, Logger: cfg.Logger,
+		ObjectCacheSize: cfg.ObjectCacheSize, MaxHints: cfg.MaxHints, Logger: cfg.Logger,
 	})
 	if err != nil {
 		return nil, err

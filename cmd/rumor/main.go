@@ -59,6 +59,8 @@ func nodeCommand() *cli.Command {
 			&cli.IntFlag{Name: "replicas", EnvVars: env("replicas"), Value: 3, Usage: "N, replicas of each partition (cluster)"},
 			&cli.IntFlag{Name: "r", EnvVars: env("r"), Value: 2, Usage: "R, replicas a read waits for (cluster)"},
 			&cli.IntFlag{Name: "w", EnvVars: env("w"), Value: 2, Usage: "W, replicas a write waits for, this one included (cluster)"},
+			&cli.BoolFlag{Name: "sloppy", EnvVars: env("sloppy"), Value: true, Usage: "sloppy quorum: count stand-ins holding hinted copies for unreachable replicas towards R and W; false demands the preferred replicas (a request may override it with SLOPPY yes|no) (cluster)"},
+			&cli.IntFlag{Name: "max-hints", EnvVars: env("max-hints"), Value: 1000000, Usage: "most hinted copies this node keeps for unreachable replicas; past it a stand-in copy is refused and counted as dropped (cluster)"},
 			&cli.DurationFlag{Name: "request-timeout", EnvVars: env("request-timeout"), Value: time.Second, Usage: "bound on a request's calls to other nodes (cluster)"},
 			&cli.IntFlag{Name: "partitions", EnvVars: env("partitions"), Value: ring.DefaultPartitions, Usage: "number of partitions Q, a power of two; fixed when the data directory is created"},
 			&cli.BoolFlag{Name: "sync", EnvVars: env("sync"), Value: true, Usage: "acknowledge a write only after its WAL record is fsynced (concurrent writes share one fsync). --sync=false acknowledges once the write is in memory: faster, and a crash may lose the last moments of writes (at most --flush-interval)"},
@@ -114,6 +116,7 @@ func runNode(c *cli.Context) error {
 		ObjectCacheSize: sizes["object-cache-size"],
 		Logger:          logger,
 		Pprof:           c.Bool("pprof"),
+		MaxHints:        c.Int("max-hints"),
 		Server: wire.ServerConfig{
 			Limits: wire.Limits{
 				MaxArgs:    c.Int("max-args"),
@@ -139,6 +142,7 @@ func runNode(c *cli.Context) error {
 		cfg.Cluster = &node.ClusterConfig{
 			GossipAddr: addr, PeerAddr: c.String("peer-addr"), Join: join,
 			Replicas: c.Int("replicas"), R: c.Int("r"), W: c.Int("w"), Timeout: c.Duration("request-timeout"),
+			Strict: !c.Bool("sloppy"),
 		}
 	} else if len(c.StringSlice("join")) > 0 {
 		return fmt.Errorf("--join needs --gossip-addr")

@@ -1,0 +1,147 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/rumor-kv/rumor/wire"
+)
+
+func TestBreakerStateMachine(t *testing.T) {
+	cfg := BreakerConfig{Failures: 3, Cooldown: time.Second, MaxCooldown: 3 * time.Second}.withDefaults()
+	now := time.Unix(1000, 0)
+	var b breaker
+	mustAllow := func(want, wantProbe bool) {
+		t.Helper()
+		ok, probe := b.allow(now, cfg)
+		if ok != want || probe != wantProbe {
+			t.Fatalf("at %v in %v: allow = %v, probe = %v; want %v, %v", now.Unix(), b.state, ok, probe, want, wantProbe)
+		}
+	}
+	// Two failures and a success: still closed, the count starts over.
+	b.report(false, now, cfg)
+	b.report(false, now, cfg)
+	b.report(true, now, cfg)
+	b.report(false, now, cfg)
+	b.report(false, now, cfg)
+	mustAllow(true, false)
+	// The third in a row opens it for the cooldown.
+	b.report(false, now, cfg)
+	mustAllow(false, false)
+	now = now.Add(999 * time.Millisecond)
+	mustAllow(false, false)
+	// Cooldown over: one probe, and nothing else until it reports.
+	now = now.Add(time.Millisecond)
+	mustAllow(false, true)
+	mustAllow(false, false)
+	// A failed probe doubles the cooldown, up to the maximum.
+	b.report(false, now, cfg)
+	now = now.Add(1999 * time.Millisecond)
+	mustAllow(false, false)
+	now = now.Add(time.Millisecond)
+	mustAllow(false, true)
+	b.report(false, now, cfg)
+	now = now.Add(3 * time.Second)
+	mustAllow(false, true)
+	b.report(false, now, cfg)
+	now = now.Add(3 * time.Second) // capped at 3s, not 8s
+	mustAllow(false, true)
+	// A late failure of a call sent before it opened does not extend it.
+	b.report(true, now, cfg)
+	mustAllow(true, false)
+	if b.opened != 4 {
+		t.Errorf("opened %d times, want 4", b.opened)
+	}
+}
+
+// scriptedTransport answers calls from a function, counting them.
+type scriptedTransport struct {
+	mu    sync.Mutex
+	calls map[string]int
+	fn    func(ctx context.Context, to, method string) error
+}
+
+func (s *scriptedTransport) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+	s.mu.Lock()
+	s.calls[to+" "+method]++
+	s.mu.Unlock()
+	return nil, s.fn(ctx, to, method)
+}
+
+func (s *scriptedTransport) count(k string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.calls[k]
+}
+
+func TestBreakersFailFastAndProbeInTheBackground(t *testing.T) {
+	var mu sync.Mutex
+	peerUp := false
+	tr := &scriptedTransport{calls: map[string]int{}, fn: func(ctx context.Context, to, method string) error {
+		mu.Lock()
+		defer mu.Unlock()
+		switch {
+		case to == "app":
+			return &wire.PeerError{Msg: "WRONGTYPE"}
+		case !peerUp:
+			return wire.ErrPeerUnavailable
+		}
+		return nil
+	}}
+	var clockMu sync.Mutex
+	now := time.Unix(0, 0)
+	clock := func() time.Time { clockMu.Lock(); defer clockMu.Unlock(); return now }
+	advance := func(d time.Duration) { clockMu.Lock(); now = now.Add(d); clockMu.Unlock() }
+	bs := newBreakers(tr, BreakerConfig{Failures: 2, Cooldown: time.Second}, clock)
+	ctx := context.Background()
+
+	// Errors the peer's handler returns are answers: never open.
+	for i := 0; i < 5; i++ {
+		bs.Call(ctx, "app", "get")
+	}
+	if !bs.Allows("app") {
+		t.Fatalf("application errors opened the breaker")
+	}
+	// A call its caller abandoned counts for nothing.
+	canceled, cancel := context.WithCancel(ctx)
+	cancel()
+	bs.record(canceled, "down", context.Canceled)
+	bs.record(canceled, "down", context.Canceled)
+	if !bs.Allows("down") {
+		t.Fatalf("abandoned calls opened the breaker")
+	}
+	// Two real failures open it; calls then fail at once without going out.
+	bs.Call(ctx, "down", "get")
+	bs.Call(ctx, "down", "get")
+	_, err := bs.Call(ctx, "down", "get")
+	if !errors.Is(err, wire.ErrPeerUnavailable) || !errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("call through an open breaker: %v", err)
+	}
+	if n := tr.count("down get"); n != 2 {
+		t.Fatalf("%d calls reached the peer, want 2 (the third refused)", n)
+	}
+	// After the cooldown the breaker pings by itself; the peer is up now.
+	mu.Lock()
+	peerUp = true
+	mu.Unlock()
+	advance(time.Second)
+	if bs.Allows("down") {
+		t.Fatalf("allowed before the probe answered")
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !bs.Allows("down") {
+		if time.Now().After(deadline) {
+			t.Fatalf("the breaker never closed after a good probe; states %v", bs.states())
+		}
+		time.Sleep(time.Millisecond)
+	}
+	if n := tr.count("down ping"); n != 1 {
+		t.Errorf("%d probes, want 1", n)
+	}
+	if n := tr.count("down get"); n != 2 {
+		t.Errorf("a client call was used as the probe: %d gets reached the peer", n)
+	}
+}

@@ -1,0 +1,251 @@
+package node
+
+import (
+	"bytes"
+	"context"
+	"math/rand/v2"
+	"slices"
+	"sort"
+	"sync"
+	"time"
+
+	"github.com/rumor-kv/rumor/store"
+)
+
+// Hinted handoff: a node that stood in for an unreachable replica holds
+// the object in its store with a hint naming that replica (store hints,
+// written in the same batch as the object). A loop sends each hinted
+// object to its replica once gossip reports the replica alive and its
+// breaker lets calls through, merging it there ("merge": never an
+// overwrite), and deletes the hint only after the replica acknowledged it
+// and only if no newer hinted write for the key came in meanwhile (store's
+// DeleteHint compares the hint's sequence number). A delivery that fails
+// backs off, per target, exponentially with jitter; deliveries are bounded
+// by HandoffConfig.Rate.
+//
+// The stand-in keeps its copy of the object after the handoff: it holds
+// this node's own writes to the key (its actor's history, which a later
+// write here must continue, not restart), and a CRDT copy that is merely
+// old does no harm. Dropping copies a node does not own is the rebalancing
+// issue's work.
+
+// HandoffConfig tunes hinted handoff. Zero fields mean their defaults.
+type HandoffConfig struct {
+	// Interval is how often the loop looks for hints to deliver (and it
+	// also runs when membership changes). Default 200ms; negative disables
+	// handoff (tests that inspect hints).
+	Interval time.Duration
+	// Rate bounds the hints delivered per second. Default 2000.
+	Rate int
+	// Backoff is the first wait after a failed delivery to a target; it
+	// doubles up to MaxBackoff, with jitter. Defaults 500ms and 30s.
+	Backoff, MaxBackoff time.Duration
+}
+
+func (c HandoffConfig) withDefaults() HandoffConfig {
+	if c.Interval == 0 {
+		c.Interval = 200 * time.Millisecond
+	}
+	if c.Rate <= 0 {
+		c.Rate = 2000
+	}
+	if c.Backoff <= 0 {
+		c.Backoff = 500 * time.Millisecond
+	}
+	if c.MaxBackoff < c.Backoff {
+		c.MaxBackoff = max(30*time.Second, c.Backoff)
+	}
+	return c
+}
+
+// handoff is the delivery loop's state; the loop goroutine owns backoff.
+type handoff struct {
+	kick      chan struct{}
+	stop      chan struct{}
+	done      chan struct{}
+	closeOnce sync.Once
+	backoff   map[string]*targetBackoff
+}
+
+type targetBackoff struct {
+	wait time.Duration
+	next time.Time
+}
+
+func (c *Coordinator) startHandoff() {
+	c.handoff = handoff{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
+		backoff: map[string]*targetBackoff{}}
+	if c.cfg.Handoff.Interval < 0 {
+		close(c.handoff.done)
+		return
+	}
+	go c.handoffLoop()
+}
+
+// kickHandoff makes the loop run soon (membership changed).
+func (c *Coordinator) kickHandoff() {
+	select {
+	case c.handoff.kick <- struct{}{}:
+	default:
+	}
+}
+
+// Close stops hinted handoff and waits for it. Safe to call twice. The
+// store stays open (the node closes it).
+func (c *Coordinator) Close() {
+	c.handoff.closeOnce.Do(func() { close(c.handoff.stop) })
+	<-c.handoff.done
+}
+
+func (c *Coordinator) handoffLoop() {
+	defer close(c.handoff.done)
+	t := time.NewTicker(c.cfg.Handoff.Interval)
+	defer t.Stop()
+	perPass := max(1, int(float64(c.cfg.Handoff.Rate)*c.cfg.Handoff.Interval.Seconds()))
+	for {
+		select {
+		case <-c.handoff.stop:
+			return
+		case <-t.C:
+		case <-c.handoff.kick:
+		}
+		c.handoffPass(perPass)
+	}
+}
+
+// handoffPass delivers up to budget hints, target by target.
+func (c *Coordinator) handoffPass(budget int) {
+	p := c.place.Load()
+	if p == nil {
+		return
+	}
+	members := p.Members()
+	targets := c.cfg.Store.Hints()
+	names := make([]string, 0, len(targets))
+	for t, n := range targets {
+		if n > 0 {
+			names = append(names, t)
+		}
+	}
+	sort.Strings(names)
+	now := c.cfg.Clock()
+	for _, target := range names {
+		if budget <= 0 {
+			return
+		}
+		if target == c.cfg.Self || (*c.down.Load())[target] {
+			continue
+		}
+		if _, ok := slices.BinarySearch(members, target); !ok {
+			continue // removed from the ring: the rebalancing issue's work
+		}
+		b := c.handoff.backoff[target]
+		if b != nil && now.Before(b.next) {
+			continue
+		}
+		n, err := c.deliverHints(target, budget)
+		budget -= n
+		if err == nil {
+			delete(c.handoff.backoff, target)
+			continue
+		}
+		c.stats.hintDeliveryFailure.Add(1)
+		c.cfg.Logger.Debug("hint delivery failed", "target", target, "err", err)
+		if b == nil {
+			b = &targetBackoff{}
+			c.handoff.backoff[target] = b
+		}
+		b.wait = min(max(2*b.wait, c.cfg.Handoff.Backoff), c.cfg.Handoff.MaxBackoff)
+		// Full jitter over the upper half: targets that failed together
+		// do not all retry together.
+		b.next = now.Add(b.wait/2 + rand.N(b.wait/2+1))
+	}
+}
+
+// deliverHints sends up to limit of target's hinted objects to it and
+// deletes the hints it acknowledged. It stops at the first failure.
+func (c *Coordinator) deliverHints(target string, limit int) (int, error) {
+	var hints []store.Hint
+	err := c.cfg.Store.ScanHints(target, nil, limit, func(h store.Hint) error {
+		h.Key = bytes.Clone(h.Key)
+		hints = append(hints, h)
+		return nil
+	})
+	if err != nil {
+		return 0, err
+	}
+	for i, h := range hints {
+		obj, found, err := c.cfg.Store.Get(h.Partition, h.Key)
+		if err != nil {
+			return i, err
+		}
+		if found {
+			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+			_, err = c.tr.Call(ctx, target, "merge", h.Key, obj.Encode())
+			cancel()
+			if err != nil {
+				return i, err
+			}
+		}
+		deleted, err := c.cfg.Store.DeleteHint(h)
+		if err != nil {
+			return i, err
+		}
+		if deleted {
+			c.stats.hintsDelivered.Add(1)
+		}
+	}
+	return len(hints), nil
+}
+
+// PeerStatus is what this node knows of another member's reachability.
+type PeerStatus struct {
+	Name          string `json:"name"`
+	Reachable     bool   `json:"reachable"`
+	GossipDown    bool   `json:"gossip_failed"`
+	Breaker       string `json:"breaker"`
+	BreakerOpened uint64 `json:"breaker_opened"`
+	HintsPending  int    `json:"hints_pending"`
+}
+
+// CoordinatorStats are the coordinator's counters and peers' state, for
+// INFO, GET /cluster and /metrics.
+type CoordinatorStats struct {
+	ReadRepairs          uint64         `json:"read_repairs"`
+	ReadRepairsSkipped   uint64         `json:"read_repairs_skipped"`
+	HintedWrites         uint64         `json:"hinted_writes"` // copies acknowledged by stand-ins
+	HintsDelivered       uint64         `json:"hints_delivered"`
+	HintsDropped         uint64         `json:"hints_dropped"` // refused: hint storage full
+	HintDeliveryFailures uint64         `json:"hint_delivery_failures"`
+	HintsPending         map[string]int `json:"hints_pending"`
+	Peers                []PeerStatus   `json:"peers"`
+}
+
+// Stats returns the coordinator's counters and its view of the peers.
+func (c *Coordinator) Stats() CoordinatorStats {
+	s := CoordinatorStats{
+		ReadRepairs: c.stats.readRepairs.Load(), ReadRepairsSkipped: c.stats.repairsSkipped.Load(),
+		HintedWrites: c.stats.hintedWrites.Load(), HintsDelivered: c.stats.hintsDelivered.Load(),
+		HintsDropped: c.stats.hintsDropped.Load(), HintDeliveryFailures: c.stats.hintDeliveryFailure.Load(),
+		HintsPending: c.cfg.Store.Hints(),
+	}
+	breakers := map[string]PeerBreaker{}
+	for _, b := range c.tr.states() {
+		breakers[b.Name] = b
+	}
+	down := *c.down.Load()
+	if p := c.place.Load(); p != nil {
+		for _, m := range p.Members() {
+			if m == c.cfg.Self {
+				continue
+			}
+			b, ok := breakers[m]
+			if !ok {
+				b.State = BreakerClosed.String()
+			}
+			s.Peers = append(s.Peers, PeerStatus{Name: m, GossipDown: down[m], Breaker: b.State, BreakerOpened: b.Opened,
+				Reachable: !down[m] && b.State == BreakerClosed.String(), HintsPending: s.HintsPending[m]})
+		}
+	}
+	return s
+}

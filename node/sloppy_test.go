@@ -1,0 +1,485 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/rumor-kv/rumor/ring"
+	"github.com/rumor-kv/rumor/store"
+	"github.com/rumor-kv/rumor/wire"
+)
+
+func TestPlanCopies(t *testing.T) {
+	rank := []string{"a", "b", "c", "d", "e", "f"}
+	up := func(down ...string) func(string) bool {
+		return func(n string) bool { return !slices.Contains(down, n) }
+	}
+	for _, tc := range []struct {
+		name      string
+		self      string
+		reachable func(string) bool
+		sloppy    bool
+		copies    []copySlot
+		spare     []string
+	}{
+		{"all up", "", up(), true,
+			[]copySlot{{"a", ""}, {"b", ""}, {"c", ""}}, []string{"d", "e", "f"}},
+		{"one down: the first fallback stands in", "", up("b"), true,
+			[]copySlot{{"a", ""}, {"d", "b"}, {"c", ""}}, []string{"e", "f"}},
+		{"fallbacks that are down are skipped", "", up("a", "d"), true,
+			[]copySlot{{"e", "a"}, {"b", ""}, {"c", ""}}, []string{"f"}},
+		{"a coordinating fallback stands in first", "f", up("a", "b", "c"), true,
+			[]copySlot{{"f", "a"}, {"d", "b"}, {"e", "c"}}, nil},
+		{"too few nodes for every copy", "", up("a", "b", "d", "e"), true,
+			[]copySlot{{"f", "a"}, {"c", ""}}, nil},
+		{"strict: preferred replicas only", "", up("b"), false,
+			[]copySlot{{"a", ""}, {"c", ""}}, nil},
+	} {
+		copies, spare := planCopies(rank, 3, tc.self, tc.reachable, tc.sloppy)
+		if !slices.Equal(copies, tc.copies) || !slices.Equal(spare, tc.spare) {
+			t.Errorf("%s: copies %v spare %v, want %v and %v", tc.name, copies, spare, tc.copies, tc.spare)
+		}
+	}
+}
+
+// waitFor polls cond until it holds or the deadline passes.
+func waitFor(t *testing.T, what string, cond func() bool) {
+	t.Helper()
+	deadline := time.Now().Add(15 * time.Second)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("timed out waiting for %s", what)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func (tc *testCluster) hintsPending() int {
+	n := 0
+	for _, c := range tc.nodes {
+		n += c.cfg.Store.HintCount()
+	}
+	return n
+}
+
+func (tc *testCluster) hintsFor(target string) int {
+	n := 0
+	for _, c := range tc.nodes {
+		n += c.cfg.Store.Hints()[target]
+	}
+	return n
+}
+
+// setDown tells every node of each group that gossip reports the nodes of
+// the other groups failed (what gossip does a few seconds into a real
+// partition); no groups: everyone is alive.
+func (tc *testCluster) setDown(groups ...[]string) {
+	for _, c := range tc.nodes {
+		var down []string
+		for _, g := range groups {
+			if !slices.Contains(g, c.cfg.Self) {
+				down = append(down, g...)
+			}
+		}
+		c.SetDown(down)
+	}
+}
+
+// local reads key straight from node's store, no quorum.
+func (tc *testCluster) local(t *testing.T, node, key string) string {
+	t.Helper()
+	o, _, err := tc.nodes[node].cfg.Store.Get(ring.Partition([]byte(key), 64), []byte(key))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var vals []string
+	for _, s := range o.Reg.Siblings {
+		vals = append(vals, string(s.Value))
+	}
+	slices.Sort(vals)
+	return fmt.Sprint(vals)
+}
+
+// TestPartitionIntoHalvesStaysWritableAndConverges: with the cluster cut
+// into a side of two and a side of three, writes succeed on both sides
+// (W=2 nodes are reachable on each, stand-ins holding hinted copies);
+// after the heal the hints drain to zero, concurrent writes to one key are
+// siblings everywhere, and counters add up to every increment.
+func TestPartitionIntoHalvesStaysWritableAndConverges(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	a, b := []string{"n1", "n2"}, []string{"n3", "n4", "n5"}
+	tc.net.Partition(a, b)
+	tc.setDown(a, b)
+	const keys = 30
+	for i := 0; i < keys; i++ {
+		k := fmt.Sprint("k", i)
+		if err := tc.nodes[a[i%2]].Put(ctx, []byte(k), []byte(fmt.Sprint("a", i)), wire.WriteOptions{}); err != nil {
+			t.Fatalf("write %s on the side of two: %v", k, err)
+		}
+		if err := tc.nodes[b[i%3]].Put(ctx, []byte(k), []byte(fmt.Sprint("b", i)), wire.WriteOptions{}); err != nil {
+			t.Fatalf("write %s on the side of three: %v", k, err)
+		}
+		if _, err := tc.nodes[a[i%2]].Incr(ctx, []byte("hits"), 1); err != nil {
+			t.Fatalf("INCR on the side of two: %v", err)
+		}
+		if _, err := tc.nodes[b[i%3]].Incr(ctx, []byte("hits"), 10); err != nil {
+			t.Fatalf("INCR on the side of three: %v", err)
+		}
+	}
+	// Each side reads its own writes.
+	for i := 0; i < keys; i++ {
+		k := fmt.Sprint("k", i)
+		if got := value(t, tc.nodes["n2"], k); got != fmt.Sprintf("[a%d]", i) {
+			t.Fatalf("%s on the side of two: %s", k, got)
+		}
+		if got := value(t, tc.nodes["n4"], k); got != fmt.Sprintf("[b%d]", i) {
+			t.Fatalf("%s on the side of three: %s", k, got)
+		}
+	}
+	if tc.hintsPending() == 0 {
+		t.Fatal("no hints were written during the partition")
+	}
+	tc.net.Heal()
+	tc.setDown()
+	waitFor(t, "hints to drain after the heal", func() bool { return tc.hintsPending() == 0 })
+	// The side of two had room for two copies of each write, so a key
+	// with two replicas on the other side left one of them without a
+	// stand-in: handoff alone gives both writes to at least W replicas, and
+	// reads (which repair) or anti-entropy give them to the third.
+	unhinted := 0
+	for i := 0; i < keys; i++ {
+		k := fmt.Sprint("k", i)
+		want := fmt.Sprintf("[a%d b%d]", i, i)
+		both := 0
+		for _, r := range tc.replicasOf(k) {
+			if tc.local(t, r, k) == want {
+				both++
+			}
+		}
+		if both < 2 {
+			t.Fatalf("%s: %d replicas hold both writes after handoff, want at least W=2", k, both)
+		}
+		unhinted += 3 - both
+		for _, name := range names {
+			if got := value(t, tc.nodes[name], k); got != want {
+				t.Fatalf("%s via %s after the heal: %s, want %s", k, name, got, want)
+			}
+		}
+		valueCtx(t, wire.WithQuorum(ctx, wire.Quorum{R: 3}), tc.nodes["n1"], k)
+		for _, r := range tc.replicasOf(k) {
+			waitFor(t, "read repair of "+k+" on "+r, func() bool { return tc.local(t, r, k) == want })
+		}
+	}
+	t.Logf("%d of %d replica copies were not covered by hints (left to read repair and anti-entropy)", unhinted, 3*keys)
+	for _, name := range names {
+		o, err := tc.nodes[name].Get(ctx, []byte("hits"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := o.Cnt.Value(); got != keys*11 {
+			t.Fatalf("counter via %s = %d, want %d", name, got, keys*11)
+		}
+	}
+	var delivered uint64
+	for _, c := range tc.nodes {
+		delivered += c.Stats().HintsDelivered
+	}
+	if delivered == 0 {
+		t.Error("hints drained but none counts as delivered")
+	}
+}
+
+// TestNodeDownDuringWritesGetsItsHints: a node that is down while writes
+// go on gets, once back, every write it missed from the stand-ins, found by
+// the breakers alone (no gossip here), and reads through it see them all.
+func TestNodeDownDuringWritesGetsItsHints(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	tc.net.Down("n3")
+	others := []string{"n1", "n2", "n4", "n5"}
+	const keys = 40
+	missed := 0
+	for i := 0; i < keys; i++ {
+		k := fmt.Sprint("k", i)
+		// W=3: every write needs a stand-in for n3 when n3 is a replica.
+		if err := tc.nodes[others[i%4]].Put(wire.WithQuorum(ctx, wire.Quorum{W: 3}), []byte(k), []byte(fmt.Sprint("v", i)), wire.WriteOptions{}); err != nil {
+			t.Fatalf("write %s with n3 down: %v", k, err)
+		}
+		if _, err := tc.nodes[others[i%4]].Incr(ctx, []byte("hits"), 1); err != nil {
+			t.Fatalf("INCR with n3 down: %v", err)
+		}
+		if slices.Contains(tc.replicasOf(k), "n3") {
+			missed++
+		}
+	}
+	if missed == 0 {
+		t.Fatal("n3 is a replica of none of the keys: the test proves nothing")
+	}
+	if h := tc.hintsFor("n3"); h < missed {
+		t.Fatalf("%d hints for n3, want at least the %d keys it missed", h, missed)
+	}
+	tc.net.Register("n3", tc.nodes["n3"].HandlePeer)
+	waitFor(t, "hints for n3 to drain", func() bool { return tc.hintsFor("n3") == 0 })
+	for i := 0; i < keys; i++ {
+		k := fmt.Sprint("k", i)
+		want := fmt.Sprintf("[v%d]", i)
+		if slices.Contains(tc.replicasOf(k), "n3") {
+			if got := tc.local(t, "n3", k); got != want {
+				t.Fatalf("%s in n3's own store after handoff: %s", k, got)
+			}
+		}
+		if got := value(t, tc.nodes["n3"], k); got != want {
+			t.Fatalf("%s via n3: %s", k, got)
+		}
+	}
+	o, err := tc.nodes["n3"].Get(wire.WithQuorum(ctx, wire.Quorum{R: 3}), []byte("hits"))
+	if err != nil || o.Cnt.Value() != keys {
+		t.Fatalf("counter via n3 with R=3 = %d, %v; want %d", o.Cnt.Value(), err, keys)
+	}
+}
+
+// TestNoPreferredReplicaReachable: a write reaching a node that is not a
+// replica, when no replica can be reached, is coordinated there as a
+// stand-in (sloppy) or refused (SLOPPY no); the stand-in's counter
+// increments continue its own history, so none is lost on handoff.
+func TestNoPreferredReplicaReachable(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	k := tc.keyOutside(t, "n1")
+	reps := tc.replicasOf(k)
+	for _, r := range reps {
+		tc.net.Down(r)
+	}
+	strict := wire.WithQuorum(ctx, wire.Quorum{Sloppy: wire.SloppyNo})
+	if err := tc.nodes["n1"].Put(strict, []byte(k), []byte("v"), wire.WriteOptions{}); err == nil {
+		t.Fatal("SLOPPY no: a write with every replica down succeeded")
+	}
+	if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("v"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("sloppy write with every replica down: %v", err)
+	}
+	if got := value(t, tc.nodes["n1"], k); got != "[v]" {
+		t.Fatalf("sloppy read of the stand-ins' copies: %s", got)
+	}
+	if tc.nodes["n1"].cfg.Store.Hints()[reps[0]] != 1 {
+		t.Fatalf("n1 coordinated as a stand-in but holds no hint for %s: %v", reps[0], tc.nodes["n1"].cfg.Store.Hints())
+	}
+	for _, r := range reps {
+		tc.net.Register(r, tc.nodes[r].HandlePeer)
+	}
+	waitFor(t, "hints to drain", func() bool { return tc.hintsPending() == 0 })
+	if got := tc.local(t, reps[0], k); got != "[v]" {
+		t.Fatalf("on %s after handoff: %s", reps[0], got)
+	}
+	for _, name := range names {
+		if got := value(t, tc.nodes[name], k); got != "[v]" {
+			t.Fatalf("via %s after handoff: %s", name, got)
+		}
+	}
+}
+
+// TestStandInCountersKeepEveryIncrement: increments coordinated by a
+// stand-in during an outage, then by the replicas, then by the stand-in
+// again during a second outage all survive the handoffs (a stand-in that
+// restarted its actor's count would lose some to the merge's maximum).
+func TestStandInCountersKeepEveryIncrement(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	k := tc.keyOutside(t, "n1")
+	reps := tc.replicasOf(k)
+	total := int64(0)
+	for round := 0; round < 3; round++ {
+		for _, r := range reps {
+			tc.net.Down(r)
+		}
+		for i := 0; i < 5; i++ {
+			if _, err := tc.nodes["n1"].Incr(ctx, []byte(k), 1); err != nil {
+				t.Fatalf("round %d: INCR with the replicas down: %v", round, err)
+			}
+			total++
+		}
+		for _, r := range reps {
+			tc.net.Register(r, tc.nodes[r].HandlePeer)
+		}
+		waitFor(t, "hints to drain", func() bool { return tc.hintsPending() == 0 })
+		if _, err := tc.nodes[reps[0]].Incr(ctx, []byte(k), 100); err != nil {
+			t.Fatal(err)
+		}
+		total += 100
+		for _, name := range names {
+			o, err := tc.nodes[name].Get(wire.WithQuorum(ctx, wire.Quorum{R: 3}), []byte(k))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := o.Cnt.Value(); got != total {
+				t.Fatalf("round %d via %s: %d, want %d", round, name, got, total)
+			}
+		}
+	}
+}
+
+// TestSlowPeerIsNotWaitedFor: a replica that is slow but not down does not
+// hold up a W=2 write, a W=3 write completes through a stand-in within the
+// write hedge, and the slow replica still gets everything.
+func TestSlowPeerIsNotWaitedFor(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	var k string
+	for i := 0; ; i++ { // a key n1 coordinates
+		if k = fmt.Sprint("k", i); tc.replicasOf(k)[0] == "n1" {
+			break
+		}
+	}
+	slow := tc.replicasOf(k)[2]
+	tc.net.Slow(slow, 600*time.Millisecond) // inside the 1s timeout
+	if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("v"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("W=2 with a slow replica: %v", err)
+	}
+	if h := tc.nodes["n1"].Stats().HintedWrites; h != 0 {
+		t.Fatalf("W=2 needed %d stand-ins with only one replica slow", h)
+	}
+	if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{W: 3}), []byte(k+"x"), []byte("w"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("W=3 with a slow replica: %v", err)
+	}
+	if h := tc.nodes["n1"].Stats().HintedWrites; h == 0 && slices.Contains(tc.replicasOf(k+"x"), slow) {
+		t.Fatalf("W=3 waited for the slow replica instead of a stand-in")
+	}
+	waitFor(t, "the slow replica to hold the write", func() bool { return tc.local(t, slow, k) == "[v]" })
+	waitFor(t, "hints to drain", func() bool { return tc.hintsPending() == 0 })
+	for _, r := range tc.replicasOf(k + "x") {
+		waitFor(t, "every replica to hold the W=3 write", func() bool { return tc.local(t, r, k+"x") == "[w]" })
+	}
+}
+
+// TestReadRepairFixesAStaleReplica: a replica that missed a write (no
+// hints: handoff is off) gets it from the next read that sees both.
+func TestReadRepairFixesAStaleReplica(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Handoff.Interval = -1
+	})
+	ctx := context.Background()
+	tc.net.Down("n3")
+	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	tc.net.Register("n3", tc.nodes["n3"].HandlePeer)
+	if got := tc.local(t, "n3", "k"); got != "[]" {
+		t.Fatalf("n3 has the write it missed before any read: %s", got)
+	}
+	all := wire.WithQuorum(ctx, wire.Quorum{R: 3})
+	if got := valueCtx(t, all, tc.nodes["n3"], "k"); got != "[v]" {
+		t.Fatalf("R=3 via n3: %s", got)
+	}
+	waitFor(t, "read repair of n3", func() bool { return tc.local(t, "n3", "k") == "[v]" })
+	// Nothing to repair now: a read of replicas that agree sends nothing.
+	valueCtx(t, all, tc.nodes["n3"], "k")
+	valueCtx(t, all, tc.nodes["n1"], "k")
+	for _, name := range names {
+		if r := tc.nodes[name].Stats().ReadRepairs; r != map[string]uint64{"n3": 1}[name] {
+			t.Errorf("%s counted %d read repairs", name, r)
+		}
+	}
+}
+
+func valueCtx(t *testing.T, ctx context.Context, c *Coordinator, key string) string {
+	t.Helper()
+	o, err := c.Get(ctx, []byte(key))
+	if err != nil {
+		t.Fatalf("Get %s via %s: %v", key, c.cfg.Self, err)
+	}
+	var vals []string
+	for _, s := range o.Reg.Siblings {
+		vals = append(vals, string(s.Value))
+	}
+	slices.Sort(vals)
+	return fmt.Sprint(vals)
+}
+
+// TestStrictNodesRefuseWhatSloppyRequestsAccept: nodes started with
+// sloppy quorum off fail a write that only stand-ins could complete, and a
+// request with SLOPPY yes still gets it.
+func TestStrictNodesRefuseWhatSloppyRequestsAccept(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Strict = true
+	})
+	ctx := context.Background()
+	var k string
+	for i := 0; ; i++ {
+		if k = fmt.Sprint("k", i); tc.replicasOf(k)[0] == "n1" {
+			break
+		}
+	}
+	reps := tc.replicasOf(k)
+	tc.net.Down(reps[1])
+	tc.net.Down(reps[2])
+	var qe *QuorumError
+	if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("v"), wire.WriteOptions{}); !errors.As(err, &qe) || qe.Got != 1 || qe.Need != 2 {
+		t.Fatalf("strict write with two replicas down: %v", err)
+	}
+	if tc.hintsPending() != 0 {
+		t.Fatalf("a strict write left hints")
+	}
+	if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{Sloppy: wire.SloppyYes}), []byte(k), []byte("v"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("SLOPPY yes on a strict node: %v", err)
+	}
+	if tc.hintsPending() == 0 {
+		t.Fatalf("the sloppy write left no hint")
+	}
+	if _, err := tc.nodes["n1"].Get(ctx, []byte(k)); !errors.As(err, &qe) || qe.Op != "read" {
+		t.Fatalf("strict read with two replicas down: %v", err)
+	}
+}
+
+// TestHintStorageBound: stand-ins whose hint storage is full refuse more
+// hinted copies (counted as dropped); a write still succeeds where the
+// preferred replicas give it W, and fails where only stand-ins could.
+func TestHintStorageBound(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4"}
+	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, o *store.Options) {
+		cfg.Handoff.Interval = -1
+		o.MaxHints = 2
+	})
+	ctx := context.Background()
+	tc.net.Down("n4")
+	w3 := wire.WithQuorum(ctx, wire.Quorum{W: 3})
+	written, refused := 0, 0
+	for i := 0; i < 40; i++ {
+		k := fmt.Sprint("k", i)
+		if !slices.Contains(tc.replicasOf(k), "n4") {
+			continue
+		}
+		// W=2 succeeds on the two reachable replicas, hint or no hint.
+		if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("v"), wire.WriteOptions{}); err != nil {
+			t.Fatalf("W=2 write %s: %v", k, err)
+		}
+		if err := tc.nodes["n1"].Put(w3, []byte(k), []byte("w"), wire.WriteOptions{}); err != nil {
+			refused++
+		} else {
+			written++
+		}
+	}
+	if total := tc.hintsPending(); total > 2*len(names) {
+		t.Fatalf("%d hints stored with a bound of 2 per node", total)
+	}
+	if refused == 0 || written == 0 {
+		t.Fatalf("W=3 writes: %d written, %d refused; want both once storage fills", written, refused)
+	}
+	var dropped uint64
+	for _, c := range tc.nodes {
+		dropped += c.Stats().HintsDropped
+	}
+	if dropped == 0 {
+		t.Fatal("no hinted copy counted as dropped")
+	}
+}
