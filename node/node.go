@@ -1,10 +1,11 @@
 // Package node is one running rumor node: it opens the store, serves the
-// client protocols from package wire, and coordinates requests. Node, as
-// the binary runs it today, holds every key itself. Coordinator is the
-// cluster's request path (placement, forwarding to a replica, quorum reads
-// and writes over a Transport), tested over MemNetwork and not yet wired
-// into the binary: both implement wire.Backend, so it slots in behind the
-// same protocols.
+// client protocols from package wire, and coordinates requests. Alone, a
+// node holds every key itself; in a cluster (Config.Cluster) its
+// Coordinator is the request path: placement, forwarding to a replica,
+// sloppy quorum reads and writes over a Transport with a circuit breaker
+// per peer, hinted handoff and read repair. The Coordinator is tested over
+// MemNetwork, which drops, delays and partitions, and runs over gossip and
+// peer RPC in the binary.
 //
 // Start a node with a Config and stop it with Close:
 //
