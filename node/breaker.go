@@ -132,8 +132,10 @@ type breakers struct {
 	cfg   BreakerConfig
 	clock func() time.Time
 
-	mu    sync.Mutex
-	peers map[string]*breaker
+	mu     sync.Mutex
+	peers  map[string]*breaker
+	closed bool           // no more probes
+	probes sync.WaitGroup // probes in flight
 }
 
 func newBreakers(next Transport, cfg BreakerConfig, clock func() time.Time) *breakers {
@@ -162,9 +164,28 @@ func (t *breakers) Allows(to string) bool {
 	ok, probe := b.allow(t.clock(), t.cfg)
 	t.mu.Unlock()
 	if probe {
-		go t.probe(to)
+		t.startProbe(to)
 	}
 	return ok
+}
+
+// reset closes to's breaker: gossip has just seen the peer come back, so
+// it gets calls again at once instead of after its cooldown (a peer that
+// still fails opens it again within Failures calls).
+func (t *breakers) reset(to string) {
+	t.mu.Lock()
+	if b := t.peers[to]; b != nil && b.state != BreakerHalfOpen {
+		b.state, b.failures, b.cooldown = BreakerClosed, 0, 0
+	}
+	t.mu.Unlock()
+}
+
+// close stops probing and waits for the probes in flight.
+func (t *breakers) close() {
+	t.mu.Lock()
+	t.closed = true
+	t.mu.Unlock()
+	t.probes.Wait()
 }
 
 func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
@@ -172,7 +193,7 @@ func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) 
 	ok, probe := t.get(to).allow(t.clock(), t.cfg)
 	t.mu.Unlock()
 	if probe {
-		go t.probe(to)
+		t.startProbe(to)
 	}
 	if !ok {
 		return nil, fmt.Errorf("%w: %w to %s", wire.ErrPeerUnavailable, ErrBreakerOpen, to)
@@ -182,11 +203,22 @@ func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) 
 	return res, err
 }
 
-func (t *breakers) probe(to string) {
-	ctx, cancel := context.WithTimeout(context.Background(), t.cfg.ProbeTimeout)
-	defer cancel()
-	_, err := t.next.Call(ctx, to, "ping")
-	t.record(ctx, to, err)
+// startProbe pings to in the background; its outcome closes or reopens
+// to's breaker (which allow has made half-open).
+func (t *breakers) startProbe(to string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	if t.closed {
+		return
+	}
+	t.probes.Add(1)
+	go func() {
+		defer t.probes.Done()
+		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.ProbeTimeout)
+		defer cancel()
+		_, err := t.next.Call(ctx, to, "ping")
+		t.record(ctx, to, err)
+	}()
 }
 
 // record reports a call's outcome to to's breaker, unless the caller gave

@@ -145,3 +145,26 @@ func TestBreakersFailFastAndProbeInTheBackground(t *testing.T) {
 		t.Errorf("a client call was used as the probe: %d gets reached the peer", n)
 	}
 }
+
+func TestGossipRecoveryClosesTheBreaker(t *testing.T) {
+	tr := &scriptedTransport{calls: map[string]int{}, fn: func(ctx context.Context, to, method string) error {
+		return wire.ErrPeerUnavailable
+	}}
+	now := time.Unix(0, 0)
+	bs := newBreakers(tr, BreakerConfig{Failures: 1, Cooldown: time.Hour}, func() time.Time { return now })
+	c := &Coordinator{cfg: CoordinatorConfig{Self: "n1"}, tr: bs}
+	c.down.Store(&map[string]bool{})
+	c.handoff.kick = make(chan struct{}, 1)
+	bs.Call(context.Background(), "n2", "get")
+	if c.reachable("n2") {
+		t.Fatal("n2 reachable with its breaker open")
+	}
+	c.SetDown([]string{"n2"})
+	c.SetDown([]string{"n3"}) // gossip: n2 is back
+	if !c.reachable("n2") {
+		t.Fatal("n2 still unreachable after gossip saw it come back")
+	}
+	if c.reachable("n3") {
+		t.Fatal("n3 reachable while gossip reports it failed")
+	}
+}

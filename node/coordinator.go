@@ -163,7 +163,11 @@ func (c *Coordinator) SetDown(names []string) {
 	for _, n := range names {
 		m[n] = true
 	}
-	c.down.Store(&m)
+	for n := range *c.down.Swap(&m) {
+		if !m[n] {
+			c.tr.reset(n) // back: try it at once
+		}
+	}
 	c.kickHandoff()
 }
 

@@ -90,11 +90,18 @@ func (c *Coordinator) kickHandoff() {
 	}
 }
 
-// Close stops hinted handoff and waits for it. Safe to call twice. The
-// store stays open (the node closes it).
+// Close stops hinted handoff, breaker probes and read repairs and waits
+// for them. Safe to call twice. The store stays open (the node closes it,
+// after this).
 func (c *Coordinator) Close() {
-	c.handoff.closeOnce.Do(func() { close(c.handoff.stop) })
-	<-c.handoff.done
+	c.handoff.closeOnce.Do(func() {
+		close(c.handoff.stop)
+		<-c.handoff.done
+		c.tr.close()
+		for range cap(c.repairs) { // every slot: the repairs in flight are done
+			c.repairs <- struct{}{}
+		}
+	})
 }
 
 func (c *Coordinator) handoffLoop() {
