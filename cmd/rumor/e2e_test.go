@@ -434,6 +434,9 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 		if i > 1 {
 			args = append(args, "--join", nodes[0].gossipAddr)
 		}
+		if i == 3 {
+			args = append(args, "--sloppy=false")
+		}
 		nodes = append(nodes, startNode(t, filepath.Join(dir, fmt.Sprint("n", i)), args...))
 	}
 	clients := make([]*redis.Client, 3)
@@ -449,6 +452,11 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 				t.Fatalf("cluster did not form:\n%s", c.Info(ctx, "cluster").Val())
 			}
 			time.Sleep(50 * time.Millisecond)
+		}
+	}
+	for i, want := range []string{"sloppy_quorum:1", "sloppy_quorum:1", "sloppy_quorum:0"} {
+		if info := clients[i].Info(ctx, "cluster").Val(); !strings.Contains(info, want) {
+			t.Fatalf("n%d (--sloppy=false on n3 only): no %s in\n%s", i+1, want, info)
 		}
 	}
 	if err := clients[0].Set(ctx, "user:1", "alice", 0).Err(); err != nil {
