@@ -2,11 +2,14 @@ package wire
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"strconv"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -41,6 +44,9 @@ const ContextHeader = "X-Rumor-Context"
 //	                  "siblings": [...] and "context": token. The token is
 //	                  always in the X-Rumor-Context header. 404 if missing.
 //	DELETE /kv/{key}  204, or 404 if there was nothing; honours X-Rumor-Context.
+//
+// In a cluster, ?r=n (GET), ?w=n (PUT, DELETE) and ?sloppy=yes|no set the
+// request's quorum, as R, W and SLOPPY do over RESP.
 //	GET    /health    200 {"status": "ok", ...}
 //	GET    /cluster   200 members, their states and shares of partitions
 //	GET    /metrics   Prometheus text format
@@ -141,6 +147,40 @@ func writeOpts(w http.ResponseWriter, r *http.Request) (WriteOptions, bool) {
 	return WriteOptions{Context: ctx, HasContext: true}, true
 }
 
+// requestContext returns r's context carrying the request's quorum from
+// its query: r (reads) or w (writes), a positive number of replicas, and
+// sloppy=yes|no, as GET key R n, SET ... W n and SLOPPY do over RESP.
+func requestContext(w http.ResponseWriter, r *http.Request, count string) (context.Context, bool) {
+	var q Quorum
+	query := r.URL.Query()
+	if v := query.Get(count); v != "" {
+		n, err := strconv.Atoi(v)
+		if err != nil || n < 1 {
+			httpError(w, http.StatusBadRequest, "%s must be a positive number of replicas", count)
+			return nil, false
+		}
+		if count == "r" {
+			q.R = n
+		} else {
+			q.W = n
+		}
+	}
+	switch strings.ToLower(query.Get("sloppy")) {
+	case "":
+	case "yes", "true", "1", "on":
+		q.Sloppy = SloppyYes
+	case "no", "false", "0", "off":
+		q.Sloppy = SloppyNo
+	default:
+		httpError(w, http.StatusBadRequest, "sloppy must be yes or no")
+		return nil, false
+	}
+	if q == (Quorum{}) {
+		return r.Context(), true
+	}
+	return WithQuorum(r.Context(), q), true
+}
+
 // jsonValue renders stored bytes as JSON: as themselves if they are a JSON
 // document that is not a bare string, otherwise as a JSON string.
 func jsonValue(b []byte) json.RawMessage {
@@ -157,7 +197,11 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	o, err := h.cfg.Backend.Get(r.Context(), key)
+	ctx, ok := requestContext(w, r, "r")
+	if !ok {
+		return
+	}
+	o, err := h.cfg.Backend.Get(ctx, key)
 	if err != nil {
 		h.backendError(w, err)
 		return
@@ -192,6 +236,10 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
+	ctx, ok := requestContext(w, r, "w")
+	if !ok {
+		return
+	}
 	// A JSON string may take up to 6 bytes per byte of its text (\u00XX).
 	limit := int64(6*h.cfg.MaxValueSize) + 16
 	body, err := io.ReadAll(io.LimitReader(r.Body, limit+1))
@@ -216,7 +264,7 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
 		httpError(w, http.StatusRequestEntityTooLarge, "value of %d bytes exceeds max-value-size %d", len(value), h.cfg.MaxValueSize)
 		return
 	}
-	if err := h.cfg.Backend.Put(r.Context(), key, value, opts); err != nil {
+	if err := h.cfg.Backend.Put(ctx, key, value, opts); err != nil {
 		h.backendError(w, err)
 		return
 	}
@@ -232,7 +280,11 @@ func (h *httpAPI) del(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	existed, err := h.cfg.Backend.Delete(r.Context(), key, opts)
+	ctx, ok := requestContext(w, r, "w")
+	if !ok {
+		return
+	}
+	existed, err := h.cfg.Backend.Delete(ctx, key, opts)
 	if err != nil {
 		h.backendError(w, err)
 		return

@@ -2,6 +2,7 @@ package wire
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"io"
@@ -355,5 +356,41 @@ func TestHTTPMetrics(t *testing.T) {
 		if !strings.Contains(string(r.body), want) {
 			t.Errorf("/metrics does not contain %q:\n%s", want, r.body)
 		}
+	}
+}
+
+func TestHTTPQuorumParameters(t *testing.T) {
+	t.Parallel()
+	e := apiStart(t, HTTPConfig{})
+	got := make(chan Quorum, 1)
+	e.be.getHook = func(ctx context.Context, key string) error {
+		got <- QuorumFrom(ctx)
+		return nil
+	}
+	for _, tc := range []struct {
+		query string
+		want  Quorum
+	}{
+		{"", Quorum{}},
+		{"?r=3", Quorum{R: 3}},
+		{"?sloppy=no", Quorum{Sloppy: SloppyNo}},
+		{"?r=1&sloppy=YES", Quorum{R: 1, Sloppy: SloppyYes}},
+		{"?w=3", Quorum{}}, // w is a write's
+	} {
+		e.do(t, "GET", "/kv/k"+tc.query, "")
+		if q := <-got; q != tc.want {
+			t.Errorf("GET /kv/k%s reached the backend as %+v, want %+v", tc.query, q, tc.want)
+		}
+	}
+	for _, q := range []string{"?r=0", "?r=x", "?r=-1"} {
+		e.do(t, "GET", "/kv/k"+q, "").expectError(t, http.StatusBadRequest, "r must be a positive number of replicas")
+	}
+	for _, m := range []string{"PUT", "DELETE"} {
+		e.do(t, m, "/kv/k?w=0", `"v"`).expectError(t, http.StatusBadRequest, "w must be a positive number of replicas")
+		e.do(t, m, "/kv/k?sloppy=maybe", `"v"`).expectError(t, http.StatusBadRequest, "sloppy must be yes or no")
+	}
+	e.do(t, "PUT", "/kv/k?w=2&sloppy=no", `"v"`).expect(t, http.StatusNoContent, "")
+	if o := e.be.Object("k"); o.Kind() != crdt.KindRegister {
+		t.Errorf("PUT with a quorum did not write: %v", o)
 	}
 }
