@@ -193,22 +193,32 @@ func (e *QuorumError) Error() string {
 	return fmt.Sprintf("quorum not reached for %s: %d of %d required replicas answered (%d replicas)", e.Op, e.Got, e.Need, e.Replicas)
 }
 
-// ranking returns key's partition, its ranking (preferred replicas first,
-// then the fallbacks) and N for it.
-func (c *Coordinator) ranking(key []byte) (uint32, []string, int, error) {
+// route is where a key's copies go: its partition, its preferred
+// replicas, and the fallbacks after them in the partition's ranking,
+// computed only when asked for (they cost O(M log M) in the members, 11µs
+// at 100, and a healthy request never needs them).
+type route struct {
+	part      uint32
+	reps      []string
+	members   int
+	fallbacks func() []string
+}
+
+func (c *Coordinator) route(key []byte) (route, error) {
 	p := c.place.Load()
 	if p == nil {
-		return 0, nil, 0, errors.New("node: no cluster members yet")
+		return route{}, errors.New("node: no cluster members yet")
 	}
 	part := ring.Partition(key, p.Partitions())
-	rank := p.Ranking(part)
-	return part, rank, min(c.cfg.Replicas, len(rank)), nil
+	reps := p.Replicas(part)
+	return route{part: part, reps: reps, members: len(p.Members()),
+		fallbacks: func() []string { return p.Ranking(part)[len(reps):] }}, nil
 }
 
 // replicas returns key's partition and preferred replicas.
 func (c *Coordinator) replicas(key []byte) (uint32, []string, error) {
-	part, rank, n, err := c.ranking(key)
-	return part, rank[:n], err
+	rt, err := c.route(key)
+	return rt.part, rt.reps, err
 }
 
 // sloppy reports whether the request in ctx may count stand-ins.
@@ -221,10 +231,11 @@ func (c *Coordinator) sloppy(ctx context.Context) bool {
 // stand-ins for the others), merges R answers, and sends the merged object
 // back to every preferred replica whose answer it dominates (read repair).
 func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) {
-	part, rank, n, err := c.ranking(key)
+	rt, err := c.route(key)
 	if err != nil {
 		return crdt.Object{}, err
 	}
+	part, n := rt.part, len(rt.reps)
 	need := c.cfg.R
 	if q := wire.QuorumFrom(ctx).R; q > 0 {
 		need = q
@@ -232,17 +243,13 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	if need > n {
 		return crdt.Object{}, fmt.Errorf("R=%d exceeds the %d replicas of the key", need, n)
 	}
-	var copies []copySlot
-	if c.sloppy(ctx) {
-		// The copies a write would make now, then the other fallbacks (in
-		// case a copy fails): a stand-in answers with what it holds.
-		var spare []string
-		copies, spare = planCopies(rank, n, "", c.reachable, true)
-		for _, f := range spare {
-			copies = append(copies, copySlot{node: f, hintFor: "?"}) // not a copy: never repaired
-		}
-	} else {
-		for _, r := range rank[:n] { // all of them: an unreachable one fails fast
+	// Sloppy: the copies a write would make now, then the other fallbacks
+	// (in case a copy fails): a stand-in answers with what it holds.
+	// Strict: every preferred replica (an unreachable one fails fast).
+	copies, nextSpare := planCopies(rt.reps, rt.fallbacks, "", c.reachable, c.sloppy(ctx))
+	if !c.sloppy(ctx) {
+		copies = copies[:0]
+		for _, r := range rt.reps {
 			copies = append(copies, copySlot{node: r})
 		}
 	}
@@ -253,7 +260,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		obj  crdt.Object
 		err  error
 	}
-	answers := make(chan answer, len(copies))
+	answers := make(chan answer, rt.members+1)
 	ask := func(s copySlot) {
 		if s.node == c.cfg.Self { // the local answer needs no goroutine
 			o, _, err := c.cfg.Store.Get(part, key)
@@ -282,8 +289,17 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		ask(copies[i])
 		remotes = slices.Delete(slices.Clone(copies), i, i+1)
 	}
+	// more refills remotes from the spare fallbacks once it runs out.
+	more := func() bool {
+		if len(remotes) == 0 {
+			if f, ok := nextSpare(); ok {
+				remotes = []copySlot{{node: f, hintFor: "?"}} // not a copy: never repaired
+			}
+		}
+		return len(remotes) > 0
+	}
 	asked := len(copies) - len(remotes)
-	for asked < need && len(remotes) > 0 {
+	for asked < need && more() {
 		ask(remotes[0])
 		remotes, asked = remotes[1:], asked+1
 	}
@@ -298,7 +314,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 			pending--
 			if a.err != nil {
 				c.cfg.Logger.Debug("replica read failed", "replica", a.from.node, "err", a.err)
-				if len(remotes) > 0 {
+				if more() {
 					ask(remotes[0])
 					remotes, pending = remotes[1:], pending+1
 				}
@@ -314,7 +330,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 				return merged, nil
 			}
 		case <-hedge.C:
-			if len(remotes) > 0 {
+			if more() {
 				ask(remotes[0])
 				remotes, pending = remotes[1:], pending+1
 				hedge.Reset(c.cfg.HedgeAfter)
@@ -401,35 +417,51 @@ func (c *Coordinator) Incr(ctx context.Context, key []byte, delta int64) (int64,
 type copySlot struct{ node, hintFor string }
 
 // planCopies decides where the N copies of a write go, and which copies
-// a read asks: each preferred replica (rank[:n]) that is reachable, and,
-// when sloppy, for each one that is not, the next reachable fallback of
-// the ranking as its stand-in. A non-empty self goes first among the
-// fallbacks (a coordinator that is not a replica keeps its own copy).
-// spare are the reachable fallbacks left, in order, for stand-ins of
-// copies that fail later. Pure.
-func planCopies(rank []string, n int, self string, reachable func(string) bool, sloppy bool) (copies []copySlot, spare []string) {
-	fallbacks := make([]string, 0, len(rank)-n)
-	if self != "" && slices.Contains(rank[n:], self) {
-		fallbacks = append(fallbacks, self)
-	}
-	for _, f := range rank[n:] {
-		if f != self && reachable(f) {
-			fallbacks = append(fallbacks, f)
+// a read asks: each preferred replica (reps) that is reachable, and, when
+// sloppy, for each one that is not, the next reachable fallback as its
+// stand-in. A non-empty self goes first among the fallbacks (a coordinator
+// that is not a replica keeps its own copy). nextSpare yields the
+// reachable fallbacks left, in order, for stand-ins of copies that fail
+// later (none when strict). fallbacks is called at most once, and only if
+// a fallback is needed. Pure, given pure arguments.
+func planCopies(reps []string, fallbacks func() []string, self string, reachable func(string) bool, sloppy bool) (copies []copySlot, nextSpare func() (string, bool)) {
+	var queue []string
+	loaded := false
+	nextSpare = func() (string, bool) {
+		if !sloppy {
+			return "", false
 		}
+		if !loaded {
+			loaded = true
+			fbs := fallbacks()
+			queue = make([]string, 0, len(fbs))
+			if self != "" && slices.Contains(fbs, self) {
+				queue = append(queue, self)
+			}
+			for _, f := range fbs {
+				if f != self {
+					queue = append(queue, f)
+				}
+			}
+		}
+		for len(queue) > 0 {
+			f := queue[0]
+			queue = queue[1:]
+			if reachable(f) {
+				return f, true
+			}
+		}
+		return "", false
 	}
-	for _, r := range rank[:n] {
-		switch {
-		case reachable(r):
+	copies = make([]copySlot, 0, len(reps))
+	for _, r := range reps {
+		if reachable(r) {
 			copies = append(copies, copySlot{node: r})
-		case sloppy && len(fallbacks) > 0:
-			copies = append(copies, copySlot{node: fallbacks[0], hintFor: r})
-			fallbacks = fallbacks[1:]
+		} else if f, ok := nextSpare(); ok {
+			copies = append(copies, copySlot{node: f, hintFor: r})
 		}
 	}
-	if !sloppy {
-		fallbacks = nil
-	}
-	return copies, fallbacks
+	return copies, nextSpare
 }
 
 // write runs a write as coordinator if this node is a replica of key, or
@@ -439,10 +471,11 @@ func planCopies(rank []string, n int, self string, reachable func(string) bool, 
 // stand-in. A forwarded write (mayForward false) is never forwarded again,
 // so a placement change cannot loop it.
 func (c *Coordinator) write(ctx context.Context, key []byte, method string, args [][]byte, fn func(crdt.Object, bool) (crdt.Object, error), mayForward bool) ([][]byte, error) {
-	part, rank, n, err := c.ranking(key)
+	rt, err := c.route(key)
 	if err != nil {
 		return nil, err
 	}
+	part, reps, n := rt.part, rt.reps, len(rt.reps)
 	w := c.cfg.W
 	if q := wire.QuorumFrom(ctx).W; q > 0 {
 		w = q
@@ -451,7 +484,7 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		return nil, fmt.Errorf("W=%d exceeds the %d replicas of the key", w, n)
 	}
 	sloppy := c.sloppy(ctx)
-	if !slices.Contains(rank[:n], c.cfg.Self) {
+	if !slices.Contains(reps, c.cfg.Self) {
 		if !mayForward {
 			return nil, errNotReplica
 		}
@@ -459,17 +492,17 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		if sloppy {
 			s = "1"
 		}
-		res, err := c.forward(ctx, rank[:n], method, append(args, []byte(strconv.Itoa(w)), []byte(s)))
+		res, err := c.forward(ctx, reps, method, append(args, []byte(strconv.Itoa(w)), []byte(s)))
 		if !sloppy || !errors.Is(err, errNoReplicaReachable) {
 			return res, err
 		}
 		c.cfg.Logger.Debug("no replica reachable; coordinating as a stand-in", "key", key)
 	}
 	reachable := c.reachable
-	if !slices.Contains(rank[:n], c.cfg.Self) { // forward found none of them
-		reachable = func(m string) bool { return !slices.Contains(rank[:n], m) && c.reachable(m) }
+	if !slices.Contains(reps, c.cfg.Self) { // forward found none of them
+		reachable = func(m string) bool { return !slices.Contains(reps, m) && c.reachable(m) }
 	}
-	copies, spare := planCopies(rank, n, c.cfg.Self, reachable, sloppy)
+	copies, nextSpare := planCopies(reps, rt.fallbacks, c.cfg.Self, reachable, sloppy)
 	local := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self })
 	if local < 0 { // cannot happen: this node is a replica or a stand-in
 		return nil, &QuorumError{Op: "write", Got: 0, Need: w, Replicas: n}
@@ -493,7 +526,7 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		go localWait() // durable or not, it does not count
 		localWait = nil
 	}
-	return nil, c.replicate(ctx, key, obj, copies, local, localOK, localWait, spare, w, n)
+	return nil, c.replicate(ctx, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
 }
 
 var (
@@ -508,14 +541,14 @@ var (
 // WriteHedge, gets a stand-in from spare (a hinted copy) while any are
 // left. Calls that finish after the quorum still apply; all are bounded by
 // the coordinator's timeout.
-func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, copies []copySlot, local int, localOK bool, localWait func() error, spare []string, w, n int) error {
+func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, copies []copySlot, local int, localOK bool, localWait func() error, nextSpare func() (string, bool), members, w, n int) error {
 	type result struct {
 		slot int
 		s    copySlot
 		err  error
 	}
 	callCtx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-	results := make(chan result, len(copies)+len(spare))
+	results := make(chan result, len(copies)+members) // every copy, every stand-in
 	acked := make([]bool, len(copies))
 	inFlight := make([]int, len(copies)) // attempts out per slot
 	acks, pending := 0, 0
@@ -541,16 +574,17 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 	}
 	// standIn sends slot's copy to the next spare node, as a hint for the
 	// preferred replica the slot stands for.
+	spareLeft := true
 	standIn := func(slot int) {
-		if len(spare) == 0 {
+		f, ok := nextSpare()
+		if spareLeft = ok; !ok {
 			return
 		}
 		target := copies[slot].hintFor
 		if target == "" {
 			target = copies[slot].node
 		}
-		send(slot, copySlot{node: spare[0], hintFor: target})
-		spare = spare[1:]
+		send(slot, copySlot{node: f, hintFor: target})
 	}
 	switch {
 	case localWait != nil:
@@ -606,7 +640,7 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 					standIn(i)
 				}
 			}
-			if len(spare) > 0 {
+			if spareLeft {
 				hedge.Reset(c.cfg.WriteHedge)
 			}
 		case <-ctx.Done():

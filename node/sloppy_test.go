@@ -39,7 +39,21 @@ func TestPlanCopies(t *testing.T) {
 		{"strict: preferred replicas only", "", up("b"), false,
 			[]copySlot{{"a", ""}, {"c", ""}}, nil},
 	} {
-		copies, spare := planCopies(rank, 3, tc.self, tc.reachable, tc.sloppy)
+		if tc.name == "all up" { // a healthy plan never computes the fallbacks
+			copies, _ := planCopies(rank[:3], func() []string { t.Fatal("fallbacks computed for a healthy plan"); return nil }, "", tc.reachable, true)
+			if len(copies) != 3 {
+				t.Fatalf("healthy plan: %v", copies)
+			}
+		}
+		loads := 0
+		copies, next := planCopies(rank[:3], func() []string { loads++; return rank[3:] }, tc.self, tc.reachable, tc.sloppy)
+		var spare []string
+		for f, ok := next(); ok; f, ok = next() {
+			spare = append(spare, f)
+		}
+		if loads > 1 {
+			t.Errorf("%s: the fallbacks were computed %d times", tc.name, loads)
+		}
 		if !slices.Equal(copies, tc.copies) || !slices.Equal(spare, tc.spare) {
 			t.Errorf("%s: copies %v spare %v, want %v and %v", tc.name, copies, spare, tc.copies, tc.spare)
 		}

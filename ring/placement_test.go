@@ -151,3 +151,20 @@ func BenchmarkCompute(b *testing.B) {
 		}
 	}
 }
+
+// BenchmarkRanking is the per-request cost of a partition's full ranking
+// (replicas, then fallbacks), which sloppy quorum asks for on every
+// request.
+func BenchmarkRanking(b *testing.B) {
+	for _, m := range []int{3, 10, 100} {
+		b.Run(fmt.Sprintf("members=%d", m), func(b *testing.B) {
+			p := mustCompute(b, PlacementConfig{Partitions: 4096}, names(m))
+			b.ReportAllocs()
+			var part uint32
+			for b.Loop() {
+				p.Ranking(part % 4096)
+				part++
+			}
+		})
+	}
+}
