@@ -156,20 +156,37 @@ type Timing struct {
 	GossipInterval time.Duration
 	SuspicionMult  int
 	PushPull       time.Duration
+	// GossipToTheDead is how long gossip still goes to a member declared
+	// dead, so that it hears of it and refutes (memberlist's
+	// GossipToTheDeadTime; 0 means LocalTiming's). A partition healed
+	// within it ends by itself; a longer one needs Reconnect.
+	GossipToTheDead time.Duration
+	// Reconnect is how often serf tries to rejoin a failed member (serf's
+	// ReconnectInterval; 0 means LocalTiming's). Memberlist never probes a
+	// member it declared dead, so past GossipToTheDead only this ends a
+	// healed partition: the two sides see each other alive again one
+	// attempt after the heal. Each attempt is one join to one failed
+	// member; to a host that is gone it costs a dial that waits out
+	// memberlist's TCP timeout.
+	Reconnect time.Duration
 }
 
 // LocalTiming fits nodes on one machine or a fast LAN (memberlist's local
-// profile): a killed node is declared failed after about 3 to 5 seconds.
+// profile): a killed node is declared failed after about 3 to 5 seconds,
+// and the sides of a healed partition see each other again within about
+// a second or two (serf's default would take up to 30).
 func LocalTiming() Timing {
 	return Timing{ProbeInterval: time.Second, ProbeTimeout: 200 * time.Millisecond,
-		GossipInterval: 100 * time.Millisecond, SuspicionMult: 3, PushPull: 15 * time.Second}
+		GossipInterval: 100 * time.Millisecond, SuspicionMult: 3, PushPull: 15 * time.Second,
+		GossipToTheDead: 15 * time.Second, Reconnect: time.Second}
 }
 
 // LANTiming is memberlist's LAN profile: slower to declare failure, kinder
 // to busy networks.
 func LANTiming() Timing {
 	return Timing{ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
-		GossipInterval: 200 * time.Millisecond, SuspicionMult: 4, PushPull: 30 * time.Second}
+		GossipInterval: 200 * time.Millisecond, SuspicionMult: 4, PushPull: 30 * time.Second,
+		GossipToTheDead: 30 * time.Second, Reconnect: 5 * time.Second}
 }
 
 // Validate reports every problem at once.
@@ -229,6 +246,12 @@ func New(cfg Config) (*Gossip, error) {
 	if cfg.Timing == (Timing{}) {
 		cfg.Timing = LocalTiming()
 	}
+	if cfg.Timing.GossipToTheDead == 0 {
+		cfg.Timing.GossipToTheDead = LocalTiming().GossipToTheDead
+	}
+	if cfg.Timing.Reconnect == 0 {
+		cfg.Timing.Reconnect = LocalTiming().Reconnect
+	}
 	if cfg.ReconnectTimeout == 0 {
 		cfg.ReconnectTimeout = 24 * time.Hour
 	}
@@ -248,11 +271,12 @@ func New(cfg Config) (*Gossip, error) {
 	ml.GossipInterval = cfg.Timing.GossipInterval
 	ml.SuspicionMult = cfg.Timing.SuspicionMult
 	ml.PushPullInterval = cfg.Timing.PushPull
+	ml.GossipToTheDeadTime = cfg.Timing.GossipToTheDead
+	logWriter := slogWriter{cfg.Logger}
+	ml.Logger = log.New(logWriter, "", 0)
 	if cfg.Transport != nil {
 		ml.Transport = cfg.Transport
 	}
-	logWriter := slogWriter{cfg.Logger}
-	ml.Logger = log.New(logWriter, "", 0)
 
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.Name
@@ -260,6 +284,7 @@ func New(cfg Config) (*Gossip, error) {
 	sc.Tags = cfg.Tags.encode()
 	sc.SnapshotPath = cfg.SnapshotPath
 	sc.ReconnectTimeout = cfg.ReconnectTimeout
+	sc.ReconnectInterval = cfg.Timing.Reconnect
 	sc.TombstoneTimeout = cfg.ReconnectTimeout
 	sc.RejoinAfterLeave = false
 	sc.Logger = log.New(logWriter, "", 0)
