@@ -17,6 +17,10 @@
 // same SnapshotPath rejoins the members it knew without anyone's help.
 // Only Leave, an explicit removal, takes a node out for good.
 //
+// A Config.Filter puts a fault filter between the node and the network
+// (see Filter): tests and `rumor cluster partition` use it to black-hole
+// or delay gossip with chosen members, as a real partition would.
+//
 // Every member carries its Tags; a node whose partition count differs
 // from this one's is refused when it tries to join, with an error that
 // says so (a cluster's Q is fixed when it is created).
@@ -144,6 +148,9 @@ type Config struct {
 	OnChange func([]Member)
 	// Transport replaces the network, for tests (memberlist.MockNetwork).
 	Transport memberlist.NodeAwareTransport
+	// Filter, if set, is asked about all gossip traffic and may black-hole
+	// or delay it (fault injection; see Filter). Nil: the network as is.
+	Filter Filter
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -277,6 +284,17 @@ func New(cfg Config) (*Gossip, error) {
 	if cfg.Transport != nil {
 		ml.Transport = cfg.Transport
 	}
+	if cfg.Filter != nil {
+		inner := cfg.Transport
+		if inner == nil {
+			nt, err := newNetTransport(ml, ml.Logger)
+			if err != nil {
+				return nil, err
+			}
+			inner = nt
+		}
+		ml.Transport = newFilterTransport(inner, cfg.Filter)
+	}
 
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.Name
@@ -293,6 +311,9 @@ func New(cfg Config) (*Gossip, error) {
 	sc.EventCh = g.events
 	s, err := serf.Create(sc)
 	if err != nil {
+		if ft, ok := ml.Transport.(*filterTransport); ok {
+			ft.Shutdown()
+		}
 		return nil, fmt.Errorf("gossip: start %s on %s: %w", cfg.Name, cfg.BindAddr, err)
 	}
 	g.serf = s
