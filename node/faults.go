@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -11,30 +12,10 @@ import (
 	"strings"
 	"sync/atomic"
 	"time"
-)
 
-// Faults on demand: a node started with Config.AllowFaults puts a filter
-// between itself and the network, so that tests and `rumor cluster
-// partition|isolate|heal|delay` can cut it off from named nodes or slow
-// its traffic down.
-//
-// A blocked node is a black hole, as under a real partition: gossip
-// packets to and from it vanish, gossip stream dials to it wait out their
-// timeout and fail as a timeout, and peer calls to it hang until the
-// caller's deadline. Nothing is refused outright, so the failure detector
-// and the coordinator see what they would see on a real network.
-//
-// A delay holds back this node's outgoing traffic: gossip packets to the
-// node are sent that much later, a gossip stream dial waits that long
-// first, and a peer call waits that long before it is sent (its reply is
-// not delayed). Delays are keyed by node name, "*" meaning every node; a
-// node named and "*" add up.
-//
-// The filter sees outgoing traffic by destination name and incoming gossip
-// packets by their source address. Incoming gossip streams and incoming
-// peer connections come from ephemeral ports and cannot be told apart, so
-// they pass: a partition needs both sides' filters set, which is why the
-// CLI pushes the whole state to every node.
+	"github.com/rumor-kv/rumor/gossip"
+	"github.com/rumor-kv/rumor/wire"
+)
 
 // MaxFaultDelay is the longest delay a fault may add.
 const MaxFaultDelay = time.Minute
@@ -101,9 +82,15 @@ func ParseFaultState(b []byte) (FaultState, error) {
 	if _, err := dec.Token(); !errors.Is(err, io.EOF) {
 		return FaultState{}, errors.New("node: fault state: trailing data after the JSON object")
 	}
+	return j.state()
+}
+
+// state converts and checks the wire form.
+func (j faultJSON) state() (FaultState, error) {
 	s := FaultState{Blocked: j.Blocked}
 	var errs []error
-	for name, text := range j.Delays {
+	for _, name := range slices.Sorted(maps.Keys(j.Delays)) {
+		text := j.Delays[name]
 		d, err := time.ParseDuration(text)
 		if err != nil {
 			errs = append(errs, fmt.Errorf("delay for %q: %q is not a duration such as \"50ms\"", name, text))
@@ -186,9 +173,32 @@ func (s FaultState) String() string {
 	return strings.Join(parts, "; ")
 }
 
-// Faults is a node's current fault state. Set replaces it whole; the
-// queries are cheap and lock-free, made on every packet and peer call.
-// All methods are safe for concurrent use. The zero value has no faults.
+// Faults is a node's current fault state. A node started with
+// Config.AllowFaults puts it between itself and the network, so that
+// tests and `rumor cluster partition|isolate|heal|delay` can cut it off
+// from named nodes or slow its traffic down.
+//
+// A blocked node is a black hole, as under a real partition: gossip
+// packets to and from it vanish, gossip stream dials to it wait out their
+// timeout and fail as a timeout, and peer calls to it hang until the
+// caller's deadline. Nothing is refused outright, so the failure detector
+// and the coordinator see what they would see on a real network.
+//
+// A delay holds back this node's outgoing traffic: gossip packets to the
+// node are sent that much later, a gossip stream dial waits that long
+// first, and a peer call waits that long before it is sent (its reply is
+// not delayed). Delays are keyed by node name, "*" meaning every node; a
+// node named and "*" add up.
+//
+// The filter sees outgoing traffic by destination name and incoming gossip
+// packets by their source address. Incoming gossip streams and incoming
+// peer connections come from ephemeral ports and cannot be told apart, so
+// they pass: a partition needs both sides' filters set, which is why the
+// CLI pushes the whole state to every node.
+//
+// Set replaces the state whole (PUT /faults); the queries are cheap and
+// lock-free, made on every packet and peer call. All methods are safe for
+// concurrent use. The zero value has no faults.
 type Faults struct {
 	cur atomic.Pointer[faultSnapshot]
 }
@@ -252,4 +262,121 @@ func faultSummary(s FaultState) (blocked, delays string) {
 		ds = append(ds, name+"="+s.Delays[name].String())
 	}
 	return strings.Join(s.Blocked, ","), strings.Join(ds, ",")
+}
+
+// FaultsView is what GET /faults shows: whether the node takes faults
+// (Config.AllowFaults) and its current state, as
+// {"enabled": true, "blocked": [...], "delays": {...}}.
+type FaultsView struct {
+	Enabled bool
+	State   FaultState
+}
+
+type faultsViewJSON struct {
+	Enabled bool `json:"enabled"`
+	faultJSON
+}
+
+// MarshalJSON writes the flat JSON form.
+func (v FaultsView) MarshalJSON() ([]byte, error) {
+	b, err := json.Marshal(v.State)
+	if err != nil {
+		return nil, err
+	}
+	var j faultsViewJSON
+	if err := json.Unmarshal(b, &j.faultJSON); err != nil {
+		return nil, err
+	}
+	j.Enabled = v.Enabled
+	return json.Marshal(j)
+}
+
+// UnmarshalJSON reads the flat JSON form, checking the state as
+// ParseFaultState does (unknown fields are ignored: a newer node may
+// report more).
+func (v *FaultsView) UnmarshalJSON(b []byte) error {
+	var j faultsViewJSON
+	if err := json.Unmarshal(b, &j); err != nil {
+		return err
+	}
+	s, err := j.state()
+	if err != nil {
+		return err
+	}
+	*v = FaultsView{Enabled: j.Enabled, State: s}
+	return nil
+}
+
+// The node's side: the control (HTTP /faults, INFO), the gossip filter
+// and the peer calls.
+
+func (n *Node) faultsView() any {
+	return FaultsView{Enabled: n.cfg.AllowFaults, State: n.faults.State()}
+}
+
+// setFaults serves PUT /faults: without Config.AllowFaults it refuses and
+// changes nothing.
+func (n *Node) setFaults(body []byte) (any, error) {
+	if !n.cfg.AllowFaults {
+		return nil, wire.ErrFaultsDisabled
+	}
+	s, err := ParseFaultState(body)
+	if err != nil {
+		return nil, err
+	}
+	if err := n.faults.Set(s); err != nil {
+		return nil, err
+	}
+	n.cfg.Logger.Warn("fault injection: state replaced", "faults", s.String())
+	return n.faultsView(), nil
+}
+
+func (n *Node) faultsInfo() wire.InfoSection {
+	blocked, delays := faultSummary(n.faults.State())
+	enabled := "0"
+	if n.cfg.AllowFaults {
+		enabled = "1"
+	}
+	return wire.InfoSection{Name: "Faults", Fields: [][2]string{
+		{"faults_enabled", enabled}, {"faults_blocked", blocked}, {"faults_delays", delays},
+	}}
+}
+
+// gossipFilter asks f about the member at a gossip address, by the name
+// the current member list gives it. An address not in the list yet gets
+// only the delay for all.
+func (cs *clusterState) gossipFilter(f *Faults) gossip.Filter {
+	return func(addr string) (bool, time.Duration) {
+		cs.mu.Lock()
+		name := cs.addrs[addr]
+		cs.mu.Unlock()
+		if name == "" {
+			return false, f.Delay("")
+		}
+		return f.Blocked(name), f.Delay(name)
+	}
+}
+
+// beforeCall applies f to a peer call to the named node: to a blocked
+// node the call hangs until ctx is done (or the transport closes), as it
+// would across a partition; a delay holds it back that long first.
+func (f *Faults) beforeCall(ctx context.Context, closed <-chan struct{}, to, method string) error {
+	var wait <-chan time.Time // nil: forever
+	if !f.Blocked(to) {
+		d := f.Delay(to)
+		if d <= 0 {
+			return nil
+		}
+		timer := time.NewTimer(d)
+		defer timer.Stop()
+		wait = timer.C
+	}
+	select {
+	case <-wait:
+		return nil
+	case <-ctx.Done():
+		return fmt.Errorf("node: peer %s: %s: held by a fault: %w", to, method, ctx.Err())
+	case <-closed:
+		return fmt.Errorf("%w: %s: transport closed", wire.ErrPeerUnavailable, to)
+	}
 }

@@ -186,3 +186,18 @@ func TestFaultsConcurrent(t *testing.T) {
 	close(stop)
 	wg.Wait()
 }
+
+func TestFaultsViewJSON(t *testing.T) {
+	v := FaultsView{Enabled: true, State: FaultState{Blocked: []string{"n2"}, Delays: map[string]time.Duration{"*": time.Second}}}
+	b, err := json.Marshal(v)
+	if err != nil || string(b) != `{"enabled":true,"blocked":["n2"],"delays":{"*":"1s"}}` {
+		t.Fatalf("JSON = %s, %v", b, err)
+	}
+	var back FaultsView
+	if err := json.Unmarshal(b, &back); err != nil || !reflect.DeepEqual(back, v) {
+		t.Fatalf("round trip: %#v, %v", back, err)
+	}
+	if err := json.Unmarshal([]byte(`{"enabled":true,"delays":{"n1":"-1s"}}`), &back); err == nil {
+		t.Fatal("a view with a negative delay decoded")
+	}
+}
