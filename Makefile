@@ -53,6 +53,7 @@ fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
 	$(GO) test -run=NONE -fuzz='^FuzzParseCommand$$' -fuzztime=$(FUZZTIME) ./wire
 	$(GO) test -run=NONE -fuzz='^FuzzParseReply$$' -fuzztime=$(FUZZTIME) ./wire
 	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./crdt
+	$(GO) test -run=NONE -fuzz='^FuzzParseFaultState$$' -fuzztime=$(FUZZTIME) ./node
 
 clean: ## remove build output and the local node's and cluster's data
 	rm -rf bin .rumor-data .rumor-cluster

@@ -17,6 +17,10 @@
 // same SnapshotPath rejoins the members it knew without anyone's help.
 // Only Leave, an explicit removal, takes a node out for good.
 //
+// A Config.Filter puts a fault filter between the node and the network
+// (see Filter): tests and `rumor cluster partition` use it to black-hole
+// or delay gossip with chosen members, as a real partition would.
+//
 // Every member carries its Tags; a node whose partition count differs
 // from this one's is refused when it tries to join, with an error that
 // says so (a cluster's Q is fixed when it is created).
@@ -144,6 +148,9 @@ type Config struct {
 	OnChange func([]Member)
 	// Transport replaces the network, for tests (memberlist.MockNetwork).
 	Transport memberlist.NodeAwareTransport
+	// Filter, if set, is asked about all gossip traffic and may black-hole
+	// or delay it (fault injection; see Filter). Nil: the network as is.
+	Filter Filter
 	// Logger; default discards.
 	Logger *slog.Logger
 }
@@ -156,20 +163,37 @@ type Timing struct {
 	GossipInterval time.Duration
 	SuspicionMult  int
 	PushPull       time.Duration
+	// GossipToTheDead is how long gossip still goes to a member declared
+	// dead, so that it hears of it and refutes (memberlist's
+	// GossipToTheDeadTime; 0 means LocalTiming's). A partition healed
+	// within it ends by itself; a longer one needs Reconnect.
+	GossipToTheDead time.Duration
+	// Reconnect is how often serf tries to rejoin a failed member (serf's
+	// ReconnectInterval; 0 means LocalTiming's). Memberlist never probes a
+	// member it declared dead, so past GossipToTheDead only this ends a
+	// healed partition: the two sides see each other alive again one
+	// attempt after the heal. Each attempt is one join to one failed
+	// member; to a host that is gone it costs a dial that waits out
+	// memberlist's TCP timeout.
+	Reconnect time.Duration
 }
 
 // LocalTiming fits nodes on one machine or a fast LAN (memberlist's local
-// profile): a killed node is declared failed after about 3 to 5 seconds.
+// profile): a killed node is declared failed after about 3 to 5 seconds,
+// and the sides of a healed partition see each other again within about
+// a second or two (serf's default would take up to 30).
 func LocalTiming() Timing {
 	return Timing{ProbeInterval: time.Second, ProbeTimeout: 200 * time.Millisecond,
-		GossipInterval: 100 * time.Millisecond, SuspicionMult: 3, PushPull: 15 * time.Second}
+		GossipInterval: 100 * time.Millisecond, SuspicionMult: 3, PushPull: 15 * time.Second,
+		GossipToTheDead: 15 * time.Second, Reconnect: time.Second}
 }
 
 // LANTiming is memberlist's LAN profile: slower to declare failure, kinder
 // to busy networks.
 func LANTiming() Timing {
 	return Timing{ProbeInterval: time.Second, ProbeTimeout: 500 * time.Millisecond,
-		GossipInterval: 200 * time.Millisecond, SuspicionMult: 4, PushPull: 30 * time.Second}
+		GossipInterval: 200 * time.Millisecond, SuspicionMult: 4, PushPull: 30 * time.Second,
+		GossipToTheDead: 30 * time.Second, Reconnect: 5 * time.Second}
 }
 
 // Validate reports every problem at once.
@@ -229,6 +253,12 @@ func New(cfg Config) (*Gossip, error) {
 	if cfg.Timing == (Timing{}) {
 		cfg.Timing = LocalTiming()
 	}
+	if cfg.Timing.GossipToTheDead == 0 {
+		cfg.Timing.GossipToTheDead = LocalTiming().GossipToTheDead
+	}
+	if cfg.Timing.Reconnect == 0 {
+		cfg.Timing.Reconnect = LocalTiming().Reconnect
+	}
 	if cfg.ReconnectTimeout == 0 {
 		cfg.ReconnectTimeout = 24 * time.Hour
 	}
@@ -248,11 +278,23 @@ func New(cfg Config) (*Gossip, error) {
 	ml.GossipInterval = cfg.Timing.GossipInterval
 	ml.SuspicionMult = cfg.Timing.SuspicionMult
 	ml.PushPullInterval = cfg.Timing.PushPull
+	ml.GossipToTheDeadTime = cfg.Timing.GossipToTheDead
+	logWriter := slogWriter{cfg.Logger}
+	ml.Logger = log.New(logWriter, "", 0)
 	if cfg.Transport != nil {
 		ml.Transport = cfg.Transport
 	}
-	logWriter := slogWriter{cfg.Logger}
-	ml.Logger = log.New(logWriter, "", 0)
+	if cfg.Filter != nil {
+		inner := cfg.Transport
+		if inner == nil {
+			nt, err := newNetTransport(ml, ml.Logger)
+			if err != nil {
+				return nil, err
+			}
+			inner = nt
+		}
+		ml.Transport = newFilterTransport(inner, cfg.Filter)
+	}
 
 	sc := serf.DefaultConfig()
 	sc.NodeName = cfg.Name
@@ -260,6 +302,7 @@ func New(cfg Config) (*Gossip, error) {
 	sc.Tags = cfg.Tags.encode()
 	sc.SnapshotPath = cfg.SnapshotPath
 	sc.ReconnectTimeout = cfg.ReconnectTimeout
+	sc.ReconnectInterval = cfg.Timing.Reconnect
 	sc.TombstoneTimeout = cfg.ReconnectTimeout
 	sc.RejoinAfterLeave = false
 	sc.Logger = log.New(logWriter, "", 0)
@@ -268,6 +311,9 @@ func New(cfg Config) (*Gossip, error) {
 	sc.EventCh = g.events
 	s, err := serf.Create(sc)
 	if err != nil {
+		if ft, ok := ml.Transport.(*filterTransport); ok {
+			ft.Shutdown()
+		}
 		return nil, fmt.Errorf("gossip: start %s on %s: %w", cfg.Name, cfg.BindAddr, err)
 	}
 	g.serf = s

@@ -9,9 +9,12 @@ import (
 	"time"
 )
 
-// testTiming detects failures in well under a second on loopback.
+// testTiming detects failures in well under a second on loopback, and
+// stops gossiping to the dead soon after, so that a healed partition
+// needs serf's reconnect (at the production interval) as a long one does.
 var testTiming = Timing{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond,
-	GossipInterval: 20 * time.Millisecond, SuspicionMult: 2, PushPull: time.Second}
+	GossipInterval: 20 * time.Millisecond, SuspicionMult: 2, PushPull: time.Second,
+	GossipToTheDead: 100 * time.Millisecond}
 
 type watcher struct {
 	mu   sync.Mutex

@@ -38,15 +38,19 @@ type ClusterConfig struct {
 }
 
 // peerTransport reaches members by name through their advertised peer
-// addresses, one pipelined PeerClient each.
+// addresses, one pipelined PeerClient each, through faults if set.
 type peerTransport struct {
 	mu      sync.Mutex
 	addrs   map[string]string
 	clients map[string]*wire.PeerClient
+
+	faults    *Faults       // nil: none
+	closed    chan struct{} // ends calls held by a fault
+	closeOnce sync.Once
 }
 
-func newPeerTransport() *peerTransport {
-	return &peerTransport{addrs: map[string]string{}, clients: map[string]*wire.PeerClient{}}
+func newPeerTransport(faults *Faults) *peerTransport {
+	return &peerTransport{addrs: map[string]string{}, clients: map[string]*wire.PeerClient{}, faults: faults, closed: make(chan struct{})}
 }
 
 func (t *peerTransport) update(members []gossip.Member) {
@@ -79,6 +83,11 @@ func (t *peerTransport) client(to string) (*wire.PeerClient, error) {
 }
 
 func (t *peerTransport) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+	if t.faults != nil {
+		if err := t.faults.beforeCall(ctx, t.closed, to, method); err != nil {
+			return nil, err
+		}
+	}
 	c, err := t.client(to)
 	if err != nil {
 		return nil, err
@@ -87,6 +96,7 @@ func (t *peerTransport) Call(ctx context.Context, to, method string, args ...[]b
 }
 
 func (t *peerTransport) close() {
+	t.closeOnce.Do(func() { close(t.closed) })
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, c := range t.clients {
@@ -104,6 +114,7 @@ type clusterState struct {
 
 	mu      sync.Mutex
 	members []gossip.Member
+	addrs   map[string]string // gossip address -> member name
 }
 
 // startCluster joins n to its cluster: peer server, coordinator, gossip.
@@ -112,7 +123,11 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	if cc.GossipAddr == "" {
 		return errors.New("node: cluster needs a gossip address")
 	}
-	cs := &clusterState{cfg: cc, tr: newPeerTransport()}
+	var faults *Faults
+	if n.cfg.AllowFaults {
+		faults = &n.faults
+	}
+	cs := &clusterState{cfg: cc, tr: newPeerTransport(faults)}
 	coord, err := NewCoordinator(CoordinatorConfig{
 		Self: n.cfg.Name, Store: n.st, Transport: cs.tr,
 		Replicas: cc.Replicas, R: cc.R, W: cc.W, Timeout: cc.Timeout, Strict: cc.Strict,
@@ -151,14 +166,18 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 		}
 	}()
 	n.cluster = cs
-	g, err := gossip.New(gossip.Config{
+	gc := gossip.Config{
 		Name: n.cfg.Name, BindAddr: cc.GossipAddr, Timing: cc.Timing,
 		SnapshotPath: filepath.Join(n.cfg.DataDir, "serf.snapshot"),
 		Tags: gossip.Tags{Actor: n.st.Actor(), ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
 			PeerAddr: ln.Addr().String(), Partitions: n.cfg.Partitions},
 		OnChange: cs.onChange(n),
 		Logger:   n.cfg.Logger,
-	})
+	}
+	if faults != nil {
+		gc.Filter = cs.gossipFilter(faults)
+	}
+	g, err := gossip.New(gc)
 	if err != nil {
 		cs.peers.Close()
 		return err
@@ -196,8 +215,12 @@ func (cs *clusterState) onChange(n *Node) func([]gossip.Member) {
 		if err := cs.coord.SetMembers(names); err != nil {
 			n.cfg.Logger.Error("placement", "err", err)
 		}
+		addrs := make(map[string]string, len(ms))
+		for _, m := range ms {
+			addrs[m.Addr] = m.Name
+		}
 		cs.mu.Lock()
-		cs.members = ms
+		cs.members, cs.addrs = ms, addrs
 		cs.mu.Unlock()
 	}
 }

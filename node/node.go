@@ -12,6 +12,10 @@
 //	n, err := node.Start(node.Config{Name: "n1", DataDir: dir, ClientAddr: "127.0.0.1:7379", ...})
 //	defer n.Close()
 //
+// A node started with Config.AllowFaults takes fault injection through
+// PUT /faults (see Faults): it black-holes or delays its gossip and peer
+// traffic with named nodes, for partition tests.
+//
 // Every write is a read-modify-write of the key's object in the store,
 // atomic per key: SET and PUT update the register with a fresh dot of this
 // node's actor, INCR and friends add to the counter's entry of this actor,
@@ -75,6 +79,10 @@ type Config struct {
 	Cluster *ClusterConfig
 	// Pprof serves Go's profiler under /debug/pprof/ on the HTTP address.
 	Pprof bool
+	// AllowFaults lets PUT /faults black-hole and delay this node's
+	// traffic with named nodes (see Faults). For tests only; without it
+	// the control is refused and the node's network is untouched.
+	AllowFaults bool
 	// Clock gives write times for siblings. Default time.Now.
 	Clock func() time.Time
 	// Logger; default discards.
@@ -136,6 +144,7 @@ type Node struct {
 	serveErrMu sync.Mutex
 	serveErr   error
 	cluster    *clusterState // nil when the node runs alone
+	faults     Faults        // used only with cfg.AllowFaults
 	left       chan struct{} // closed when the node left its cluster
 	leftOnce   sync.Once
 }
@@ -194,6 +203,7 @@ func Start(cfg Config) (*Node, error) {
 				}
 				return map[string]any{"cluster_enabled": false, "self": n.cfg.Name}
 			},
+			Faults: n.faultsView, SetFaults: n.setFaults,
 		})
 		if cfg.Pprof {
 			mux := http.NewServeMux()
@@ -411,6 +421,7 @@ func (n *Node) info() []wire.InfoSection {
 			{"compactions", strconv.FormatInt(m.Compact.Count, 10)},
 		}},
 		n.clusterInfo(),
+		n.faultsInfo(),
 	}
 }
 

@@ -60,18 +60,6 @@ func TestPlanCopies(t *testing.T) {
 	}
 }
 
-// waitFor polls cond until it holds or the deadline passes.
-func waitFor(t *testing.T, what string, cond func() bool) {
-	t.Helper()
-	deadline := time.Now().Add(15 * time.Second)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out waiting for %s", what)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
-}
-
 func (tc *testCluster) hintsPending() int {
 	n := 0
 	for _, c := range tc.nodes {
@@ -161,7 +149,7 @@ func TestPartitionIntoHalvesStaysWritableAndConverges(t *testing.T) {
 	}
 	tc.net.Heal()
 	tc.setDown()
-	waitFor(t, "hints to drain after the heal", func() bool { return tc.hintsPending() == 0 })
+	waitFor(t, 15*time.Second, "hints to drain after the heal", func() bool { return tc.hintsPending() == 0 })
 	// The side of two had room for two copies of each write, so a key
 	// with two replicas on the other side left one of them without a
 	// stand-in: handoff alone gives both writes to at least W replicas, and
@@ -187,7 +175,7 @@ func TestPartitionIntoHalvesStaysWritableAndConverges(t *testing.T) {
 		}
 		valueCtx(t, wire.WithQuorum(ctx, wire.Quorum{R: 3}), tc.nodes["n1"], k)
 		for _, r := range tc.replicasOf(k) {
-			waitFor(t, "read repair of "+k+" on "+r, func() bool { return tc.local(t, r, k) == want })
+			waitFor(t, 15*time.Second, "read repair of "+k+" on "+r, func() bool { return tc.local(t, r, k) == want })
 		}
 	}
 	t.Logf("%d of %d replica copies were not covered by hints (left to read repair and anti-entropy)", unhinted, 3*keys)
@@ -240,7 +228,7 @@ func TestNodeDownDuringWritesGetsItsHints(t *testing.T) {
 		t.Fatalf("%d hints for n3, want at least the %d keys it missed", h, missed)
 	}
 	tc.net.Register("n3", tc.nodes["n3"].HandlePeer)
-	waitFor(t, "hints for n3 to drain", func() bool { return tc.hintsFor("n3") == 0 })
+	waitFor(t, 15*time.Second, "hints for n3 to drain", func() bool { return tc.hintsFor("n3") == 0 })
 	for i := 0; i < keys; i++ {
 		k := fmt.Sprint("k", i)
 		want := fmt.Sprintf("[v%d]", i)
@@ -288,7 +276,7 @@ func TestNoPreferredReplicaReachable(t *testing.T) {
 	for _, r := range reps {
 		tc.net.Register(r, tc.nodes[r].HandlePeer)
 	}
-	waitFor(t, "hints to drain", func() bool { return tc.hintsPending() == 0 })
+	waitFor(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
 	if got := tc.local(t, reps[0], k); got != "[v]" {
 		t.Fatalf("on %s after handoff: %s", reps[0], got)
 	}
@@ -323,7 +311,7 @@ func TestStandInCountersKeepEveryIncrement(t *testing.T) {
 		for _, r := range reps {
 			tc.net.Register(r, tc.nodes[r].HandlePeer)
 		}
-		waitFor(t, "hints to drain", func() bool { return tc.hintsPending() == 0 })
+		waitFor(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
 		if _, err := tc.nodes[reps[0]].Incr(ctx, []byte(k), 100); err != nil {
 			t.Fatal(err)
 		}
@@ -367,10 +355,10 @@ func TestSlowPeerIsNotWaitedFor(t *testing.T) {
 	if h := tc.nodes["n1"].Stats().HintedWrites; h == 0 && slices.Contains(tc.replicasOf(k+"x"), slow) {
 		t.Fatalf("W=3 waited for the slow replica instead of a stand-in")
 	}
-	waitFor(t, "the slow replica to hold the write", func() bool { return tc.local(t, slow, k) == "[v]" })
-	waitFor(t, "hints to drain", func() bool { return tc.hintsPending() == 0 })
+	waitFor(t, 15*time.Second, "the slow replica to hold the write", func() bool { return tc.local(t, slow, k) == "[v]" })
+	waitFor(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
 	for _, r := range tc.replicasOf(k + "x") {
-		waitFor(t, "every replica to hold the W=3 write", func() bool { return tc.local(t, r, k+"x") == "[w]" })
+		waitFor(t, 15*time.Second, "every replica to hold the W=3 write", func() bool { return tc.local(t, r, k+"x") == "[w]" })
 	}
 }
 
@@ -394,7 +382,7 @@ func TestReadRepairFixesAStaleReplica(t *testing.T) {
 	if got := valueCtx(t, all, tc.nodes["n3"], "k"); got != "[v]" {
 		t.Fatalf("R=3 via n3: %s", got)
 	}
-	waitFor(t, "read repair of n3", func() bool { return tc.local(t, "n3", "k") == "[v]" })
+	waitFor(t, 15*time.Second, "read repair of n3", func() bool { return tc.local(t, "n3", "k") == "[v]" })
 	// Nothing to repair now: a read of replicas that agree sends nothing.
 	valueCtx(t, all, tc.nodes["n3"], "k")
 	valueCtx(t, all, tc.nodes["n1"], "k")

@@ -11,6 +11,9 @@ import (
 var (
 	// ErrWrongType: a register write on a counter, or the reverse.
 	ErrWrongType = errors.New("WRONGTYPE Operation against a key holding the wrong kind of value")
+	// ErrFaultsDisabled: a fault control request to a node that was not
+	// started to take them. HTTP answers it with 403.
+	ErrFaultsDisabled = errors.New("faults are disabled on this node; start it with --allow-faults")
 )
 
 // WriteOptions qualify a write.

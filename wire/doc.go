@@ -31,5 +31,6 @@
 // # HTTP
 //
 // NewHTTPHandler serves PUT/GET/DELETE /kv/{key} with JSON values, /health,
-// and /metrics (Prometheus) over the same Backend.
+// and /metrics (Prometheus) over the same Backend, plus the node's /cluster
+// view and its fault control (GET/PUT /faults) when the node provides them.
 package wire

@@ -30,7 +30,18 @@ type HTTPConfig struct {
 	Health func() map[string]any
 	// Cluster returns what GET /cluster shows (JSON). May be nil.
 	Cluster func() any
+	// Faults returns what GET /faults shows (JSON): the node's fault
+	// state. Nil serves neither GET nor PUT /faults.
+	Faults func() any
+	// SetFaults replaces the fault state with the JSON body of PUT
+	// /faults and returns the new state as Faults does. An error wrapping
+	// ErrFaultsDisabled is answered with 403, any other with 400: it may
+	// only fail on what the request asked.
+	SetFaults func(body []byte) (any, error)
 }
+
+// maxFaultsBody bounds the body of PUT /faults.
+const maxFaultsBody = 64 << 10
 
 // ContextHeader carries a context token on HTTP reads (response) and writes
 // (request), the HTTP twin of VGET's token and PUT ... CTX.
@@ -49,6 +60,11 @@ const ContextHeader = "X-Rumor-Context"
 // request's quorum, as R, W and SLOPPY do over RESP.
 //	GET    /health    200 {"status": "ok", ...}
 //	GET    /cluster   200 members, their states and shares of partitions
+//	GET    /faults    200 the fault state: {"enabled": bool, "blocked":
+//	                  [names], "delays": {name or "*": "50ms"}}
+//	PUT    /faults    body {"blocked": [...], "delays": {...}} replaces
+//	                  the fault state; 200 with the new one, 400 if the
+//	                  body is not a valid state, 403 if faults are disabled
 //	GET    /metrics   Prometheus text format
 //
 // A JSON string is stored as its text, any other JSON value as its JSON
@@ -69,6 +85,10 @@ func NewHTTPHandler(cfg HTTPConfig) http.Handler {
 	mux.HandleFunc("GET /health", h.health)
 	if cfg.Cluster != nil {
 		mux.HandleFunc("GET /cluster", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, cfg.Cluster()) })
+	}
+	if cfg.Faults != nil {
+		mux.HandleFunc("GET /faults", func(w http.ResponseWriter, r *http.Request) { writeJSON(w, http.StatusOK, cfg.Faults()) })
+		mux.HandleFunc("PUT /faults", h.putFaults)
 	}
 	if cfg.Gatherer != nil {
 		mux.Handle("GET /metrics", promhttp.HandlerFor(cfg.Gatherer, promhttp.HandlerOpts{}))
@@ -304,4 +324,25 @@ func (h *httpAPI) health(w http.ResponseWriter, r *http.Request) {
 		}
 	}
 	writeJSON(w, http.StatusOK, resp)
+}
+
+func (h *httpAPI) putFaults(w http.ResponseWriter, r *http.Request) {
+	body, err := io.ReadAll(io.LimitReader(r.Body, maxFaultsBody+1))
+	if err != nil {
+		httpError(w, http.StatusBadRequest, "reading body: %v", err)
+		return
+	}
+	if len(body) > maxFaultsBody {
+		httpError(w, http.StatusRequestEntityTooLarge, "body exceeds %d bytes", maxFaultsBody)
+		return
+	}
+	v, err := h.cfg.SetFaults(body)
+	switch {
+	case errors.Is(err, ErrFaultsDisabled):
+		httpError(w, http.StatusForbidden, "%v", err)
+	case err != nil:
+		httpError(w, http.StatusBadRequest, "%v", err)
+	default:
+		writeJSON(w, http.StatusOK, v)
+	}
 }

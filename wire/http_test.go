@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/json"
 	"errors"
+	"fmt"
 	"io"
 	"net/http"
 	"net/http/httptest"
@@ -393,4 +394,41 @@ func TestHTTPQuorumParameters(t *testing.T) {
 	if o := e.be.Object("k"); o.Kind() != crdt.KindRegister {
 		t.Errorf("PUT with a quorum did not write: %v", o)
 	}
+}
+
+func TestHTTPFaults(t *testing.T) {
+	t.Parallel()
+	// Without the hooks there is no /faults.
+	e := apiStart(t, HTTPConfig{})
+	if r := e.do(t, "GET", "/faults", ""); r.status != http.StatusNotFound {
+		t.Errorf("GET /faults without hooks: %d", r.status)
+	}
+	var state = `{"blocked":[]}`
+	var got []byte
+	e = apiStart(t, HTTPConfig{
+		Faults: func() any { return json.RawMessage(state) },
+		SetFaults: func(body []byte) (any, error) {
+			got = body
+			switch string(body) {
+			case "disabled":
+				return nil, fmt.Errorf("node n1: %w", ErrFaultsDisabled)
+			case "bad":
+				return nil, errors.New("node: fault state: bad")
+			}
+			state = string(body)
+			return json.RawMessage(state), nil
+		},
+	})
+	e.do(t, "GET", "/faults", "").expect(t, http.StatusOK, `{"blocked":[]}`)
+	e.do(t, "PUT", "/faults", `{"blocked":["n3"]}`).expect(t, http.StatusOK, `{"blocked":["n3"]}`)
+	e.do(t, "GET", "/faults", "").expect(t, http.StatusOK, `{"blocked":["n3"]}`)
+	e.do(t, "PUT", "/faults", "disabled").expectError(t, http.StatusForbidden, "node n1: faults are disabled on this node; start it with --allow-faults")
+	e.do(t, "PUT", "/faults", "bad").expectError(t, http.StatusBadRequest, "node: fault state: bad")
+	got = nil
+	e.do(t, "PUT", "/faults", strings.Repeat(" ", maxFaultsBody+1)).expectError(t, http.StatusRequestEntityTooLarge, "body exceeds")
+	if got != nil {
+		t.Error("an oversized body reached SetFaults")
+	}
+	e.do(t, "POST", "/faults", "{}").expect(t, http.StatusMethodNotAllowed, "")
+	e.do(t, "GET", "/faults", "").expect(t, http.StatusOK, `{"blocked":["n3"]}`)
 }

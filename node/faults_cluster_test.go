@@ -1,0 +1,271 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"net/http"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rumor-kv/rumor/gossip"
+	"github.com/rumor-kv/rumor/wire"
+)
+
+// fastTiming detects failures in well under a second on loopback.
+var fastTiming = gossip.Timing{ProbeInterval: 100 * time.Millisecond, ProbeTimeout: 50 * time.Millisecond,
+	GossipInterval: 20 * time.Millisecond, SuspicionMult: 2, PushPull: time.Second, GossipToTheDead: 100 * time.Millisecond}
+
+func httpDo(t *testing.T, n *Node, method, path, body string) (int, string) {
+	t.Helper()
+	req, err := http.NewRequest(method, "http://"+n.HTTPAddr()+path, strings.NewReader(body))
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, strings.TrimSpace(string(b))
+}
+
+func TestFaultsOverHTTP(t *testing.T) {
+	startWith := func(allow bool) *Node {
+		n, err := Start(Config{Name: "t", DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0", Partitions: 64, AllowFaults: allow})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		return n
+	}
+	info := func(n *Node) string {
+		var b strings.Builder
+		for _, sec := range n.info() {
+			for _, f := range sec.Fields {
+				fmt.Fprintf(&b, "%s:%s\n", f[0], f[1])
+			}
+		}
+		return b.String()
+	}
+
+	off := startWith(false)
+	const state = `{"blocked":["n3","n1"],"delays":{"n2":"50ms","*":"1ms"}}`
+	if code, body := httpDo(t, off, "PUT", "/faults", state); code != 403 || body != `{"error":"faults are disabled on this node; start it with --allow-faults"}` {
+		t.Fatalf("PUT /faults on a node without AllowFaults: %d %s", code, body)
+	}
+	if code, body := httpDo(t, off, "GET", "/faults", ""); code != 200 || body != `{"enabled":false,"blocked":[],"delays":{}}` {
+		t.Fatalf("GET /faults after a refused PUT: %d %s", code, body)
+	}
+	if !off.faults.State().Empty() || !strings.Contains(info(off), "faults_enabled:0\nfaults_blocked:\nfaults_delays:\n") {
+		t.Fatalf("a refused PUT changed something: %v\n%s", off.faults.State(), info(off))
+	}
+
+	on := startWith(true)
+	if code, body := httpDo(t, on, "GET", "/faults", ""); code != 200 || body != `{"enabled":true,"blocked":[],"delays":{}}` {
+		t.Fatalf("GET /faults: %d %s", code, body)
+	}
+	want := `{"enabled":true,"blocked":["n1","n3"],"delays":{"*":"1ms","n2":"50ms"}}`
+	if code, body := httpDo(t, on, "PUT", "/faults", state); code != 200 || body != want {
+		t.Fatalf("PUT /faults: %d %s, want %s", code, body, want)
+	}
+	if code, body := httpDo(t, on, "PUT", "/faults", state); code != 200 || body != want { // idempotent
+		t.Fatalf("PUT /faults again: %d %s", code, body)
+	}
+	if !on.faults.Blocked("n3") || on.faults.Delay("n2") != 51*time.Millisecond {
+		t.Fatalf("state after PUT: %v", on.faults.State())
+	}
+	if s := info(on); !strings.Contains(s, "faults_enabled:1\nfaults_blocked:n1,n3\nfaults_delays:*=1ms,n2=50ms\n") {
+		t.Fatalf("INFO:\n%s", s)
+	}
+	for body, msg := range map[string]string{
+		`{"blocked":["n1"],"delays":{"n2":"-1s"}}`: `negative`,
+		`{"blocked":"n1"}`:                         `cannot unmarshal`,
+		`{"blocks":["n1"]}`:                        `unknown field \"blocks\"`,
+		`{"delays":{"n2":"soon"}}`:                 `\"soon\" is not a duration`,
+		`not json`:                                 `want a JSON object`,
+		``:                                         `empty`,
+	} {
+		code, resp := httpDo(t, on, "PUT", "/faults", body)
+		if code != 400 || !strings.HasPrefix(resp, `{"error":"node: fault state: `) || !strings.Contains(resp, msg) {
+			t.Errorf("PUT /faults %q: %d %s, want 400 with %s", body, code, resp, msg)
+		}
+	}
+	if code, body := httpDo(t, on, "GET", "/faults", ""); code != 200 || body != want {
+		t.Fatalf("bad PUTs changed the state: %s", body)
+	}
+	// Unknown names are fine; {} heals.
+	if code, body := httpDo(t, on, "PUT", "/faults", `{"blocked":["not-yet-a-member"]}`); code != 200 || !strings.Contains(body, "not-yet-a-member") {
+		t.Fatalf("PUT with an unknown name: %d %s", code, body)
+	}
+	if code, body := httpDo(t, on, "PUT", "/faults", `{}`); code != 200 || body != `{"enabled":true,"blocked":[],"delays":{}}` {
+		t.Fatalf("heal: %d %s", code, body)
+	}
+}
+
+// startClusterNodes starts n clustered nodes on loopback with fast
+// gossip, the rest joining the first, and waits until all see all alive.
+func startClusterNodes(t *testing.T, count int, allowFaults bool) []*Node {
+	t.Helper()
+	var nodes []*Node
+	for i := 1; i <= count; i++ {
+		cc := &ClusterConfig{GossipAddr: "127.0.0.1:0", Timing: fastTiming, Timeout: 300 * time.Millisecond}
+		if i > 1 {
+			cc.Join = []string{nodes[0].cluster.gossip.Addr()}
+		}
+		n, err := Start(Config{Name: fmt.Sprint("n", i), DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			Partitions: 64, Cluster: cc, AllowFaults: allowFaults})
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { n.Close() })
+		nodes = append(nodes, n)
+	}
+	waitFor(t, 10*time.Second, "all alive", func() bool { return allSeeAlive(nodes) })
+	return nodes
+}
+
+func allSeeAlive(nodes []*Node) bool {
+	for _, n := range nodes {
+		for _, m := range n.Cluster().Members {
+			if m.Status != "alive" {
+				return false
+			}
+		}
+		if len(n.Cluster().Members) != len(nodes) {
+			return false
+		}
+	}
+	return true
+}
+
+func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
+	t.Helper()
+	start := time.Now()
+	for !cond() {
+		if time.Since(start) > d {
+			t.Fatalf("%s: not within %v", what, d)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return time.Since(start)
+}
+
+func statusIn(n *Node, name string) string {
+	for _, m := range n.Cluster().Members {
+		if m.Name == name {
+			return m.Status
+		}
+	}
+	return "unknown"
+}
+
+func setFaults(t *testing.T, n *Node, state string) {
+	t.Helper()
+	if _, err := n.setFaults([]byte(state)); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// TestIsolatedNodeOverRealGossipAndPeers isolates n3 of three real nodes
+// the way the CLI does (n3 blocks both others, both block n3): gossip on
+// both sides sees the other failed, peer calls to n3 hang until their
+// deadline, writes reach W=2 among n1 and n2 and not W=3; a heal brings
+// all back alive; a delay holds calls back.
+func TestIsolatedNodeOverRealGossipAndPeers(t *testing.T) {
+	nodes := startClusterNodes(t, 3, true)
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
+	ctx := context.Background()
+	if err := n1.Put(ctx, []byte("before"), []byte("v"), wireOpts()); err != nil {
+		t.Fatal(err)
+	}
+
+	setFaults(t, n1, `{"blocked":["n3"]}`)
+	setFaults(t, n2, `{"blocked":["n3"]}`)
+	setFaults(t, n3, `{"blocked":["n1","n2"]}`)
+	took := waitFor(t, 20*time.Second, "both sides see the other failed", func() bool {
+		return statusIn(n1, "n3") == "failed" && statusIn(n2, "n3") == "failed" &&
+			statusIn(n3, "n1") == "failed" && statusIn(n3, "n2") == "failed"
+	})
+	t.Logf("isolated n3: both sides saw the other failed after %v (fast timing)", took.Round(10*time.Millisecond))
+	if statusIn(n1, "n2") != "alive" {
+		t.Fatalf("n1 lost n2: %+v", n1.Cluster().Members)
+	}
+
+	// A peer call to a black-holed node is not refused: it hangs until
+	// its deadline.
+	start := time.Now()
+	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+	_, err := n1.cluster.tr.Call(cctx, "n3", "get", []byte("before"))
+	cancel()
+	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took < 200*time.Millisecond {
+		t.Fatalf("call to a black-holed node: %v after %v; want the deadline's error after 200ms", err, took)
+	}
+	if _, err := n1.cluster.tr.Call(ctx, "n2", "get", []byte("before")); err != nil {
+		t.Fatalf("call to n2, not blocked: %v", err)
+	}
+	// Every key has all three nodes as replicas: W=2 is met by n1 and n2.
+	if err := n1.Put(ctx, []byte("during"), []byte("v"), wireOpts()); err != nil {
+		t.Fatalf("W=2 write on the majority side: %v", err)
+	}
+	// W=3 cannot be met, and since gossip reports n3 failed the write
+	// does not even wait for it.
+	if err := n1.Put(withW(ctx, 3), []byte("during3"), []byte("v"), wireOpts()); err == nil || !strings.Contains(err.Error(), "2 of 3") {
+		t.Fatalf("W=3 write with n3 cut off: %v; want the quorum error", err)
+	}
+	// n3 alone cannot reach W=2.
+	if err := n3.Put(ctx, []byte("lonely"), []byte("v"), wireOpts()); err == nil {
+		t.Fatal("a W=2 write on the isolated node succeeded")
+	}
+
+	for _, n := range nodes {
+		setFaults(t, n, `{}`)
+	}
+	took = waitFor(t, 20*time.Second, "all alive after heal", func() bool { return allSeeAlive(nodes) })
+	t.Logf("heal: all alive again after %v (fast timing, reconnect every %v)", took.Round(10*time.Millisecond), gossip.LocalTiming().Reconnect)
+
+	// A delay holds each call back; it adds to the delay for all.
+	setFaults(t, n1, `{"delays":{"n2":"150ms","*":"50ms"}}`)
+	start = time.Now()
+	if _, err := n1.cluster.tr.Call(ctx, "n2", "get", []byte("before")); err != nil || time.Since(start) < 200*time.Millisecond {
+		t.Fatalf("delayed call: %v after %v, want at least 200ms", err, time.Since(start))
+	}
+	cctx, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = n1.cluster.tr.Call(cctx, "n2", "get", []byte("before"))
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("a call delayed past its deadline: %v", err)
+	}
+	setFaults(t, n1, `{}`)
+	if err := n3.Put(withW(ctx, 3), []byte("after"), []byte("v"), wireOpts()); err != nil {
+		t.Fatalf("W=3 write after heal: %v", err)
+	}
+}
+
+// TestFaultsNeedAllowFaults: on a cluster node without AllowFaults the
+// control is refused and neither gossip nor peer calls are filtered.
+func TestFaultsNeedAllowFaults(t *testing.T) {
+	nodes := startClusterNodes(t, 2, false)
+	if _, err := nodes[0].setFaults([]byte(`{"blocked":["n2"]}`)); !errors.Is(err, errFaultsDisabled()) {
+		t.Fatalf("setFaults without AllowFaults: %v", err)
+	}
+	if nodes[0].cluster.tr.faults != nil {
+		t.Fatal("the peer transport consults faults on a node without AllowFaults")
+	}
+	// Even a state set behind the control's back does nothing.
+	nodes[0].faults.Set(FaultState{Blocked: []string{"n2"}})
+	if _, err := nodes[0].cluster.tr.Call(context.Background(), "n2", "get", []byte("k")); err != nil {
+		t.Fatalf("call: %v", err)
+	}
+}
+
+func wireOpts() wire.WriteOptions { return wire.WriteOptions{} }
+
+func withW(ctx context.Context, w int) context.Context {
+	return wire.WithQuorum(ctx, wire.Quorum{W: w})
+}
+
+func errFaultsDisabled() error { return wire.ErrFaultsDisabled }
