@@ -58,6 +58,7 @@ const ContextHeader = "X-Rumor-Context"
 //
 // In a cluster, ?r=n (GET), ?w=n (PUT, DELETE) and ?sloppy=yes|no set the
 // request's quorum, as R, W and SLOPPY do over RESP.
+//
 //	GET    /health    200 {"status": "ok", ...}
 //	GET    /cluster   200 members, their states and shares of partitions
 //	GET    /faults    200 the fault state: {"enabled": bool, "blocked":
