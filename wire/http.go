@@ -55,10 +55,6 @@ const ContextHeader = "X-Rumor-Context"
 //	                  "siblings": [...] and "context": token. The token is
 //	                  always in the X-Rumor-Context header. 404 if missing.
 //	DELETE /kv/{key}  204, or 404 if there was nothing; honours X-Rumor-Context.
-//
-// In a cluster, ?r=n (GET), ?w=n (PUT, DELETE) and ?sloppy=yes|no set the
-// request's quorum, as R, W and SLOPPY do over RESP.
-//
 //	GET    /health    200 {"status": "ok", ...}
 //	GET    /cluster   200 members, their states and shares of partitions
 //	GET    /faults    200 the fault state: {"enabled": bool, "blocked":
@@ -67,6 +63,9 @@ const ContextHeader = "X-Rumor-Context"
 //	                  the fault state; 200 with the new one, 400 if the
 //	                  body is not a valid state, 403 if faults are disabled
 //	GET    /metrics   Prometheus text format
+//
+// In a cluster, ?r=n (GET), ?w=n (PUT, DELETE) and ?sloppy=yes|no set the
+// request's quorum, as R, W and SLOPPY do over RESP.
 //
 // A JSON string is stored as its text, any other JSON value as its JSON
 // encoding; a value that is valid JSON (and not a bare word) is returned as
