@@ -143,8 +143,9 @@ type Config struct {
 	// before serf forgets it. Default 24 hours.
 	ReconnectTimeout time.Duration
 	// OnChange is called with the sorted member list after every change
-	// (join, failure, recovery, leave, tag update). It is called from one
-	// goroutine, in order, and must not block.
+	// (join, failure, recovery, leave, tag update), and by Notify. Calls
+	// never overlap and come in order: each list is at least as new as
+	// the one before. It must not block, nor call Notify.
 	OnChange func([]Member)
 	// Transport replaces the network, for tests (memberlist.MockNetwork).
 	Transport memberlist.NodeAwareTransport
@@ -236,6 +237,9 @@ type Gossip struct {
 	serf   *serf.Serf
 	events chan serf.Event
 	done   chan struct{}
+	// notifyMu is held from reading the members to OnChange's return, so
+	// that a list read earlier is never delivered after a newer one.
+	notifyMu sync.Mutex
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -446,10 +450,19 @@ func (g *Gossip) loop() {
 	}
 }
 
+// Notify calls Config.OnChange with the current members, in order with
+// the calls gossip makes by itself. After Join, it applies the members the
+// join brought without waiting for their events (which may come before or
+// after: either way, the last list delivered is the newest).
+func (g *Gossip) Notify() { g.notify() }
+
 func (g *Gossip) notify() {
-	if g.cfg.OnChange != nil {
-		g.cfg.OnChange(g.Members())
+	if g.cfg.OnChange == nil {
+		return
 	}
+	g.notifyMu.Lock()
+	defer g.notifyMu.Unlock()
+	g.cfg.OnChange(g.Members())
 }
 
 // slogWriter feeds serf's and memberlist's log lines to slog, at debug

@@ -178,3 +178,52 @@ func TestFailureDetectionWithLocalTiming(t *testing.T) {
 	took := eventually(t, 15*time.Second, "c seen failed", func() bool { return statusOf(nodes[0], "c") == StatusFailed })
 	t.Logf("LocalTiming: a stopped node was seen failed after %v", took)
 }
+
+// TestNotifyNeverDeliversAStaleList forces the interleaving in which a
+// member list read by Notify is still being delivered when a join's event
+// brings a newer one: the newer one must be delivered last. (Before,
+// node's startup read the list and applied it outside gossip's order, and
+// a node could be left believing a member it knew did not exist.)
+func TestNotifyNeverDeliversAStaleList(t *testing.T) {
+	var mu sync.Mutex
+	var last string
+	var armed bool
+	newer := make(chan struct{}, 1)
+	var b *Gossip
+	onChange := func(ms []Member) {
+		mu.Lock()
+		stale := armed && summary(ms) == "a=alive"
+		armed = armed && !stale
+		mu.Unlock()
+		if stale { // Notify's call, holding the list from before b joined
+			go b.Join([]string{ms[0].Addr})
+			select {
+			case <-newer: // the event's call got in first: the bug
+			case <-time.After(time.Second): // it waited for us, as it should
+			}
+		} else if strings.Contains(summary(ms), "b=alive") {
+			select {
+			case newer <- struct{}{}:
+			default:
+			}
+		}
+		mu.Lock()
+		last = summary(ms)
+		mu.Unlock()
+	}
+	a, err := New(Config{Name: "a", BindAddr: "127.0.0.1:0", Timing: testTiming, Tags: Tags{Partitions: 64}, OnChange: onChange})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { a.Shutdown() })
+	b = start(t, "b", 64, "", nil)
+	mu.Lock()
+	armed = true
+	mu.Unlock()
+	a.Notify()
+	eventually(t, 5*time.Second, "the last list delivered has b", func() bool {
+		mu.Lock()
+		defer mu.Unlock()
+		return last == "a=alive b=alive"
+	})
+}

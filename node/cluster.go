@@ -192,7 +192,7 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	}
 	// Serve with the members the join brought, not just this node: the
 	// events about them may not have been delivered yet.
-	cs.onChange(n)(g.Members())
+	g.Notify()
 	return nil
 }
 

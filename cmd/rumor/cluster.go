@@ -5,17 +5,20 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"maps"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
 	"time"
 
+	"github.com/rumor-kv/rumor/node"
 	"github.com/rumor-kv/rumor/wire"
 	"github.com/urfave/cli/v2"
 )
@@ -41,6 +44,7 @@ type clusterNode struct {
 type clusterState struct {
 	BasePort int            `json:"base_port"`
 	Nodes    []*clusterNode `json:"nodes"`
+	Faults   *faultSpec     `json:"faults,omitempty"` // see faults.go
 }
 
 func clusterCommand() *cli.Command {
@@ -59,13 +63,18 @@ func clusterCommand() *cli.Command {
 				},
 				Action: clusterUp,
 			},
-			{Name: "status", Usage: "show each node: pid, addresses, state as gossip sees it", Flags: []cli.Flag{dir, &cli.BoolFlag{Name: "json", Usage: "print JSON"}}, Action: clusterStatus},
+			{Name: "status", Usage: "show each node: pid, addresses, state as gossip sees it, what it sees of the others, its faults", Flags: []cli.Flag{dir, &cli.BoolFlag{Name: "json", Usage: "print JSON"}}, Action: clusterStatus},
 			{Name: "stop", Usage: "stop NODE with SIGTERM (it stays a member, seen as failed)", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterSignal(syscall.SIGTERM)},
 			{Name: "kill", Usage: "kill NODE with SIGKILL", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterSignal(syscall.SIGKILL)},
 			{Name: "start", Usage: "restart a stopped NODE with its data; it rejoins by itself", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterStart},
 			{Name: "add", Usage: "start one more node that joins the cluster", Flags: []cli.Flag{dir}, Action: clusterAdd},
 			{Name: "remove", Usage: "remove NODE from the cluster for good: a running node leaves and exits, a stopped one is forgotten", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterRemove},
 			{Name: "down", Usage: "stop every node (SIGTERM)", Flags: []cli.Flag{dir}, Action: clusterDown},
+			{Name: "partition", Usage: "split the cluster into groups that cannot reach each other (nodes not named form one more group): gossip and peer traffic between groups vanishes, calls time out",
+				ArgsUsage: "GROUP GROUP... (a group is node names separated by commas, e.g. n1,n2 n3)", Flags: []cli.Flag{dir}, Action: faultCommand(partitionFaults)},
+			{Name: "isolate", Usage: "cut NODE off from every other node", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: faultCommand(isolateFaults)},
+			{Name: "delay", Usage: "delay all traffic from every other node to NODE and from NODE by DURATION (0 removes it)", ArgsUsage: "NODE DURATION", Flags: []cli.Flag{dir}, Action: faultCommand(delayFaults)},
+			{Name: "heal", Usage: "remove every partition and delay", Flags: []cli.Flag{dir}, Action: faultCommand(healFaults)},
 		},
 	}
 }
@@ -76,28 +85,16 @@ func statePath(dir string) string { return filepath.Join(dir, "cluster.json") }
 // --dir after NODE too (rumor cluster kill n2 --dir d), which urfave/cli
 // leaves among the arguments.
 func nodeArgs(c *cli.Context) (node, dir string, err error) {
-	dir = c.String("dir")
-	args := c.Args().Slice()
-	for i := 0; i < len(args); i++ {
-		switch a := args[i]; {
-		case a == "--dir" || a == "-dir":
-			if i+1 == len(args) {
-				return "", "", errors.New("--dir needs a value")
-			}
-			dir = args[i+1]
-			i++
-		case strings.HasPrefix(a, "--dir="):
-			dir = strings.TrimPrefix(a, "--dir=")
-		case node == "":
-			node = a
-		default:
-			return "", "", fmt.Errorf("unexpected argument %q", a)
-		}
-	}
-	if node == "" {
+	args, dir, err := positionals(c)
+	switch {
+	case err != nil:
+		return "", "", err
+	case len(args) == 0:
 		return "", "", errors.New("name the node, e.g. n2")
+	case len(args) > 1:
+		return "", "", fmt.Errorf("unexpected argument %q", args[1])
 	}
-	return node, dir, nil
+	return args[0], dir, nil
 }
 
 func loadState(dir string) (*clusterState, error) {
@@ -184,7 +181,7 @@ func newNode(dir string, p, i int, join string, extra []string) *clusterNode {
 	n := &clusterNode{Name: name, ClientAddr: addr(0), HTTPAddr: addr(100), GossipAddr: addr(200), PeerAddr: addr(300),
 		DataDir: filepath.Join(dir, name), Log: filepath.Join(dir, name+".log"), Extra: extra}
 	n.Args = append([]string{"node", "--name", name, "--data-dir", n.DataDir, "--client-addr", n.ClientAddr,
-		"--http-addr", n.HTTPAddr, "--gossip-addr", n.GossipAddr, "--peer-addr", n.PeerAddr}, extra...)
+		"--http-addr", n.HTTPAddr, "--gossip-addr", n.GossipAddr, "--peer-addr", n.PeerAddr, "--allow-faults"}, extra...)
 	if join != "" {
 		n.Args = append(n.Args, "--join", join)
 	}
@@ -275,7 +272,7 @@ func clusterUp(c *cli.Context) error {
 	printTable(st, nil)
 	fmt.Printf("\nconnect: redis-cli -p %s   |   nc 127.0.0.1 %s   |   curl http://%s/cluster\n",
 		port(st.Nodes[0].ClientAddr), port(st.Nodes[0].ClientAddr), st.Nodes[0].HTTPAddr)
-	fmt.Printf("control: rumor cluster status|stop|kill|start|add|down --dir %s\n", dir)
+	fmt.Printf("control: rumor cluster status|stop|kill|start|add|remove|partition|isolate|delay|heal|down --dir %s\n", dir)
 	return nil
 }
 
@@ -368,34 +365,115 @@ func waitMembers(st *clusterState, n int, d time.Duration) error {
 	return nil
 }
 
-// states returns the members' states as some running node sees them.
-func states(st *clusterState) map[string]string {
-	for _, nd := range st.Nodes {
-		if alive(nd.PID) {
-			if s, err := gossipStates(nd.ClientAddr); err == nil {
-				return s
-			}
-		}
-	}
-	return nil
+// nodeStatus is one node as status shows it.
+type nodeStatus struct {
+	*clusterNode
+	Running bool `json:"running"`
+	// State is the node's state as the other running nodes see it;
+	// "alive/failed" when they disagree (most common first).
+	State string `json:"state"`
+	// View is the members' states as this node sees them.
+	View map[string]string `json:"view,omitempty"`
+	// Faults are the faults as this node reports them.
+	Faults      *node.FaultsView `json:"faults,omitempty"`
+	FaultsError string           `json:"faults_error,omitempty"`
 }
 
-func printTable(st *clusterState, gs map[string]string) {
-	if gs == nil {
-		gs = states(st)
+// collectStatus asks every running node for its view and its faults.
+func collectStatus(st *clusterState) []nodeStatus {
+	var rows []nodeStatus
+	for _, nd := range st.Nodes {
+		r := nodeStatus{clusterNode: nd, Running: alive(nd.PID)}
+		if r.Running {
+			r.View, _ = gossipStates(nd.ClientAddr)
+			if v, err := faultsRequest(nd, "GET", nil); err != nil {
+				r.FaultsError = err.Error()
+			} else {
+				r.Faults = &v
+			}
+		}
+		rows = append(rows, r)
+	}
+	for i := range rows {
+		rows[i].State = seenAs(rows, i)
+	}
+	return rows
+}
+
+// seenAs is how the other nodes' views see node i: one state if they
+// agree, "alive/failed" (most common first) if not; the node's own view
+// if no other node answered, "unknown" if none did.
+func seenAs(rows []nodeStatus, i int) string {
+	name := rows[i].Name
+	count := map[string]int{}
+	for j, r := range rows {
+		if s, ok := r.View[name]; ok && j != i {
+			count[s]++
+		}
+	}
+	if len(count) == 0 {
+		if s, ok := rows[i].View[name]; ok {
+			return s
+		}
+		return "unknown"
+	}
+	states := slices.SortedFunc(maps.Keys(count), func(a, b string) int {
+		if count[a] != count[b] {
+			return count[b] - count[a]
+		}
+		return strings.Compare(a, b)
+	})
+	return strings.Join(states, "/")
+}
+
+// sees sums up a node's view: the members it does not see alive.
+func (r nodeStatus) sees() string {
+	if !r.Running {
+		return "-"
+	}
+	if r.View == nil {
+		return "?"
+	}
+	byState := map[string][]string{}
+	for _, name := range slices.Sorted(maps.Keys(r.View)) {
+		if s := r.View[name]; s != "alive" {
+			byState[s] = append(byState[s], name)
+		}
+	}
+	if len(byState) == 0 {
+		return "all alive"
+	}
+	var parts []string
+	for _, s := range slices.Sorted(maps.Keys(byState)) {
+		parts = append(parts, strings.Join(byState[s], ",")+" "+s)
+	}
+	return strings.Join(parts, ", ")
+}
+
+func (r nodeStatus) faults() string {
+	switch {
+	case !r.Running:
+		return "-"
+	case r.Faults == nil:
+		return "?"
+	case !r.Faults.Enabled:
+		return "disabled"
+	}
+	return r.Faults.State.String()
+}
+
+func printTable(st *clusterState, rows []nodeStatus) {
+	if rows == nil {
+		rows = collectStatus(st)
 	}
 	tw := tabwriter.NewWriter(os.Stdout, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NODE\tPID\tCLIENT (RESP)\tHTTP\tGOSSIP\tPEER\tSTATE")
-	for _, nd := range st.Nodes {
+	fmt.Fprintln(tw, "NODE\tPID\tCLIENT (RESP)\tHTTP\tGOSSIP\tPEER\tSTATE\tSEES\tFAULTS")
+	for _, r := range rows {
 		pid := "-"
-		if alive(nd.PID) {
-			pid = strconv.Itoa(nd.PID)
+		if r.Running {
+			pid = strconv.Itoa(r.PID)
 		}
-		state := gs[nd.Name]
-		if state == "" {
-			state = "unknown"
-		}
-		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\n", nd.Name, pid, nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr, nd.PeerAddr, state)
+		fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\t%s\n", r.Name, pid, r.ClientAddr, r.HTTPAddr, r.GossipAddr, r.PeerAddr, r.State, r.sees(), r.faults())
 	}
 	tw.Flush()
 }
@@ -405,26 +483,30 @@ func clusterStatus(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	gs := states(st)
+	rows := collectStatus(st)
+	summary := st.Faults.summary(st.members())
 	if c.Bool("json") {
-		type row struct {
-			*clusterNode
-			Running bool   `json:"running"`
-			State   string `json:"state"`
-		}
-		var rows []row
-		for _, nd := range st.Nodes {
-			s := gs[nd.Name]
-			if s == "" {
-				s = "unknown"
+		out := struct {
+			Faults struct {
+				Summary string            `json:"summary"`
+				Groups  [][]string        `json:"groups,omitempty"` // with the rest
+				Delays  map[string]string `json:"delays,omitempty"`
+			} `json:"faults"`
+			Nodes []nodeStatus `json:"nodes"`
+		}{Nodes: rows}
+		out.Faults.Summary = summary
+		if st.Faults != nil {
+			if len(st.Faults.Groups) > 0 {
+				out.Faults.Groups = withRest(st.Faults.Groups, st.members())
 			}
-			rows = append(rows, row{nd, alive(nd.PID), s})
+			out.Faults.Delays = st.Faults.Delays
 		}
-		b, _ := json.MarshalIndent(rows, "", "  ")
+		b, _ := json.MarshalIndent(out, "", "  ")
 		fmt.Println(string(b))
 		return nil
 	}
-	printTable(st, gs)
+	printTable(st, rows)
+	fmt.Printf("\nfaults: %s\n(STATE: as the other nodes see the node, alive/failed when they disagree; SEES: the members the node does not see alive; FAULTS: as the node reports them)\n", summary)
 	return nil
 }
 
@@ -469,7 +551,7 @@ func clusterStart(c *cli.Context) error {
 		return err
 	}
 	fmt.Printf("%s started (pid %d); it rejoins the cluster through its gossip snapshot\n", nd.Name, nd.PID)
-	return nil
+	return reapplyFaults(st)
 }
 
 func clusterAdd(c *cli.Context) error {
@@ -507,7 +589,7 @@ func clusterAdd(c *cli.Context) error {
 		return err
 	}
 	fmt.Printf("%s added (pid %d): client %s, http %s, gossip %s\n", nd.Name, nd.PID, nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr)
-	return nil
+	return reapplyFaults(st)
 }
 
 func clusterRemove(c *cli.Context) error {

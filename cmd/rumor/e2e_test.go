@@ -518,6 +518,7 @@ func freeBase(t *testing.T, n int) int {
 // still work and W=3 fails with the quorum error, restart it and see it
 // rejoin, add a node, and bring everything down.
 func TestLocalClusterCommand(t *testing.T) {
+	t.Parallel()
 	dir := t.TempDir()
 	base := freeBase(t, 3)
 	run := func(args ...string) string {
@@ -536,7 +537,7 @@ func TestLocalClusterCommand(t *testing.T) {
 	if err != nil {
 		t.Fatalf("cluster up: %v\n%s", err, out)
 	}
-	if !strings.Contains(string(out), "n3") || strings.Count(string(out), "alive") != 3 {
+	if !strings.Contains(string(out), "n3") || len(regexp.MustCompile(`alive +all alive +none`).FindAll(out, -1)) != 3 {
 		t.Fatalf("cluster up printed:\n%s", out)
 	}
 	client := func(i int) *redis.Client {
@@ -574,11 +575,14 @@ func TestLocalClusterCommand(t *testing.T) {
 	run("start", "n2")
 	deadline := time.Now().Add(30 * time.Second)
 	for {
-		var rows []struct {
-			Name  string `json:"name"`
-			State string `json:"state"`
+		var status struct {
+			Nodes []struct {
+				Name  string `json:"name"`
+				State string `json:"state"`
+			} `json:"nodes"`
 		}
-		json.Unmarshal([]byte(run("status", "--json")), &rows)
+		json.Unmarshal([]byte(run("status", "--json")), &status)
+		rows := status.Nodes
 		alive := 0
 		for _, r := range rows {
 			if r.State == "alive" {
@@ -626,5 +630,204 @@ func TestLocalClusterCommand(t *testing.T) {
 	run("down")
 	if err := c1.Ping(ctx).Err(); err == nil {
 		t.Fatal("n1 still answers after cluster down")
+	}
+}
+
+// clusterStatusJSON is what `rumor cluster status --json` prints.
+type clusterStatusJSON struct {
+	Faults struct {
+		Summary string `json:"summary"`
+	} `json:"faults"`
+	Nodes []struct {
+		Name   string            `json:"name"`
+		State  string            `json:"state"`
+		View   map[string]string `json:"view"`
+		Faults *struct {
+			Enabled bool              `json:"enabled"`
+			Blocked []string          `json:"blocked"`
+			Delays  map[string]string `json:"delays"`
+		} `json:"faults"`
+	} `json:"nodes"`
+}
+
+// TestClusterFaults drives `rumor cluster partition|isolate|delay|heal`
+// on three processes: bad arguments are refused with clear errors; a
+// partition shows in status as each node reports it, the majority side
+// sees the cut-off node failed and still reaches W=2 while the minority
+// cannot; a restarted node gets its faults again; a heal brings every
+// view back to all alive; a delay slows writes; and a node started
+// without --allow-faults refuses, with nothing changed.
+func TestClusterFaults(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	base := freeBase(t, 3)
+	cluster := func(args ...string) (string, error) {
+		out, err := exec.Command(binary, append([]string{"cluster"}, append(args, "--dir", dir)...)...).CombinedOutput()
+		return string(out), err
+	}
+	run := func(args ...string) string {
+		t.Helper()
+		out, err := cluster(args...)
+		if err != nil {
+			t.Fatalf("rumor cluster %v: %v\n%s", args, err, out)
+		}
+		return out
+	}
+	status := func() clusterStatusJSON {
+		t.Helper()
+		var s clusterStatusJSON
+		if err := json.Unmarshal([]byte(run("status", "--json")), &s); err != nil {
+			t.Fatal(err)
+		}
+		return s
+	}
+	t.Cleanup(func() { exec.Command(binary, "cluster", "down", "--dir", dir).Run() })
+	if out, err := exec.Command(binary, "cluster", "up", "--dir", dir, "--base-port", fmt.Sprint(base), "--nodes", "3",
+		"--node-arg=--request-timeout=1s").CombinedOutput(); err != nil {
+		t.Fatalf("cluster up: %v\n%s", err, out)
+	}
+	client := func(i int) *redis.Client {
+		c := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", base+i-1), MaxRetries: -1})
+		t.Cleanup(func() { c.Close() })
+		return c
+	}
+	c1, c2 := client(1), client(2)
+	ctx := context.Background()
+
+	for _, tc := range []struct{ args, want string }{
+		{"partition", "name the groups"},
+		{"partition n1,n9 n2", `no node "n9" in the cluster (nodes: n1, n2, n3)`},
+		{"partition n1,n2 n2,n3", `n2 is in two groups, "n1,n2" and "n2,n3"`},
+		{"partition n1,n2,n3", "nothing to partition"},
+		{"isolate", "name one node to isolate"},
+		{"isolate n7", `no node "n7"`},
+		{"delay n2", "name a node and a duration"},
+		{"delay n2 -1s", "negative"},
+		{"heal now", "heal takes no arguments"},
+	} {
+		out, err := cluster(strings.Fields(tc.args)...)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("rumor cluster %s: %v\n%s\nwant an error saying %q", tc.args, err, out, tc.want)
+		}
+	}
+	if s := status(); s.Faults.Summary != "none" {
+		t.Fatalf("refused commands changed the faults: %+v", s.Faults)
+	}
+
+	out := run("partition", "n1", "n2,n3")
+	if !strings.Contains(out, "n1: blocks n2,n3") || !strings.Contains(out, "n2: blocks n1") {
+		t.Fatalf("partition printed:\n%s", out)
+	}
+	partitioned := time.Now()
+	var s clusterStatusJSON
+	for {
+		s = status()
+		if s.Nodes[1].View["n1"] == "failed" && s.Nodes[2].View["n1"] == "failed" {
+			break
+		}
+		if time.Since(partitioned) > 20*time.Second {
+			t.Fatalf("n2 and n3 do not see n1 failed 20s after the partition: %+v", s.Nodes)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("partition n1 | n2,n3: n2 and n3 saw n1 failed after %v", time.Since(partitioned).Round(100*time.Millisecond))
+	if s.Faults.Summary != "partition n1 | n2,n3" || s.Nodes[0].State != "failed" {
+		t.Fatalf("status: %+v, n1 %s", s.Faults, s.Nodes[0].State)
+	}
+	for i, want := range []string{"[n2 n3]", "[n1]", "[n1]"} {
+		if f := s.Nodes[i].Faults; f == nil || !f.Enabled || fmt.Sprint(f.Blocked) != want {
+			t.Fatalf("n%d reports faults %+v, want blocked %s", i+1, f, want)
+		}
+	}
+	if text := run("status"); !strings.Contains(text, "n1 failed  blocks n1") || !strings.Contains(text, "faults: partition n1 | n2,n3") {
+		t.Fatalf("status:\n%s", text)
+	}
+	// Every key has all three nodes as replicas: n2 and n3 make W=2, n1
+	// alone does not.
+	if err := c2.Set(ctx, "during", "partition", 0).Err(); err != nil {
+		t.Fatalf("W=2 write on the majority side: %v", err)
+	}
+	if err := c1.Set(ctx, "lonely", "x", 0).Err(); err == nil || !strings.Contains(err.Error(), "quorum not reached") {
+		t.Fatalf("W=2 write on the cut-off n1: %v", err)
+	}
+
+	// A restarted node forgets its faults; start applies them again.
+	run("kill", "n1")
+	if out := run("start", "n1"); !strings.Contains(out, "n1: blocks n2,n3") {
+		t.Fatalf("start during a partition printed:\n%s", out)
+	}
+	if s := status(); s.Nodes[0].Faults == nil || fmt.Sprint(s.Nodes[0].Faults.Blocked) != "[n2 n3]" {
+		t.Fatalf("the restarted n1 reports %+v", s.Nodes[0].Faults)
+	}
+
+	run("heal")
+	healed := time.Now()
+	for {
+		s = status()
+		alive := 0
+		for _, n := range s.Nodes {
+			for _, st := range n.View {
+				if st == "alive" {
+					alive++
+				}
+			}
+		}
+		if alive == 9 {
+			break
+		}
+		if time.Since(healed) > 20*time.Second {
+			t.Fatalf("not all alive 20s after heal: %+v", s.Nodes)
+		}
+		time.Sleep(100 * time.Millisecond)
+	}
+	t.Logf("heal: every node saw all alive after %v", time.Since(healed).Round(100*time.Millisecond))
+	if err := c1.Do(ctx, "SET", "after", "heal", "W", "3").Err(); err != nil {
+		t.Fatalf("W=3 write after heal: %v", err)
+	}
+	if v, err := c1.Get(ctx, "during").Result(); err != nil || v != "partition" {
+		t.Fatalf("GET through n1 of a write made during the partition: %q, %v", v, err)
+	}
+
+	// A delay on n2 holds back its calls to the others: a write it
+	// coordinates waits for one of them (W=2).
+	run("delay", "n2", "200ms")
+	s = status()
+	if s.Faults.Summary != "delay n2 200ms" || fmt.Sprint(s.Nodes[1].Faults.Delays) != "map[*:200ms]" || fmt.Sprint(s.Nodes[0].Faults.Delays) != "map[n2:200ms]" {
+		t.Fatalf("delay: %+v, n1 %+v, n2 %+v", s.Faults, s.Nodes[0].Faults, s.Nodes[1].Faults)
+	}
+	start := time.Now()
+	if err := c2.Set(ctx, "slow", "v", 0).Err(); err != nil || time.Since(start) < 200*time.Millisecond {
+		t.Fatalf("SET through the delayed n2: %v after %v, want at least 200ms", err, time.Since(start))
+	}
+	run("delay", "n2", "0")
+	if s := status(); s.Faults.Summary != "none" || len(s.Nodes[1].Faults.Delays) != 0 {
+		t.Fatalf("after delay n2 0: %+v %+v", s.Faults, s.Nodes[1].Faults)
+	}
+
+	// A node started without --allow-faults refuses PUT /faults...
+	plain := startNode(t, t.TempDir(), "--name", "plain")
+	req, _ := http.NewRequest("PUT", "http://"+plain.httpAddr+"/faults", strings.NewReader(`{"blocked":["n1"]}`))
+	resp, err := http.DefaultClient.Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != 403 || !strings.Contains(string(body), "faults are disabled on this node; start it with --allow-faults") {
+		t.Fatalf("PUT /faults without --allow-faults: %d %s", resp.StatusCode, body)
+	}
+	// ...and `rumor cluster` refuses before changing anything.
+	other := t.TempDir()
+	st := fmt.Sprintf(`{"base_port":1,"nodes":[{"name":"plain","pid":%d,"client_addr":%q,"http_addr":%q},{"name":"gone","pid":0}]}`,
+		plain.cmd.Process.Pid, plain.clientAddr, plain.httpAddr)
+	if err := os.WriteFile(filepath.Join(other, "cluster.json"), []byte(st), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	out2, err := exec.Command(binary, "cluster", "isolate", "gone", "--dir", other).CombinedOutput()
+	if err == nil || !strings.Contains(string(out2), "plain: faults are disabled on this node; start it with --allow-faults") {
+		t.Fatalf("isolate on a cluster with a node without --allow-faults: %v\n%s", err, out2)
+	}
+	if b, _ := os.ReadFile(filepath.Join(other, "cluster.json")); string(b) != st {
+		t.Fatalf("a refused command rewrote cluster.json:\n%s", b)
 	}
 }

@@ -77,6 +77,7 @@ func nodeCommand() *cli.Command {
 			&cli.DurationFlag{Name: "idle-timeout", EnvVars: env("idle-timeout"), Value: 5 * time.Minute, Usage: "close client connections idle this long; 0 never closes them"},
 			&cli.IntFlag{Name: "max-clients", EnvVars: env("max-clients"), Value: 10000, Usage: "most client connections at once"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: env("pprof"), Usage: "serve Go's profiler under /debug/pprof/ on the HTTP address (for performance work; do not expose)"},
+			&cli.BoolFlag{Name: "allow-faults", EnvVars: env("allow-faults"), Usage: "take fault injection through PUT /faults: black-hole or delay gossip and peer traffic with named nodes (for partition tests, as `rumor cluster partition` does; do not use in production)"},
 			&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info", Usage: "debug, info, warn or error"},
 		},
 		Action: runNode,
@@ -117,6 +118,7 @@ func runNode(c *cli.Context) error {
 		Logger:          logger,
 		Pprof:           c.Bool("pprof"),
 		MaxHints:        c.Int("max-hints"),
+		AllowFaults:     c.Bool("allow-faults"),
 		Server: wire.ServerConfig{
 			Limits: wire.Limits{
 				MaxArgs:    c.Int("max-args"),
