@@ -53,7 +53,7 @@ type BreakerConfig struct {
 	Failures int
 	// Cooldown is how long it stays open the first time. Default 1s.
 	Cooldown time.Duration
-	// MaxCooldown bounds the doubling of Cooldown. Default 10s.
+	// MaxCooldown bounds the doubling of Cooldown. Default 5s.
 	MaxCooldown time.Duration
 	// ProbeTimeout bounds the half-open probe. Default 1s.
 	ProbeTimeout time.Duration
@@ -67,7 +67,7 @@ func (c BreakerConfig) withDefaults() BreakerConfig {
 		c.Cooldown = time.Second
 	}
 	if c.MaxCooldown < c.Cooldown {
-		c.MaxCooldown = max(10*time.Second, c.Cooldown)
+		c.MaxCooldown = max(5*time.Second, c.Cooldown)
 	}
 	if c.ProbeTimeout <= 0 {
 		c.ProbeTimeout = time.Second
