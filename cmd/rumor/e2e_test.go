@@ -739,7 +739,7 @@ func TestClusterFaults(t *testing.T) {
 			t.Fatalf("n%d reports faults %+v, want blocked %s", i+1, f, want)
 		}
 	}
-	if text := run("status"); !strings.Contains(text, "n1 failed  blocks n1") || !strings.Contains(text, "faults: partition n1 | n2,n3") {
+	if text := run("status"); !regexp.MustCompile(`(?m)^n2 .* n1 failed +blocks n1$`).MatchString(text) || !strings.Contains(text, "faults: partition n1 | n2,n3") {
 		t.Fatalf("status:\n%s", text)
 	}
 	// Every key has all three nodes as replicas: n2 and n3 make W=2, n1
