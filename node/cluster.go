@@ -148,6 +148,9 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	if err := n.registry.Register(coordCollector{coord}); err != nil {
 		return err
 	}
+	if err := n.registry.Register(faultsCollector{n}); err != nil {
+		return err
+	}
 	peerAddr := cc.PeerAddr
 	if peerAddr == "" {
 		host, _, _ := net.SplitHostPort(n.ClientAddr())
@@ -257,6 +260,8 @@ type ClusterView struct {
 	// Requests is the coordinator's view of its peers (reachability,
 	// breakers, hints pending for each) and its repair and hint counters.
 	Requests CoordinatorStats `json:"requests"`
+	// Faults are the faults injected on this node (see Faults).
+	Faults FaultsView `json:"faults"`
 }
 
 // Cluster returns this node's view of the cluster, or nil if it runs alone.
@@ -270,7 +275,8 @@ func (n *Node) Cluster() *ClusterView {
 	cs.mu.Unlock()
 	p := cs.coord.place.Load()
 	v := &ClusterView{Self: n.cfg.Name, Partitions: n.cfg.Partitions, N: cs.coord.cfg.Replicas, R: cs.coord.cfg.R, W: cs.coord.cfg.W,
-		Sloppy: !cs.coord.cfg.Strict, Requests: cs.coord.Stats()}
+		Sloppy: !cs.coord.cfg.Strict, Requests: cs.coord.Stats(),
+		Faults: FaultsView{Enabled: n.cfg.AllowFaults, State: n.faults.State()}}
 	for _, m := range ms {
 		cm := ClusterMember{Name: m.Name, Status: m.Status.String(), ClientAddr: m.Tags.ClientAddr,
 			HTTPAddr: m.Tags.HTTPAddr, GossipAddr: m.Addr, PeerAddr: m.Tags.PeerAddr}

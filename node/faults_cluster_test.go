@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -194,12 +195,53 @@ func TestIsolatedNodeOverRealGossipAndPeers(t *testing.T) {
 	if statusIn(n1, "n2") != "alive" {
 		t.Fatalf("n1 lost n2: %+v", n1.Cluster().Members)
 	}
+	// INFO, GET /cluster and /metrics show the fault and n3's state.
+	view := n1.Cluster()
+	if !view.Faults.Enabled || !slices.Equal(view.Faults.State.Blocked, []string{"n3"}) {
+		t.Errorf("GET /cluster faults: %+v", view.Faults)
+	}
+	for _, p := range view.Requests.Peers {
+		if want := p.Name != "n3"; p.Reachable != want || p.GossipDown == want {
+			t.Errorf("GET /cluster peer %+v: want reachable=%v", p, want)
+		}
+	}
+	var info strings.Builder
+	for _, sec := range n1.info() {
+		for _, f := range sec.Fields {
+			fmt.Fprintf(&info, "%s:%s\n", f[0], f[1])
+		}
+	}
+	for _, want := range []string{"peer_n3:reachable=0,gossip_failed=1", "peer_n2:reachable=1,gossip_failed=0", "faults_blocked:n3", "hints_pending:"} {
+		if !strings.Contains(info.String(), want) {
+			t.Errorf("INFO lacks %q:\n%s", want, info.String())
+		}
+	}
+	metrics := map[string]float64{}
+	mfs, err := n1.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		for _, m := range mf.GetMetric() {
+			name := mf.GetName()
+			for _, l := range m.GetLabel() {
+				name += "/" + l.GetValue()
+			}
+			metrics[name] = m.GetGauge().GetValue() + m.GetCounter().GetValue()
+		}
+	}
+	for name, want := range map[string]float64{"rumor_fault_blocked/n3": 1, "rumor_faults_enabled": 1,
+		"rumor_peer_reachable/n3": 0, "rumor_peer_reachable/n2": 1} {
+		if got, ok := metrics[name]; !ok || got != want {
+			t.Errorf("/metrics %s = %v (present %v), want %v", name, got, ok, want)
+		}
+	}
 
 	// A peer call to a black-holed node is not refused: it hangs until
 	// its deadline.
 	start := time.Now()
 	cctx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
-	_, err := n1.cluster.tr.Call(cctx, "n3", "get", []byte("before"))
+	_, err = n1.cluster.tr.Call(cctx, "n3", "get", []byte("before"))
 	cancel()
 	if took := time.Since(start); !errors.Is(err, context.DeadlineExceeded) || took < 200*time.Millisecond {
 		t.Fatalf("call to a black-holed node: %v after %v; want the deadline's error after 200ms", err, took)

@@ -43,3 +43,29 @@ func (cc coordCollector) Collect(ch chan<- prometheus.Metric) {
 		counter(descBreakerOpened, p.BreakerOpened, p.Name)
 	}
 }
+
+// faultsCollector exports the faults injected on a node.
+type faultsCollector struct{ n *Node }
+
+var (
+	descFaultsEnabled = prometheus.NewDesc("rumor_faults_enabled", "1 if the node was started with --allow-faults.", nil, nil)
+	descFaultBlocked  = prometheus.NewDesc("rumor_fault_blocked", "1 for each node whose traffic with this one is black-holed.", []string{"peer"}, nil)
+	descFaultDelay    = prometheus.NewDesc("rumor_fault_delay_seconds", "Delay added to traffic with a node (peer \"*\": with every node).", []string{"peer"}, nil)
+)
+
+func (fc faultsCollector) Describe(ch chan<- *prometheus.Desc) {
+	ch <- descFaultsEnabled
+	ch <- descFaultBlocked
+	ch <- descFaultDelay
+}
+
+func (fc faultsCollector) Collect(ch chan<- prometheus.Metric) {
+	ch <- prometheus.MustNewConstMetric(descFaultsEnabled, prometheus.GaugeValue, float64(b2i(fc.n.cfg.AllowFaults)))
+	s := fc.n.faults.State()
+	for _, b := range s.Blocked {
+		ch <- prometheus.MustNewConstMetric(descFaultBlocked, prometheus.GaugeValue, 1, b)
+	}
+	for peer, d := range s.Delays {
+		ch <- prometheus.MustNewConstMetric(descFaultDelay, prometheus.GaugeValue, d.Seconds(), peer)
+	}
+}
