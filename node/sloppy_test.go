@@ -485,3 +485,66 @@ func TestHintStorageBound(t *testing.T) {
 		t.Fatal("no hinted copy counted as dropped")
 	}
 }
+
+// TestHintsSurviveARestartOfTheStandIn: a stand-in that restarts (its
+// store closed and opened again) still holds its hints and delivers them
+// once the replica is back.
+func TestHintsSurviveARestartOfTheStandIn(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4"}
+	dirs := map[string]string{}
+	tc := newTestClusterWith(t, names, func(name string, cfg *CoordinatorConfig, o *store.Options) {
+		dirs[name] = o.Dir
+	})
+	ctx := context.Background()
+	tc.net.Down("n4")
+	const keys = 20
+	for i := 0; i < keys; i++ {
+		if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{W: 3}), []byte(fmt.Sprint("k", i)), []byte("v"), wire.WriteOptions{}); err != nil {
+			t.Fatalf("W=3 with n4 down: %v", err)
+		}
+	}
+	var standIn string
+	for _, name := range names {
+		if tc.nodes[name].cfg.Store.Hints()["n4"] > 0 {
+			standIn = name
+			break
+		}
+	}
+	if standIn == "" {
+		t.Fatal("no stand-in holds hints for n4")
+	}
+	pending := tc.nodes[standIn].cfg.Store.Hints()["n4"]
+	// Restart the stand-in: stop its coordinator, close and reopen its store.
+	old := tc.nodes[standIn]
+	tc.net.Down(standIn)
+	old.Close()
+	if err := old.cfg.Store.Close(); err != nil {
+		t.Fatal(err)
+	}
+	st, err := store.Open(store.Options{Dir: dirs[standIn], Partitions: 64})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { st.Close() })
+	if got := st.Hints()["n4"]; got != pending {
+		t.Fatalf("after the restart %s holds %d hints for n4, before %d", standIn, got, pending)
+	}
+	cfg := old.cfg
+	cfg.Store = st
+	c, err := NewCoordinator(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(c.Close)
+	c.SetMembers(names)
+	tc.nodes[standIn] = c
+	tc.net.Register(standIn, c.HandlePeer)
+	tc.net.Register("n4", tc.nodes["n4"].HandlePeer)
+	waitFor(t, 15*time.Second, "the restarted stand-in to deliver its hints", func() bool { return tc.hintsFor("n4") == 0 })
+	for i := 0; i < keys; i++ {
+		k := fmt.Sprint("k", i)
+		if slices.Contains(tc.replicasOf(k), "n4") && tc.local(t, "n4", k) != "[v]" {
+			t.Fatalf("%s not on n4 after the handoff", k)
+		}
+	}
+}
