@@ -9,6 +9,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rumor-kv/rumor/crdt"
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
@@ -90,10 +91,21 @@ func (tc *testCluster) keyOutside(t *testing.T, node string) string {
 
 func value(t *testing.T, c *Coordinator, key string) string {
 	t.Helper()
-	o, err := c.Get(context.Background(), []byte(key))
+	return valueCtx(t, context.Background(), c, key)
+}
+
+// valueCtx reads key through c with ctx's quorum and renders its siblings.
+func valueCtx(t *testing.T, ctx context.Context, c *Coordinator, key string) string {
+	t.Helper()
+	o, err := c.Get(ctx, []byte(key))
 	if err != nil {
 		t.Fatalf("Get %s via %s: %v", key, c.cfg.Self, err)
 	}
+	return siblings(o)
+}
+
+// siblings renders a register's sibling values, sorted: "[a b]".
+func siblings(o crdt.Object) string {
 	var vals []string
 	for _, s := range o.Reg.Siblings {
 		vals = append(vals, string(s.Value))

@@ -98,12 +98,7 @@ func (tc *testCluster) local(t *testing.T, node, key string) string {
 	if err != nil {
 		t.Fatal(err)
 	}
-	var vals []string
-	for _, s := range o.Reg.Siblings {
-		vals = append(vals, string(s.Value))
-	}
-	slices.Sort(vals)
-	return fmt.Sprint(vals)
+	return siblings(o)
 }
 
 // TestPartitionIntoHalvesStaysWritableAndConverges: with the cluster cut
@@ -391,20 +386,6 @@ func TestReadRepairFixesAStaleReplica(t *testing.T) {
 			t.Errorf("%s counted %d read repairs", name, r)
 		}
 	}
-}
-
-func valueCtx(t *testing.T, ctx context.Context, c *Coordinator, key string) string {
-	t.Helper()
-	o, err := c.Get(ctx, []byte(key))
-	if err != nil {
-		t.Fatalf("Get %s via %s: %v", key, c.cfg.Self, err)
-	}
-	var vals []string
-	for _, s := range o.Reg.Siblings {
-		vals = append(vals, string(s.Value))
-	}
-	slices.Sort(vals)
-	return fmt.Sprint(vals)
 }
 
 // TestStrictNodesRefuseWhatSloppyRequestsAccept: nodes started with
