@@ -489,6 +489,22 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 
 // freeBase finds a base port whose cluster ports (P.., P+100.., P+200..,
 // P+300.. for n nodes) are all free right now.
+// clusterCmd runs `rumor cluster ARGS --dir DIR` and returns its output.
+func clusterCmd(dir string, args ...string) (string, error) {
+	out, err := exec.Command(binary, append([]string{"cluster"}, append(args, "--dir", dir)...)...).CombinedOutput()
+	return string(out), err
+}
+
+// mustCluster is clusterCmd that fails the test if the command fails.
+func mustCluster(t *testing.T, dir string, args ...string) string {
+	t.Helper()
+	out, err := clusterCmd(dir, args...)
+	if err != nil {
+		t.Fatalf("rumor cluster %v: %v\n%s", args, err, out)
+	}
+	return out
+}
+
 func freeBase(t *testing.T, n int) int {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
@@ -523,11 +539,7 @@ func TestLocalClusterCommand(t *testing.T) {
 	base := freeBase(t, 3)
 	run := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(binary, append([]string{"cluster"}, append(args, "--dir", dir)...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("rumor cluster %v: %v\n%s", args, err, out)
-		}
-		return string(out)
+		return mustCluster(t, dir, args...)
 	}
 	t.Cleanup(func() {
 		exec.Command(binary, "cluster", "down", "--dir", dir).Run()
@@ -661,17 +673,10 @@ func TestClusterFaults(t *testing.T) {
 	t.Parallel()
 	dir := t.TempDir()
 	base := freeBase(t, 3)
-	cluster := func(args ...string) (string, error) {
-		out, err := exec.Command(binary, append([]string{"cluster"}, append(args, "--dir", dir)...)...).CombinedOutput()
-		return string(out), err
-	}
+	cluster := func(args ...string) (string, error) { return clusterCmd(dir, args...) }
 	run := func(args ...string) string {
 		t.Helper()
-		out, err := cluster(args...)
-		if err != nil {
-			t.Fatalf("rumor cluster %v: %v\n%s", args, err, out)
-		}
-		return out
+		return mustCluster(t, dir, args...)
 	}
 	status := func() clusterStatusJSON {
 		t.Helper()

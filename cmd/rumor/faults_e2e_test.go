@@ -164,11 +164,7 @@ func TestFaultsKeepEveryAcknowledgedWrite(t *testing.T) {
 	base := freeBase(t, 5)
 	run := func(args ...string) string {
 		t.Helper()
-		out, err := exec.Command(binary, append([]string{"cluster"}, append(args, "--dir", dir)...)...).CombinedOutput()
-		if err != nil {
-			t.Fatalf("rumor cluster %v: %v\n%s", args, err, out)
-		}
-		return string(out)
+		return mustCluster(t, dir, args...)
 	}
 	t.Cleanup(func() { exec.Command(binary, "cluster", "down", "--dir", dir).Run() })
 	run("up", "--base-port", fmt.Sprint(base), "--nodes", "5")
