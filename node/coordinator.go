@@ -189,6 +189,10 @@ type QuorumError struct {
 	Replicas int    // N for the key
 }
 
+// Unavailable marks it as the cluster's state, not the request's fault
+// (wire.Unavailable: HTTP 503).
+func (e *QuorumError) Unavailable() bool { return true }
+
 func (e *QuorumError) Error() string {
 	return fmt.Sprintf("quorum not reached for %s: %d of %d required replicas answered (%d replicas)", e.Op, e.Got, e.Need, e.Replicas)
 }
@@ -528,6 +532,8 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 	}
 	return nil, c.replicate(ctx, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
 }
+
+var _ wire.Unavailable = (*QuorumError)(nil)
 
 var (
 	errNotReplica         = errors.New("node: this node is not a replica of the key (placement changed); retry")

@@ -16,6 +16,11 @@ var (
 	ErrFaultsDisabled = errors.New("faults are disabled on this node; start it with --allow-faults")
 )
 
+// Unavailable is implemented by errors that mean the cluster could not
+// serve the request now (too few replicas answered) rather than that the
+// request or the node is at fault; HTTP answers them with 503.
+type Unavailable interface{ Unavailable() bool }
+
 // WriteOptions qualify a write.
 type WriteOptions struct {
 	// Context, when HasContext is set, is the causal context the client

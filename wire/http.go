@@ -140,9 +140,16 @@ func (h *httpAPI) backendError(w http.ResponseWriter, err error) {
 	switch {
 	case errors.Is(err, ErrWrongType):
 		httpError(w, http.StatusConflict, "%s", ErrWrongType.Error())
+	case isUnavailable(err):
+		httpError(w, http.StatusServiceUnavailable, "%v", err)
 	default:
 		httpError(w, http.StatusInternalServerError, "%v", err)
 	}
+}
+
+func isUnavailable(err error) bool {
+	var u Unavailable
+	return errors.As(err, &u) && u.Unavailable()
 }
 
 func (h *httpAPI) key(w http.ResponseWriter, r *http.Request) ([]byte, bool) {

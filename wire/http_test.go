@@ -297,6 +297,9 @@ func TestHTTPErrors(t *testing.T) {
 		}
 	}
 
+	e.be.SetErr(fmt.Errorf("read: %w", unavailableErr{}))
+	e.do(t, "GET", "/kv/k", "").expect(t, http.StatusServiceUnavailable, `{"error":"read: 1 of 2 replicas answered"}`)
+	e.do(t, "PUT", "/kv/k", `"v"`).expect(t, http.StatusServiceUnavailable, `{"error":"read: 1 of 2 replicas answered"}`)
 	e.be.SetErr(errors.New("store: disk on fire"))
 	e.do(t, "GET", "/kv/k", "").expect(t, http.StatusInternalServerError, `{"error":"store: disk on fire"}`)
 	e.do(t, "PUT", "/kv/k", `"v"`).expect(t, http.StatusInternalServerError, `{"error":"store: disk on fire"}`)
@@ -432,3 +435,9 @@ func TestHTTPFaults(t *testing.T) {
 	e.do(t, "POST", "/faults", "{}").expect(t, http.StatusMethodNotAllowed, "")
 	e.do(t, "GET", "/faults", "").expect(t, http.StatusOK, `{"blocked":["n3"]}`)
 }
+
+// unavailableErr stands for a coordinator's quorum error.
+type unavailableErr struct{}
+
+func (unavailableErr) Error() string     { return "1 of 2 replicas answered" }
+func (unavailableErr) Unavailable() bool { return true }
