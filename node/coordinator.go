@@ -638,11 +638,13 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 				standIn(r.slot)
 			}
 		case <-hedge.C:
-			// Every copy still unacknowledged gets one more stand-in, and
-			// again after each WriteHedge while spares last: a black-holed
-			// stand-in costs the write one more hedge delay, not the timeout.
+			// Every other copy still unacknowledged gets one more stand-in,
+			// and again after each WriteHedge while spares last: a
+			// black-holed stand-in costs the write one more hedge delay, not
+			// the timeout. The local copy is only waiting for its fsync,
+			// which a stand-in would wait for too.
 			for i := range copies {
-				if !acked[i] {
+				if !acked[i] && i != local {
 					standIn(i)
 				}
 			}

@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
@@ -526,6 +528,49 @@ func TestHintsSurviveARestartOfTheStandIn(t *testing.T) {
 		k := fmt.Sprint("k", i)
 		if slices.Contains(tc.replicasOf(k), "n4") && tc.local(t, "n4", k) != "[v]" {
 			t.Fatalf("%s not on n4 after the handoff", k)
+		}
+	}
+}
+
+// slowSync delays every fsync by d: a slow disk.
+type slowSync struct{ d time.Duration }
+
+func (s slowSync) String() string { return "slowSync" }
+
+func (s slowSync) MaybeError(op errorfs.Op) error {
+	switch op.Kind {
+	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
+		time.Sleep(s.d) // the disk's latency, not a wait for the world
+	}
+	return nil
+}
+
+// TestSlowLocalSyncIsNotHedged: a W=3 coordinator whose own fsync is slower
+// than the write hedge waits for it rather than handing its copy to a
+// stand-in (which would fsync too, and leave a hint for every write).
+func TestSlowLocalSyncIsNotHedged(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4"}
+	tc := newTestClusterWith(t, names, func(name string, cfg *CoordinatorConfig, o *store.Options) {
+		o.Sync = true
+		if name == "n1" {
+			o.FS = errorfs.Wrap(vfs.Default, slowSync{200 * time.Millisecond})
+		}
+	})
+	ctx := context.Background()
+	var k string
+	for i := 0; ; i++ { // a key n1 coordinates
+		if k = fmt.Sprint("k", i); tc.replicasOf(k)[0] == "n1" {
+			break
+		}
+	}
+	for i := 0; i < 3; i++ {
+		if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{W: 3}), []byte(k), []byte(fmt.Sprint("v", i)), wire.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, c := range tc.nodes {
+		if h := c.Stats().HintedWrites; h != 0 {
+			t.Fatalf("%s counted %d hinted copies for writes with every replica up", c.cfg.Self, h)
 		}
 	}
 }
