@@ -163,11 +163,14 @@ func (c *Coordinator) SetDown(names []string) {
 	for _, n := range names {
 		m[n] = true
 	}
+	var back []string
 	for n := range *c.down.Swap(&m) {
 		if !m[n] {
 			c.tr.reset(n) // back: try it at once
+			back = append(back, n)
 		}
 	}
+	c.revive(back)
 	c.kickHandoff()
 }
 

@@ -65,6 +65,9 @@ type handoff struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	backoff   map[string]*targetBackoff
+
+	mu      sync.Mutex
+	revived map[string]bool // targets gossip saw come back: their backoff is over
 }
 
 type targetBackoff struct {
@@ -80,6 +83,19 @@ func (c *Coordinator) startHandoff() {
 		return
 	}
 	go c.handoffLoop()
+}
+
+// revive ends the backoff of targets gossip has just seen come back, so
+// their hints go at the next pass instead of after up to MaxBackoff.
+func (c *Coordinator) revive(names []string) {
+	c.handoff.mu.Lock()
+	if c.handoff.revived == nil {
+		c.handoff.revived = map[string]bool{}
+	}
+	for _, n := range names {
+		c.handoff.revived[n] = true
+	}
+	c.handoff.mu.Unlock()
 }
 
 // kickHandoff makes the loop run soon (membership changed).
@@ -127,6 +143,12 @@ func (c *Coordinator) handoffPass(budget int) {
 		return
 	}
 	members := p.Members()
+	c.handoff.mu.Lock()
+	for n := range c.handoff.revived {
+		delete(c.handoff.backoff, n)
+	}
+	c.handoff.revived = nil
+	c.handoff.mu.Unlock()
 	targets := c.cfg.Store.Hints()
 	names := make([]string, 0, len(targets))
 	for t, n := range targets {

@@ -76,6 +76,15 @@ func TestHandoffBacksOffAndIsBounded(t *testing.T) {
 	if st.HintCount() != 10 {
 		t.Fatalf("failed deliveries deleted hints: %d left", st.HintCount())
 	}
+	// Gossip seeing the target go and come back ends its backoff.
+	c.handoffPass(100)
+	before := merges()
+	c.SetDown([]string{"n2"})
+	c.SetDown(nil)
+	c.handoffPass(100)
+	if merges() != before+1 {
+		t.Fatalf("after gossip saw n2 come back: %d tries, want one at once", merges()-before)
+	}
 	mu.Lock()
 	up = true
 	mu.Unlock()
@@ -96,7 +105,7 @@ func TestHandoffBacksOffAndIsBounded(t *testing.T) {
 	o.Reg = o.Reg.Update(1, o.Reg.Context, []byte("w"), false, 2)
 	st.MergeHinted(0, []byte("k0"), o, "n2")
 	c.SetDown([]string{"n2"})
-	before := merges()
+	before = merges()
 	c.handoffPass(100)
 	if merges() != before {
 		t.Fatal("handoff tried a target gossip reports failed")
