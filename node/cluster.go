@@ -33,6 +33,9 @@ type ClusterConfig struct {
 	Timeout time.Duration
 	// Strict turns sloppy quorum off by default (CoordinatorConfig.Strict).
 	Strict bool
+	// ReadRepairChance is CoordinatorConfig.ReadRepairChance (default
+	// 0.1, negative never).
+	ReadRepairChance float64
 	// Timing is gossip's failure detector profile (default LocalTiming).
 	Timing gossip.Timing
 }
@@ -131,7 +134,8 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	coord, err := NewCoordinator(CoordinatorConfig{
 		Self: n.cfg.Name, Store: n.st, Transport: cs.tr,
 		Replicas: cc.Replicas, R: cc.R, W: cc.W, Timeout: cc.Timeout, Strict: cc.Strict,
-		Clock: n.cfg.Clock, Logger: n.cfg.Logger,
+		ReadRepairChance: cc.ReadRepairChance,
+		Clock:            n.cfg.Clock, Logger: n.cfg.Logger,
 	})
 	if err != nil {
 		return err
@@ -326,6 +330,7 @@ func (n *Node) clusterInfo() wire.InfoSection {
 	u := func(x uint64) string { return strconv.FormatUint(x, 10) }
 	sec.Fields = append(sec.Fields,
 		[2]string{"sloppy_quorum", map[bool]string{true: "1", false: "0"}[v.Sloppy]},
+		[2]string{"read_repair_chance", strconv.FormatFloat(max(n.cluster.coord.cfg.ReadRepairChance, 0), 'g', -1, 64)},
 		[2]string{"hints_pending", strconv.Itoa(pending)},
 		[2]string{"hinted_writes", u(st.HintedWrites)},
 		[2]string{"hints_delivered", u(st.HintsDelivered)},

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math/rand/v2"
 	"slices"
 	"strconv"
 	"sync/atomic"
@@ -39,6 +40,12 @@ type CoordinatorConfig struct {
 	// HedgeAfter is how long a read waits for the replicas it asked before
 	// asking one more. Default 20ms.
 	HedgeAfter time.Duration
+	// ReadRepairChance is the share of reads that, after answering, also
+	// ask the preferred replicas they did not need and repair them, as
+	// Cassandra's read_repair_chance: a read asks only R copies, so without
+	// it the others are repaired only by hints and anti-entropy. Default
+	// 0.1; negative never.
+	ReadRepairChance float64
 	// Strict turns sloppy quorum off by default (a request may still ask
 	// for it with SLOPPY yes): only the preferred replicas count towards R
 	// and W, and a write fails rather than leave a hint.
@@ -125,6 +132,9 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	}
 	if cfg.HedgeAfter == 0 {
 		cfg.HedgeAfter = 20 * time.Millisecond
+	}
+	if cfg.ReadRepairChance == 0 {
+		cfg.ReadRepairChance = 0.1
 	}
 	if cfg.WriteHedge == 0 {
 		cfg.WriteHedge = 50 * time.Millisecond
@@ -334,6 +344,13 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 						c.readRepair(part, key, g.from.node, merged)
 					}
 				}
+				if c.cfg.ReadRepairChance > 0 && rand.Float64() < c.cfg.ReadRepairChance {
+					for _, s := range remotes {
+						if s.hintFor == "" { // a preferred replica this read did not ask
+							c.checkReplica(key, s.node, merged)
+						}
+					}
+				}
 				return merged, nil
 			}
 		case <-hedge.C:
@@ -345,6 +362,41 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		}
 	}
 	return crdt.Object{}, &QuorumError{Op: "read", Got: len(got), Need: need, Replicas: n}
+}
+
+// checkReplica asks a replica a read did not need for its object, in the
+// background, and repairs it if merged dominates it (ReadRepairChance).
+// It takes a repair slot, so Close waits for it; with none free it skips.
+func (c *Coordinator) checkReplica(key []byte, to string, merged crdt.Object) {
+	select {
+	case c.repairs <- struct{}{}:
+	default:
+		c.stats.repairsSkipped.Add(1)
+		return
+	}
+	key = bytes.Clone(key)
+	go func() {
+		defer func() { <-c.repairs }()
+		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+		defer cancel()
+		res, err := c.tr.Call(ctx, to, "get", key)
+		if err != nil || len(res) != 1 {
+			return
+		}
+		var o crdt.Object
+		if len(res[0]) > 0 {
+			if o, err = crdt.Decode(res[0]); err != nil {
+				return
+			}
+		}
+		if o.Descends(merged) {
+			return
+		}
+		c.stats.readRepairs.Add(1)
+		if _, err := c.tr.Call(ctx, to, "merge", key, merged.Encode()); err != nil {
+			c.cfg.Logger.Debug("read repair failed", "replica", to, "err", err)
+		}
+	}()
 }
 
 // readRepair sends merged to a preferred replica whose answer it

@@ -10,6 +10,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+	"github.com/rumor-kv/rumor/crdt"
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
@@ -101,6 +102,23 @@ func (tc *testCluster) local(t *testing.T, node, key string) string {
 		t.Fatal(err)
 	}
 	return siblings(o)
+}
+
+// missedBy stores the value "v" for key on every node but missing, as a
+// write that missing missed leaves it (written straight into the stores:
+// a coordinator's late call could still reach missing).
+func (tc *testCluster) missedBy(t *testing.T, key, missing string) {
+	t.Helper()
+	var o crdt.Object
+	o.Reg = o.Reg.Update(tc.nodes[tc.names[0]].cfg.Store.Actor(), o.Reg.Context, []byte("v"), false, 1)
+	for _, name := range tc.names {
+		if name == missing {
+			continue
+		}
+		if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte(key), 64), []byte(key), o); err != nil {
+			t.Fatal(err)
+		}
+	}
 }
 
 // TestPartitionIntoHalvesStaysWritableAndConverges: with the cluster cut
@@ -367,14 +385,7 @@ func TestReadRepairFixesAStaleReplica(t *testing.T) {
 		cfg.Handoff.Interval = -1
 	})
 	ctx := context.Background()
-	tc.net.Down("n3")
-	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), wire.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	tc.net.Register("n3", tc.nodes["n3"].HandlePeer)
-	if got := tc.local(t, "n3", "k"); got != "[]" {
-		t.Fatalf("n3 has the write it missed before any read: %s", got)
-	}
+	tc.missedBy(t, "k", "n3")
 	all := wire.WithQuorum(ctx, wire.Quorum{R: 3})
 	if got := valueCtx(t, all, tc.nodes["n3"], "k"); got != "[v]" {
 		t.Fatalf("R=3 via n3: %s", got)
@@ -572,5 +583,39 @@ func TestSlowLocalSyncIsNotHedged(t *testing.T) {
 		if h := c.Stats().HintedWrites; h != 0 {
 			t.Fatalf("%s counted %d hinted copies for writes with every replica up", c.cfg.Self, h)
 		}
+	}
+}
+
+// TestReadRepairChanceReachesReplicasTheReadSkipped: a read asks only R
+// copies; with ReadRepairChance it also checks the others afterwards and
+// repairs the one that missed a write.
+func TestReadRepairChanceReachesReplicasTheReadSkipped(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	for _, chance := range []float64{-1, 1} {
+		tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+			cfg.Handoff.Interval = -1
+			cfg.ReadRepairChance = chance
+			cfg.HedgeAfter = time.Hour // no hedged ask of n3 either
+		})
+		var k string
+		for i := 0; ; i++ { // a key whose last replica is n3: reads via n1 ask n1 and n2
+			if k = fmt.Sprint("k", i); tc.replicasOf(k)[2] == "n3" && tc.replicasOf(k)[0] == "n1" {
+				break
+			}
+		}
+		tc.missedBy(t, k, "n3")
+		if got := value(t, tc.nodes["n1"], k); got != "[v]" {
+			t.Fatalf("R=2 via n1: %s", got)
+		}
+		if chance < 0 {
+			// Only the asked copies are repaired: close n1 (which waits for
+			// any repair in flight) and check n3 still lacks the write.
+			tc.nodes["n1"].Close()
+			if got := tc.local(t, "n3", k); got != "[]" {
+				t.Fatalf("without read repair chance n3 was repaired: %s", got)
+			}
+			continue
+		}
+		waitFor(t, 15*time.Second, "n3 to be repaired by a read that did not need it", func() bool { return tc.local(t, "n3", k) == "[v]" })
 	}
 }

@@ -435,7 +435,7 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 			args = append(args, "--join", nodes[0].gossipAddr)
 		}
 		if i == 3 {
-			args = append(args, "--sloppy=false")
+			args = append(args, "--sloppy=false", "--read-repair-chance=0")
 		}
 		nodes = append(nodes, startNode(t, filepath.Join(dir, fmt.Sprint("n", i)), args...))
 	}
@@ -454,9 +454,9 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 			time.Sleep(50 * time.Millisecond)
 		}
 	}
-	for i, want := range []string{"sloppy_quorum:1", "sloppy_quorum:1", "sloppy_quorum:0"} {
-		if info := clients[i].Info(ctx, "cluster").Val(); !strings.Contains(info, want) {
-			t.Fatalf("n%d (--sloppy=false on n3 only): no %s in\n%s", i+1, want, info)
+	for i, want := range []string{"sloppy_quorum:1", "sloppy_quorum:1", "sloppy_quorum:0", "read_repair_chance:0.1", "read_repair_chance:0.1", "read_repair_chance:0"} {
+		if info := clients[i%3].Info(ctx, "cluster").Val(); !strings.Contains(info, want+"\r\n") {
+			t.Fatalf("n%d (--sloppy=false --read-repair-chance=0 on n3 only): no %s in\n%s", i%3+1, want, info)
 		}
 	}
 	if err := clients[0].Set(ctx, "user:1", "alice", 0).Err(); err != nil {

@@ -60,6 +60,7 @@ func nodeCommand() *cli.Command {
 			&cli.IntFlag{Name: "r", EnvVars: env("r"), Value: 2, Usage: "R, replicas a read waits for (cluster)"},
 			&cli.IntFlag{Name: "w", EnvVars: env("w"), Value: 2, Usage: "W, replicas a write waits for, this one included (cluster)"},
 			&cli.BoolFlag{Name: "sloppy", EnvVars: env("sloppy"), Value: true, Usage: "sloppy quorum: count stand-ins holding hinted copies for unreachable replicas towards R and W; false demands the preferred replicas (a request may override it with SLOPPY yes|no) (cluster)"},
+			&cli.Float64Flag{Name: "read-repair-chance", EnvVars: env("read-repair-chance"), Value: 0.1, Usage: "share of reads that also check, and repair, the replicas they did not need to ask; 0 never (cluster)"},
 			&cli.IntFlag{Name: "max-hints", EnvVars: env("max-hints"), Value: 1000000, Usage: "most hinted copies this node keeps for unreachable replicas; past it a stand-in copy is refused and counted as dropped (cluster)"},
 			&cli.DurationFlag{Name: "request-timeout", EnvVars: env("request-timeout"), Value: time.Second, Usage: "bound on a request's calls to other nodes (cluster)"},
 			&cli.IntFlag{Name: "partitions", EnvVars: env("partitions"), Value: ring.DefaultPartitions, Usage: "number of partitions Q, a power of two; fixed when the data directory is created"},
@@ -144,7 +145,10 @@ func runNode(c *cli.Context) error {
 		cfg.Cluster = &node.ClusterConfig{
 			GossipAddr: addr, PeerAddr: c.String("peer-addr"), Join: join,
 			Replicas: c.Int("replicas"), R: c.Int("r"), W: c.Int("w"), Timeout: c.Duration("request-timeout"),
-			Strict: !c.Bool("sloppy"),
+			Strict: !c.Bool("sloppy"), ReadRepairChance: c.Float64("read-repair-chance"),
+		}
+		if cfg.Cluster.ReadRepairChance <= 0 {
+			cfg.Cluster.ReadRepairChance = -1 // the flag's 0 is never, the config's is the default
 		}
 	} else if len(c.StringSlice("join")) > 0 {
 		return fmt.Errorf("--join needs --gossip-addr")
