@@ -342,60 +342,24 @@ func TestHintedWritesSurviveCrash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var mu sync.Mutex
-		acked := map[string]int{} // key: highest acknowledged counter value
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for n := 1; ; n++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					i := n % 40
-					k := fmt.Sprintf("w%d-k%d", w, i)
-					var err error
-					if w%2 == 0 {
-						// The coordinator's way: the sync is waited for later.
-						var wait func() error
-						_, err = s.UpdateHinted(uint32(i%16), []byte(k), target(i), func(cur crdt.Object, _ bool) (crdt.Object, error) {
-							return crdt.Merge(cur, counter(n)), nil
-						}, func(w func() error) { wait = w })
-						if err == nil {
-							err = wait()
-						}
-					} else {
-						_, err = s.MergeHinted(uint32(i%16), []byte(k), counter(n), target(i))
-					}
-					if err != nil {
-						return
-					}
-					mu.Lock()
-					acked[k] = n
-					mu.Unlock()
+		// For each key acknowledged before the crash: its highest counter value.
+		want, crashed := crashMidStream(t, s, fs, rng, func(w, n int) (string, error) {
+			i := n % 40
+			k := fmt.Sprintf("w%d-k%d", w, i)
+			if w%2 == 0 {
+				// The coordinator's way: the sync is waited for later.
+				var wait func() error
+				_, err := s.UpdateHinted(uint32(i%16), []byte(k), target(i), func(cur crdt.Object, _ bool) (crdt.Object, error) {
+					return crdt.Merge(cur, counter(n)), nil
+				}, func(w func() error) { wait = w })
+				if err == nil {
+					err = wait()
 				}
-			}()
-		}
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			mu.Lock()
-			n := len(acked)
-			mu.Unlock()
-			if n >= 100 || time.Now().After(deadline) {
-				break
+				return k, err
 			}
-			time.Sleep(time.Millisecond)
-		}
-		mu.Lock()
-		want := maps.Clone(acked)
-		mu.Unlock()
-		crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(100), RNG: rand.New(rand.NewPCG(rng.Uint64(), 0))})
-		close(stop)
-		wg.Wait()
-		s.Close()
+			_, err := s.MergeHinted(uint32(i%16), []byte(k), counter(n), target(i))
+			return k, err
+		})
 
 		r, err := Open(Options{Dir: "/db", Partitions: 16, Sync: true, FS: crashed})
 		if err != nil {

@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"math/rand/v2"
 	"runtime"
 	"sync"
@@ -175,54 +176,14 @@ func TestSyncedWritesSurviveCrash(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		var mu sync.Mutex
-		acked := map[string]string{}
-		stop := make(chan struct{})
-		var wg sync.WaitGroup
-		for w := 0; w < 4; w++ {
-			wg.Add(1)
-			go func() {
-				defer wg.Done()
-				for i := 0; ; i++ {
-					select {
-					case <-stop:
-						return
-					default:
-					}
-					k, v := fmt.Sprintf("w%d-k%d", w, i%50), fmt.Sprintf("v%d", i)
-					_, err := s.Update(uint32(i%16), []byte(k), func(cur crdt.Object, _ bool) (crdt.Object, error) {
-						cur.Reg = cur.Reg.Update(s.Actor(), cur.Reg.Context, []byte(v), false, int64(i))
-						return cur, nil
-					})
-					if err != nil {
-						return
-					}
-					mu.Lock()
-					acked[k] = v
-					mu.Unlock()
-				}
-			}()
-		}
-		// Crash once enough writes were acknowledged.
-		for deadline := time.Now().Add(10 * time.Second); ; {
-			mu.Lock()
-			n := len(acked)
-			mu.Unlock()
-			if n >= 100 || time.Now().After(deadline) {
-				break
-			}
-			time.Sleep(time.Millisecond)
-		}
-		mu.Lock()
-		want := make(map[string]string, len(acked))
-		for k, v := range acked {
-			want[k] = v
-		}
-		mu.Unlock()
-		crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(100), RNG: rand.New(rand.NewPCG(rng.Uint64(), 0))})
-		close(stop)
-		wg.Wait()
-		s.Close()
+		want, crashed := crashMidStream(t, s, fs, rng, func(w, i int) (string, error) {
+			k, v := fmt.Sprintf("w%d-k%d", w, i%50), fmt.Sprintf("v%d", i)
+			_, err := s.Update(uint32(i%16), []byte(k), func(cur crdt.Object, _ bool) (crdt.Object, error) {
+				cur.Reg = cur.Reg.Update(s.Actor(), cur.Reg.Context, []byte(v), false, int64(i))
+				return cur, nil
+			})
+			return k, err
+		})
 
 		r, err := Open(Options{Dir: "/db", Partitions: 16, Sync: true, FS: crashed})
 		if err != nil {
@@ -232,9 +193,8 @@ func TestSyncedWritesSurviveCrash(t *testing.T) {
 			t.Fatalf("round %d: the actor id was kept across a crash", round)
 		}
 		lost := 0
-		for k, v := range want {
-			var i int
-			fmt.Sscanf(v, "v%d", &i)
+		for k, i := range want {
+			v := fmt.Sprintf("v%d", i)
 			o, _, err := r.Get(uint32(i%16), []byte(k))
 			if err != nil {
 				t.Fatal(err)
@@ -255,6 +215,57 @@ func TestSyncedWritesSurviveCrash(t *testing.T) {
 			t.Fatalf("round %d: %d of %d acknowledged writes lost", round, lost, len(want))
 		}
 	}
+}
+
+// crashMidStream runs four writers against s, on pebble's crashable
+// filesystem fs, each calling write(writer, i) for i = 1, 2, ... until it
+// fails, and crashes fs once 100 keys have acknowledged writes (or 10s
+// passed). It returns, for every key acknowledged before the crash, the
+// last i acknowledged, and the crashed filesystem to reopen; s is closed.
+func crashMidStream(t *testing.T, s *Store, fs *vfs.MemFS, rng *rand.Rand, write func(w, i int) (string, error)) (map[string]int, *vfs.MemFS) {
+	t.Helper()
+	var mu sync.Mutex
+	acked := map[string]int{}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	for w := 0; w < 4; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 1; ; i++ {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				k, err := write(w, i)
+				if err != nil {
+					return
+				}
+				mu.Lock()
+				acked[k] = i
+				mu.Unlock()
+			}
+		}()
+	}
+	// Crash once enough writes were acknowledged (poll with a deadline).
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		mu.Lock()
+		n := len(acked)
+		mu.Unlock()
+		if n >= 100 || time.Now().After(deadline) {
+			break
+		}
+		time.Sleep(time.Millisecond)
+	}
+	mu.Lock()
+	want := maps.Clone(acked)
+	mu.Unlock()
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: rng.IntN(100), RNG: rand.New(rand.NewPCG(rng.Uint64(), 0))})
+	close(stop)
+	wg.Wait()
+	s.Close()
+	return want, crashed
 }
 
 // TestObjectCacheNeverServesStaleObjects runs readers against writers with
