@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/memberlist"
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
 // addrFilter black-holes and delays by address; safe for concurrent use.
@@ -261,7 +262,7 @@ func filteredTrio(t *testing.T, timing Timing) ([]*Gossip, []*addrFilter) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "all alive", func() bool { return allAlive(nodes) })
+	testutil.Eventually(t, 10*time.Second, "all alive", func() bool { return allAlive(nodes) })
 	return nodes, filters
 }
 
@@ -291,7 +292,7 @@ func TestIsolateAndHeal(t *testing.T) {
 	nodes, filters := filteredTrio(t, testTiming)
 	a, b, c := nodes[0], nodes[1], nodes[2]
 	isolateC(nodes, filters)
-	took := eventually(t, 20*time.Second, "both sides see the other failed", func() bool {
+	took := testutil.Eventually(t, 20*time.Second, "both sides see the other failed", func() bool {
 		return statusOf(a, "c") == StatusFailed && statusOf(b, "c") == StatusFailed &&
 			statusOf(c, "a") == StatusFailed && statusOf(c, "b") == StatusFailed
 	})
@@ -302,7 +303,7 @@ func TestIsolateAndHeal(t *testing.T) {
 	for _, f := range filters {
 		f.heal()
 	}
-	took = eventually(t, 20*time.Second, "all alive after heal", func() bool { return allAlive(nodes) })
+	took = testutil.Eventually(t, 20*time.Second, "all alive after heal", func() bool { return allAlive(nodes) })
 	t.Logf("test timing, reconnect every %v: heal -> every member sees all alive after %v", LocalTiming().Reconnect, took.Round(10*time.Millisecond))
 }
 
@@ -317,14 +318,14 @@ func TestIsolateAndHealWithLocalTiming(t *testing.T) {
 	nodes, filters := filteredTrio(t, LocalTiming())
 	a, b := nodes[0], nodes[1]
 	isolateC(nodes, filters)
-	took := eventually(t, 20*time.Second, "the majority sees c failed", func() bool {
+	took := testutil.Eventually(t, 20*time.Second, "the majority sees c failed", func() bool {
 		return statusOf(a, "c") == StatusFailed && statusOf(b, "c") == StatusFailed
 	})
 	t.Logf("LocalTiming: isolated -> the majority sees it failed after %v", took.Round(10*time.Millisecond))
 	for _, f := range filters {
 		f.heal()
 	}
-	took = eventually(t, 20*time.Second, "all alive after heal", func() bool { return allAlive(nodes) })
+	took = testutil.Eventually(t, 20*time.Second, "all alive after heal", func() bool { return allAlive(nodes) })
 	t.Logf("LocalTiming: heal -> every member sees all alive after %v", took.Round(10*time.Millisecond))
 }
 
@@ -360,7 +361,7 @@ func TestFilterShutdownWhilePacketsArrive(t *testing.T) {
 	}()
 	// Once the filter has judged a packet with nobody reading, it holds
 	// that packet, and the NetTransport's listener the next one.
-	eventually(t, 5*time.Second, "a packet reaches the filter", func() bool { return seen.Load() >= 1 })
+	testutil.Eventually(t, 5*time.Second, "a packet reaches the filter", func() bool { return seen.Load() >= 1 })
 	done := make(chan error, 1)
 	go func() { done <- ft.Shutdown() }()
 	select {

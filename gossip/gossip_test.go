@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"fmt"
+	"github.com/rumor-kv/rumor/internal/testutil"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -48,19 +49,6 @@ func startAt(t *testing.T, name, addr string, q int, snapshot string, w *watcher
 	return g
 }
 
-// eventually polls cond until it holds or the deadline passes.
-func eventually(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
-}
-
 func statusOf(g *Gossip, name string) Status {
 	for _, m := range g.Members() {
 		if m.Name == name {
@@ -91,7 +79,7 @@ func TestJoinTagsFailureRejoinAndLeave(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, g := range []*Gossip{n1, n2, n3} {
-		eventually(t, 5*time.Second, "every node sees 3 alive", func() bool {
+		testutil.Eventually(t, 5*time.Second, "every node sees 3 alive", func() bool {
 			return summary(g.Members()) == "n1=alive n2=alive n3=alive"
 		})
 	}
@@ -99,7 +87,7 @@ func TestJoinTagsFailureRejoinAndLeave(t *testing.T) {
 	if m.Tags.Actor != 0xabc || m.Tags.ClientAddr != "127.0.0.1:7001" || m.Tags.Partitions != 64 || m.Tags.Proto != ProtocolVersion {
 		t.Fatalf("tags of n3 as n1 sees them: %+v", m.Tags)
 	}
-	eventually(t, 5*time.Second, "OnChange reports all three", func() bool {
+	testutil.Eventually(t, 5*time.Second, "OnChange reports all three", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
 		return summary(w.last) == "n1=alive n2=alive n3=alive"
@@ -108,12 +96,12 @@ func TestJoinTagsFailureRejoinAndLeave(t *testing.T) {
 	// A stop is not a leave: the others see n3 failed and keep it.
 	addr3 := n3.Addr()
 	n3.Shutdown()
-	took := eventually(t, 10*time.Second, "n3 seen failed", func() bool { return statusOf(n1, "n3") == StatusFailed })
+	took := testutil.Eventually(t, 10*time.Second, "n3 seen failed", func() bool { return statusOf(n1, "n3") == StatusFailed })
 	t.Logf("a stopped node was seen failed after %v (test timing)", took)
 
 	// Restarted at its address with its snapshot, n3 rejoins by itself.
 	n3 = startAt(t, "n3", addr3, 64, filepath.Join(dir, "n3"), nil)
-	eventually(t, 10*time.Second, "restarted n3 rejoins with no Join call", func() bool {
+	testutil.Eventually(t, 10*time.Second, "restarted n3 rejoins with no Join call", func() bool {
 		return statusOf(n1, "n3") == StatusAlive && statusOf(n3, "n1") == StatusAlive
 	})
 
@@ -121,7 +109,7 @@ func TestJoinTagsFailureRejoinAndLeave(t *testing.T) {
 	if err := n2.Leave(); err != nil {
 		t.Fatal(err)
 	}
-	eventually(t, 10*time.Second, "n2 seen left", func() bool { return statusOf(n1, "n2") == StatusLeft })
+	testutil.Eventually(t, 10*time.Second, "n2 seen left", func() bool { return statusOf(n1, "n2") == StatusLeft })
 }
 
 func TestJoinWithAnotherPartitionCountIsRefused(t *testing.T) {
@@ -173,9 +161,9 @@ func TestFailureDetectionWithLocalTiming(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	eventually(t, 10*time.Second, "all alive", func() bool { return summary(nodes[0].Members()) == "a=alive b=alive c=alive" })
+	testutil.Eventually(t, 10*time.Second, "all alive", func() bool { return summary(nodes[0].Members()) == "a=alive b=alive c=alive" })
 	nodes[2].Shutdown()
-	took := eventually(t, 15*time.Second, "c seen failed", func() bool { return statusOf(nodes[0], "c") == StatusFailed })
+	took := testutil.Eventually(t, 15*time.Second, "c seen failed", func() bool { return statusOf(nodes[0], "c") == StatusFailed })
 	t.Logf("LocalTiming: a stopped node was seen failed after %v", took)
 }
 
@@ -221,7 +209,7 @@ func TestNotifyNeverDeliversAStaleList(t *testing.T) {
 	armed = true
 	mu.Unlock()
 	a.Notify()
-	eventually(t, 5*time.Second, "the last list delivered has b", func() bool {
+	testutil.Eventually(t, 5*time.Second, "the last list delivered has b", func() bool {
 		mu.Lock()
 		defer mu.Unlock()
 		return last == "a=alive b=alive"

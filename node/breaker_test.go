@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/rumor-kv/rumor/internal/testutil"
 	"github.com/rumor-kv/rumor/wire"
 )
 
@@ -131,13 +132,7 @@ func TestBreakersFailFastAndProbeInTheBackground(t *testing.T) {
 	if bs.Allows("down") {
 		t.Fatalf("allowed before the probe answered")
 	}
-	deadline := time.Now().Add(5 * time.Second)
-	for !bs.Allows("down") {
-		if time.Now().After(deadline) {
-			t.Fatalf("the breaker never closed after a good probe; states %v", bs.states())
-		}
-		time.Sleep(time.Millisecond)
-	}
+	testutil.Eventually(t, 5*time.Second, "the breaker to close after a good probe", func() bool { return bs.Allows("down") })
 	if n := tr.count("down ping"); n != 1 {
 		t.Errorf("%d probes, want 1", n)
 	}

@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/internal/testutil"
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
@@ -133,19 +134,16 @@ func TestWritesAndReadsThroughAnyNode(t *testing.T) {
 		}
 		// The object lives on its replicas (eventually all three) and nowhere else.
 		reps := tc.replicasOf(key)
-		deadline := time.Now().Add(5 * time.Second)
 		for _, name := range names {
 			st := tc.nodes[name].cfg.Store
-			for {
+			found := func() bool {
 				_, found, _ := st.Get(ring.Partition([]byte(key), 64), []byte(key))
-				if found == slices.Contains(reps, name) {
-					break
-				}
-				if !found && time.Now().Before(deadline) {
-					time.Sleep(5 * time.Millisecond)
-					continue
-				}
-				t.Fatalf("%s on %s: found=%v, replicas %v", key, name, found, reps)
+				return found
+			}
+			if slices.Contains(reps, name) {
+				testutil.Eventually(t, 5*time.Second, key+" on its replica "+name, found)
+			} else if found() {
+				t.Fatalf("%s on %s, not one of its replicas %v", key, name, reps)
 			}
 		}
 	}
@@ -229,13 +227,7 @@ func TestConcurrentWritesBecomeSiblingsThatAContextResolves(t *testing.T) {
 		t.Fatal(err)
 	}
 	for _, name := range names {
-		deadline := time.Now().Add(5 * time.Second)
-		for value(t, tc.nodes[name], "k") != "[ab]" {
-			if time.Now().After(deadline) {
-				t.Fatalf("via %s: %s, want the resolution alone", name, value(t, tc.nodes[name], "k"))
-			}
-			time.Sleep(5 * time.Millisecond)
-		}
+		testutil.Eventually(t, 5*time.Second, "the resolution alone via "+name, func() bool { return value(t, tc.nodes[name], "k") == "[ab]" })
 	}
 	// DEL through any node removes it everywhere (it reads first).
 	if existed, err := tc.nodes["n2"].Delete(ctx, []byte("k"), wire.WriteOptions{}); err != nil || !existed {

@@ -12,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rumor-kv/rumor/gossip"
+	"github.com/rumor-kv/rumor/internal/testutil"
 	"github.com/rumor-kv/rumor/wire"
 )
 
@@ -125,7 +126,7 @@ func startClusterNodes(t *testing.T, count int, allowFaults bool) []*Node {
 		t.Cleanup(func() { n.Close() })
 		nodes = append(nodes, n)
 	}
-	waitFor(t, 10*time.Second, "all alive", func() bool { return allSeeAlive(nodes) })
+	testutil.Eventually(t, 10*time.Second, "all alive", func() bool { return allSeeAlive(nodes) })
 	return nodes
 }
 
@@ -141,18 +142,6 @@ func allSeeAlive(nodes []*Node) bool {
 		}
 	}
 	return true
-}
-
-func waitFor(t *testing.T, d time.Duration, what string, cond func() bool) time.Duration {
-	t.Helper()
-	start := time.Now()
-	for !cond() {
-		if time.Since(start) > d {
-			t.Fatalf("%s: not within %v", what, d)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
-	return time.Since(start)
 }
 
 func statusIn(n *Node, name string) string {
@@ -187,7 +176,7 @@ func TestIsolatedNodeOverRealGossipAndPeers(t *testing.T) {
 	setFaults(t, n1, `{"blocked":["n3"]}`)
 	setFaults(t, n2, `{"blocked":["n3"]}`)
 	setFaults(t, n3, `{"blocked":["n1","n2"]}`)
-	took := waitFor(t, 20*time.Second, "both sides see the other failed", func() bool {
+	took := testutil.Eventually(t, 20*time.Second, "both sides see the other failed", func() bool {
 		return statusIn(n1, "n3") == "failed" && statusIn(n2, "n3") == "failed" &&
 			statusIn(n3, "n1") == "failed" && statusIn(n3, "n2") == "failed"
 	})
@@ -266,7 +255,7 @@ func TestIsolatedNodeOverRealGossipAndPeers(t *testing.T) {
 	for _, n := range nodes {
 		setFaults(t, n, `{}`)
 	}
-	took = waitFor(t, 20*time.Second, "all alive after heal", func() bool { return allSeeAlive(nodes) })
+	took = testutil.Eventually(t, 20*time.Second, "all alive after heal", func() bool { return allSeeAlive(nodes) })
 	t.Logf("heal: all alive again after %v (fast timing, reconnect every %v)", took.Round(10*time.Millisecond), gossip.LocalTiming().Reconnect)
 
 	// A delay holds each call back; it adds to the delay for all.

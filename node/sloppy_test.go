@@ -11,6 +11,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/internal/testutil"
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
@@ -164,7 +165,7 @@ func TestPartitionIntoHalvesStaysWritableAndConverges(t *testing.T) {
 	}
 	tc.net.Heal()
 	tc.setDown()
-	waitFor(t, 15*time.Second, "hints to drain after the heal", func() bool { return tc.hintsPending() == 0 })
+	testutil.Eventually(t, 15*time.Second, "hints to drain after the heal", func() bool { return tc.hintsPending() == 0 })
 	// The side of two had room for two copies of each write, so a key
 	// with two replicas on the other side left one of them without a
 	// stand-in: handoff alone gives both writes to at least W replicas, and
@@ -190,7 +191,7 @@ func TestPartitionIntoHalvesStaysWritableAndConverges(t *testing.T) {
 		}
 		valueCtx(t, wire.WithQuorum(ctx, wire.Quorum{R: 3}), tc.nodes["n1"], k)
 		for _, r := range tc.replicasOf(k) {
-			waitFor(t, 15*time.Second, "read repair of "+k+" on "+r, func() bool { return tc.local(t, r, k) == want })
+			testutil.Eventually(t, 15*time.Second, "read repair of "+k+" on "+r, func() bool { return tc.local(t, r, k) == want })
 		}
 	}
 	t.Logf("%d of %d replica copies were not covered by hints (left to read repair and anti-entropy)", unhinted, 3*keys)
@@ -243,7 +244,7 @@ func TestNodeDownDuringWritesGetsItsHints(t *testing.T) {
 		t.Fatalf("%d hints for n3, want at least the %d keys it missed", h, missed)
 	}
 	tc.net.Register("n3", tc.nodes["n3"].HandlePeer)
-	waitFor(t, 15*time.Second, "hints for n3 to drain", func() bool { return tc.hintsFor("n3") == 0 })
+	testutil.Eventually(t, 15*time.Second, "hints for n3 to drain", func() bool { return tc.hintsFor("n3") == 0 })
 	for i := 0; i < keys; i++ {
 		k := fmt.Sprint("k", i)
 		want := fmt.Sprintf("[v%d]", i)
@@ -291,7 +292,7 @@ func TestNoPreferredReplicaReachable(t *testing.T) {
 	for _, r := range reps {
 		tc.net.Register(r, tc.nodes[r].HandlePeer)
 	}
-	waitFor(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
+	testutil.Eventually(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
 	if got := tc.local(t, reps[0], k); got != "[v]" {
 		t.Fatalf("on %s after handoff: %s", reps[0], got)
 	}
@@ -326,7 +327,7 @@ func TestStandInCountersKeepEveryIncrement(t *testing.T) {
 		for _, r := range reps {
 			tc.net.Register(r, tc.nodes[r].HandlePeer)
 		}
-		waitFor(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
+		testutil.Eventually(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
 		if _, err := tc.nodes[reps[0]].Incr(ctx, []byte(k), 100); err != nil {
 			t.Fatal(err)
 		}
@@ -370,10 +371,10 @@ func TestSlowPeerIsNotWaitedFor(t *testing.T) {
 	if h := tc.nodes["n1"].Stats().HintedWrites; h == 0 && slices.Contains(tc.replicasOf(k+"x"), slow) {
 		t.Fatalf("W=3 waited for the slow replica instead of a stand-in")
 	}
-	waitFor(t, 15*time.Second, "the slow replica to hold the write", func() bool { return tc.local(t, slow, k) == "[v]" })
-	waitFor(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
+	testutil.Eventually(t, 15*time.Second, "the slow replica to hold the write", func() bool { return tc.local(t, slow, k) == "[v]" })
+	testutil.Eventually(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
 	for _, r := range tc.replicasOf(k + "x") {
-		waitFor(t, 15*time.Second, "every replica to hold the W=3 write", func() bool { return tc.local(t, r, k+"x") == "[w]" })
+		testutil.Eventually(t, 15*time.Second, "every replica to hold the W=3 write", func() bool { return tc.local(t, r, k+"x") == "[w]" })
 	}
 }
 
@@ -390,7 +391,7 @@ func TestReadRepairFixesAStaleReplica(t *testing.T) {
 	if got := valueCtx(t, all, tc.nodes["n3"], "k"); got != "[v]" {
 		t.Fatalf("R=3 via n3: %s", got)
 	}
-	waitFor(t, 15*time.Second, "read repair of n3", func() bool { return tc.local(t, "n3", "k") == "[v]" })
+	testutil.Eventually(t, 15*time.Second, "read repair of n3", func() bool { return tc.local(t, "n3", "k") == "[v]" })
 	// Nothing to repair now: a read of replicas that agree sends nothing.
 	valueCtx(t, all, tc.nodes["n3"], "k")
 	valueCtx(t, all, tc.nodes["n1"], "k")
@@ -534,7 +535,7 @@ func TestHintsSurviveARestartOfTheStandIn(t *testing.T) {
 	tc.nodes[standIn] = c
 	tc.net.Register(standIn, c.HandlePeer)
 	tc.net.Register("n4", tc.nodes["n4"].HandlePeer)
-	waitFor(t, 15*time.Second, "the restarted stand-in to deliver its hints", func() bool { return tc.hintsFor("n4") == 0 })
+	testutil.Eventually(t, 15*time.Second, "the restarted stand-in to deliver its hints", func() bool { return tc.hintsFor("n4") == 0 })
 	for i := 0; i < keys; i++ {
 		k := fmt.Sprint("k", i)
 		if slices.Contains(tc.replicasOf(k), "n4") && tc.local(t, "n4", k) != "[v]" {
@@ -616,6 +617,6 @@ func TestReadRepairChanceReachesReplicasTheReadSkipped(t *testing.T) {
 			}
 			continue
 		}
-		waitFor(t, 15*time.Second, "n3 to be repaired by a read that did not need it", func() bool { return tc.local(t, "n3", k) == "[v]" })
+		testutil.Eventually(t, 15*time.Second, "n3 to be repaired by a read that did not need it", func() bool { return tc.local(t, "n3", k) == "[v]" })
 	}
 }
