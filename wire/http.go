@@ -254,16 +254,23 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 	}
 }
 
-func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
+// writeRequest reads what every write takes from r: the key, the
+// context token and the quorum. On a bad one it has answered.
+func (h *httpAPI) writeRequest(w http.ResponseWriter, r *http.Request) ([]byte, WriteOptions, context.Context, bool) {
 	key, ok := h.key(w, r)
 	if !ok {
-		return
+		return nil, WriteOptions{}, nil, false
 	}
 	opts, ok := writeOpts(w, r)
 	if !ok {
-		return
+		return nil, WriteOptions{}, nil, false
 	}
 	ctx, ok := requestContext(w, r, "w")
+	return key, opts, ctx, ok
+}
+
+func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
+	key, opts, ctx, ok := h.writeRequest(w, r)
 	if !ok {
 		return
 	}
@@ -299,15 +306,7 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *httpAPI) del(w http.ResponseWriter, r *http.Request) {
-	key, ok := h.key(w, r)
-	if !ok {
-		return
-	}
-	opts, ok := writeOpts(w, r)
-	if !ok {
-		return
-	}
-	ctx, ok := requestContext(w, r, "w")
+	key, opts, ctx, ok := h.writeRequest(w, r)
 	if !ok {
 		return
 	}
