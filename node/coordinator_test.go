@@ -78,16 +78,29 @@ func (tc *testCluster) replicasOf(key string) []string {
 	return reps
 }
 
-// keyOutside finds a key none of whose replicas is node.
-func (tc *testCluster) keyOutside(t *testing.T, node string) string {
+// keyWhere finds a key whose replicas (in preference order) satisfy ok.
+func (tc *testCluster) keyWhere(t *testing.T, what string, ok func(reps []string) bool) string {
+	t.Helper()
 	for i := 0; i < 1000; i++ {
 		k := fmt.Sprint("key", i)
-		if !slices.Contains(tc.replicasOf(k), node) {
+		if ok(tc.replicasOf(k)) {
 			return k
 		}
 	}
-	t.Fatalf("every key has %s as a replica", node)
+	t.Fatalf("no key %s", what)
 	return ""
+}
+
+// keyOutside finds a key none of whose replicas is node.
+func (tc *testCluster) keyOutside(t *testing.T, node string) string {
+	t.Helper()
+	return tc.keyWhere(t, "without "+node+" as a replica", func(reps []string) bool { return !slices.Contains(reps, node) })
+}
+
+// keyLedBy finds a key whose first replica, its coordinator, is node.
+func (tc *testCluster) keyLedBy(t *testing.T, node string) string {
+	t.Helper()
+	return tc.keyWhere(t, "led by "+node, func(reps []string) bool { return reps[0] == node })
 }
 
 func value(t *testing.T, c *Coordinator, key string) string {

@@ -351,12 +351,7 @@ func TestSlowPeerIsNotWaitedFor(t *testing.T) {
 	names := []string{"n1", "n2", "n3", "n4"}
 	tc := newTestCluster(t, names, 3, 2, 2)
 	ctx := context.Background()
-	var k string
-	for i := 0; ; i++ { // a key n1 coordinates
-		if k = fmt.Sprint("k", i); tc.replicasOf(k)[0] == "n1" {
-			break
-		}
-	}
+	k := tc.keyLedBy(t, "n1")
 	slow := tc.replicasOf(k)[2]
 	tc.net.Slow(slow, 600*time.Millisecond) // inside the 1s timeout
 	if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("v"), wire.WriteOptions{}); err != nil {
@@ -411,12 +406,7 @@ func TestStrictNodesRefuseWhatSloppyRequestsAccept(t *testing.T) {
 		cfg.Strict = true
 	})
 	ctx := context.Background()
-	var k string
-	for i := 0; ; i++ {
-		if k = fmt.Sprint("k", i); tc.replicasOf(k)[0] == "n1" {
-			break
-		}
-	}
+	k := tc.keyLedBy(t, "n1")
 	reps := tc.replicasOf(k)
 	tc.net.Down(reps[1])
 	tc.net.Down(reps[2])
@@ -569,12 +559,7 @@ func TestSlowLocalSyncIsNotHedged(t *testing.T) {
 		}
 	})
 	ctx := context.Background()
-	var k string
-	for i := 0; ; i++ { // a key n1 coordinates
-		if k = fmt.Sprint("k", i); tc.replicasOf(k)[0] == "n1" {
-			break
-		}
-	}
+	k := tc.keyLedBy(t, "n1")
 	for i := 0; i < 3; i++ {
 		if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{W: 3}), []byte(k), []byte(fmt.Sprint("v", i)), wire.WriteOptions{}); err != nil {
 			t.Fatal(err)
@@ -598,12 +583,8 @@ func TestReadRepairChanceReachesReplicasTheReadSkipped(t *testing.T) {
 			cfg.ReadRepairChance = chance
 			cfg.HedgeAfter = time.Hour // no hedged ask of n3 either
 		})
-		var k string
-		for i := 0; ; i++ { // a key whose last replica is n3: reads via n1 ask n1 and n2
-			if k = fmt.Sprint("k", i); tc.replicasOf(k)[2] == "n3" && tc.replicasOf(k)[0] == "n1" {
-				break
-			}
-		}
+		// Reads via n1 ask n1 and n2, not n3.
+		k := tc.keyWhere(t, "with replicas n1, n2, n3", func(reps []string) bool { return slices.Equal(reps, names) })
 		tc.missedBy(t, k, "n3")
 		if got := value(t, tc.nodes["n1"], k); got != "[v]" {
 			t.Fatalf("R=2 via n1: %s", got)
