@@ -263,9 +263,11 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	// Sloppy: the copies a write would make now, then the other fallbacks
 	// (in case a copy fails): a stand-in answers with what it holds.
 	// Strict: every preferred replica (an unreachable one fails fast).
-	copies, nextSpare := planCopies(rt.reps, rt.fallbacks, "", c.reachable, c.sloppy(ctx))
-	if !c.sloppy(ctx) {
-		copies = copies[:0]
+	var copies []copySlot
+	nextSpare := func() (string, bool) { return "", false }
+	if c.sloppy(ctx) {
+		copies, nextSpare = planCopies(rt.reps, rt.fallbacks, "", c.reachable, true)
+	} else {
 		for _, r := range rt.reps {
 			copies = append(copies, copySlot{node: r})
 		}
@@ -302,7 +304,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	// instead of N-1, and a black-holed replica costs a read the hedge
 	// delay, not the timeout.
 	remotes := copies
-	if i := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self && s.hintFor != "?" }); i >= 0 {
+	if i := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self }); i >= 0 {
 		ask(copies[i])
 		remotes = slices.Delete(slices.Clone(copies), i, i+1)
 	}
@@ -310,7 +312,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	more := func() bool {
 		if len(remotes) == 0 {
 			if f, ok := nextSpare(); ok {
-				remotes = []copySlot{{node: f, hintFor: "?"}} // not a copy: never repaired
+				remotes = []copySlot{{node: f, hintFor: notACopy}}
 			}
 		}
 		return len(remotes) > 0
@@ -474,6 +476,11 @@ func (c *Coordinator) Incr(ctx context.Context, key []byte, delta int64) (int64,
 // A copySlot is one of the N copies of a key: on a preferred replica
 // (hintFor empty), or on a stand-in holding it for hintFor.
 type copySlot struct{ node, hintFor string }
+
+// notACopy is the hintFor of a fallback a read asks beyond the copies
+// (when copies fail): it answers with what it holds, and being no
+// replica it is never repaired.
+const notACopy = "?"
 
 // planCopies decides where the N copies of a write go, and which copies
 // a read asks: each preferred replica (reps) that is reachable, and, when
