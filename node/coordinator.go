@@ -287,14 +287,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 			return
 		}
 		go func() {
-			res, err := c.tr.Call(ctx, s.node, "get", key)
-			if err == nil && len(res) != 1 {
-				err = errors.New("malformed get reply")
-			}
-			var o crdt.Object
-			if err == nil && len(res[0]) > 0 {
-				o, err = crdt.Decode(res[0])
-			}
+			o, err := c.fetch(ctx, s.node, key)
 			answers <- answer{s, o, err}
 		}()
 	}
@@ -343,13 +336,13 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 			if got = append(got, a); len(got) >= need {
 				for _, g := range got {
 					if g.from.hintFor == "" && !g.obj.Descends(merged) {
-						c.readRepair(part, key, g.from.node, merged)
+						c.repair(part, key, g.from.node, merged, false)
 					}
 				}
 				if c.cfg.ReadRepairChance > 0 && rand.Float64() < c.cfg.ReadRepairChance {
 					for _, s := range remotes {
 						if s.hintFor == "" { // a preferred replica this read did not ask
-							c.checkReplica(key, s.node, merged)
+							c.repair(part, key, s.node, merged, true)
 						}
 					}
 				}
@@ -366,67 +359,58 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	return crdt.Object{}, &QuorumError{Op: "read", Got: len(got), Need: need, Replicas: n}
 }
 
-// checkReplica asks a replica a read did not need for its object, in the
-// background, and repairs it if merged dominates it (ReadRepairChance).
-// It takes a repair slot, so Close waits for it; with none free it skips.
-func (c *Coordinator) checkReplica(key []byte, to string, merged crdt.Object) {
+// repair sends merged to a preferred replica, in the background, if its
+// object is behind: known to be (the read's answer; check false), or found
+// to be by asking it first (a replica the read did not need; check true,
+// ReadRepairChance). Repairs past maxRepairs in flight are skipped, since
+// anti-entropy catches what they would have fixed; Close waits for the
+// others.
+func (c *Coordinator) repair(part uint32, key []byte, to string, merged crdt.Object, check bool) {
 	select {
 	case c.repairs <- struct{}{}:
 	default:
 		c.stats.repairsSkipped.Add(1)
 		return
+	}
+	if !check {
+		c.stats.readRepairs.Add(1) // counted as it is decided, so a test can tell none was
 	}
 	key = bytes.Clone(key)
 	go func() {
 		defer func() { <-c.repairs }()
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 		defer cancel()
-		res, err := c.tr.Call(ctx, to, "get", key)
-		if err != nil || len(res) != 1 {
-			return
-		}
-		var o crdt.Object
-		if len(res[0]) > 0 {
-			if o, err = crdt.Decode(res[0]); err != nil {
+		if check {
+			if o, err := c.fetch(ctx, to, key); err != nil || o.Descends(merged) {
 				return
 			}
+			c.stats.readRepairs.Add(1)
 		}
-		if o.Descends(merged) {
-			return
-		}
-		c.stats.readRepairs.Add(1)
-		if _, err := c.tr.Call(ctx, to, "merge", key, merged.Encode()); err != nil {
-			c.cfg.Logger.Debug("read repair failed", "replica", to, "err", err)
-		}
-	}()
-}
-
-// readRepair sends merged to a preferred replica whose answer it
-// dominates, in the background. Repairs past maxRepairs in flight are
-// skipped: anti-entropy catches what they would have fixed.
-func (c *Coordinator) readRepair(part uint32, key []byte, to string, merged crdt.Object) {
-	select {
-	case c.repairs <- struct{}{}:
-	default:
-		c.stats.repairsSkipped.Add(1)
-		return
-	}
-	c.stats.readRepairs.Add(1)
-	key = bytes.Clone(key)
-	go func() {
-		defer func() { <-c.repairs }()
 		var err error
 		if to == c.cfg.Self {
 			_, err = c.cfg.Store.Merge(part, key, merged)
 		} else {
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 			_, err = c.tr.Call(ctx, to, "merge", key, merged.Encode())
-			cancel()
 		}
 		if err != nil {
 			c.cfg.Logger.Debug("read repair failed", "replica", to, "err", err)
 		}
 	}()
+}
+
+// fetch asks another node for its object of key (the zero Object if none).
+func (c *Coordinator) fetch(ctx context.Context, from string, key []byte) (crdt.Object, error) {
+	res, err := c.tr.Call(ctx, from, "get", key)
+	if err != nil {
+		return crdt.Object{}, err
+	}
+	if len(res) != 1 {
+		return crdt.Object{}, errors.New("malformed get reply")
+	}
+	if len(res[0]) == 0 {
+		return crdt.Object{}, nil
+	}
+	return crdt.Decode(res[0])
 }
 
 // Put implements wire.Backend.
