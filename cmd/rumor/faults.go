@@ -348,12 +348,7 @@ func isolateFaults(spec *faultSpec, args, members []string) error {
 	if len(args) != 1 {
 		return errors.New("name one node to isolate, e.g. `rumor cluster isolate n3`")
 	}
-	groups, err := parseGroups(args, members)
-	if err != nil {
-		return err
-	}
-	spec.Groups = groups
-	return nil
+	return partitionFaults(spec, args, members) // n3 alone, the rest together
 }
 
 func healFaults(spec *faultSpec, args, _ []string) error {
