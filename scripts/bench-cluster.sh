@@ -64,10 +64,32 @@ wait_pong() {
   exit 1
 }
 
-# bench PORT -> CSV rows of redis-benchmark
-bench() { redis-benchmark -h 127.0.0.1 -p "$1" -t set,get,incr -n "$N" -c "$C" -r 100000 --csv 2>/dev/null | tr -d '"'; }
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK)
 
-field() { # CSV TEST COLUMN(2=rps,7=p99)
+# bench PORT PID... -> a CSV row of redis-benchmark per test, one test at a
+# time, each with two more columns: the CPU time (user + system) the PIDs
+# used per request in microseconds, in all (9) and each (10, "a/b/c"). CPU
+# per request barely moves when other work shares the machine, unlike rps.
+bench() {
+  local port=$1 t p row
+  shift
+  for t in set get incr; do
+    local before=() after=() each=() total=0 i=0
+    for p in "$@"; do before+=("$(cpu_ticks "$p")"); done
+    row=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$t" -n "$N" -c "$C" -r 100000 --csv 2>/dev/null | tr -d '"' | grep -i "^$t,")
+    for p in "$@"; do
+      local us
+      us=$(awk -v d="$(($(cpu_ticks "$p") - before[i]))" -v hz="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.1f", d / hz / n * 1e6 }')
+      each+=("$us")
+      total=$(awk -v a="$total" -v b="$us" 'BEGIN { printf "%.1f", a + b }')
+      i=$((i + 1))
+    done
+    echo "$row,$total,$(IFS=/; echo "${each[*]}")"
+  done
+}
+
+field() { # CSV TEST COLUMN(2=rps,7=p99,9=CPU us/request in all,10=each)
   echo "$1" | awk -F, -v t="$2" -v c="$3" '$1==t {print $c}'
 }
 
@@ -90,13 +112,13 @@ for pairing in durable fast; do
   redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save '' --dir "$TMP/redis-$pairing" >/dev/null &
   REDIS_PID=$!
   wait_pong "$rport"
-  redis_csv=$(bench "$rport")
+  redis_csv=$(bench "$rport" "$REDIS_PID")
   kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""
 
   base=$(free_base)
   rm -rf "$TMP/cluster"
   "$RUMOR" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$base" --node-arg="$nodearg" >/dev/null
-  rumor_csv=$(bench "$base")
+  rumor_csv=$(bench "$base" $(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json"))
   mem=$(python3 - "$TMP/cluster/cluster.json" <<'PY'
 import json, sys
 rows = []
@@ -111,15 +133,15 @@ PY
   report ""
   report "## $pairing: rumor cluster $nodearg vs redis appendfsync $fsync"
   report ""
-  report "| op | redis rps | rumor rps | rumor/redis | goal | redis p99 ms | rumor p99 ms (goal < 3) |"
-  report "|---|---:|---:|---:|---|---:|---:|"
+  report "| op | redis rps | rumor rps | rumor/redis | goal | redis p99 ms | rumor p99 ms (goal < 3) | redis CPU µs/req | rumor CPU µs/req, all nodes (n1/n2/n3) |"
+  report "|---|---:|---:|---:|---|---:|---:|---:|---:|"
   for t in SET GET INCR; do
     case $t in SET) goal=0.5;; GET) goal=0.6;; INCR) goal=0.4;; esac
     rr=$(field "$redis_csv" "$t" 2); ur=$(field "$rumor_csv" "$t" 2)
     rp=$(field "$redis_csv" "$t" 7); up=$(field "$rumor_csv" "$t" 7)
     ratio=$(python3 -c "print(f'{float($ur)/float($rr):.2f}')")
     met=$(python3 -c "print('met' if float($ur)/float($rr) >= $goal and float($up) < 3 else 'missed')")
-    report "| $t | $rr | $ur | $ratio | >= $goal: $met | $rp | $up |"
+    report "| $t | $rr | $ur | $ratio | >= $goal: $met | $rp | $up | $(field "$redis_csv" "$t" 9) | $(field "$rumor_csv" "$t" 9) ($(field "$rumor_csv" "$t" 10)) |"
   done
   report ""
   report "Resident memory of each node after the run: $mem"

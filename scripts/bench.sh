@@ -274,47 +274,60 @@ sanity() {
 
 # ---------------------------------------------------------------- benchmark
 
-declare -A RPS=() P99=() STOPPED=()
+declare -A RPS=() P99=() CPU=() STOPPED=()
 
 # bench_one PAIRING SERVER PORT PID
+# cpu_ticks PID: the CPU time (user + system, in clock ticks) PID has used so far.
+cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+readonly CLK_TCK=$(getconf CLK_TCK)
+
+# bench_one PAIRING SERVER PORT PID: one redis-benchmark run per test, so that
+# the server's CPU time per request (from /proc/PID/stat, user + system) is
+# measured for each: unlike requests per second, it barely moves when other
+# work shares the machine, so it compares servers across noisy runs.
 bench_one() {
-  local pairing=$1 server=$2 port=$3 pid=$4 csv t rps p99
-  csv="$TMP/$pairing-$server.csv"
-  local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -t "set,get,incr" -n "$N" -c "$C" -r "$KEYSPACE" --csv)
-  record_cmd "${cmd[@]}"
-  log "$pairing/$server: ${cmd[*]}"
-  if ! run_tracked /dev/null "$csv" "$csv.err" timeout "$BENCH_TIMEOUT" "${cmd[@]}"; then
-    cat "$csv" "$csv.err" >&2 || true
-    die "$pairing/$server: redis-benchmark failed or timed out after ${BENCH_TIMEOUT}s"
-  fi
-  alive "$pid" || die "$pairing/$server: server died during the benchmark"
-  {
-    printf '%s/%s:\n\n```\n' "$pairing" "$server"
-    cat "$csv"
-    printf '```\n\n'
-  } >>"$RAW"
-  # Redis 7 --csv: header "test","rps",...,"p99_latency_ms",...; older versions: "TEST","rps" rows, no header.
-  while read -r t rps p99; do
-    RPS[$pairing,$server,$t]=$rps
-    P99[$pairing,$server,$t]=$p99
-  done < <(awk -F',' '
-    { gsub(/"/, ""); gsub(/\r/, "") }
-    tolower($1) == "test" {
-      for (i = 1; i <= NF; i++) { if ($i == "rps") r = i; if ($i == "p99_latency_ms") p = i }
-      next
-    }
-    NF >= 2 && $1 ~ /^[A-Za-z]/ {
-      if (!r) r = 2
-      split($1, name, " ")
-      print toupper(name[1]), $r, (p ? $p : "n/a")
-    }' "$csv")
+  local pairing=$1 server=$2 port=$3 pid=$4 csv t T rps p99 c0 c1
   for t in "${TESTS[@]}"; do
+    csv="$TMP/$pairing-$server-$t.csv"
+    local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -t "${t,,}" -n "$N" -c "$C" -r "$KEYSPACE" --csv)
+    record_cmd "${cmd[@]}"
+    log "$pairing/$server: ${cmd[*]}"
+    c0=$(cpu_ticks "$pid")
+    if ! run_tracked /dev/null "$csv" "$csv.err" timeout "$BENCH_TIMEOUT" "${cmd[@]}"; then
+      cat "$csv" "$csv.err" >&2 || true
+      die "$pairing/$server: redis-benchmark failed or timed out after ${BENCH_TIMEOUT}s"
+    fi
+    alive "$pid" || die "$pairing/$server: server died during the benchmark"
+    c1=$(cpu_ticks "$pid")
+    CPU[$pairing,$server,$t]=$(awk -v d="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.1f", d / hz / n * 1e6 }')
+    {
+      printf '%s/%s %s:\n\n```\n' "$pairing" "$server" "$t"
+      cat "$csv"
+      printf '```\n\n'
+    } >>"$RAW"
+    # Redis 7 --csv: header "test","rps",...,"p99_latency_ms",...; older versions: "TEST","rps" rows, no header.
+    while read -r T rps p99; do
+      [[ $T == "$t" ]] || continue
+      RPS[$pairing,$server,$t]=$rps
+      P99[$pairing,$server,$t]=$p99
+    done < <(awk -F',' '
+      { gsub(/"/, ""); gsub(/\r/, "") }
+      tolower($1) == "test" {
+        for (i = 1; i <= NF; i++) { if ($i == "rps") r = i; if ($i == "p99_latency_ms") p = i }
+        next
+      }
+      NF >= 2 && $1 ~ /^[A-Za-z]/ {
+        if (!r) r = 2
+        split($1, name, " ")
+        print toupper(name[1]), $r, (p ? $p : "n/a")
+      }' "$csv")
     if [[ ! ${RPS[$pairing,$server,$t]:-} =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
       cat "$csv" "$csv.err" >&2 || true
       die "$pairing/$server: could not parse the $t result from redis-benchmark --csv output"
     fi
   done
-  log "$pairing/$server: SET ${RPS[$pairing,$server,SET]} GET ${RPS[$pairing,$server,GET]} INCR ${RPS[$pairing,$server,INCR]} rps"
+  log "$pairing/$server: SET ${RPS[$pairing,$server,SET]} GET ${RPS[$pairing,$server,GET]} INCR ${RPS[$pairing,$server,INCR]} rps;" \
+    "CPU ${CPU[$pairing,$server,SET]} ${CPU[$pairing,$server,GET]} ${CPU[$pairing,$server,INCR]} us/request"
 }
 
 # run_pairing NAME RUMOR_SYNC REDIS_APPENDFSYNC
@@ -359,8 +372,8 @@ GOALS_TOTAL=0
 pairing_table() {
   local pairing=$1 title=$2 t rr ur rp up ratio ok
   rep "## $title" ""
-  rep "| op | redis rps | rumor rps | rumor/redis | redis p99 (ms) | rumor p99 (ms) | goal (ratio >= $RATIO_GOAL, rumor p99 < $P99_GOAL_MS ms) |"
-  rep "|---|---:|---:|---:|---:|---:|---|"
+  rep "| op | redis rps | rumor rps | rumor/redis | redis p99 (ms) | rumor p99 (ms) | goal (ratio >= $RATIO_GOAL, rumor p99 < $P99_GOAL_MS ms) | redis CPU µs/req | rumor CPU µs/req |"
+  rep "|---|---:|---:|---:|---:|---:|---|---:|---:|"
   for t in "${TESTS[@]}"; do
     rr=${RPS[$pairing,redis,$t]}
     ur=${RPS[$pairing,rumor,$t]}
@@ -371,7 +384,7 @@ pairing_table() {
       'BEGIN { print ((r != "n/a" && p != "n/a" && r + 0 >= rg && p + 0 < pg) ? "met" : "**missed**") }')
     GOALS_TOTAL=$((GOALS_TOTAL + 1))
     [[ $ok == met ]] && GOALS_MET=$((GOALS_MET + 1))
-    rep "| $t | $(fmt_rps "$rr") | $(fmt_rps "$ur") | $ratio | $rp | $up | $ok |"
+    rep "| $t | $(fmt_rps "$rr") | $(fmt_rps "$ur") | $ratio | $rp | $up | $ok | ${CPU[$pairing,redis,$t]} | ${CPU[$pairing,rumor,$t]} |"
   done
   rep ""
 }
