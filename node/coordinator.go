@@ -248,6 +248,7 @@ func (c *Coordinator) sloppy(ctx context.Context) bool {
 // stand-ins for the others), merges R answers, and sends the merged object
 // back to every preferred replica whose answer it dominates (read repair).
 func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) {
+	key = bytes.Clone(key) // hedged and late fetches outlive the call (see write)
 	rt, err := c.route(key)
 	if err != nil {
 		return crdt.Object{}, err
@@ -521,6 +522,10 @@ func planCopies(reps []string, fallbacks func() []string, self string, reachable
 // stand-in. A forwarded write (mayForward false) is never forwarded again,
 // so a placement change cannot loop it.
 func (c *Coordinator) write(ctx context.Context, key []byte, method string, args [][]byte, fn func(crdt.Object, bool) (crdt.Object, error), mayForward bool) ([][]byte, error) {
+	// The copies still in flight when the quorum answers outlive this
+	// call, and key may be the caller's buffer (wire.Backend's keys are
+	// only valid during the call): they must not see it reused.
+	key = bytes.Clone(key)
 	rt, err := c.route(key)
 	if err != nil {
 		return nil, err

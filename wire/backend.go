@@ -31,7 +31,10 @@ type WriteOptions struct {
 }
 
 // Backend is what the protocols drive: the node. Methods may be called
-// concurrently from many connections.
+// concurrently from many connections. Keys and values may alias the
+// connection's read buffer, which holds the next command once the method
+// returns: a Backend that uses them after it returns (a copy sent to a
+// replica after the quorum answered) must copy them first.
 type Backend interface {
 	// Get returns the object stored for key; the zero Object if none.
 	Get(ctx context.Context, key []byte) (crdt.Object, error)

@@ -467,6 +467,45 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 			t.Fatalf("GET through n%d = %q, %v", i+1, v, err)
 		}
 	}
+	// With every node up, every replica ends up with every write, stragglers
+	// included (a copy that arrives after the quorum answered): a burst of
+	// concurrent writes through n3 leaves the same object on all three.
+	// n3 reads without read repair (--read-repair-chance=0), and a read
+	// with R 1 never repairs the node it reads, so each comparison sees
+	// what replication alone left there.
+	var burst sync.WaitGroup
+	const burstKeys = 50
+	for g := range 16 {
+		burst.Add(1)
+		go func() {
+			defer burst.Done()
+			for i := range 60 {
+				if err := clients[2].Set(ctx, fmt.Sprint("burst:", (g*7+i)%burstKeys), fmt.Sprint(g, "-", i), 0).Err(); err != nil {
+					t.Error(err)
+					return
+				}
+			}
+		}()
+	}
+	burst.Wait()
+	local := func(c *redis.Client, k string) string {
+		return fmt.Sprint(c.Do(ctx, "VGET", k, "R", "1").Val())
+	}
+	deadline = time.Now().Add(10 * time.Second)
+	for k := range burstKeys {
+		key := fmt.Sprint("burst:", k)
+		for {
+			want := local(clients[2], key)
+			a, b := local(clients[0], key), local(clients[1], key)
+			if a == want && b == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("replicas of %s differ after a burst with every node up: n1 %s, n2 %s, n3 %s", key, a, b, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
 	// A node with another partition count is refused, saying why.
 	odd := exec.Command(binary, "node", "--name", "odd", "--data-dir", filepath.Join(dir, "odd"), "--partitions", "8192",
 		"--client-addr", "127.0.0.1:0", "--http-addr", "-", "--gossip-addr", "127.0.0.1:0", "--join", nodes[0].gossipAddr)
