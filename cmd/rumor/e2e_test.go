@@ -848,6 +848,37 @@ func TestClusterFaults(t *testing.T) {
 		t.Fatalf("after delay n2 0: %+v %+v", s.Faults, s.Nodes[1].Faults)
 	}
 
+	// A copy that leaves after the quorum answered still goes under its own
+	// key: with n3 delayed, n1's copies to it start after n2 answered and
+	// the next SET has arrived on the same connection, in the same place of
+	// the read buffer. (They went under the next command's key once.)
+	run("delay", "n3", "30ms")
+	for i := range 10 {
+		if err := c1.Set(ctx, fmt.Sprint("late:", i), fmt.Sprint("v", i), 0).Err(); err != nil {
+			t.Fatal(err)
+		}
+	}
+	run("delay", "n3", "0")
+	c3 := client(3)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := range 10 {
+		key, want := fmt.Sprint("late:", i), fmt.Sprint("[", "v", i, "]")
+		for {
+			reply, err := c3.Do(ctx, "VGET", key, "R", "1").Slice()
+			got := "[]"
+			if err == nil && len(reply) > 1 {
+				got = fmt.Sprint(reply[1:])
+			}
+			if got == want {
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("n3's own copy of %s is %s, want %s", key, got, want)
+			}
+			time.Sleep(20 * time.Millisecond)
+		}
+	}
+
 	// A node started without --allow-faults refuses PUT /faults...
 	plain := startNode(t, t.TempDir(), "--name", "plain")
 	req, _ := http.NewRequest("PUT", "http://"+plain.httpAddr+"/faults", strings.NewReader(`{"blocked":["n1"]}`))
