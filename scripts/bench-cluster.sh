@@ -2,8 +2,10 @@
 # bench-cluster.sh - a 3-node rumor cluster (N=3, R=2, W=2) against one
 # redis-server with matching durability, measured in the same run with
 #   redis-benchmark -t set,get,incr -n $N -c $C -r 100000
-# against one node of the cluster. Prints a markdown report (also written
-# to $OUT) with each node's resident memory after the run.
+# against one node of the cluster, one test at a time. Prints a markdown
+# report (also written to $OUT) with each server's CPU time per request,
+# whether the replicas hold the same copies right after the SET test, and
+# each node's resident memory after the run.
 #
 # Environment: RUMOR (./bin/rumor), N (200000), C (50), OUT
 # (bench-cluster-results.md), ONLY=durable|fast. Needs redis-server and
@@ -86,7 +88,55 @@ bench() {
       i=$((i + 1))
     done
     echo "$row,$total,$(IFS=/; echo "${each[*]}")"
+    if [ "$t" = set ] && [ -n "${AGREE_PORTS:-}" ]; then
+      # shellcheck disable=SC2086 # a list of ports
+      agree $AGREE_PORTS >"$AGREE_OUT"
+    fi
   done
+}
+
+# agree PORT... -> "A of S": of S keys sampled from redis-benchmark's
+# keyspace, how many every node holds the same copy of (VGET key R 1 reads
+# a node's own copy). Run right after the SET test, before the GET test's
+# read repair could hide a replica that missed writes: with every node up,
+# every copy of every write must have arrived.
+agree() {
+  python3 - "$@" <<'PY'
+import random, socket, sys
+
+def conn(port):
+    s = socket.create_connection(("127.0.0.1", int(port)))
+    return s, s.makefile("rb")
+
+def reply(f):
+    line = f.readline()
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"*":
+        return [reply(f) for _ in range(int(rest))]
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)
+        return data[:-2]
+    if kind == b"-":
+        raise SystemExit("error reply: " + rest.decode())
+    return rest
+
+nodes = [conn(p) for p in sys.argv[1:]]
+rng = random.Random(7)
+sample = 200
+same = 0
+for _ in range(sample):
+    key = b"key:%012d" % rng.randrange(100000)
+    cmd = b"*4\r\n$4\r\nVGET\r\n$%d\r\n%s\r\n$1\r\nR\r\n$1\r\n1\r\n" % (len(key), key)
+    copies = []
+    for s, f in nodes:
+        s.sendall(cmd)
+        copies.append(reply(f))
+    same += all(c == copies[0] for c in copies)
+print(f"{same} of {sample}")
+PY
 }
 
 field() { # CSV TEST COLUMN(2=rps,7=p99,9=CPU us/request in all,10=each)
@@ -118,7 +168,9 @@ for pairing in durable fast; do
   base=$(free_base)
   rm -rf "$TMP/cluster"
   "$RUMOR" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$base" --node-arg="$nodearg" >/dev/null
+  AGREE_PORTS="$base $((base + 1)) $((base + 2))" AGREE_OUT="$TMP/agree-$pairing"
   rumor_csv=$(bench "$base" $(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json"))
+  AGREE_PORTS=""
   mem=$(python3 - "$TMP/cluster/cluster.json" <<'PY'
 import json, sys
 rows = []
@@ -143,6 +195,8 @@ PY
     met=$(python3 -c "print('met' if float($ur)/float($rr) >= $goal and float($up) < 3 else 'missed')")
     report "| $t | $rr | $ur | $ratio | >= $goal: $met | $rp | $up | $(field "$redis_csv" "$t" 9) | $(field "$rumor_csv" "$t" 9) ($(field "$rumor_csv" "$t" 10)) |"
   done
+  report ""
+  report "Replicas holding the same copy right after the SET test (keys sampled, VGET key R 1 on each node): $(cat "$TMP/agree-$pairing" 2>/dev/null || echo 'not measured')"
   report ""
   report "Resident memory of each node after the run: $mem"
 done
