@@ -277,3 +277,28 @@ func BenchmarkNetRPCCall(b *testing.B) {
 		}
 	})
 }
+
+// BenchmarkPeerCallSizes measures calls the size of a coordinator's: a
+// replica copy of redis-benchmark's SET (its key and an object holding a
+// 3-byte value) and one holding a 1 KiB value, answered with no results.
+func BenchmarkPeerCallSizes(b *testing.B) {
+	_, addr := startPeer(b, func(context.Context, string, [][]byte) ([][]byte, error) { return nil, nil })
+	c := NewPeerClient(addr, PeerClientConfig{})
+	defer c.Close()
+	key := []byte("key:000000012345")
+	for _, size := range []int{40, 1024} {
+		obj := bytes.Repeat([]byte("o"), size)
+		b.Run(fmt.Sprint("object-", size), func(b *testing.B) {
+			b.ReportAllocs()
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				for pb.Next() {
+					if _, err := c.Call(context.Background(), "merge", key, obj); err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
