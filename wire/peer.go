@@ -36,8 +36,9 @@ import (
 // connection, 64 concurrent callers, a 16-byte argument echoed back
 // (go test -run NONE -bench 'PeerCall$|NetRPC' -benchtime 2s ./wire),
 // re-measured on 2026-11-26: PeerClient 3.4 µs per call, net/rpc 7.9 µs
-// (2.3x slower, and gob adds a second encoding to keep versioned). gRPC was not tried: it would pull in
-// protobuf code generation for calls whose arguments are already bytes.
+// (2.3x slower, and gob adds a second encoding to keep versioned). gRPC
+// was not tried: it would pull in protobuf code generation for calls whose
+// arguments are already bytes.
 
 // PeerVersion is the version of the peer message format.
 const PeerVersion = 1
