@@ -224,14 +224,21 @@ func (t *breakers) startProbe(to string) {
 // record reports a call's outcome to to's breaker, unless the caller gave
 // up on it.
 func (t *breakers) record(ctx context.Context, to string, err error) {
-	var pe *wire.PeerError
 	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
 		return
 	}
-	ok := err == nil || errors.As(err, &pe)
+	ok := err == nil || isPeerError(err)
 	t.mu.Lock()
 	t.get(to).report(ok, t.clock(), t.cfg)
 	t.mu.Unlock()
+}
+
+// isPeerError reports whether err is the peer's answer (an application
+// error): the peer is up. Apart from record, so that record's successful
+// calls do not pay for the variable errors.As needs on the heap.
+func isPeerError(err error) bool {
+	var pe *wire.PeerError
+	return errors.As(err, &pe)
 }
 
 // PeerBreaker is one peer's breaker as INFO and GET /cluster show it.

@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -316,8 +317,8 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		ask(remotes[0])
 		remotes, asked = remotes[1:], asked+1
 	}
-	hedge := time.NewTimer(c.cfg.HedgeAfter)
-	defer hedge.Stop()
+	hedge := startTimer(c.cfg.HedgeAfter)
+	defer stopTimer(hedge)
 	var merged crdt.Object
 	var got []answer
 	pending := asked
@@ -586,6 +587,27 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 
 var _ wire.Unavailable = (*QuorumError)(nil)
 
+// timers recycles the hedge timers every read and write starts (a timer
+// and its channel are two allocations). Since Go 1.23 a stopped timer
+// delivers nothing stale after Reset, so a recycled one is as good as new.
+var timers = sync.Pool{New: func() any {
+	t := time.NewTimer(time.Hour)
+	t.Stop()
+	return t
+}}
+
+// startTimer returns a timer that fires after d; stopTimer returns it.
+func startTimer(d time.Duration) *time.Timer {
+	t := timers.Get().(*time.Timer)
+	t.Reset(d)
+	return t
+}
+
+func stopTimer(t *time.Timer) {
+	t.Stop()
+	timers.Put(t)
+}
+
 var (
 	errNotReplica         = errors.New("node: this node is not a replica of the key (placement changed); retry")
 	errNoReplicaReachable = errors.New("node: no replica of the key is reachable")
@@ -671,8 +693,8 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 			cancel()
 		}()
 	}()
-	hedge := time.NewTimer(c.cfg.WriteHedge)
-	defer hedge.Stop()
+	hedge := startTimer(c.cfg.WriteHedge)
+	defer stopTimer(hedge)
 	for acks < w && pending > 0 {
 		select {
 		case r := <-results:

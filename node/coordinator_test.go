@@ -28,12 +28,12 @@ type testCluster struct {
 	names []string
 }
 
-func newTestCluster(t *testing.T, names []string, n, r, w int) *testCluster {
+func newTestCluster(t testing.TB, names []string, n, r, w int) *testCluster {
 	t.Helper()
 	return newTestClusterSync(t, names, n, r, w, false)
 }
 
-func newTestClusterSync(t *testing.T, names []string, n, r, w int, sync bool) *testCluster {
+func newTestClusterSync(t testing.TB, names []string, n, r, w int, sync bool) *testCluster {
 	t.Helper()
 	return newTestClusterWith(t, names, func(name string, cfg *CoordinatorConfig, o *store.Options) {
 		cfg.Replicas, cfg.R, cfg.W = n, r, w
@@ -44,7 +44,7 @@ func newTestClusterSync(t *testing.T, names []string, n, r, w int, sync bool) *t
 // newTestClusterWith builds a cluster whose every coordinator and store
 // configuration passes through tweak. Breakers and handoff run on test
 // time scales: a breaker opens for 100ms, handoff looks every 20ms.
-func newTestClusterWith(t *testing.T, names []string, tweak func(name string, cfg *CoordinatorConfig, o *store.Options)) *testCluster {
+func newTestClusterWith(t testing.TB, names []string, tweak func(name string, cfg *CoordinatorConfig, o *store.Options)) *testCluster {
 	t.Helper()
 	tc := &testCluster{net: NewMemNetwork(), nodes: map[string]*Coordinator{}, names: names}
 	for _, name := range names {

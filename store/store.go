@@ -500,7 +500,11 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 // waits for the batch's fsync, or hands that wait to deferSync if it is not
 // nil. It closes the batch (or leaves that to the wait it hands over).
 func (s *Store) syncBatch(b *pebble.Batch, deferSync func(wait func() error)) error {
-	wait := func() error {
+	if !s.wo.Sync {
+		b.Close()
+		return nil
+	}
+	wait := func() error { // made only here: a closure that escapes costs an allocation
 		err := b.SyncWait()
 		b.Close()
 		if err != nil {
@@ -508,16 +512,11 @@ func (s *Store) syncBatch(b *pebble.Batch, deferSync func(wait func() error)) er
 		}
 		return nil
 	}
-	switch {
-	case !s.wo.Sync:
-		b.Close()
-		return nil
-	case deferSync != nil:
+	if deferSync != nil {
 		deferSync(wait)
 		return nil
-	default:
-		return wait()
 	}
+	return wait()
 }
 
 // Merge stores the merge of obj with what the store holds for key, as a
