@@ -70,6 +70,9 @@ func newTestClusterWith(t testing.TB, names []string, tweak func(name string, cf
 		tc.net.Register(name, c.HandlePeer)
 		tc.nodes[name] = c
 	}
+	// Cleanups run last first: the network goes before any coordinator
+	// or store, so no late copy reaches a closed store.
+	t.Cleanup(tc.net.Close)
 	return tc
 }
 

@@ -21,11 +21,31 @@ type MemNetwork struct {
 	blocked  map[[2]string]bool
 	delay    time.Duration
 	slow     map[string]time.Duration
+
+	closed   chan struct{} // closed by Close: calls fail, waits end
+	inFlight sync.WaitGroup
 }
 
 // NewMemNetwork returns an empty network.
 func NewMemNetwork() *MemNetwork {
-	return &MemNetwork{handlers: map[string]wire.PeerHandler{}, blocked: map[[2]string]bool{}, slow: map[string]time.Duration{}}
+	return &MemNetwork{handlers: map[string]wire.PeerHandler{}, blocked: map[[2]string]bool{}, slow: map[string]time.Duration{},
+		closed: make(chan struct{})}
+}
+
+// Close takes the network down for good: calls fail at once, held and
+// delayed ones end, and Close returns once no handler runs. Close it
+// before the nodes' stores, so that a copy still in flight when a test
+// ends (a straggler the quorum did not wait for) never reaches a closed
+// store. Safe to call twice.
+func (m *MemNetwork) Close() {
+	m.mu.Lock()
+	select {
+	case <-m.closed:
+	default:
+		close(m.closed)
+	}
+	m.mu.Unlock()
+	m.inFlight.Wait()
 }
 
 // Register connects node name, served by h.
@@ -92,13 +112,25 @@ type memTransport struct {
 
 func (t memTransport) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
 	t.m.mu.Lock()
+	select {
+	case <-t.m.closed:
+		t.m.mu.Unlock()
+		return nil, fmt.Errorf("%w: the network is closed", wire.ErrPeerUnavailable)
+	default:
+	}
+	t.m.inFlight.Add(1) // under mu, so Close cannot be waiting already
+	defer t.m.inFlight.Done()
 	h, up := t.m.handlers[to]
 	blocked := t.m.blocked[[2]string{t.from, to}]
 	delay := t.m.delay + t.m.slow[to]
 	t.m.mu.Unlock()
 	if blocked {
-		<-ctx.Done()
-		return nil, fmt.Errorf("node: call %s on %s: %w", method, to, ctx.Err())
+		select {
+		case <-ctx.Done():
+			return nil, fmt.Errorf("node: call %s on %s: %w", method, to, ctx.Err())
+		case <-t.m.closed:
+			return nil, fmt.Errorf("%w: the network is closed", wire.ErrPeerUnavailable)
+		}
 	}
 	if !up {
 		return nil, fmt.Errorf("%w: %s is down", wire.ErrPeerUnavailable, to)
@@ -108,6 +140,8 @@ func (t memTransport) Call(ctx context.Context, to, method string, args ...[]byt
 		case <-time.After(delay):
 		case <-ctx.Done():
 			return nil, fmt.Errorf("node: call %s on %s: %w", method, to, ctx.Err())
+		case <-t.m.closed:
+			return nil, fmt.Errorf("%w: the network is closed", wire.ErrPeerUnavailable)
 		}
 	}
 	in := make([][]byte, len(args))
