@@ -47,8 +47,8 @@ bench-faults: ## 5 processes under partition, heal, kill and restart: lost write
 	@out=$$(mktemp); go test -count=1 -run TestFaultsKeepEveryAcknowledgedWrite -v ./cmd/rumor > $$out 2>&1; st=$$?; \
 	grep -E 'faults_e2e_test|^(---|ok|FAIL)' $$out; rm -f $$out; exit $$st
 
-bench-go: ## Go benchmarks: store writes and reads, RESP parsing, placement
-	$(GO) test -run=NONE -bench=. -benchtime=2s ./store ./wire ./ring
+bench-go: ## Go benchmarks: store writes and reads, RESP parsing, peer calls, placement, the coordinator in one process
+	$(GO) test -run=NONE -bench=. -benchmem -benchtime=2s ./store ./wire ./ring ./node
 
 bench-deps: ## install redis-server and redis-tools (Debian) for make bench
 	command -v redis-benchmark >/dev/null || (apt-get update && apt-get install -y redis-server redis-tools)
