@@ -197,6 +197,10 @@ func (s *Store) ScanHints(target string, after *Hint, limit int, fn func(h Hint)
 	if err := checkTarget(target); err != nil {
 		return err
 	}
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
 	lo := appendHintTarget(nil, target)
 	// hi is the least key above every key that starts with lo: lo with its
 	// last byte that is not 0xff incremented (lo[0] is hintPrefix). The
@@ -252,6 +256,10 @@ func (s *Store) DeleteHint(h Hint) (bool, error) {
 	if err := checkTarget(h.Target); err != nil {
 		return false, err
 	}
+	if !s.enter() {
+		return false, ErrClosed
+	}
+	defer s.leave()
 	k := objectKey(make([]byte, 0, 3+len(h.Key)), h.Partition, h.Key)
 	hk := hintKey(make([]byte, 0, 5+len(h.Target)+len(h.Key)), h.Target, h.Partition, h.Key)
 	mu := &s.locks[stripe(k)]

@@ -39,7 +39,7 @@ func (c collector) Describe(ch chan<- *prometheus.Desc) {
 }
 
 func (c collector) Collect(ch chan<- prometheus.Metric) {
-	m := c.s.db.Metrics()
+	m := c.s.Metrics()
 	var tables int64
 	for _, l := range m.Levels {
 		tables += l.TablesCount

@@ -63,7 +63,7 @@ import (
 	"github.com/rumor-kv/rumor/crdt"
 )
 
-// Errors returned by Open.
+// Errors returned by Open, and by every call after Close.
 var (
 	ErrPartitionsMismatch = errors.New("store: data directory was created with another partition count")
 	ErrClosed             = errors.New("store: closed")
@@ -165,6 +165,14 @@ type Store struct {
 
 	closeOnce sync.Once
 	closeErr  error
+	// Calls in flight, and whether Close has begun: Close waits for the
+	// calls, later ones return ErrClosed (pebble panics on a closed DB,
+	// and a late call, such as a replica copy that arrived during a
+	// shutdown, must get an error, not crash the process).
+	users     atomic.Int64
+	closing   atomic.Bool
+	drained   chan struct{}
+	drainOnce sync.Once
 
 	writes   atomic.Uint64 // updates applied, for the periodic WAL sync
 	synced   atomic.Uint64 // periodic WAL syncs done (for tests)
@@ -205,7 +213,7 @@ func Open(o Options) (*Store, error) {
 		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
 	}
 	s := &Store{db: db, cache: cache, objs: newObjectCache(o.ObjectCacheSize), wo: pebble.NoSync, q: o.Partitions,
-		maxHints: max(o.MaxHints, 0)}
+		maxHints: max(o.MaxHints, 0), drained: make(chan struct{})}
 	if o.Sync {
 		s.wo = pebble.Sync
 	}
@@ -333,6 +341,10 @@ func objectKey(buf []byte, p uint32, key []byte) []byte {
 // Get returns the object stored for key in partition p, and whether there
 // is one.
 func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
+	if !s.enter() {
+		return crdt.Object{}, false, ErrClosed
+	}
+	defer s.leave()
 	var kb [64]byte
 	k := objectKey(kb[:0], p, key)
 	if raw, ok := s.objs.get(k); ok {
@@ -420,14 +432,18 @@ func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Obj
 		hk = hintKey(make([]byte, 0, 5+len(target)+len(key)), target, p, key)
 	}
 	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
+	if !s.enter() {
+		return crdt.Object{}, ErrClosed
+	}
 	mu := &s.locks[stripe(k)]
 	mu.Lock()
 	next, b, err := s.applyLocked(k, hk, target, fn)
 	mu.Unlock()
 	if err != nil {
+		s.leave()
 		return crdt.Object{}, err
 	}
-	return next, s.syncBatch(b, deferSync)
+	return next, s.syncBatch(b, deferSync) // leaves once the batch is done with
 }
 
 // applyLocked runs fn on the object at store key k and applies what it
@@ -499,14 +515,18 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 // syncBatch finishes a batch applied by applyLocked: with Options.Sync it
 // waits for the batch's fsync, or hands that wait to deferSync if it is not
 // nil. It closes the batch (or leaves that to the wait it hands over).
+// The caller entered the store (enter); syncBatch leaves it when the batch
+// is done with, which with deferSync is when wait returns.
 func (s *Store) syncBatch(b *pebble.Batch, deferSync func(wait func() error)) error {
 	if !s.wo.Sync {
 		b.Close()
+		s.leave()
 		return nil
 	}
 	wait := func() error { // made only here: a closure that escapes costs an allocation
 		err := b.SyncWait()
 		b.Close()
+		s.leave()
 		if err != nil {
 			return fmt.Errorf("store: update: %w", err)
 		}
@@ -531,6 +551,10 @@ func (s *Store) Merge(p uint32, key []byte, obj crdt.Object) (crdt.Object, error
 // passed to fn is only valid during the call. Scan stops at fn's first error
 // and returns it.
 func (s *Store) Scan(p uint32, fn func(key []byte, obj crdt.Object) error) error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
 	lo := objectKey(nil, p, nil)
 	hi := objectKey(nil, p+1, nil)
 	if p+1 >= 1<<16 {
@@ -554,16 +578,49 @@ func (s *Store) Scan(p uint32, fn func(key []byte, obj crdt.Object) error) error
 	return it.Close()
 }
 
-// Metrics returns pebble's figures.
-func (s *Store) Metrics() *pebble.Metrics { return s.db.Metrics() }
+// Metrics returns pebble's figures; all zero once the store is closed.
+func (s *Store) Metrics() *pebble.Metrics {
+	if !s.enter() {
+		return &pebble.Metrics{}
+	}
+	defer s.leave()
+	return s.db.Metrics()
+}
 
 // Flush writes the memtable to disk (for tests and orderly shutdowns).
-func (s *Store) Flush() error { return s.db.Flush() }
+func (s *Store) Flush() error {
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
+	return s.db.Flush()
+}
+
+// enter counts a call in flight, or reports false once Close has begun.
+func (s *Store) enter() bool {
+	s.users.Add(1)
+	if s.closing.Load() { // after the Add: Close either sees this call or this call sees Close
+		s.leave()
+		return false
+	}
+	return true
+}
+
+// leave ends a call that entered; the last one out lets a waiting Close go on.
+func (s *Store) leave() {
+	if s.users.Add(-1) == 0 && s.closing.Load() {
+		s.drainOnce.Do(func() { close(s.drained) })
+	}
+}
 
 // Close marks the directory as cleanly closed (so the next Open keeps the
 // actor id) and releases it. It is safe to call more than once.
 func (s *Store) Close() error {
 	s.closeOnce.Do(func() {
+		s.closing.Store(true)
+		if s.users.Load() > 0 { // after the Store: see enter
+			<-s.drained
+		}
 		if s.stopSync != nil {
 			close(s.stopSync)
 			<-s.syncDone
