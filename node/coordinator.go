@@ -377,8 +377,7 @@ func (c *Coordinator) repair(part uint32, key []byte, to string, merged crdt.Obj
 	if !check {
 		c.stats.readRepairs.Add(1) // counted as it is decided, so a test can tell none was
 	}
-	key = bytes.Clone(key)
-	go func() {
+	go func() { // key is Get's own copy, so it may outlive the read
 		defer func() { <-c.repairs }()
 		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 		defer cancel()

@@ -95,14 +95,19 @@ func (tc *testCluster) setDown(groups ...[]string) {
 	}
 }
 
+// sum adds up one of the coordinators' counters over every node.
+func (tc *testCluster) sum(counter func(CoordinatorStats) uint64) uint64 {
+	var n uint64
+	for _, c := range tc.nodes {
+		n += counter(c.Stats())
+	}
+	return n
+}
+
 // local reads key straight from node's store, no quorum.
 func (tc *testCluster) local(t *testing.T, node, key string) string {
 	t.Helper()
-	o, _, err := tc.nodes[node].cfg.Store.Get(ring.Partition([]byte(key), 64), []byte(key))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return siblings(o)
+	return siblings(tc.object(t, node, key))
 }
 
 // missedBy stores the value "v" for key on every node but missing, as a
@@ -204,11 +209,7 @@ func TestPartitionIntoHalvesStaysWritableAndConverges(t *testing.T) {
 			t.Fatalf("counter via %s = %d, want %d", name, got, keys*11)
 		}
 	}
-	var delivered uint64
-	for _, c := range tc.nodes {
-		delivered += c.Stats().HintsDelivered
-	}
-	if delivered == 0 {
+	if delivered := tc.sum(func(s CoordinatorStats) uint64 { return s.HintsDelivered }); delivered == 0 {
 		t.Error("hints drained but none counts as delivered")
 	}
 }
@@ -462,11 +463,7 @@ func TestHintStorageBound(t *testing.T) {
 	if refused == 0 || written == 0 {
 		t.Fatalf("W=3 writes: %d written, %d refused; want both once storage fills", written, refused)
 	}
-	var dropped uint64
-	for _, c := range tc.nodes {
-		dropped += c.Stats().HintsDropped
-	}
-	if dropped == 0 {
+	if dropped := tc.sum(func(s CoordinatorStats) uint64 { return s.HintsDropped }); dropped == 0 {
 		t.Fatal("no hinted copy counted as dropped")
 	}
 }

@@ -3,12 +3,13 @@ package store
 import (
 	"errors"
 	"fmt"
-	"runtime"
 	"sync"
 	"sync/atomic"
 	"testing"
+	"time"
 
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
 // TestCallsAfterCloseFail: a call that comes after Close (a replica copy
@@ -92,9 +93,7 @@ func TestCloseWaitsForCallsInFlight(t *testing.T) {
 		}()
 	}
 	close(start)
-	for done.Load() < 50 { // let some writes in first
-		runtime.Gosched()
-	}
+	testutil.Eventually(t, 10*time.Second, "the first 50 writes", func() bool { return done.Load() >= 50 })
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
