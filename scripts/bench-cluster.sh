@@ -77,7 +77,7 @@ bench() {
   local port=$1 t p row
   shift
   for t in set get incr; do
-    local before=() after=() each=() total=0 i=0
+    local before=() each=() total=0 i=0
     for p in "$@"; do before+=("$(cpu_ticks "$p")"); done
     row=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$t" -n "$N" -c "$C" -r 100000 --csv 2>/dev/null | tr -d '"' | grep -i "^$t,")
     for p in "$@"; do
