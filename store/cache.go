@@ -17,6 +17,12 @@ import (
 // never hold an older object than pebble. Reads of a cached key take only
 // the shard's lock.
 //
+// The cache also remembers keys that pebble does not hold (an entry with a
+// nil value), filled the same way under the stripe lock: a GET of a missing
+// key, which otherwise searches every memtable and consults the sstables'
+// bloom filters, costs one map lookup the second time. A write replaces
+// the entry like any other.
+//
 // Eviction is random (Go's map iteration order): past its byte budget a
 // shard drops entries until it is under it. For the skewed and uniform
 // workloads a key-value store sees, random eviction's hit ratio is close
@@ -53,8 +59,9 @@ func newObjectCache(maxBytes int64) *objectCache {
 
 func (c *objectCache) shard(k []byte) *cacheShard { return &c.shards[stripe(k)%cacheShards] }
 
-// get returns the cached encoding of store key k. The bytes are shared and
-// must not be modified.
+// get returns the cached encoding of store key k, and whether k is cached
+// at all: (nil, true) means pebble holds no object for k. The bytes are
+// shared and must not be modified.
 func (c *objectCache) get(k []byte) ([]byte, bool) {
 	if c == nil {
 		return nil, false
@@ -71,8 +78,9 @@ func (c *objectCache) get(k []byte) ([]byte, bool) {
 	return v, ok
 }
 
-// put caches v (which the cache now owns) for k. The caller holds k's
-// stripe lock.
+// put caches v (which the cache now owns) for k; a nil v records that
+// pebble holds no object for k (encodings are never empty). The caller
+// holds k's stripe lock.
 func (c *objectCache) put(k []byte, v []byte) {
 	if c == nil {
 		return

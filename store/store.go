@@ -348,6 +348,9 @@ func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
 	var kb [64]byte
 	k := objectKey(kb[:0], p, key)
 	if raw, ok := s.objs.get(k); ok {
+		if raw == nil {
+			return crdt.Object{}, false, nil // cached as absent
+		}
 		return decode(k, raw)
 	}
 	if s.objs == nil {
@@ -363,10 +366,13 @@ func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
 	mu.Lock()
 	defer mu.Unlock()
 	raw, found, err := s.current(k)
-	if !found || err != nil {
+	if err != nil {
 		return crdt.Object{}, false, err
 	}
-	s.objs.put(k, raw)
+	s.objs.put(k, raw) // nil when absent: the next GET is a map lookup
+	if !found {
+		return crdt.Object{}, false, nil
+	}
 	return decode(k, raw)
 }
 
@@ -374,7 +380,7 @@ func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
 // The caller holds k's stripe lock; the bytes must not be modified.
 func (s *Store) current(k []byte) ([]byte, bool, error) {
 	if raw, ok := s.objs.get(k); ok {
-		return raw, true, nil
+		return raw, raw != nil, nil
 	}
 	return s.read(k)
 }

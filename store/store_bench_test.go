@@ -42,35 +42,42 @@ func BenchmarkUpdate(b *testing.B) {
 	}
 }
 
-// BenchmarkGet measures a read of an existing key.
+// BenchmarkGet measures a read of an existing key, and of a key the store
+// does not hold (half the keys of the same key space).
 func BenchmarkGet(b *testing.B) {
-	for _, cache := range []int64{-1, 16 << 20} {
-		b.Run(fmt.Sprintf("cache=%v", cache > 0), func(b *testing.B) {
-			s, err := Open(Options{Dir: b.TempDir(), Partitions: 16, ObjectCacheSize: cache})
-			if err != nil {
-				b.Fatal(err)
-			}
-			defer s.Close()
-			const keys = 100000
-			for i := 0; i < keys; i++ {
-				s.Update(uint32(i%16), []byte(fmt.Sprintf("key:%012d", i)), func(cur crdt.Object, _ bool) (crdt.Object, error) {
-					cur.Reg = cur.Reg.Update(s.Actor(), nil, []byte("xxx"), false, 1)
-					return cur, nil
-				})
-			}
-			b.ReportAllocs()
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				r := rand.New(rand.NewPCG(rand.Uint64(), 2))
-				for pb.Next() {
-					i := r.IntN(keys)
-					if _, ok, err := s.Get(uint32(i%16), []byte(fmt.Sprintf("key:%012d", i))); !ok || err != nil {
-						b.Errorf("key %d: %v %v", i, ok, err)
-						return
-					}
+	for _, missing := range []bool{false, true} {
+		for _, cache := range []int64{-1, 16 << 20} {
+			b.Run(fmt.Sprintf("missing=%v/cache=%v", missing, cache > 0), func(b *testing.B) {
+				s, err := Open(Options{Dir: b.TempDir(), Partitions: 16, ObjectCacheSize: cache})
+				if err != nil {
+					b.Fatal(err)
 				}
+				defer s.Close()
+				const keys = 100000
+				for i := 0; i < keys; i += 2 { // even keys exist, odd ones do not
+					s.Update(uint32(i%16), []byte(fmt.Sprintf("key:%012d", i)), func(cur crdt.Object, _ bool) (crdt.Object, error) {
+						cur.Reg = cur.Reg.Update(s.Actor(), nil, []byte("xxx"), false, 1)
+						return cur, nil
+					})
+				}
+				b.ReportAllocs()
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					r := rand.New(rand.NewPCG(rand.Uint64(), 2))
+					for pb.Next() {
+						i := r.IntN(keys/2) * 2
+						if missing {
+							i++
+						}
+						_, ok, err := s.Get(uint32(i%16), []byte(fmt.Sprintf("key:%012d", i)))
+						if ok == missing || err != nil {
+							b.Errorf("key %d: found %v, err %v", i, ok, err)
+							return
+						}
+					}
+				})
 			})
-		})
+		}
 	}
 }
 

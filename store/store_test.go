@@ -358,6 +358,44 @@ func TestObjectCacheNeverServesStaleObjects(t *testing.T) {
 	}
 }
 
+// TestMissingKeysAreCached checks that a GET of a key pebble does not hold
+// is answered from the cache the second time, and that a write replaces
+// that memory of absence at once.
+func TestMissingKeysAreCached(t *testing.T) {
+	s := open(t, Options{})
+	if got := value(t, s, 3, "nope"); got != "<missing>" {
+		t.Fatalf("new store: got %q", got)
+	}
+	before := s.CacheStats()
+	if got := value(t, s, 3, "nope"); got != "<missing>" {
+		t.Fatalf("second read: got %q", got)
+	}
+	after := s.CacheStats()
+	if after.Hits != before.Hits+1 || after.Misses != before.Misses {
+		t.Fatalf("second read of a missing key was not a cache hit: before %+v, after %+v", before, after)
+	}
+	set(t, s, 3, "nope", "now")
+	if got := value(t, s, 3, "nope"); got != "now" {
+		t.Fatalf("after a write: got %q, want now", got)
+	}
+	// The same key in another partition is another key.
+	if got := value(t, s, 4, "nope"); got != "<missing>" {
+		t.Fatalf("partition 4: got %q", got)
+	}
+	// A write's read of the current object sees the cached absence as
+	// absence, not as an empty object.
+	o, err := s.Update(4, []byte("nope"), func(cur crdt.Object, found bool) (crdt.Object, error) {
+		if found {
+			t.Errorf("Update saw a missing key as found: %+v", cur)
+		}
+		cur.Cnt, _ = cur.Cnt.Add(1, 5)
+		return cur, nil
+	})
+	if err != nil || o.Cnt.Value() != 5 {
+		t.Fatalf("counter on a missing key: %v %v", o.Cnt.Value(), err)
+	}
+}
+
 // TestNewActorAfterUncleanShutdown is Riak's KV679 in small: a write that
 // was visible (a client read its context) but not durable is lost in a
 // crash. If the restarted node reused the lost write's dot for a new write,
