@@ -35,6 +35,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/rumor-kv/rumor/crdt"
@@ -87,6 +88,10 @@ type Config struct {
 	Clock func() time.Time
 	// Logger; default discards.
 	Logger *slog.Logger
+
+	// storeFS, set by tests, is the store's filesystem (pebble's
+	// crashable in-memory one, to lose what was not fsynced).
+	storeFS vfs.FS
 }
 
 // Validate reports every problem with the configuration at once.
@@ -162,7 +167,7 @@ func Start(cfg Config) (*Node, error) {
 	st, err := store.Open(store.Options{
 		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval,
 		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize,
-		ObjectCacheSize: cfg.ObjectCacheSize, MaxHints: cfg.MaxHints, Logger: cfg.Logger,
+		ObjectCacheSize: cfg.ObjectCacheSize, MaxHints: cfg.MaxHints, Logger: cfg.Logger, FS: cfg.storeFS,
 	})
 	if err != nil {
 		return nil, err
@@ -310,8 +315,17 @@ func (n *Node) Put(ctx context.Context, key, value []byte, opts wire.WriteOption
 	if n.cluster != nil {
 		return n.cluster.coord.Put(ctx, key, value, opts)
 	}
-	_, err := n.st.Update(n.partition(key), key, putFn(n.st.Actor(), value, opts, n.cfg.Clock))
+	_, err := n.st.UpdateDeferred(n.partition(key), key, putFn(n.st.Actor(), value, opts, n.cfg.Clock), deferSync(ctx))
 	return err
+}
+
+// deferSync returns the function a single node's write hands its fsync
+// wait to: the pipeline's wire.SyncGroup, or nil (wait before returning).
+func deferSync(ctx context.Context) func(wait func() error) {
+	if g := wire.SyncGroupFrom(ctx); g != nil {
+		return g.Defer
+	}
+	return nil
 }
 
 // Delete implements wire.Backend.
@@ -320,7 +334,7 @@ func (n *Node) Delete(ctx context.Context, key []byte, opts wire.WriteOptions) (
 		return n.cluster.coord.Delete(ctx, key, opts)
 	}
 	var existed bool
-	_, err := n.st.Update(n.partition(key), key, deleteFn(n.st.Actor(), opts, n.cfg.Clock, &existed))
+	_, err := n.st.UpdateDeferred(n.partition(key), key, deleteFn(n.st.Actor(), opts, n.cfg.Clock, &existed), deferSync(ctx))
 	if errors.Is(err, errNothingToDo) {
 		err = nil
 	}
@@ -332,7 +346,7 @@ func (n *Node) Incr(ctx context.Context, key []byte, delta int64) (int64, error)
 	if n.cluster != nil {
 		return n.cluster.coord.Incr(ctx, key, delta)
 	}
-	o, err := n.st.Update(n.partition(key), key, incrFn(n.st.Actor(), delta))
+	o, err := n.st.UpdateDeferred(n.partition(key), key, incrFn(n.st.Actor(), delta), deferSync(ctx))
 	if err != nil {
 		return 0, err
 	}

@@ -49,6 +49,54 @@ type Backend interface {
 	Incr(ctx context.Context, key []byte, delta int64) (int64, error)
 }
 
+// A SyncGroup lets a Backend apply a write and hand back the wait for its
+// durability instead of blocking on it, so that the writes of a pipeline
+// share one fsync as they do in Redis with appendfsync always. The client
+// protocol puts one in a command's context (SyncGroupFrom) only when more
+// commands of the same connection are already buffered, and waits for
+// every deferred write before it sends any reply: a reply never leaves
+// before the writes it follows are durable. A SyncGroup belongs to one
+// connection's goroutine; Defer may only be called during a Backend call
+// made with its context.
+type SyncGroup struct {
+	waits []func() error
+}
+
+// Defer records wait, which returns once a write applied by the current
+// call is durable (nil) or failed to become durable.
+func (g *SyncGroup) Defer(wait func() error) { g.waits = append(g.waits, wait) }
+
+// Wait calls every deferred wait, in order, and returns the first error;
+// the group is then empty.
+func (g *SyncGroup) Wait() error {
+	var first error
+	for i, w := range g.waits {
+		if err := w(); err != nil && first == nil {
+			first = err
+		}
+		g.waits[i] = nil
+	}
+	g.waits = g.waits[:0]
+	return first
+}
+
+// Pending returns how many waits are deferred.
+func (g *SyncGroup) Pending() int { return len(g.waits) }
+
+type syncGroupKey struct{}
+
+// WithSyncGroup returns ctx carrying g.
+func WithSyncGroup(ctx context.Context, g *SyncGroup) context.Context {
+	return context.WithValue(ctx, syncGroupKey{}, g)
+}
+
+// SyncGroupFrom returns the SyncGroup in ctx, or nil: then a write waits
+// for its own durability before it returns.
+func SyncGroupFrom(ctx context.Context) *SyncGroup {
+	g, _ := ctx.Value(syncGroupKey{}).(*SyncGroup)
+	return g
+}
+
 // InfoSection is one "# Name" block of the INFO reply.
 type InfoSection struct {
 	Name   string

@@ -175,7 +175,7 @@ func cmdGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if msg != "" {
 		return AppendError(out, msg)
 	}
-	o, err := s.cfg.Backend.Get(s.withQuorum(q), args[1])
+	o, err := s.cfg.Backend.Get(c.withQuorum(q), args[1])
 	if err != nil {
 		return errReply(out, err)
 	}
@@ -191,7 +191,7 @@ func cmdMGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	}
 	objs := make([]crdt.Object, len(args)-1)
 	for i, k := range args[1:] {
-		o, err := s.cfg.Backend.Get(s.ctx, k)
+		o, err := s.cfg.Backend.Get(c.ctx, k)
 		if err != nil {
 			return errReply(out, err)
 		}
@@ -211,7 +211,7 @@ func cmdExists(s *Server, c *session, args [][]byte, out []byte) []byte {
 		if out, ok = s.checkKey(out, k); !ok {
 			return out
 		}
-		o, err := s.cfg.Backend.Get(s.ctx, k)
+		o, err := s.cfg.Backend.Get(c.ctx, k)
 		if err != nil {
 			return errReply(out, err)
 		}
@@ -233,7 +233,7 @@ func cmdVGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if msg != "" {
 		return AppendError(out, msg)
 	}
-	o, err := s.cfg.Backend.Get(s.withQuorum(q), args[1])
+	o, err := s.cfg.Backend.Get(c.withQuorum(q), args[1])
 	if err != nil {
 		return errReply(out, err)
 	}
@@ -299,11 +299,11 @@ func parseOptions(cmd string, opts [][]byte, allowed string) (WriteOptions, Quor
 }
 
 // withQuorum returns the context for a request with per-request R or W.
-func (s *Server) withQuorum(q Quorum) context.Context {
+func (c *session) withQuorum(q Quorum) context.Context {
 	if q == (Quorum{}) {
-		return s.ctx
+		return c.ctx
 	}
-	return WithQuorum(s.ctx, q)
+	return WithQuorum(c.ctx, q)
 }
 
 // SET key value [CTX token] (PUT is the same command).
@@ -320,7 +320,7 @@ func cmdSet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if msg != "" {
 		return AppendError(out, msg)
 	}
-	if err := s.cfg.Backend.Put(s.withQuorum(q), args[1], args[2], opts); err != nil {
+	if err := s.cfg.Backend.Put(c.withQuorum(q), args[1], args[2], opts); err != nil {
 		return errReply(out, err)
 	}
 	return AppendSimple(out, "OK")
@@ -336,7 +336,7 @@ func cmdDel(s *Server, c *session, args [][]byte, out []byte) []byte {
 		}
 	}
 	for _, k := range args[1:] {
-		existed, err := s.cfg.Backend.Delete(s.ctx, k, WriteOptions{})
+		existed, err := s.cfg.Backend.Delete(c.ctx, k, WriteOptions{})
 		if err != nil {
 			return errReply(out, err)
 		}
@@ -358,7 +358,7 @@ func cmdVDel(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if msg != "" {
 		return AppendError(out, msg)
 	}
-	existed, err := s.cfg.Backend.Delete(s.withQuorum(q), args[1], opts)
+	existed, err := s.cfg.Backend.Delete(c.withQuorum(q), args[1], opts)
 	if err != nil {
 		return errReply(out, err)
 	}
@@ -395,7 +395,7 @@ func cmdIncr(s *Server, c *session, args [][]byte, out []byte) []byte {
 		}
 		delta = -delta
 	}
-	v, err := s.cfg.Backend.Incr(s.withQuorum(q), args[1], delta)
+	v, err := s.cfg.Backend.Incr(c.withQuorum(q), args[1], delta)
 	if err != nil {
 		return errReply(out, err)
 	}

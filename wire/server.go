@@ -158,6 +158,12 @@ type session struct {
 	conn net.Conn
 	quit bool
 	now  time.Time // when the last command finished, if measured
+
+	// ctx is the context of the command being run: the server's, or
+	// pipelined (the server's with syncs) when more commands are buffered.
+	ctx       context.Context
+	pipelined context.Context
+	syncs     SyncGroup
 }
 
 func (s *Server) serveConn(c net.Conn) {
@@ -173,10 +179,25 @@ func (s *Server) serveConn(c net.Conn) {
 	s.cfg.Metrics.conns(1)
 	defer s.cfg.Metrics.conns(-1)
 
-	sess := &session{id: s.nextID.Add(1), conn: c}
+	sess := &session{id: s.nextID.Add(1), conn: c, ctx: s.ctx}
+	sess.pipelined = WithSyncGroup(s.ctx, &sess.syncs)
 	r := NewReader(c, s.cfg.Limits)
 	out := make([]byte, 0, 4096)
 	flush := func() bool {
+		if sess.syncs.Pending() > 0 {
+			// Pipelined writes left their fsync to us: no reply leaves
+			// before every write it follows is durable. If one is not, the
+			// replies cannot be trusted; the connection closes without
+			// them, and the client sees the writes' outcome as unknown, as
+			// after a crash.
+			if err := sess.syncs.Wait(); err != nil {
+				s.cfg.Logger.Error("a pipelined write did not become durable; closing the connection", "remote", c.RemoteAddr(), "err", err)
+				s.cfg.Metrics.disconnect("sync_failed")
+				c.Close()
+				out = out[:0]
+				return false
+			}
+		}
 		if len(out) == 0 {
 			return true
 		}
@@ -243,6 +264,10 @@ func (s *Server) serveConn(c net.Conn) {
 			continue
 		}
 		s.totalCommands.Add(1)
+		sess.ctx = s.ctx
+		if r.Buffered() > 0 {
+			sess.ctx = sess.pipelined // the writes of a pipeline share an fsync
+		}
 		out = s.exec(sess, args, out)
 		if sess.quit {
 			return

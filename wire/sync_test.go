@@ -1,0 +1,184 @@
+package wire
+
+import (
+	"context"
+	"errors"
+	"net"
+	"slices"
+	"sync"
+	"testing"
+)
+
+// syncLog records, in order, what a deferring backend and the server's
+// connection did.
+type syncLog struct {
+	mu     sync.Mutex
+	events []string
+}
+
+func (l *syncLog) add(e string) {
+	l.mu.Lock()
+	l.events = append(l.events, e)
+	l.mu.Unlock()
+}
+
+func (l *syncLog) get() []string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return slices.Clone(l.events)
+}
+
+// deferringBackend is a fake whose Put, given a SyncGroup, hands it the
+// wait for the write's "fsync" as a single node does; failKey's wait fails.
+type deferringBackend struct {
+	*fakeBackend
+	log     *syncLog
+	failKey string
+}
+
+func (b *deferringBackend) Put(ctx context.Context, key, value []byte, opts WriteOptions) error {
+	if err := b.fakeBackend.Put(ctx, key, value, opts); err != nil {
+		return err
+	}
+	k := string(key)
+	g := SyncGroupFrom(ctx)
+	if g == nil {
+		b.log.add("put " + k + " synced")
+		return nil
+	}
+	b.log.add("put " + k + " deferred")
+	g.Defer(func() error {
+		b.log.add("wait " + k)
+		if k == b.failKey {
+			return errors.New("fsync failed")
+		}
+		return nil
+	})
+	return nil
+}
+
+// loggingListener logs every write the server makes to a connection.
+type loggingListener struct {
+	net.Listener
+	log *syncLog
+}
+
+func (l loggingListener) Accept() (net.Conn, error) {
+	c, err := l.Listener.Accept()
+	if err != nil {
+		return nil, err
+	}
+	return loggingConn{c, l.log}, nil
+}
+
+type loggingConn struct {
+	net.Conn
+	log *syncLog
+}
+
+func (c loggingConn) Write(b []byte) (int, error) {
+	c.log.add("reply")
+	return c.Conn.Write(b)
+}
+
+func startDeferring(t *testing.T, failKey string) (*srvEnv, *syncLog) {
+	t.Helper()
+	log := &syncLog{}
+	be := &deferringBackend{fakeBackend: newFakeBackend(), log: log, failKey: failKey}
+	srv, err := NewServer(ServerConfig{Backend: be})
+	if err != nil {
+		t.Fatal(err)
+	}
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	e := &srvEnv{srv: srv, addr: l.Addr().String(), done: make(chan struct{}), be: be.fakeBackend}
+	go func() {
+		e.serveErr = srv.Serve(loggingListener{l, log})
+		close(e.done)
+	}()
+	t.Cleanup(func() {
+		srv.Close()
+		e.wait(t)
+	})
+	return e, log
+}
+
+// TestPipelinedWritesShareTheirSync: the writes of a pipeline hand their
+// durability wait to the server instead of blocking, and the server sends
+// no reply before every one of those waits returned. The last command of
+// a pipeline, and a command sent alone, wait for themselves.
+func TestPipelinedWritesShareTheirSync(t *testing.T) {
+	t.Parallel()
+	e, log := startDeferring(t, "")
+	c := e.connect(t) // its PING reply is the first "reply"
+	c.write("SET a 1\r\nSET b 2\r\nGET a\r\nSET c 3\r\n")
+	for _, want := range []string{`+"OK"`, `+"OK"`, `$"1"`, `+"OK"`} {
+		if got := c.read().String(); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	c.check(`+"OK"`, "SET", "d", "4")
+	want := []string{
+		"reply",                            // PING
+		"put a deferred", "put b deferred", // more commands were buffered
+		"put c synced",              // the pipeline's last command
+		"wait a", "wait b", "reply", // one write for the four replies, after the waits
+		"put d synced", "reply", // alone
+	}
+	if got := log.get(); !slices.Equal(got, want) {
+		t.Fatalf("events:\n got %q\nwant %q", got, want)
+	}
+}
+
+// TestPipelinedWriteThatFailsToSyncClosesTheConnection: when a deferred
+// write does not become durable, none of the pipeline's replies is sent
+// (an OK would claim a write the disk does not hold); every other wait is
+// still called, and the server keeps serving other connections.
+func TestPipelinedWriteThatFailsToSyncClosesTheConnection(t *testing.T) {
+	t.Parallel()
+	e, log := startDeferring(t, "bad")
+	c := e.connect(t)
+	c.write("SET bad 1\r\nSET ok 2\r\nPING\r\n")
+	c.expectClosed()
+	got := log.get()
+	if !slices.Contains(got, "wait bad") || !slices.Contains(got, "wait ok") {
+		t.Fatalf("not every deferred wait was called: %q", got)
+	}
+	if n := slices.Index(got, "wait bad"); slices.Contains(got[n:], "reply") {
+		t.Fatalf("a reply was written after the failed sync: %q", got)
+	}
+	e.connect(t).check(`$"2"`, "GET", "ok")
+}
+
+func TestSyncGroupWaitsInOrderAndEmpties(t *testing.T) {
+	t.Parallel()
+	var g SyncGroup
+	var order []int
+	boom := errors.New("boom")
+	for i := range 3 {
+		g.Defer(func() error {
+			order = append(order, i)
+			if i >= 1 {
+				return boom
+			}
+			return nil
+		})
+	}
+	if g.Pending() != 3 {
+		t.Fatalf("pending %d, want 3", g.Pending())
+	}
+	if err := g.Wait(); !errors.Is(err, boom) {
+		t.Fatalf("Wait: %v, want the first error", err)
+	}
+	if !slices.Equal(order, []int{0, 1, 2}) || g.Pending() != 0 {
+		t.Fatalf("order %v, pending %d", order, g.Pending())
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatalf("an empty group's Wait: %v", err)
+	}
+	if SyncGroupFrom(context.Background()) != nil || SyncGroupFrom(WithSyncGroup(context.Background(), &g)) != &g {
+		t.Fatal("SyncGroupFrom does not return the group WithSyncGroup stored")
+	}
+}
