@@ -137,6 +137,11 @@ func idleSlack(idle time.Duration) time.Duration { return min(idle/64, time.Seco
 // maxPendingReplies bounds the replies held back for a pipelining client.
 const maxPendingReplies = 64 << 10
 
+// maxDeferredSyncs bounds the writes of a pipeline whose fsync is left to
+// the connection (each holds a pebble batch until then): 13,000 five-byte
+// OKs would fit under maxPendingReplies.
+const maxDeferredSyncs = 256
+
 // lingerClose half-closes c and discards what the client is still sending,
 // for a bounded time and size, so that the client reads the error reply
 // before the connection goes away instead of a reset (closing a socket with
@@ -215,8 +220,9 @@ func (s *Server) serveConn(c net.Conn) {
 	var armedAt time.Time
 	for {
 		// Replies wait while more commands are buffered (one write answers
-		// a pipeline), but never pile up past maxPendingReplies.
-		if len(out) > maxPendingReplies && !flush() {
+		// a pipeline), but never pile up past maxPendingReplies, nor
+		// past maxDeferredSyncs writes waiting for their fsync.
+		if (len(out) > maxPendingReplies || sess.syncs.Pending() >= maxDeferredSyncs) && !flush() {
 			return
 		}
 		if r.Buffered() == 0 {

@@ -3,8 +3,10 @@ package wire
 import (
 	"context"
 	"errors"
+	"fmt"
 	"net"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 )
@@ -180,5 +182,39 @@ func TestSyncGroupWaitsInOrderAndEmpties(t *testing.T) {
 	}
 	if SyncGroupFrom(context.Background()) != nil || SyncGroupFrom(WithSyncGroup(context.Background(), &g)) != &g {
 		t.Fatal("SyncGroupFrom does not return the group WithSyncGroup stored")
+	}
+}
+
+// TestDeferredSyncsAreBounded: a long pipeline of writes leaves at most
+// maxDeferredSyncs fsync waits to the connection before it waits for them
+// and sends the replies so far.
+func TestDeferredSyncsAreBounded(t *testing.T) {
+	t.Parallel()
+	e, log := startDeferring(t, "")
+	c := e.connect(t)
+	const n = 3*maxDeferredSyncs + 10
+	var batch []byte
+	for i := range n {
+		batch = fmt.Appendf(batch, "SET k%d v\r\n", i)
+	}
+	c.write(string(append(batch, "PING\r\n"...)))
+	for i := range n {
+		if got := c.read().String(); got != `+"OK"` {
+			t.Fatalf("reply %d: %s", i, got)
+		}
+	}
+	c.check(`+"PONG"`, "PING")
+	pending, most := 0, 0
+	for _, ev := range log.get() {
+		switch {
+		case strings.HasSuffix(ev, " deferred"):
+			pending++
+			most = max(most, pending)
+		case strings.HasPrefix(ev, "wait "):
+			pending--
+		}
+	}
+	if most != maxDeferredSyncs || pending != 0 {
+		t.Fatalf("at most %d writes waited for their fsync at once (want %d), %d never waited", most, maxDeferredSyncs, pending)
 	}
 }
