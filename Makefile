@@ -53,11 +53,8 @@ bench-go: ## Go benchmarks: store writes and reads, RESP parsing, peer calls, pl
 bench-deps: ## install redis-server and redis-tools (Debian) for make bench
 	command -v redis-benchmark >/dev/null || (apt-get update && apt-get install -y redis-server redis-tools)
 
-fuzz: ## run every fuzz target for FUZZTIME (default 30s) each
-	$(GO) test -run=NONE -fuzz='^FuzzParseCommand$$' -fuzztime=$(FUZZTIME) ./wire
-	$(GO) test -run=NONE -fuzz='^FuzzParseReply$$' -fuzztime=$(FUZZTIME) ./wire
-	$(GO) test -run=NONE -fuzz='^FuzzDecode$$' -fuzztime=$(FUZZTIME) ./crdt
-	$(GO) test -run=NONE -fuzz='^FuzzParseFaultState$$' -fuzztime=$(FUZZTIME) ./node
+fuzz: ## run every fuzz target for FUZZTIME (default 30s; 1000000x counts runs) each; fails on a failing input
+	FUZZTIME=$(FUZZTIME) GO=$(GO) scripts/fuzz.sh
 
 clean: ## remove build output and the local node's and cluster's data
 	rm -rf bin .rumor-data .rumor-cluster
