@@ -49,39 +49,76 @@ type Backend interface {
 	Incr(ctx context.Context, key []byte, delta int64) (int64, error)
 }
 
-// A SyncGroup lets a Backend apply a write and hand back the wait for its
-// durability instead of blocking on it, so that the writes of a pipeline
-// share one fsync as they do in Redis with appendfsync always. The client
-// protocol puts one in a command's context (SyncGroupFrom) only when more
-// commands of the same connection are already buffered, and waits for
-// every deferred write before it sends any reply: a reply never leaves
-// before the writes it follows are durable. A SyncGroup belongs to one
-// connection's goroutine; Defer may only be called during a Backend call
-// made with its context.
+// A SyncGroup lets a Backend apply a write and hand back the wait for it
+// to be stored (its fsync on a single node, its write quorum in a cluster)
+// instead of blocking on it, so that the writes of a pipeline share one
+// fsync, as in Redis with appendfsync always, and a cluster replicates
+// them concurrently. The client protocol puts one in a command's context
+// (SyncGroupFrom) only when more commands of the same connection are
+// already buffered, and calls every deferred wait, in order, before it
+// sends any reply: a reply never leaves before the writes it follows are
+// stored, and the reply of a write whose wait fails becomes that error.
+// A SyncGroup belongs to one connection's goroutine; Defer may only be
+// called during a Backend call made with its context, and a Backend that
+// defers must not count the write as stored before its wait returns nil.
 type SyncGroup struct {
-	waits []func() error
+	waits []deferredWait
 }
 
-// Defer records wait, which returns once a write applied by the current
-// call is durable (nil) or failed to become durable.
-func (g *SyncGroup) Defer(wait func() error) { g.waits = append(g.waits, wait) }
+// deferredWait is a wait and the span of out holding its command's reply.
+type deferredWait struct {
+	wait       func() error
+	start, end int
+}
 
-// Wait calls every deferred wait, in order, and returns the first error;
-// the group is then empty.
-func (g *SyncGroup) Wait() error {
-	var first error
-	for i, w := range g.waits {
-		if err := w(); err != nil && first == nil {
-			first = err
-		}
-		g.waits[i] = nil
-	}
-	g.waits = g.waits[:0]
-	return first
+// Defer records wait, which returns nil once a write applied by the
+// current call is stored, or why it could not be.
+func (g *SyncGroup) Defer(wait func() error) {
+	g.waits = append(g.waits, deferredWait{wait: wait, start: -1})
 }
 
 // Pending returns how many waits are deferred.
 func (g *SyncGroup) Pending() int { return len(g.waits) }
+
+// replied records that the waits deferred since the first pending ones
+// belong to the command whose reply is out[start:end].
+func (g *SyncGroup) replied(first, start, end int) {
+	for i := first; i < len(g.waits); i++ {
+		g.waits[i].start, g.waits[i].end = start, end
+	}
+}
+
+// settle calls every deferred wait in order and returns out with the reply
+// of each command whose wait failed replaced by the error; the group is
+// then empty.
+func (g *SyncGroup) settle(out []byte) []byte {
+	var fixed []byte // nil until a wait fails
+	copied := 0      // out[:copied] is in fixed
+	for i := 0; i < len(g.waits); {
+		start, end := g.waits[i].start, g.waits[i].end
+		var err error
+		for ; i < len(g.waits) && g.waits[i].start == start; i++ {
+			if e := g.waits[i].wait(); e != nil && err == nil {
+				err = e
+			}
+			g.waits[i] = deferredWait{}
+		}
+		if err == nil || start < 0 {
+			continue
+		}
+		if fixed == nil {
+			fixed = make([]byte, 0, len(out)+64)
+		}
+		fixed = append(fixed, out[copied:start]...)
+		fixed = errReply(fixed, err)
+		copied = end
+	}
+	g.waits = g.waits[:0]
+	if fixed == nil {
+		return out
+	}
+	return append(fixed, out[copied:]...)
+}
 
 type syncGroupKey struct{}
 

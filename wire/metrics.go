@@ -43,7 +43,7 @@ func NewMetrics(reg prometheus.Registerer) *Metrics {
 			Name: "rumor_client_connections", Help: "Open RESP client connections.",
 		}),
 		refused: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "rumor_client_disconnects_total", Help: "RESP connections closed by the server, by reason (protocol error, idle timeout, max clients, a pipelined write that failed to sync).",
+			Name: "rumor_client_disconnects_total", Help: "RESP connections closed by the server, by reason (protocol error, idle timeout, max clients).",
 		}, []string{"reason"}),
 		byOp: map[string]*opMetrics{},
 	}

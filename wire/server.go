@@ -190,18 +190,10 @@ func (s *Server) serveConn(c net.Conn) {
 	out := make([]byte, 0, 4096)
 	flush := func() bool {
 		if sess.syncs.Pending() > 0 {
-			// Pipelined writes left their fsync to us: no reply leaves
-			// before every write it follows is durable. If one is not, the
-			// replies cannot be trusted; the connection closes without
-			// them, and the client sees the writes' outcome as unknown, as
-			// after a crash.
-			if err := sess.syncs.Wait(); err != nil {
-				s.cfg.Logger.Error("a pipelined write did not become durable; closing the connection", "remote", c.RemoteAddr(), "err", err)
-				s.cfg.Metrics.disconnect("sync_failed")
-				c.Close()
-				out = out[:0]
-				return false
-			}
+			// Pipelined writes left their waits to us: no reply leaves
+			// before every write it follows is stored, and a write that
+			// could not be gets its error as its reply.
+			out = sess.syncs.settle(out)
 		}
 		if len(out) == 0 {
 			return true
@@ -274,7 +266,9 @@ func (s *Server) serveConn(c net.Conn) {
 		if r.Buffered() > 0 {
 			sess.ctx = sess.pipelined // the writes of a pipeline share an fsync
 		}
+		n, first := len(out), sess.syncs.Pending()
 		out = s.exec(sess, args, out)
+		sess.syncs.replied(first, n, len(out))
 		if sess.quit {
 			return
 		}

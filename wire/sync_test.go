@@ -134,51 +134,63 @@ func TestPipelinedWritesShareTheirSync(t *testing.T) {
 	}
 }
 
-// TestPipelinedWriteThatFailsToSyncClosesTheConnection: when a deferred
-// write does not become durable, none of the pipeline's replies is sent
-// (an OK would claim a write the disk does not hold); every other wait is
-// still called, and the server keeps serving other connections.
-func TestPipelinedWriteThatFailsToSyncClosesTheConnection(t *testing.T) {
+// TestPipelinedWriteThatFailsToSyncGetsTheError: when a deferred write is
+// not stored, its reply becomes the error (an OK would claim a write the
+// disk or the quorum does not hold); the other replies of the pipeline,
+// before and after it, are unchanged, and the connection goes on.
+func TestPipelinedWriteThatFailsToSyncGetsTheError(t *testing.T) {
 	t.Parallel()
 	e, log := startDeferring(t, "bad")
 	c := e.connect(t)
-	c.write("SET bad 1\r\nSET ok 2\r\nPING\r\n")
-	c.expectClosed()
+	c.write("SET a 1\r\nSET bad 1\r\nECHO after\r\nSET ok 2\r\nPING\r\n")
+	for _, want := range []string{`+"OK"`, `-"ERR fsync failed"`, `$"after"`, `+"OK"`, `+"PONG"`} {
+		if got := c.read().String(); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
 	got := log.get()
 	if !slices.Contains(got, "wait bad") || !slices.Contains(got, "wait ok") {
 		t.Fatalf("not every deferred wait was called: %q", got)
 	}
-	if n := slices.Index(got, "wait bad"); slices.Contains(got[n:], "reply") {
-		t.Fatalf("a reply was written after the failed sync: %q", got)
-	}
-	e.connect(t).check(`$"2"`, "GET", "ok")
+	c.check(`$"2"`, "GET", "ok")
 }
 
-func TestSyncGroupWaitsInOrderAndEmpties(t *testing.T) {
+// TestSyncGroupSettle: waits run in order, a command's reply is replaced
+// by the first error among its waits, and the group ends empty.
+func TestSyncGroupSettle(t *testing.T) {
 	t.Parallel()
 	var g SyncGroup
-	var order []int
-	boom := errors.New("boom")
-	for i := range 3 {
-		g.Defer(func() error {
-			order = append(order, i)
-			if i >= 1 {
-				return boom
-			}
-			return nil
-		})
+	var order []string
+	wait := func(name string, err error) func() error {
+		return func() error { order = append(order, name); return err }
 	}
-	if g.Pending() != 3 {
-		t.Fatalf("pending %d, want 3", g.Pending())
+	var out []byte
+	reply := func(r string, waits ...func() error) {
+		first, start := g.Pending(), len(out)
+		for _, w := range waits {
+			g.Defer(w)
+		}
+		out = append(out, r...)
+		g.replied(first, start, len(out))
 	}
-	if err := g.Wait(); !errors.Is(err, boom) {
-		t.Fatalf("Wait: %v, want the first error", err)
+	reply("+OK\r\n", wait("a", nil))
+	reply(":2\r\n", wait("b1", nil), wait("b2", errors.New("second copy lost")), wait("b3", errors.New("third")))
+	reply("$1\r\nx\r\n") // a read: nothing deferred
+	reply("+OK\r\n", wait("d", errors.New("disk full")))
+	reply("+OK\r\n", wait("e", nil))
+	if g.Pending() != 6 {
+		t.Fatalf("pending %d, want 6", g.Pending())
 	}
-	if !slices.Equal(order, []int{0, 1, 2}) || g.Pending() != 0 {
+	got := string(g.settle(out))
+	want := "+OK\r\n-ERR second copy lost\r\n$1\r\nx\r\n-ERR disk full\r\n+OK\r\n"
+	if got != want {
+		t.Fatalf("settled replies %q, want %q", got, want)
+	}
+	if !slices.Equal(order, []string{"a", "b1", "b2", "b3", "d", "e"}) || g.Pending() != 0 {
 		t.Fatalf("order %v, pending %d", order, g.Pending())
 	}
-	if err := g.Wait(); err != nil {
-		t.Fatalf("an empty group's Wait: %v", err)
+	if string(g.settle([]byte("+OK\r\n"))) != "+OK\r\n" {
+		t.Fatal("an empty group changed the replies")
 	}
 	if SyncGroupFrom(context.Background()) != nil || SyncGroupFrom(WithSyncGroup(context.Background(), &g)) != &g {
 		t.Fatal("SyncGroupFrom does not return the group WithSyncGroup stored")
