@@ -581,6 +581,19 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		go localWait() // durable or not, it does not count
 		localWait = nil
 	}
+	if g := wire.SyncGroupFrom(ctx); g != nil {
+		// More commands of the client's pipeline wait: the local copy is
+		// applied (the next command sees it), and the quorum is waited
+		// for before any reply leaves. The copies of several writes of a
+		// key may reach a replica in any order; they are causally
+		// ordered objects, and merging is order-free.
+		done := make(chan error, 1)
+		go func() {
+			done <- c.replicate(ctx, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
+		}()
+		g.Defer(func() error { return <-done })
+		return nil, nil
+	}
 	return nil, c.replicate(ctx, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
 }
 

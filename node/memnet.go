@@ -14,7 +14,9 @@ import (
 // with the faults a real network has: a node can be down (calls to it
 // fail at once, as with a refused connection), links can be black-holed
 // (calls hang until their deadline, as under a partition), and every call
-// can be delayed. Arguments and results are copied, as a network would.
+// can be delayed. Arguments and results are copied, as a network would,
+// and a handler runs under the network's context, not the caller's (whose
+// values and deadline a real peer never sees).
 type MemNetwork struct {
 	mu       sync.Mutex
 	handlers map[string]wire.PeerHandler
@@ -24,12 +26,15 @@ type MemNetwork struct {
 
 	closed   chan struct{} // closed by Close: calls fail, waits end
 	inFlight sync.WaitGroup
+	ctx      context.Context // the handlers'; cancelled by Close
+	cancel   context.CancelFunc
 }
 
 // NewMemNetwork returns an empty network.
 func NewMemNetwork() *MemNetwork {
+	ctx, cancel := context.WithCancel(context.Background())
 	return &MemNetwork{handlers: map[string]wire.PeerHandler{}, blocked: map[[2]string]bool{}, slow: map[string]time.Duration{},
-		closed: make(chan struct{})}
+		closed: make(chan struct{}), ctx: ctx, cancel: cancel}
 }
 
 // Close takes the network down for good: calls fail at once, held and
@@ -45,6 +50,7 @@ func (m *MemNetwork) Close() {
 		close(m.closed)
 	}
 	m.mu.Unlock()
+	m.cancel()
 	m.inFlight.Wait()
 }
 
@@ -148,7 +154,7 @@ func (t memTransport) Call(ctx context.Context, to, method string, args ...[]byt
 	for i, a := range args {
 		in[i] = bytes.Clone(a)
 	}
-	res, err := h(ctx, method, in)
+	res, err := h(t.m.ctx, method, in)
 	if err != nil {
 		return nil, &wire.PeerError{Msg: err.Error()}
 	}

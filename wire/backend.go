@@ -77,6 +77,21 @@ func (g *SyncGroup) Defer(wait func() error) {
 	g.waits = append(g.waits, deferredWait{wait: wait, start: -1})
 }
 
+// Wait calls every deferred wait, in order, and returns the first error;
+// the group is then empty. (The client protocol does this itself, one
+// error per reply; Wait is for other callers, and tests.)
+func (g *SyncGroup) Wait() error {
+	var first error
+	for i := range g.waits {
+		if err := g.waits[i].wait(); err != nil && first == nil {
+			first = err
+		}
+		g.waits[i] = deferredWait{}
+	}
+	g.waits = g.waits[:0]
+	return first
+}
+
 // Pending returns how many waits are deferred.
 func (g *SyncGroup) Pending() int { return len(g.waits) }
 

@@ -1,0 +1,106 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"testing"
+	"time"
+
+	"github.com/rumor-kv/rumor/internal/testutil"
+	"github.com/rumor-kv/rumor/store"
+	"github.com/rumor-kv/rumor/wire"
+)
+
+// TestPipelinedClusterWritesWaitForTheirQuorumTogether: a coordinator
+// given a wire.SyncGroup (the client has more commands buffered) applies
+// its copy, hands the quorum wait to the group and returns, so the writes
+// of a pipeline replicate concurrently. When the group's waits return, each
+// write is on W replicas; several writes of one key, whose copies may
+// reach a replica in any order, end as the last one alone.
+func TestPipelinedClusterWritesWaitForTheirQuorumTogether(t *testing.T) {
+	tc := newTestCluster(t, []string{"n1", "n2", "n3"}, 3, 2, 2)
+	tc.net.Slow("n3", 20*time.Millisecond) // the quorum is n1 and n2; n3's copies lag
+	n1 := tc.nodes["n1"]
+	var g wire.SyncGroup
+	ctx := wire.WithSyncGroup(context.Background(), &g)
+
+	const writes = 20
+	for i := 1; i <= writes; i++ {
+		if err := n1.Put(ctx, []byte("k"), []byte(fmt.Sprint("v", i)), wire.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if err := n1.Put(ctx, []byte(fmt.Sprint("key", i)), []byte("x"), wire.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	v, err := n1.Incr(ctx, []byte("count"), 7)
+	if err != nil || v != 7 {
+		t.Fatalf("deferred INCR returned %d, %v", v, err)
+	}
+	if got := g.Pending(); got != 2*writes+1 {
+		t.Fatalf("%d waits deferred, want %d: the coordinator waited for its quorums one by one", got, 2*writes+1)
+	}
+	if got := tc.local(t, "n1", "k"); got != fmt.Sprintf("[v%d]", writes) {
+		t.Fatalf("n1's own copy before the waits: %s (the next command must see the last write)", got)
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	// Stored means on W=2 replicas: n1 and n2 (n3 is slower than both).
+	for _, node := range []string{"n1", "n2"} {
+		if got := tc.local(t, node, "k"); got != fmt.Sprintf("[v%d]", writes) {
+			t.Errorf("%s holds k = %s after the quorum waits, want [v%d]", node, got, writes)
+		}
+		for i := 1; i <= writes; i++ {
+			if got := tc.local(t, node, fmt.Sprint("key", i)); got != "[x]" {
+				t.Errorf("%s holds key%d = %s after the quorum waits", node, i, got)
+			}
+		}
+		if got := tc.count(t, node, "count"); got != 7 {
+			t.Errorf("%s holds count = %d", node, got)
+		}
+	}
+	// Even if n3 got them out of order, it ends with the last write alone.
+	testutil.Eventually(t, 5*time.Second, "n3 holds the last write of k", func() bool { return tc.local(t, "n3", "k") == fmt.Sprintf("[v%d]", writes) })
+}
+
+// TestPipelinedClusterWriteWithoutQuorumGetsTheError: a deferred write
+// that cannot reach W replicas reports the quorum error from its wait.
+func TestPipelinedClusterWriteWithoutQuorumGetsTheError(t *testing.T) {
+	tc := newTestClusterWith(t, []string{"n1", "n2", "n3"}, func(name string, cfg *CoordinatorConfig, o *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W, cfg.Strict = 3, 2, 2, true
+		cfg.Timeout = 200 * time.Millisecond
+	})
+	tc.net.Partition([]string{"n1"}, []string{"n2", "n3"})
+	var g wire.SyncGroup
+	ctx := wire.WithSyncGroup(context.Background(), &g)
+	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("the deferred write failed before its wait: %v", err)
+	}
+	var qe *QuorumError
+	if err := g.Wait(); !errors.As(err, &qe) {
+		t.Fatalf("wait returned %v, want a QuorumError", err)
+	}
+}
+
+// TestForwardedPipelinedWritesStayInOrder: a coordinator that is not a
+// replica of the key forwards the write and waits for it: the replica
+// that coordinates it applies "SET k a; SET k b" in the client's order.
+func TestForwardedPipelinedWritesStayInOrder(t *testing.T) {
+	tc := newTestCluster(t, []string{"n1", "n2", "n3", "n4"}, 3, 2, 2)
+	k := tc.keyOutside(t, "n1")
+	var g wire.SyncGroup
+	ctx := wire.WithSyncGroup(context.Background(), &g)
+	for i := 1; i <= 5; i++ {
+		if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte(fmt.Sprint("v", i)), wire.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if g.Pending() != 0 {
+		t.Fatalf("a forwarded write deferred its wait (%d pending)", g.Pending())
+	}
+	if got := value(t, tc.nodes["n2"], k); got != "[v5]" {
+		t.Fatalf("after forwarded writes v1..v5: %s", got)
+	}
+}
