@@ -506,6 +506,46 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 			time.Sleep(20 * time.Millisecond)
 		}
 	}
+	// A pipeline's writes wait for their quorums together (the
+	// coordinator replicates them concurrently) and still apply in the
+	// client's order: after it, W=2 replicas hold each key's last write.
+	pipe := clients[0].Pipeline()
+	const pipeKeys, rounds = 20, 5
+	for r := range rounds {
+		for k := range pipeKeys {
+			pipe.Set(ctx, fmt.Sprint("pipe:", k), fmt.Sprint("v", r), 0)
+		}
+		pipe.Incr(ctx, "pipe:count")
+	}
+	last := pipe.Get(ctx, fmt.Sprint("pipe:", pipeKeys-1))
+	cmds, err := pipe.Exec(ctx)
+	if err != nil {
+		t.Fatalf("pipeline: %v", err)
+	}
+	for i, cmd := range cmds {
+		if cmd.Err() != nil {
+			t.Fatalf("pipeline command %d (%v): %v", i, cmd.Args(), cmd.Err())
+		}
+	}
+	if v := cmds[len(cmds)-2].(*redis.IntCmd).Val(); v != rounds {
+		t.Fatalf("the pipeline's last INCR returned %d, want %d", v, rounds)
+	}
+	if v := last.Val(); v != fmt.Sprint("v", rounds-1) {
+		t.Fatalf("GET at the end of the pipeline: %q", v)
+	}
+	for k := range pipeKeys {
+		key, want := fmt.Sprint("pipe:", k), fmt.Sprint("v", rounds-1)
+		holders := 0
+		for _, c := range clients {
+			// VGET: the context token, then the siblings.
+			if vals, _ := c.Do(ctx, "VGET", key, "R", "1").Slice(); len(vals) == 2 && vals[1] == want {
+				holders++
+			}
+		}
+		if holders < 2 {
+			t.Fatalf("after the pipeline, %d replicas hold %s = %s alone, want at least W=2", holders, key, want)
+		}
+	}
 	// A node with another partition count is refused, saying why.
 	odd := exec.Command(binary, "node", "--name", "odd", "--data-dir", filepath.Join(dir, "odd"), "--partitions", "8192",
 		"--client-addr", "127.0.0.1:0", "--http-addr", "-", "--gossip-addr", "127.0.0.1:0", "--join", nodes[0].gossipAddr)
@@ -523,6 +563,20 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 	err = clients[0].Do(ctx, "SET", "user:3", "carol", "W", "3").Err()
 	if err == nil || !strings.Contains(err.Error(), "quorum not reached for write: 2 of 3") {
 		t.Fatalf("W=3 write with one node killed: %v", err)
+	}
+	// In a pipeline, the write that misses its quorum gets the error as
+	// its own reply, and the others are answered as usual.
+	pipe = clients[0].Pipeline()
+	a := pipe.Set(ctx, "user:4", "dave", 0)
+	w3 := pipe.Do(ctx, "SET", "user:5", "erin", "W", "3")
+	c := pipe.Set(ctx, "user:6", "frank", 0)
+	g := pipe.Get(ctx, "user:6")
+	pipe.Exec(ctx)
+	if a.Err() != nil || c.Err() != nil || g.Val() != "frank" {
+		t.Fatalf("pipeline around a failing write: %v, %v, GET %q %v", a.Err(), c.Err(), g.Val(), g.Err())
+	}
+	if err := w3.Err(); err == nil || !strings.Contains(err.Error(), "quorum not reached for write: 2 of 3") {
+		t.Fatalf("W=3 write in a pipeline with one node killed: %v", err)
 	}
 }
 
