@@ -1,13 +1,13 @@
 #!/usr/bin/env bash
 # bench-cluster.sh - a 3-node rumor cluster (N=3, R=2, W=2) against one
 # redis-server with matching durability, measured in the same run with
-#   redis-benchmark -t set,get,incr -n $N -c $C -r 100000
+#   redis-benchmark -t set,get,incr -n $N -c $C -P $P -r 100000
 # against one node of the cluster, one test at a time. Prints a markdown
 # report (also written to $OUT) with each server's CPU time per request,
 # whether the replicas hold the same copies right after the SET test, and
 # each node's resident memory after the run.
 #
-# Environment: RUMOR (./bin/rumor), N (200000), C (50), OUT
+# Environment: RUMOR (./bin/rumor), N (200000), C (50), P (1), OUT
 # (bench-cluster-results.md), ONLY=durable|fast. Needs redis-server and
 # redis-benchmark (make bench-deps) and a built binary (make build).
 set -euo pipefail
@@ -15,6 +15,7 @@ set -euo pipefail
 RUMOR=${RUMOR:-./bin/rumor}
 N=${N:-200000}
 C=${C:-50}
+P=${P:-1} # requests each client pipelines (redis-benchmark -P)
 OUT=${OUT:-bench-cluster-results.md}
 ONLY=${ONLY:-}
 
@@ -79,7 +80,7 @@ bench() {
   for t in set get incr; do
     local before=() each=() total=0 i=0
     for p in "$@"; do before+=("$(cpu_ticks "$p")"); done
-    row=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$t" -n "$N" -c "$C" -r 100000 --csv 2>/dev/null | tr -d '"' | grep -i "^$t,")
+    row=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$t" -n "$N" -c "$C" -P "$P" -r 100000 --csv 2>/dev/null | tr -d '"' | grep -i "^$t,")
     for p in "$@"; do
       local us
       us=$(awk -v d="$(($(cpu_ticks "$p") - before[i]))" -v hz="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.1f", d / hz / n * 1e6 }')
@@ -151,7 +152,7 @@ report() {
 report "# rumor 3-node cluster vs redis-server"
 report ""
 report "- $(date -u), $(nproc) cores, $(redis-server --version | cut -d' ' -f1-3), load average $(cut -d' ' -f1-3 /proc/loadavg)"
-report "- cluster: 3 nodes, N=3 R=2 W=2, benchmark against n1: redis-benchmark -t set,get,incr -n $N -c $C -r 100000"
+report "- cluster: 3 nodes, N=3 R=2 W=2, benchmark against n1: redis-benchmark -t set,get,incr -n $N -c $C -P $P -r 100000"
 report "- the machine is shared and noisy: compare the ratios, measured back to back in one run"
 
 for pairing in durable fast; do

@@ -8,6 +8,7 @@
 #   RUMOR        path to the rumor binary                  (default ./bin/rumor)
 #   N            requests per redis-benchmark test         (default 200000)
 #   C            redis-benchmark parallel clients          (default 50)
+#   P            requests each client pipelines (-P)       (default 1, as the issue's command)
 #   KEYS         distinct keys loaded for the memory test  (default 1000000)
 #   CACHE        rumor --cache-size                        (default 64MB)
 #   ONLY         durable | fast: run just that pairing     (default: both)
@@ -26,6 +27,7 @@ set -euo pipefail
 RUMOR=${RUMOR:-./bin/rumor}
 N=${N:-200000}
 C=${C:-50}
+P=${P:-1}
 KEYS=${KEYS:-1000000}
 CACHE=${CACHE:-64MB}
 ONLY=${ONLY:-}
@@ -56,6 +58,7 @@ die() {
 is_uint() { [[ $1 =~ ^[0-9]+$ && $1 -gt 0 ]]; }
 is_uint "$N" || die "N must be a positive integer (got '$N')"
 is_uint "$C" || die "C must be a positive integer (got '$C')"
+is_uint "$P" || die "P must be a positive integer (got '$P')"
 is_uint "$KEYS" || die "KEYS must be a positive integer (got '$KEYS')"
 is_uint "$SAMPLE" || die "SAMPLE must be a positive integer (got '$SAMPLE')"
 case $ONLY in
@@ -289,7 +292,7 @@ bench_one() {
   local pairing=$1 server=$2 port=$3 pid=$4 csv t T rps p99 c0 c1
   for t in "${TESTS[@]}"; do
     csv="$TMP/$pairing-$server-$t.csv"
-    local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -t "${t,,}" -n "$N" -c "$C" -r "$KEYSPACE" --csv)
+    local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -t "${t,,}" -n "$N" -c "$C" -P "$P" -r "$KEYSPACE" --csv)
     record_cmd "${cmd[@]}"
     log "$pairing/$server: ${cmd[*]}"
     c0=$(cpu_ticks "$pid")
@@ -568,7 +571,7 @@ rep "- redis-benchmark: $(redis-benchmark --version 2>/dev/null || echo unknown)
 rep "- rumor: $RUMOR"
 rep "- data dirs: $TMP (filesystem: $FS_TYPE)"
 rep "- load average (1/5/15 min): $LOAD_START at start, $LOAD_END at end"
-rep "- parameters: N=$N requests per test, C=$C clients, -r $KEYSPACE random keys, CACHE=$CACHE, KEYS=$KEYS, pairings: ${PAIRINGS[*]}, memory: $([[ $SKIP_MEMORY == 1 ]] && echo skipped || echo yes)"
+rep "- parameters: N=$N requests per test, C=$C clients, P=$P pipelined, -r $KEYSPACE random keys, CACHE=$CACHE, KEYS=$KEYS, pairings: ${PAIRINGS[*]}, memory: $([[ $SKIP_MEMORY == 1 ]] && echo skipped || echo yes)"
 rep ""
 rep "> **Note:** this machine is shared and noisy (other builds/tests may be running; $(nproc) CPUs shared by client and server)."
 rep "> Both servers ran back to back in the same run with the same parameters (redis first, then rumor), so compare the"
