@@ -230,3 +230,27 @@ func TestDeferredSyncsAreBounded(t *testing.T) {
 		t.Fatalf("at most %d writes waited for their fsync at once (want %d), %d never waited", most, maxDeferredSyncs, pending)
 	}
 }
+
+// TestPipelineCutByAProtocolErrorStillSyncsItsWrites: a pipeline whose
+// tail is malformed gets the replies of the writes before it, each after
+// its wait, then the protocol error, and the connection closes.
+func TestPipelineCutByAProtocolErrorStillSyncsItsWrites(t *testing.T) {
+	t.Parallel()
+	e, log := startDeferring(t, "")
+	c := e.connect(t)
+	c.write("SET a 1\r\nSET b 2\r\n*1\r\n$-5\r\n")
+	for _, want := range []string{`+"OK"`, `+"OK"`} {
+		if got := c.read().String(); got != want {
+			t.Fatalf("got %s, want %s", got, want)
+		}
+	}
+	if v := c.read(); v.Kind != Error || !strings.Contains(string(v.Str), "Protocol error") {
+		t.Fatalf("got %s, want the protocol error", v)
+	}
+	c.expectClosed()
+	got := log.get()
+	want := []string{"reply", "put a deferred", "put b deferred", "wait a", "wait b", "reply"}
+	if !slices.Equal(got, want) {
+		t.Fatalf("events:\n got %q\nwant %q", got, want)
+	}
+}
