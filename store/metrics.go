@@ -27,13 +27,15 @@ var (
 	descObjHits    = prometheus.NewDesc("rumor_store_object_cache_hits_total", "Object cache hits.", nil, nil)
 	descObjMisses  = prometheus.NewDesc("rumor_store_object_cache_misses_total", "Object cache misses.", nil, nil)
 	descTables     = prometheus.NewDesc("rumor_store_sstables", "Live sstables.", nil, nil)
+	descFilter     = prometheus.NewDesc("rumor_store_key_filter_bytes", "Bytes of the filter of held keys that spares writes to new keys a search of pebble.", nil, nil)
+	descFilterOn   = prometheus.NewDesc("rumor_store_key_filter_ready", "1 once the key filter has scanned the store's keys and answers lookups.", nil, nil)
 	descHints      = prometheus.NewDesc("rumor_store_hints", "Hint records: objects held for another node until handoff, by that node.", []string{"target"}, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDisk, descMemtable, descCacheSize, descCacheHits, descCacheMiss,
 		descWALBytes, descFlushes, descCompaction, descReadAmp, descTables,
-		descObjBytes, descObjEntries, descObjHits, descObjMisses, descHints} {
+		descObjBytes, descObjEntries, descObjHits, descObjMisses, descFilter, descFilterOn, descHints} {
 		ch <- d
 	}
 }
@@ -63,6 +65,12 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	gauge(descObjEntries, float64(st.Entries))
 	count(descObjHits, float64(st.Hits))
 	count(descObjMisses, float64(st.Misses))
+	gauge(descFilter, float64(c.s.keys.bytes()))
+	ready := 0.0
+	if c.s.keys.complete.Load() {
+		ready = 1
+	}
+	gauge(descFilterOn, ready)
 	// A label value must be UTF-8; a target name need not be.
 	hints := map[string]int{}
 	for target, n := range c.s.Hints() {

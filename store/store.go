@@ -149,6 +149,7 @@ type Store struct {
 	db       *pebble.DB
 	cache    interface{ Unref() }
 	objs     *objectCache
+	keys     *keyFilter // every object key held, to skip looking for new ones
 	wo       *pebble.WriteOptions
 	actor    uint64
 	newActor bool // the actor id was replaced after an unclean shutdown
@@ -212,7 +213,7 @@ func Open(o Options) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, cache: cache, objs: newObjectCache(o.ObjectCacheSize), wo: pebble.NoSync, q: o.Partitions,
+	s := &Store{db: db, cache: cache, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(0), wo: pebble.NoSync, q: o.Partitions,
 		maxHints: max(o.MaxHints, 0), drained: make(chan struct{})}
 	if o.Sync {
 		s.wo = pebble.Sync
@@ -230,7 +231,37 @@ func Open(o Options) (*Store, error) {
 		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
 		go s.syncLoop(o.FlushInterval, o.Logger)
 	}
+	s.enter() // the scan is a call in flight: Close waits for it to stop
+	go s.scanKeys(o.Logger)
 	return s, nil
+}
+
+// scanKeys adds every object key to the key filter, then lets the filter
+// answer: until then every lookup searches pebble. It reads a snapshot
+// taken when it starts; keys created after it are added by their writes.
+// It stops early when the store closes.
+func (s *Store) scanKeys(logger *slog.Logger) {
+	defer s.leave()
+	start := time.Now()
+	it, err := s.db.NewIter(&pebble.IterOptions{LowerBound: []byte{objectPrefix}, UpperBound: []byte{objectPrefix + 1}})
+	if err != nil {
+		logger.Error("key filter: scan failed; every lookup of a new key will search pebble", "err", err)
+		return
+	}
+	defer it.Close()
+	n := 0
+	for valid := it.First(); valid; valid = it.Next() {
+		s.keys.add(it.Key())
+		if n++; n%4096 == 0 && s.closing.Load() {
+			return
+		}
+	}
+	if err := it.Error(); err != nil {
+		logger.Error("key filter: scan failed; every lookup of a new key will search pebble", "err", err)
+		return
+	}
+	s.keys.complete.Store(true)
+	logger.Debug("key filter ready", "keys", n, "took", time.Since(start), "bytes", s.keys.bytes())
 }
 
 // syncLoop fsyncs the WAL every interval in which there were writes (the
@@ -353,6 +384,9 @@ func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
 		}
 		return decode(k, raw)
 	}
+	if !s.keys.mayContain(k) {
+		return crdt.Object{}, false, nil
+	}
 	if s.objs == nil {
 		raw, found, err := s.read(k)
 		if !found || err != nil {
@@ -381,6 +415,9 @@ func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
 func (s *Store) current(k []byte) ([]byte, bool, error) {
 	if raw, ok := s.objs.get(k); ok {
 		return raw, raw != nil, nil
+	}
+	if !s.keys.mayContain(k) {
+		return nil, false, nil
 	}
 	return s.read(k)
 }
@@ -490,6 +527,11 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 	next, err = fn(cur, found)
 	if err != nil {
 		return crdt.Object{}, nil, err
+	}
+	if !found {
+		// Before the write: from now on a lookup of k searches pebble.
+		// (A failed write leaves k in the filter: a false positive.)
+		s.keys.add(k)
 	}
 	b = s.db.NewBatch()
 	enc := next.Encode()

@@ -9,35 +9,42 @@ import (
 )
 
 // BenchmarkUpdate measures one register write (read, merge, encode, apply)
-// from parallel writers over a key space, with and without fsync and with
-// and without the object cache.
+// from parallel writers, with and without fsync and the object cache: to
+// keys of a 100,000-key space (most of them held after the first moments,
+// as under redis-benchmark -r 100000), and to keys never written before.
 func BenchmarkUpdate(b *testing.B) {
-	for _, sync := range []bool{false, true} {
-		for _, cache := range []int64{-1, 16 << 20} {
-			b.Run(fmt.Sprintf("sync=%v/cache=%v", sync, cache > 0), func(b *testing.B) {
-				s, err := Open(Options{Dir: b.TempDir(), Partitions: 4096, Sync: sync, ObjectCacheSize: cache})
-				if err != nil {
-					b.Fatal(err)
-				}
-				defer s.Close()
-				val := make([]byte, 3)
-				b.ReportAllocs()
-				b.SetParallelism(benchParallelism)
-				b.RunParallel(func(pb *testing.PB) {
-					r := rand.New(rand.NewPCG(rand.Uint64(), 1))
-					for pb.Next() {
-						k := []byte(fmt.Sprintf("key:%012d", r.IntN(100000)))
-						_, err := s.Update(uint32(r.IntN(4096)), k, func(cur crdt.Object, _ bool) (crdt.Object, error) {
-							cur.Reg = cur.Reg.Update(s.Actor(), cur.Reg.Context, val, false, 1)
-							return cur, nil
-						})
-						if err != nil {
-							b.Error(err)
-							return
-						}
+	for _, keys := range []string{"100k", "new"} {
+		for _, sync := range []bool{false, true} {
+			for _, cache := range []int64{-1, 16 << 20} {
+				b.Run(fmt.Sprintf("keys=%s/sync=%v/cache=%v", keys, sync, cache > 0), func(b *testing.B) {
+					s, err := Open(Options{Dir: b.TempDir(), Partitions: 4096, Sync: sync, ObjectCacheSize: cache})
+					if err != nil {
+						b.Fatal(err)
 					}
+					defer s.Close()
+					val := make([]byte, 3)
+					b.ReportAllocs()
+					b.SetParallelism(benchParallelism)
+					b.RunParallel(func(pb *testing.PB) {
+						r := rand.New(rand.NewPCG(rand.Uint64(), 1))
+						for pb.Next() {
+							i := r.Uint64N(1 << 62)
+							if keys == "100k" {
+								i %= 100000
+							}
+							k := []byte(fmt.Sprintf("key:%012d", i))
+							_, err := s.Update(uint32(i%4096), k, func(cur crdt.Object, _ bool) (crdt.Object, error) {
+								cur.Reg = cur.Reg.Update(s.Actor(), cur.Reg.Context, val, false, 1)
+								return cur, nil
+							})
+							if err != nil {
+								b.Error(err)
+								return
+							}
+						}
+					})
 				})
-			})
+			}
 		}
 	}
 }
