@@ -99,6 +99,7 @@ type Coordinator struct {
 	place   atomic.Pointer[ring.Placement]
 	down    atomic.Pointer[map[string]bool] // members gossip reports failed
 	repairs chan struct{}                   // read repairs in flight
+	calls   *deadlines                      // the contexts of requests' peer calls
 	stats   coordStats
 	handoff handoff
 }
@@ -147,7 +148,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 		cfg.Logger = slog.New(slog.DiscardHandler)
 	}
 	cfg.Handoff = cfg.Handoff.withDefaults()
-	c := &Coordinator{cfg: cfg, repairs: make(chan struct{}, maxRepairs)}
+	c := &Coordinator{cfg: cfg, repairs: make(chan struct{}, maxRepairs), calls: newDeadlines(cfg.Timeout)}
 	c.tr = newBreakers(cfg.Transport, cfg.Breaker, cfg.Clock)
 	c.down.Store(&map[string]bool{})
 	c.startHandoff()
@@ -274,8 +275,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 			copies = append(copies, copySlot{node: r})
 		}
 	}
-	ctx, cancel := context.WithTimeout(ctx, c.cfg.Timeout)
-	defer cancel()
+	callCtx := c.calls.get() // Timeout (plus a little): fetches fail by then
 	type answer struct {
 		from copySlot
 		obj  crdt.Object
@@ -289,7 +289,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 			return
 		}
 		go func() {
-			o, err := c.fetch(ctx, s.node, key)
+			o, err := c.fetch(callCtx, s.node, key)
 			answers <- answer{s, o, err}
 		}()
 	}
@@ -356,6 +356,8 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 				remotes, pending = remotes[1:], pending+1
 				hedge.Reset(c.cfg.HedgeAfter)
 			}
+		case <-ctx.Done(): // the server is shutting down
+			return crdt.Object{}, &QuorumError{Op: "read", Got: len(got), Need: need, Replicas: n}
 		}
 	}
 	return crdt.Object{}, &QuorumError{Op: "read", Got: len(got), Need: need, Replicas: n}
@@ -638,7 +640,10 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 		s    copySlot
 		err  error
 	}
-	callCtx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+	// The calls may outlive the write (stragglers, after the quorum): their
+	// results go to a channel with room for every one, and they end by
+	// the coordinator's timeout.
+	callCtx := c.calls.get()
 	results := make(chan result, len(copies)+members) // every copy, every stand-in
 	acked := make([]bool, len(copies))
 	inFlight := make([]int, len(copies)) // attempts out per slot
@@ -696,15 +701,6 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 	if !localOK {
 		standIn(local)
 	}
-	defer func() { // release the calls' context once the stragglers are back
-		left := pending
-		go func() {
-			for i := 0; i < left; i++ {
-				<-results
-			}
-			cancel()
-		}()
-	}()
 	hedge := startTimer(c.cfg.WriteHedge)
 	defer stopTimer(hedge)
 	for acks < w && pending > 0 {
