@@ -836,6 +836,42 @@ func TestServerIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestServerWriteTimeout: a client that sends commands but never reads
+// their replies is disconnected once a reply write has blocked for the
+// write timeout (not at once, and not never); others are still served.
+func TestServerWriteTimeout(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{WriteTimeout: 300 * time.Millisecond, IdleTimeout: -1})
+	setter := e.connect(t)
+	setter.check(`+"OK"`, "SET", "big", strings.Repeat("x", 1<<20))
+	c := e.connect(t)
+	if tc, ok := c.conn.(*net.TCPConn); ok {
+		tc.SetReadBuffer(4 << 10)
+	}
+	var batch []byte
+	for range 64 { // 64 MB of replies: far more than the socket buffers hold
+		batch = append(batch, "GET big\r\n"...)
+	}
+	start := time.Now()
+	c.write(string(batch))
+	// Poll until the server has dropped the reader: INFO's client count
+	// falls back to the setter alone.
+	for {
+		info := setter.do("INFO", "clients")
+		if strings.Contains(string(info.Str), "\r\nconnected_clients:1\r\n") {
+			break
+		}
+		if time.Since(start) > 10*time.Second {
+			t.Fatalf("a client that does not read was not disconnected:\n%s", info.Str)
+		}
+		time.Sleep(20 * time.Millisecond)
+	}
+	if waited := time.Since(start); waited < 250*time.Millisecond {
+		t.Errorf("disconnected after %v, before the write timeout", waited)
+	}
+	setter.check(`+"PONG"`, "PING")
+}
+
 func TestServerIdleTimeoutDisabled(t *testing.T) {
 	t.Parallel()
 	e := srvStart(t, ServerConfig{IdleTimeout: -1})
