@@ -490,7 +490,9 @@ func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Obj
 }
 
 // applyLocked runs fn on the object at store key k and applies what it
-// returns to pebble, with the hint record hk for target if hk is not nil,
+// returns to pebble (it is the only code that writes object keys: the key
+// filter, which lets a write skip looking up a key it does not hold, counts
+// on it), with the hint record hk for target if hk is not nil,
 // without waiting for the fsync. The caller holds k's stripe lock (so the
 // next update of k sees this one), must pass the returned batch to
 // syncBatch, and must not hold the lock while doing so (so writers to other
