@@ -381,8 +381,7 @@ func (c *Coordinator) repair(part uint32, key []byte, to string, merged crdt.Obj
 	}
 	go func() { // key is Get's own copy, so it may outlive the read
 		defer func() { <-c.repairs }()
-		ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-		defer cancel()
+		ctx := c.calls.get()
 		if check {
 			if o, err := c.fetch(ctx, to, key); err != nil || o.Descends(merged) {
 				return

@@ -18,10 +18,12 @@ import (
 // the shard's lock.
 //
 // The cache also remembers keys that pebble does not hold (an entry with a
-// nil value), filled the same way under the stripe lock: a GET of a missing
-// key, which otherwise searches every memtable and consults the sstables'
-// bloom filters, costs one map lookup the second time. A write replaces
-// the entry like any other.
+// nil value), filled the same way under the stripe lock, for the missing
+// keys the key filter cannot rule out (its false positives, and every key
+// until its opening scan is done): a GET of such a key, which otherwise
+// searches every memtable and consults the sstables' bloom filters, costs
+// one map lookup the second time. A write replaces the entry like any
+// other.
 //
 // Eviction is random (Go's map iteration order): past its byte budget a
 // shard drops entries until it is under it. For the skewed and uniform

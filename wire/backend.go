@@ -78,17 +78,14 @@ func (g *SyncGroup) Defer(wait func() error) {
 }
 
 // Wait calls every deferred wait, in order, and returns the first error;
-// the group is then empty. (The client protocol does this itself, one
-// error per reply; Wait is for other callers, and tests.)
-func (g *SyncGroup) Wait() error {
-	var first error
-	for i := range g.waits {
-		if err := g.waits[i].wait(); err != nil && first == nil {
+// the group is then empty. (The client protocol settles the group itself,
+// one error per reply; Wait is for other callers, and tests.)
+func (g *SyncGroup) Wait() (first error) {
+	g.drain(func(_ deferredWait, err error) {
+		if first == nil {
 			first = err
 		}
-		g.waits[i] = deferredWait{}
-	}
-	g.waits = g.waits[:0]
+	})
 	return first
 }
 
@@ -103,32 +100,35 @@ func (g *SyncGroup) replied(first, start, end int) {
 	}
 }
 
+// drain calls every deferred wait in order, and failed for each that
+// fails; the group is then empty.
+func (g *SyncGroup) drain(failed func(w deferredWait, err error)) {
+	for i := range g.waits {
+		w := g.waits[i]
+		g.waits[i] = deferredWait{} // let the wait's closure go
+		if err := w.wait(); err != nil {
+			failed(w, err)
+		}
+	}
+	g.waits = g.waits[:0]
+}
+
 // settle calls every deferred wait in order and returns out with the reply
-// of each command whose wait failed replaced by the error; the group is
-// then empty.
+// of each command whose wait failed replaced by the (first) error; the
+// group is then empty.
 func (g *SyncGroup) settle(out []byte) []byte {
 	var fixed []byte // nil until a wait fails
 	copied := 0      // out[:copied] is in fixed
-	for i := 0; i < len(g.waits); {
-		start, end := g.waits[i].start, g.waits[i].end
-		var err error
-		for ; i < len(g.waits) && g.waits[i].start == start; i++ {
-			if e := g.waits[i].wait(); e != nil && err == nil {
-				err = e
-			}
-			g.waits[i] = deferredWait{}
-		}
-		if err == nil || start < 0 {
-			continue
+	g.drain(func(w deferredWait, err error) {
+		if w.start < copied || w.start < 0 {
+			return // this command's reply is replaced already (or unknown)
 		}
 		if fixed == nil {
 			fixed = make([]byte, 0, len(out)+64)
 		}
-		fixed = append(fixed, out[copied:start]...)
-		fixed = errReply(fixed, err)
-		copied = end
-	}
-	g.waits = g.waits[:0]
+		fixed = errReply(append(fixed, out[copied:w.start]...), err)
+		copied = w.end
+	})
 	if fixed == nil {
 		return out
 	}

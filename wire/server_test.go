@@ -16,6 +16,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
 // srvWait bounds every wait on the network in these tests. It is only ever
@@ -854,18 +855,11 @@ func TestServerWriteTimeout(t *testing.T) {
 	}
 	start := time.Now()
 	c.write(string(batch))
-	// Poll until the server has dropped the reader: INFO's client count
-	// falls back to the setter alone.
-	for {
-		info := setter.do("INFO", "clients")
-		if strings.Contains(string(info.Str), "\r\nconnected_clients:1\r\n") {
-			break
-		}
-		if time.Since(start) > 10*time.Second {
-			t.Fatalf("a client that does not read was not disconnected:\n%s", info.Str)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	// The server has dropped the reader when INFO's client count falls
+	// back to the setter alone.
+	testutil.Eventually(t, 10*time.Second, "a client that does not read is disconnected", func() bool {
+		return strings.Contains(string(setter.do("INFO", "clients").Str), "\r\nconnected_clients:1\r\n")
+	})
 	if waited := time.Since(start); waited < 250*time.Millisecond {
 		t.Errorf("disconnected after %v, before the write timeout", waited)
 	}
