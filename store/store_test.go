@@ -13,6 +13,7 @@ import (
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
 func open(t *testing.T, o Options) *Store {
@@ -358,11 +359,20 @@ func TestObjectCacheNeverServesStaleObjects(t *testing.T) {
 	}
 }
 
-// TestMissingKeysAreCached checks that a GET of a key pebble does not hold
-// is answered from the cache the second time, and that a write replaces
-// that memory of absence at once.
+// TestMissingKeysAreCached checks that a GET of a key pebble does not hold,
+// and that the key filter cannot rule out (a false positive), is answered
+// from the cache the second time, that a key the filter rules out takes no
+// cache entry, and that a write replaces the memory of absence at once.
 func TestMissingKeysAreCached(t *testing.T) {
 	s := open(t, Options{})
+	testutil.Eventually(t, 10*time.Second, "the key filter to be ready", s.keys.complete.Load)
+	if got := value(t, s, 3, "ruled-out"); got != "<missing>" {
+		t.Fatalf("new store: got %q", got)
+	}
+	if st := s.CacheStats(); st.Entries != 0 {
+		t.Fatalf("a key the filter rules out took a cache entry: %+v", st)
+	}
+	s.keys.add(objectKey(nil, 3, []byte("nope"))) // a false positive
 	if got := value(t, s, 3, "nope"); got != "<missing>" {
 		t.Fatalf("new store: got %q", got)
 	}
