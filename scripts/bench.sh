@@ -277,9 +277,53 @@ sanity() {
 
 # ---------------------------------------------------------------- benchmark
 
-declare -A RPS=() P99=() CPU=() STOPPED=()
+declare -A RPS=() P99=() CPU=() BUSY=() INP99=() STOPPED=()
 
-# bench_one PAIRING SERVER PORT PID
+# machine_ticks: "busy total" clock ticks of all CPUs so far, from /proc/stat
+# (busy excludes idle and iowait).
+machine_ticks() { awk '/^cpu / { t = 0; for (i = 2; i <= NF; i++) t += $i; print t - $5 - $6, t; exit }' /proc/stat; }
+
+# http_get PORT PATH: the body of an HTTP GET on 127.0.0.1 (bash's /dev/tcp, so
+# no curl is needed).
+http_get() {
+  local port=$1 path=$2
+  (
+    exec 3<>"/dev/tcp/127.0.0.1/$port" || exit 1
+    printf 'GET %s HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n' "$path" >&3
+    timeout 10 cat <&3
+  ) 2>/dev/null | tr -d '\r' | awk 'body { print } /^$/ { body = 1 }'
+}
+
+# rumor_buckets HPORT CMD: rumor's cumulative latency buckets for the RESP
+# command CMD, one "le count" pair a line, from its /metrics.
+rumor_buckets() {
+  http_get "$1" /metrics | awk -v c="$2" '
+    index($0, "rumor_request_duration_seconds_bucket{") == 1 && index($0, "command=\"" c "\"") && index($0, "protocol=\"resp\"") {
+      match($0, /le="[^"]*"/); le = substr($0, RSTART + 4, RLENGTH - 5); print le, $NF
+    }'
+}
+
+# bucket_p99 BEFORE AFTER: the upper bound, in ms, of the latency bucket that
+# holds the 99th percentile of the requests counted between two
+# rumor_buckets snapshots ("<= X").
+bucket_p99() {
+  awk 'NR == FNR { before[$1] = $2; next }
+    { le[n] = $1; c[n] = $2 - before[$1]; n++ }
+    END {
+      if (n == 0 || c[n - 1] <= 0) { print "n/a"; exit }
+      for (i = 0; i < n; i++) if (c[i] >= 0.99 * c[n - 1]) break
+      if (le[i] == "+Inf") print "> " le[i - 1] * 1000; else printf "<= %g\n", le[i] * 1000
+    }' "$1" "$2"
+}
+
+# redis_p99 PORT CMD: redis's own 99th percentile, in ms, of CMD's execution
+# since the last CONFIG RESETSTAT (INFO latencystats, redis 7 and later).
+redis_p99() {
+  timeout 5 redis-cli -h 127.0.0.1 -p "$1" INFO latencystats 2>/dev/null | tr -d '\r' |
+    # latency_percentiles_usec_set:p50=1.0,p99=2.0,p99.9=4.0 splits into name:p50, p50, "p99", p99, ...
+    awk -F'[=,]' -v c="latency_percentiles_usec_$2:p50" '$1 == c { printf "%.3f\n", $4 / 1000; found = 1 } END { if (!found) print "n/a" }'
+}
+
 # cpu_ticks PID: the CPU time (user + system, in clock ticks) PID has used so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 readonly CLK_TCK=$(getconf CLK_TCK)
@@ -288,13 +332,24 @@ readonly CLK_TCK=$(getconf CLK_TCK)
 # the server's CPU time per request (from /proc/PID/stat, user + system) is
 # measured for each: unlike requests per second, it barely moves when other
 # work shares the machine, so it compares servers across noisy runs.
+# Each test also records how busy the whole machine was (BUSY: all CPUs, in
+# percent) and the server's own view of its latency (INP99: from the arrival
+# of a request to its reply; rumor's histogram buckets, redis's
+# latencystats, which times the command alone): a client p99 far above the
+# server's, with the CPUs busy, is time spent waiting for a CPU.
 bench_one() {
-  local pairing=$1 server=$2 port=$3 pid=$4 csv t T rps p99 c0 c1
+  local pairing=$1 server=$2 port=$3 pid=$4 hport=${5:-} csv t T rps p99 c0 c1 m0 m1 b0 b1
   for t in "${TESTS[@]}"; do
     csv="$TMP/$pairing-$server-$t.csv"
     local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -t "${t,,}" -n "$N" -c "$C" -P "$P" -r "$KEYSPACE" --csv)
     record_cmd "${cmd[@]}"
     log "$pairing/$server: ${cmd[*]}"
+    if [[ $server == rumor ]]; then
+      rumor_buckets "$hport" "${t,,}" >"$csv.b0" || true
+    else
+      timeout 5 redis-cli -h 127.0.0.1 -p "$port" CONFIG RESETSTAT >/dev/null 2>&1 || true
+    fi
+    m0=$(machine_ticks)
     c0=$(cpu_ticks "$pid")
     if ! run_tracked /dev/null "$csv" "$csv.err" timeout "$BENCH_TIMEOUT" "${cmd[@]}"; then
       cat "$csv" "$csv.err" >&2 || true
@@ -302,6 +357,14 @@ bench_one() {
     fi
     alive "$pid" || die "$pairing/$server: server died during the benchmark"
     c1=$(cpu_ticks "$pid")
+    m1=$(machine_ticks)
+    BUSY[$pairing,$server,$t]=$(awk -v a="$m0" -v b="$m1" 'BEGIN { split(a, x, " "); split(b, y, " "); d = y[2] - x[2]; printf "%.0f", (d > 0 ? 100 * (y[1] - x[1]) / d : 0) }')
+    if [[ $server == rumor ]]; then
+      rumor_buckets "$hport" "${t,,}" >"$csv.b1" || true
+      INP99[$pairing,$server,$t]=$(bucket_p99 "$csv.b0" "$csv.b1")
+    else
+      INP99[$pairing,$server,$t]=$(redis_p99 "$port" "${t,,}")
+    fi
     CPU[$pairing,$server,$t]=$(awk -v d="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.1f", d / hz / n * 1e6 }')
     {
       printf '%s/%s %s:\n\n```\n' "$pairing" "$server" "$t"
@@ -361,7 +424,7 @@ run_pairing() {
   pid=$LAST_PID
   wait_ready "rumor ($pairing)" "$port" "$pid" "$dir.log"
   sanity "rumor ($pairing)" "$port"
-  bench_one "$pairing" rumor "$port" "$pid"
+  bench_one "$pairing" rumor "$port" "$pid" "$hport"
   stop_server "rumor ($pairing)" "$pid"
   STOPPED[$pairing,rumor]=$STOP_NOTE
 
@@ -388,6 +451,14 @@ pairing_table() {
     GOALS_TOTAL=$((GOALS_TOTAL + 1))
     [[ $ok == met ]] && GOALS_MET=$((GOALS_MET + 1))
     rep "| $t | $(fmt_rps "$rr") | $(fmt_rps "$ur") | $ratio | $rp | $up | $ok | ${CPU[$pairing,redis,$t]} | ${CPU[$pairing,rumor,$t]} |"
+  done
+  rep ""
+  rep "Where the client's p99 comes from: how busy the machine's $(nproc) CPUs were during each test, and each server's own p99" \
+    "(rumor: arrival of a request to its reply, as the histogram bucket that holds it; redis: the command's execution alone, INFO latencystats)." ""
+  rep "| op | CPUs busy, redis run (%) | CPUs busy, rumor run (%) | redis in-server p99 (ms) | rumor in-server p99 (ms) |"
+  rep "|---|---:|---:|---:|---:|"
+  for t in "${TESTS[@]}"; do
+    rep "| $t | ${BUSY[$pairing,redis,$t]} | ${BUSY[$pairing,rumor,$t]} | ${INP99[$pairing,redis,$t]} | ${INP99[$pairing,rumor,$t]} |"
   done
   rep ""
 }
