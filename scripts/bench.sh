@@ -326,7 +326,8 @@ redis_p99() {
 
 # cpu_ticks PID: the CPU time (user + system, in clock ticks) PID has used so far.
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
-readonly CLK_TCK=$(getconf CLK_TCK)
+CLK_TCK=$(getconf CLK_TCK)
+readonly CLK_TCK
 
 # bench_one PAIRING SERVER PORT PID: one redis-benchmark run per test, so that
 # the server's CPU time per request (from /proc/PID/stat, user + system) is
@@ -338,7 +339,7 @@ readonly CLK_TCK=$(getconf CLK_TCK)
 # latencystats, which times the command alone): a client p99 far above the
 # server's, with the CPUs busy, is time spent waiting for a CPU.
 bench_one() {
-  local pairing=$1 server=$2 port=$3 pid=$4 hport=${5:-} csv t T rps p99 c0 c1 m0 m1 b0 b1
+  local pairing=$1 server=$2 port=$3 pid=$4 hport=${5:-} csv t T rps p99 c0 c1 m0 m1
   for t in "${TESTS[@]}"; do
     csv="$TMP/$pairing-$server-$t.csv"
     local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -t "${t,,}" -n "$N" -c "$C" -P "$P" -r "$KEYSPACE" --csv)
