@@ -29,7 +29,8 @@ import (
 //   - Object keys are never deleted (a delete writes a tombstone), so the
 //     filter never has to forget one.
 //
-// It grows by layers: when the newest is full a layer twice the size of
+// It starts at the size Open estimates from pebble's entry counts
+// (estimateKeys) and grows by layers: when the newest is full a layer twice the size of
 // all before it is added, and a key is looked up in every layer. Layers
 // are never removed or cleared while the store is open.
 type keyFilter struct {

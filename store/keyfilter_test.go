@@ -7,6 +7,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cockroachdb/pebble/v2"
 	"github.com/rumor-kv/rumor/crdt"
 	"github.com/rumor-kv/rumor/internal/testutil"
 )
@@ -123,5 +124,42 @@ func TestReopenedStoreKeepsItsKeysWhileTheFilterScans(t *testing.T) {
 		if o, _, _ := s.Get(uint32(i%16), fmt.Appendf(nil, "c%d", i)); o.Cnt.Value() != want {
 			t.Fatalf("c%d = %d, want %d", i, o.Cnt.Value(), want)
 		}
+	}
+}
+
+// TestReopenedStoreSizesItsKeyFilter: a store reopened on more keys than the
+// filter's smallest layer holds builds one layer of about the right size
+// from pebble's entry counts, instead of growing layer by layer while the
+// scan runs (up to three times the memory, and a lookup in every layer).
+// Every key must still be reported.
+func TestReopenedStoreSizesItsKeyFilter(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	const keys = 3 * minFilterKeys
+	s := open(t, Options{Dir: dir, Partitions: 16})
+	val := crdt.Object{Reg: crdt.Register{}.Update(1, crdt.Context{}, []byte("v"), false, 1)}.AppendEncoding(nil)
+	b := s.db.NewBatch()
+	for i := range keys {
+		if err := b.Set(objectKey(nil, uint32(i%16), fmt.Appendf(nil, "k%d", i)), val, nil); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := b.Commit(pebble.Sync); err != nil {
+		t.Fatal(err)
+	}
+	b.Close()
+	s.Close()
+
+	s = open(t, Options{Dir: dir})
+	testutil.Eventually(t, 10*time.Second, "the key filter to be ready", s.keys.complete.Load)
+	for i := range keys {
+		if k := objectKey(nil, uint32(i%16), fmt.Appendf(nil, "k%d", i)); !s.keys.mayContain(k) {
+			t.Fatalf("key %d is held but the filter says it is not", i)
+		}
+	}
+	layers := len(*s.keys.layers.Load())
+	ideal := int64(keys * filterBitsPerKey / 8)
+	if layers != 1 || s.keys.bytes() > 2*ideal {
+		t.Fatalf("filter of %d keys: %d layers, %d bytes; want 1 layer and at most %d bytes", keys, layers, s.keys.bytes(), 2*ideal)
 	}
 }

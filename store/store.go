@@ -213,7 +213,7 @@ func Open(o Options) (*Store, error) {
 		cache.Unref()
 		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, cache: cache, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(0), wo: pebble.NoSync, q: o.Partitions,
+	s := &Store{db: db, cache: cache, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,
 		maxHints: max(o.MaxHints, 0), drained: make(chan struct{})}
 	if o.Sync {
 		s.wo = pebble.Sync
@@ -234,6 +234,29 @@ func Open(o Options) (*Store, error) {
 	s.enter() // the scan is a call in flight: Close waits for it to stop
 	go s.scanKeys(o.Logger)
 	return s, nil
+}
+
+// estimateKeys guesses, from the sstables' entry counts and the memtables'
+// size, how many object keys a just-opened pebble holds, so that the key
+// filter starts at about its final size: one layer, one lookup, 10 bits a
+// key. A filter grown from its smallest size while the scan adds the keys
+// ends with up to three times that and a lookup in every layer. The guess
+// counts every version of a key and every entry that is not an object, so
+// it errs high; an error costs memory or a layer, never a false negative.
+func estimateKeys(db *pebble.DB) int64 {
+	var n uint64
+	if levels, err := db.SSTables(pebble.WithProperties()); err == nil {
+		for _, tables := range levels {
+			for _, t := range tables {
+				if t.Properties != nil {
+					n += t.Properties.NumEntries
+				}
+			}
+		}
+	}
+	// An entry of a small object takes about 100 bytes of memtable.
+	n += db.Metrics().MemTable.Size / 100
+	return int64(min(n, 1<<40))
 }
 
 // scanKeys adds every object key to the key filter, then lets the filter
