@@ -17,6 +17,7 @@ TARGETS=(
   "./wire FuzzParseReply"
   "./crdt FuzzDecode"
   "./node FuzzParseFaultState"
+  "./node FuzzHandlePeer"
 )
 
 inputs() { ls "$1/testdata/fuzz/$2" 2>/dev/null | sort; }
