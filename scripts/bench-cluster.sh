@@ -11,6 +11,8 @@
 # (bench-cluster-results.md), ONLY=durable|fast. Needs redis-server and
 # redis-benchmark (make bench-deps) and a built binary (make build).
 set -euo pipefail
+# shellcheck source=scripts/benchlib.sh
+. "$(dirname "$0")/benchlib.sh"
 
 RUMOR=${RUMOR:-./bin/rumor}
 N=${N:-200000}
@@ -71,14 +73,23 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
 # bench PORT PID... -> a CSV row of redis-benchmark per test, one test at a
-# time, each with two more columns: the CPU time (user + system) the PIDs
-# used per request in microseconds, in all (9) and each (10, "a/b/c"). CPU
-# per request barely moves when other work shares the machine, unlike rps.
+# time, each with four more columns: the CPU time (user + system) the PIDs
+# used per request in microseconds, in all (9) and each (10, "a/b/c"); how
+# busy the machine's CPUs were, in percent (11); and the server's own p99
+# in ms (12: with HPORT set, rumor's histogram bucket for arrival to reply
+# on the node benchmarked, else redis's INFO latencystats). CPU per request
+# barely moves when other work shares the machine, unlike rps.
 bench() {
-  local port=$1 t p row
+  local port=$1 t p row m0 b0 inp99
   shift
   for t in set get incr; do
     local before=() each=() total=0 i=0
+    if [ -n "${HPORT:-}" ]; then
+      rumor_buckets "$HPORT" "$t" >"$TMP/buckets0"
+    else
+      redis-cli -p "$port" CONFIG RESETSTAT >/dev/null
+    fi
+    m0=$(machine_ticks)
     for p in "$@"; do before+=("$(cpu_ticks "$p")"); done
     row=$(redis-benchmark -h 127.0.0.1 -p "$port" -t "$t" -n "$N" -c "$C" -P "$P" -r 100000 --csv 2>/dev/null | tr -d '"' | grep -i "^$t,")
     for p in "$@"; do
@@ -88,7 +99,14 @@ bench() {
       total=$(awk -v a="$total" -v b="$us" 'BEGIN { printf "%.1f", a + b }')
       i=$((i + 1))
     done
-    echo "$row,$total,$(IFS=/; echo "${each[*]}")"
+    b0=$(busy_percent "$m0" "$(machine_ticks)")
+    if [ -n "${HPORT:-}" ]; then
+      rumor_buckets "$HPORT" "$t" >"$TMP/buckets1"
+      inp99=$(bucket_p99 "$TMP/buckets0" "$TMP/buckets1")
+    else
+      inp99=$(redis_p99 "$port" "$t")
+    fi
+    echo "$row,$total,$(IFS=/; echo "${each[*]}"),$b0,$inp99"
     if [ "$t" = set ] && [ -n "${AGREE_PORTS:-}" ]; then
       # shellcheck disable=SC2086 # a list of ports
       agree $AGREE_PORTS >"$AGREE_OUT"
@@ -140,7 +158,7 @@ print(f"{same} of {sample}")
 PY
 }
 
-field() { # CSV TEST COLUMN(2=rps,7=p99,9=CPU us/request in all,10=each)
+field() { # CSV TEST COLUMN(2=rps,7=p99,9=CPU us/request in all,10=each,11=CPUs busy %,12=in-server p99)
   echo "$1" | awk -F, -v t="$2" -v c="$3" '$1==t {print $c}'
 }
 
@@ -170,8 +188,10 @@ for pairing in durable fast; do
   rm -rf "$TMP/cluster"
   "$RUMOR" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$base" --node-arg="$nodearg" >/dev/null
   AGREE_PORTS="$base $((base + 1)) $((base + 2))" AGREE_OUT="$TMP/agree-$pairing"
+  HPORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][0]["http_addr"].rsplit(":", 1)[1])' "$TMP/cluster/cluster.json")
+  # shellcheck disable=SC2046 # the PIDs, one word each
   rumor_csv=$(bench "$base" $(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json"))
-  AGREE_PORTS=""
+  AGREE_PORTS="" HPORT=""
   mem=$(python3 - "$TMP/cluster/cluster.json" <<'PY'
 import json, sys
 rows = []
@@ -195,6 +215,14 @@ PY
     ratio=$(python3 -c "print(f'{float($ur)/float($rr):.2f}')")
     met=$(python3 -c "print('met' if float($ur)/float($rr) >= $goal and float($up) < 3 else 'missed')")
     report "| $t | $rr | $ur | $ratio | >= $goal: $met | $rp | $up | $(field "$redis_csv" "$t" 9) | $(field "$rumor_csv" "$t" 9) ($(field "$rumor_csv" "$t" 10)) |"
+  done
+  report ""
+  report "How busy the $(nproc) CPUs were during each test, and each server's own p99 (n1's, from a request's arrival to its reply, as the histogram bucket that holds it; redis's command execution, INFO latencystats):"
+  report ""
+  report "| op | CPUs busy, redis run (%) | CPUs busy, cluster run (%) | redis in-server p99 (ms) | n1 in-server p99 (ms) |"
+  report "|---|---:|---:|---:|---:|"
+  for t in SET GET INCR; do
+    report "| $t | $(field "$redis_csv" "$t" 11) | $(field "$rumor_csv" "$t" 11) | $(field "$redis_csv" "$t" 12) | $(field "$rumor_csv" "$t" 12) |"
   done
   report ""
   report "Replicas holding the same copy right after the SET test (keys sampled, VGET key R 1 on each node): $(cat "$TMP/agree-$pairing" 2>/dev/null || echo 'not measured')"
