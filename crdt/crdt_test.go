@@ -427,3 +427,30 @@ func TestWithAndJoinAgree(t *testing.T) {
 		}
 	})
 }
+
+// FuzzParseToken: a context token comes from a user (pasted into nc, sent
+// over HTTP). Any string is either refused with ErrCorrupt or parses to a
+// context whose own token parses back to it.
+func FuzzParseToken(f *testing.F) {
+	r := Register{}.Update(1, nil, []byte("hello"), false, 1)
+	r = MergeRegisters(r, Register{}.Update(2, nil, []byte("world"), false, 2))
+	f.Add(r.Context.Token())
+	f.Add(Register{}.Context.Token())
+	for _, tok := range []string{"", "!!!", "AA", "AQE", "AQA=", "AQAA", "AQEBAAAAAAAAAAA", " AQE", "AQE\n"} {
+		f.Add(tok)
+	}
+	f.Fuzz(func(t *testing.T, tok string) {
+		ctx, err := ParseToken(tok)
+		if err != nil {
+			if !errors.Is(err, ErrCorrupt) {
+				t.Fatalf("ParseToken(%q): error %v does not wrap ErrCorrupt", tok, err)
+			}
+			return
+		}
+		again, err := ParseToken(ctx.Token())
+		if err != nil || !again.Equal(ctx) {
+			t.Fatalf("token %q parsed as %v, whose token %q parses as %v, %v", tok, ctx, ctx.Token(), again, err)
+		}
+		_ = r.Update(3, ctx, []byte("x"), false, 4) // a write with it must not panic
+	})
+}

@@ -16,6 +16,7 @@ TARGETS=(
   "./wire FuzzParseCommand"
   "./wire FuzzParseReply"
   "./crdt FuzzDecode"
+  "./crdt FuzzParseToken"
   "./node FuzzParseFaultState"
   "./node FuzzHandlePeer"
 )
