@@ -15,6 +15,7 @@ GO=${GO:-go}
 TARGETS=(
   "./wire FuzzParseCommand"
   "./wire FuzzParseReply"
+  "./wire FuzzServerCommands"
   "./crdt FuzzDecode"
   "./crdt FuzzParseToken"
   "./node FuzzParseFaultState"
