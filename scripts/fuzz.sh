@@ -16,6 +16,7 @@ TARGETS=(
   "./wire FuzzParseCommand"
   "./wire FuzzParseReply"
   "./wire FuzzServerCommands"
+  "./wire FuzzHTTPKV"
   "./crdt FuzzDecode"
   "./crdt FuzzParseToken"
   "./node FuzzParseFaultState"
