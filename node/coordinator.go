@@ -582,6 +582,15 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		go localWait() // durable or not, it does not count
 		localWait = nil
 	}
+	if localOK {
+		// A preferred replica that no copy goes to (down, and no stand-in
+		// left for it, as in a cluster of N nodes) gets a hint here.
+		for _, r := range reps {
+			if !slices.ContainsFunc(copies, func(s copySlot) bool { return s.hintFor == r || s.node == r && s.hintFor == "" }) {
+				c.hintLocally(part, key, r)
+			}
+		}
+	}
 	if g := wire.SyncGroupFrom(ctx); g != nil {
 		// More commands of the client's pipeline wait: the local copy is
 		// applied (the next command sees it), and the quorum is waited
@@ -590,12 +599,29 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		// ordered objects, and merging is order-free.
 		done := make(chan error, 1)
 		go func() {
-			done <- c.replicate(ctx, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
+			done <- c.replicate(ctx, part, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
 		}()
 		g.Defer(func() error { return <-done })
 		return nil, nil
 	}
-	return nil, c.replicate(ctx, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
+	return nil, c.replicate(ctx, part, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
+}
+
+// hintLocally records a hint for target on this node's copy of key: target
+// is a replica that a copy of a write did not reach, with no stand-in for
+// it (none left, or the stand-in failed too). Handoff then merges this
+// copy, which holds the write, into target's once target is back, as
+// Cassandra's coordinators keep hints for the replicas they miss. Without
+// it, a replica back from a failure in a cluster of exactly N nodes held
+// none of the writes it missed until reads repaired them one key at a
+// time. The hint is not fsynced, and it does not count toward W.
+func (c *Coordinator) hintLocally(part uint32, key []byte, target string) {
+	switch err := c.cfg.Store.AddHint(part, key, target); {
+	case errors.Is(err, store.ErrHintsFull):
+		c.stats.hintsDropped.Add(1)
+	case err != nil:
+		c.cfg.Logger.Debug("could not keep a hint for a replica", "replica", target, "err", err)
+	}
 }
 
 var _ wire.Unavailable = (*QuorumError)(nil)
@@ -633,7 +659,7 @@ var (
 // WriteHedge, gets a stand-in from spare (a hinted copy) while any are
 // left. Calls that finish after the quorum still apply; all are bounded by
 // the coordinator's timeout.
-func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object, copies []copySlot, local int, localOK bool, localWait func() error, nextSpare func() (string, bool), members, w, n int) error {
+func (c *Coordinator) replicate(ctx context.Context, part uint32, key []byte, obj crdt.Object, copies []copySlot, local int, localOK bool, localWait func() error, nextSpare func() (string, bool), members, w, n int) error {
 	type result struct {
 		slot int
 		s    copySlot
@@ -663,6 +689,13 @@ func (c *Coordinator) replicate(ctx context.Context, key []byte, obj crdt.Object
 			}
 			if err != nil {
 				c.cfg.Logger.Debug("replica write failed", "replica", s.node, "hint_for", s.hintFor, "err", err)
+				if localOK { // this node's copy holds the write: it hints for the copy that failed
+					target := s.hintFor
+					if target == "" {
+						target = s.node
+					}
+					c.hintLocally(part, key, target)
+				}
 			}
 			results <- result{slot, s, err}
 		}()

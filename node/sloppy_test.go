@@ -264,6 +264,43 @@ func TestNodeDownDuringWritesGetsItsHints(t *testing.T) {
 	}
 }
 
+// TestReplicaDownInAClusterOfNGetsItsWrites: in a cluster of exactly N
+// nodes there is no one to stand in for a replica that is down, so its
+// copies go nowhere; the coordinators keep hints for it on their own
+// copies, and once back it gets every write it missed by handoff alone
+// (no read touches the keys before the check). Without the coordinators'
+// hints it held none of them.
+func TestReplicaDownInAClusterOfNGetsItsWrites(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	tc.net.Down("n2")
+	const keys = 40
+	for i := range keys {
+		coord := tc.nodes[[]string{"n1", "n3"}[i%2]]
+		if err := coord.Put(ctx, []byte(fmt.Sprint("k", i)), []byte(fmt.Sprint("v", i)), wire.WriteOptions{}); err != nil {
+			t.Fatalf("write k%d with n2 down: %v", i, err)
+		}
+		if _, err := coord.Incr(ctx, []byte("hits"), 1); err != nil {
+			t.Fatalf("INCR with n2 down: %v", err)
+		}
+	}
+	if h := tc.hintsFor("n2"); h < keys+1 {
+		t.Fatalf("%d hints for n2, want one for each of the %d keys it missed", h, keys+1)
+	}
+	tc.net.Register("n2", tc.nodes["n2"].HandlePeer)
+	testutil.Eventually(t, 15*time.Second, "hints for n2 to drain", func() bool { return tc.hintsFor("n2") == 0 })
+	for i := range keys {
+		k := fmt.Sprint("k", i)
+		if got, want := tc.local(t, "n2", k), fmt.Sprintf("[v%d]", i); got != want {
+			t.Fatalf("%s in n2's own store after handoff: %s, want %s", k, got, want)
+		}
+	}
+	if got := tc.count(t, "n2", "hits"); got != keys {
+		t.Fatalf("counter in n2's own store after handoff = %d, want %d", got, keys)
+	}
+}
+
 // TestNoPreferredReplicaReachable: a write reaching a node that is not a
 // replica, when no replica can be reached, is coordinated there as a
 // stand-in (sloppy) or refused (SLOPPY no); the stand-in's counter
@@ -415,14 +452,21 @@ func TestStrictNodesRefuseWhatSloppyRequestsAccept(t *testing.T) {
 	if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("v"), wire.WriteOptions{}); !errors.As(err, &qe) || qe.Got != 1 || qe.Need != 2 {
 		t.Fatalf("strict write with two replicas down: %v", err)
 	}
-	if tc.hintsPending() != 0 {
-		t.Fatalf("a strict write left hints")
+	// No stand-in took a copy: the only hints are the coordinator's own,
+	// on its copy, for the two replicas it missed.
+	if h := tc.nodes["n1"].cfg.Store.Hints(); tc.hintsPending() != 2 || h[reps[1]] != 1 || h[reps[2]] != 1 {
+		t.Fatalf("a strict write left hints %v on n1, %d in all; want one on n1 for each replica down", h, tc.hintsPending())
+	}
+	for _, name := range names {
+		if !slices.Contains(reps, name) && tc.local(t, name, k) != "[]" {
+			t.Fatalf("a strict write left a copy on %s, not a replica", name)
+		}
 	}
 	if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{Sloppy: wire.SloppyYes}), []byte(k), []byte("v"), wire.WriteOptions{}); err != nil {
 		t.Fatalf("SLOPPY yes on a strict node: %v", err)
 	}
-	if tc.hintsPending() == 0 {
-		t.Fatalf("the sloppy write left no hint")
+	if tc.hintsPending() <= 2 {
+		t.Fatalf("the sloppy write left no hint on a stand-in")
 	}
 	if _, err := tc.nodes["n1"].Get(ctx, []byte(k)); !errors.As(err, &qe) || qe.Op != "read" {
 		t.Fatalf("strict read with two replicas down: %v", err)

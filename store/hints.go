@@ -172,6 +172,49 @@ func (s *Store) MergeHinted(p uint32, key []byte, obj crdt.Object, target string
 	}, nil)
 }
 
+// AddHint records a hint (target, p, key) for the object the store holds
+// for key, with a fresh Seq: as a coordinator does for a replica its copy
+// did not reach when no other node stood in for it (the object here is
+// its own copy, which a handoff then merges into target's). A hint
+// already there is rewritten, so a delivery in flight does not delete it.
+// ErrHintsFull as UpdateHinted. Like DeleteHint it is not fsynced: a crash
+// may lose it, and the copy then reaches target by read repair or
+// anti-entropy.
+func (s *Store) AddHint(p uint32, key []byte, target string) error {
+	if err := checkTarget(target); err != nil {
+		return err
+	}
+	if target == "" {
+		return errors.New("store: a hint needs a target")
+	}
+	if !s.enter() {
+		return ErrClosed
+	}
+	defer s.leave()
+	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
+	hk := hintKey(make([]byte, 0, 5+len(target)+len(key)), target, p, key)
+	mu := &s.locks[stripe(k)]
+	mu.Lock()
+	defer mu.Unlock()
+	_, exists, err := s.read(hk)
+	if err != nil {
+		return err
+	}
+	if !exists {
+		if err := s.reserveHint(target); err != nil {
+			return err
+		}
+	}
+	if err := s.db.Set(hk, appendHintValue(make([]byte, 0, hintValueLen), s.hintSeq.Add(1)), pebble.NoSync); err != nil {
+		if !exists {
+			s.releaseHint(target)
+		}
+		return fmt.Errorf("store: add hint: %w", err)
+	}
+	s.writes.Add(1)
+	return nil
+}
+
 // Hints returns the number of hint records per target (targets with none
 // are absent). It reads a count kept in memory.
 func (s *Store) Hints() map[string]int {

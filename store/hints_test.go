@@ -643,3 +643,47 @@ func TestHintsGauge(t *testing.T) {
 		t.Fatalf("rumor_store_hints = %v, want %v", got, want)
 	}
 }
+
+// TestAddHint: a replica records hints for other replicas on its own copy.
+// A new hint is counted and bounded like a hinted write's, a rewrite gets
+// a fresh Seq (so a delivery of the older one does not delete it), and bad
+// targets are refused.
+func TestAddHint(t *testing.T) {
+	s := open(t, Options{MaxHints: 2})
+	hset(t, s, 1, "k", "", "v") // this node's own copy, no hint
+	if err := s.AddHint(1, []byte("k"), "n2"); err != nil {
+		t.Fatal(err)
+	}
+	first, ok := hintFor(t, s, "n2", 1, "k")
+	if !ok {
+		t.Fatal("AddHint wrote no hint")
+	}
+	checkCounts(t, s, map[string]int{"n2": 1})
+	if err := s.AddHint(1, []byte("k"), "n2"); err != nil {
+		t.Fatal(err)
+	}
+	again, _ := hintFor(t, s, "n2", 1, "k")
+	if again.Seq == first.Seq {
+		t.Fatal("a rewritten hint kept its Seq")
+	}
+	if ok, err := s.DeleteHint(first); ok || err != nil {
+		t.Fatalf("DeleteHint of the older Seq = %v, %v; want false", ok, err)
+	}
+	checkCounts(t, s, map[string]int{"n2": 1})
+	if err := s.AddHint(1, []byte("k"), "n3"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddHint(2, []byte("k"), "n3"); !errors.Is(err, ErrHintsFull) {
+		t.Fatalf("a third hint with MaxHints 2: err = %v", err)
+	}
+	checkCounts(t, s, map[string]int{"n2": 1, "n3": 1})
+	for _, target := range []string{"", strings.Repeat("x", 256)} {
+		if err := s.AddHint(1, []byte("k"), target); err == nil {
+			t.Fatalf("AddHint accepted target %q", target)
+		}
+	}
+	checkCounts(t, s, map[string]int{"n2": 1, "n3": 1})
+	if got := value(t, s, 1, "k"); got != "v" {
+		t.Fatalf("object after AddHint = %q", got)
+	}
+}
