@@ -9,7 +9,7 @@ import (
 	"time"
 
 	"github.com/rumor-kv/rumor/crdt"
-	"github.com/rumor-kv/rumor/internal/testutil"
+	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
 )
 
@@ -22,20 +22,56 @@ import (
 // written with an empty context, so every value stays as a sibling and a
 // missing one cannot hide behind a newer write; counters must count every
 // acknowledged increment and no more than were attempted. It runs with 3
-// nodes (no stand-ins) and 4 (stand-ins for one replica down at a time).
+// nodes (no stand-ins) and 4 (stand-ins for one replica down at a time),
+// with nodes going down (their calls fail at once) and with partitions
+// (calls black-holed until their timeout).
 func TestEveryReplicaGetsEveryAcknowledgedWrite(t *testing.T) {
-	for _, names := range [][]string{{"n1", "n2", "n3"}, {"n1", "n2", "n3", "n4"}} {
-		t.Run(fmt.Sprint(len(names), "nodes"), func(t *testing.T) {
+	t.Parallel()
+	for _, tt := range []struct {
+		names     []string
+		partition bool // faults are partitions (calls black-holed until their timeout), not nodes down
+	}{
+		{[]string{"n1", "n2", "n3"}, false},
+		{[]string{"n1", "n2", "n3", "n4"}, false},
+		{[]string{"n1", "n2", "n3"}, true},
+		{[]string{"n1", "n2", "n3", "n4"}, true},
+	} {
+		names := tt.names
+		t.Run(fmt.Sprintf("%dnodes/partitions=%v", len(names), tt.partition), func(t *testing.T) {
+			t.Parallel() // the partitioned runs mostly wait out timeouts
 			seed := time.Now().UnixNano()
 			t.Logf("seed %d", seed)
 			rng := rand.New(rand.NewPCG(uint64(seed), 0))
-			tc := newTestCluster(t, names, 3, 2, 2)
+			tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+				cfg.Replicas, cfg.R, cfg.W = 3, 2, 2
+				cfg.Timeout = 200 * time.Millisecond // a black-holed call fails at it
+			})
 			ctx := context.Background()
+			steps := 300
+			if tt.partition {
+				steps = 80 // a write across a partition waits out the timeout
+			}
 			down := map[string]bool{}
 			acked := map[string][]string{} // key -> values acknowledged
 			ackedIncr, triedIncr := map[string]int64{}, map[string]int64{}
-			for step := range 300 {
-				if rng.IntN(10) == 0 { // a node goes down or comes back
+			for step := range steps {
+				switch {
+				case tt.partition && rng.IntN(8) == 0: // a new partition, or none
+					tc.net.Heal()
+					if rng.IntN(2) == 0 {
+						p := rng.Perm(len(names))
+						cut := 1 + rng.IntN(len(names)-1)
+						var a, b []string
+						for i, j := range p {
+							if i < cut {
+								a = append(a, names[j])
+							} else {
+								b = append(b, names[j])
+							}
+						}
+						tc.net.Partition(a, b)
+					}
+				case !tt.partition && rng.IntN(10) == 0: // a node goes down or comes back
 					n := names[rng.IntN(len(names))]
 					if down[n] {
 						tc.net.Register(n, tc.nodes[n].HandlePeer)
@@ -65,27 +101,42 @@ func TestEveryReplicaGetsEveryAcknowledgedWrite(t *testing.T) {
 					acked[key] = append(acked[key], v)
 				}
 			}
+			tc.net.Heal()
 			for n := range down {
 				tc.net.Register(n, tc.nodes[n].HandlePeer)
 			}
-			testutil.Eventually(t, 20*time.Second, "every hint delivered", func() bool { return tc.hintsPending() == 0 })
+			// Copies black-holed by a partition fail only at their timeout,
+			// and only then leave their hint: wait for the replicas, not
+			// just for the hints pending now.
+			var problem string
 			checked := 0
-			for key, values := range acked {
-				for _, r := range tc.replicasOf(key) {
-					o := tc.object(t, r, key)
-					for _, v := range values {
-						if !slices.ContainsFunc(o.Reg.Siblings, func(s crdt.Sibling) bool { return string(s.Value) == v }) {
-							t.Fatalf("replica %s of %s lacks the acknowledged write %s; it holds %s", r, key, v, siblings(o))
+			converged := func() bool {
+				problem, checked = "", 0
+				for key, values := range acked {
+					for _, r := range tc.replicasOf(key) {
+						o := tc.object(t, r, key)
+						for _, v := range values {
+							if !slices.ContainsFunc(o.Reg.Siblings, func(s crdt.Sibling) bool { return string(s.Value) == v }) {
+								problem = fmt.Sprintf("replica %s of %s lacks the acknowledged write %s; it holds %s", r, key, v, siblings(o))
+								return false
+							}
+							checked++
 						}
-						checked++
 					}
 				}
-			}
-			for key, n := range ackedIncr {
-				for _, r := range tc.replicasOf("c" + key) {
-					if got := tc.count(t, r, "c"+key); got < n || got > triedIncr[key] {
-						t.Fatalf("replica %s of c%s counts %d; %d increments were acknowledged, %d tried", r, key, got, n, triedIncr[key])
+				for key, n := range ackedIncr {
+					for _, r := range tc.replicasOf("c" + key) {
+						if got := tc.count(t, r, "c"+key); got < n || got > triedIncr[key] {
+							problem = fmt.Sprintf("replica %s of c%s counts %d; %d increments were acknowledged, %d tried", r, key, got, n, triedIncr[key])
+							return false
+						}
 					}
+				}
+				return tc.hintsPending() == 0
+			}
+			for deadline := time.Now().Add(20 * time.Second); !converged(); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("not converged within 20s (hints pending %d): %s", tc.hintsPending(), problem)
 				}
 			}
 			if checked == 0 {
