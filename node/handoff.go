@@ -14,7 +14,9 @@ import (
 
 // Hinted handoff: a node that stood in for an unreachable replica holds
 // the object in its store with a hint naming that replica (store hints,
-// written in the same batch as the object). A loop sends each hinted
+// written in the same batch as the object); so does a coordinator for a
+// replica that its copy could not reach and no stand-in covers (on its
+// own copy; see hintLocally). A loop sends each hinted
 // object to its replica once gossip reports the replica alive and its
 // breaker lets calls through, merging it there ("merge": never an
 // overwrite), and deletes the hint only after the replica acknowledged it
