@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -143,6 +144,102 @@ func TestEveryReplicaGetsEveryAcknowledgedWrite(t *testing.T) {
 				t.Fatal("no write was acknowledged: the test proves nothing")
 			}
 			t.Logf("%d acknowledged copies checked on their replicas", checked)
+		})
+	}
+}
+
+// TestConcurrentWritersUnderFaultsReachEveryReplica is the same check with
+// four writers at once and nodes going down and coming back while they
+// write, so that hints are written, delivered and rewritten concurrently
+// (a delivery must not delete the hint of a newer write).
+func TestConcurrentWritersUnderFaultsReachEveryReplica(t *testing.T) {
+	t.Parallel()
+	for _, names := range [][]string{{"n1", "n2", "n3"}, {"n1", "n2", "n3", "n4"}} {
+		t.Run(fmt.Sprint(len(names), "nodes"), func(t *testing.T) {
+			t.Parallel()
+			seed := time.Now().UnixNano()
+			t.Logf("seed %d", seed)
+			tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+				cfg.Replicas, cfg.R, cfg.W = 3, 2, 2
+				cfg.Timeout = 200 * time.Millisecond
+			})
+			ctx := context.Background()
+			var mu sync.Mutex
+			acked := map[string][]string{}
+			down := map[string]bool{} // owned by the fault goroutine until it ends
+			stop := make(chan struct{})
+			var faults, writers sync.WaitGroup
+			faults.Go(func() {
+				rng := rand.New(rand.NewPCG(uint64(seed), 1))
+				tick := time.NewTicker(5 * time.Millisecond)
+				defer tick.Stop()
+				for {
+					select {
+					case <-stop:
+						return
+					case <-tick.C:
+					}
+					if rng.IntN(3) != 0 {
+						continue
+					}
+					n := names[rng.IntN(len(names))]
+					if down[n] {
+						tc.net.Register(n, tc.nodes[n].HandlePeer)
+						delete(down, n)
+					} else if len(down) < len(names)-2 {
+						tc.net.Down(n)
+						down[n] = true
+					}
+				}
+			})
+			for w := range 4 {
+				writers.Go(func() {
+					rng := rand.New(rand.NewPCG(uint64(seed), uint64(w+2)))
+					for i := range 150 {
+						coord := tc.nodes[names[rng.IntN(len(names))]]
+						key := fmt.Sprint("k", rng.IntN(8))
+						v := fmt.Sprintf("w%dv%d", w, i)
+						if err := coord.Put(ctx, []byte(key), []byte(v), wire.WriteOptions{HasContext: true, Context: crdt.Context{}}); err == nil {
+							mu.Lock()
+							acked[key] = append(acked[key], v)
+							mu.Unlock()
+						}
+					}
+				})
+			}
+			writers.Wait()
+			close(stop)
+			faults.Wait()
+			for n := range down {
+				tc.net.Register(n, tc.nodes[n].HandlePeer)
+			}
+			var problem string
+			n := 0
+			converged := func() bool {
+				n = 0
+				for key, values := range acked {
+					for _, r := range tc.replicasOf(key) {
+						o := tc.object(t, r, key)
+						for _, v := range values {
+							if !slices.ContainsFunc(o.Reg.Siblings, func(s crdt.Sibling) bool { return string(s.Value) == v }) {
+								problem = fmt.Sprintf("replica %s of %s lacks the acknowledged write %s (hints pending %d)", r, key, v, tc.hintsPending())
+								return false
+							}
+						}
+					}
+					n += len(values)
+				}
+				return tc.hintsPending() == 0
+			}
+			for deadline := time.Now().Add(20 * time.Second); !converged(); time.Sleep(10 * time.Millisecond) {
+				if time.Now().After(deadline) {
+					t.Fatalf("not converged within 20s: %s", problem)
+				}
+			}
+			if n == 0 {
+				t.Fatal("no write was acknowledged: the test proves nothing")
+			}
+			t.Logf("%d acknowledged writes on every replica", n)
 		})
 	}
 }
