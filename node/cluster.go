@@ -300,8 +300,7 @@ func (n *Node) clusterInfo() wire.InfoSection {
 		sec.Fields = [][2]string{{"cluster_enabled", "0"}}
 		return sec
 	}
-	alive := 0
-	mine := 0
+	alive, mine, total := 0, 0, 0
 	for _, m := range v.Members {
 		if m.Status == "alive" {
 			alive++
@@ -309,6 +308,11 @@ func (n *Node) clusterInfo() wire.InfoSection {
 		if m.Name == v.Self {
 			mine = m.Replicas
 		}
+		total += m.Replicas // every replica the placement has (a member that left has none)
+	}
+	share := 0.0
+	if total > 0 {
+		share = float64(mine) / float64(total)
 	}
 	sec.Fields = [][2]string{
 		{"cluster_enabled", "1"},
@@ -316,7 +320,7 @@ func (n *Node) clusterInfo() wire.InfoSection {
 		{"members_alive", strconv.Itoa(alive)},
 		{"replicas_n", strconv.Itoa(v.N)}, {"quorum_r", strconv.Itoa(v.R)}, {"quorum_w", strconv.Itoa(v.W)},
 		{"partition_replicas_here", strconv.Itoa(mine)},
-		{"partition_share", strconv.FormatFloat(float64(mine)/float64(v.Partitions*min(v.N, max(len(v.Members), 1))), 'f', 4, 64)},
+		{"partition_share", strconv.FormatFloat(share, 'f', 4, 64)},
 	}
 	for _, m := range v.Members {
 		sec.Fields = append(sec.Fields, [2]string{"member_" + m.Name,

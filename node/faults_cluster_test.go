@@ -300,3 +300,38 @@ func withW(ctx context.Context, w int) context.Context {
 }
 
 func errFaultsDisabled() error { return wire.ErrFaultsDisabled }
+
+// TestInfoShowsThisNodesShareOfReplicas: INFO cluster's partition_share is
+// this node's part of all the replicas the placement has, before and after
+// a member leaves for good (a member that left holds none, so the two left
+// share every partition's replicas, half each). It used to divide by N
+// replicas of every partition even when fewer members than N were left.
+func TestInfoShowsThisNodesShareOfReplicas(t *testing.T) {
+	nodes := startClusterNodes(t, 3, false)
+	field := func(n *Node, name string) string {
+		for _, sec := range n.info() {
+			for _, f := range sec.Fields {
+				if f[0] == name {
+					return f[1]
+				}
+			}
+		}
+		return ""
+	}
+	for _, n := range nodes {
+		if got := field(n, "partition_share"); got != "0.3333" {
+			t.Fatalf("%s: partition_share %s with 3 members and N=3, want 0.3333", n.cfg.Name, got)
+		}
+	}
+	if _, err := nodes[2].clusterCommand([]string{"LEAVE"}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 10*time.Second, "n3 seen left", func() bool {
+		return statusIn(nodes[0], "n3") == "left" && statusIn(nodes[1], "n3") == "left"
+	})
+	for _, n := range nodes[:2] {
+		if got, here := field(n, "partition_share"), field(n, "partition_replicas_here"); got != "0.5000" || here != "64" {
+			t.Fatalf("%s: partition_share %s, replicas here %s after n3 left; want 0.5000 and all 64 partitions", n.cfg.Name, got, here)
+		}
+	}
+}
