@@ -209,19 +209,23 @@ func (cs *clusterState) onChange(n *Node) func([]gossip.Member) {
 	return func(ms []gossip.Member) {
 		cs.tr.update(ms)
 		names := make([]string, 0, len(ms))
-		var failed []string
+		var failed, left []string
 		for _, m := range ms {
 			if m.Status != gossip.StatusLeft && m.Status != gossip.StatusLeaving {
 				names = append(names, m.Name)
 			}
-			if m.Status == gossip.StatusFailed {
+			switch m.Status {
+			case gossip.StatusFailed:
 				failed = append(failed, m.Name)
+			case gossip.StatusLeft:
+				left = append(left, m.Name)
 			}
 		}
 		cs.coord.SetDown(failed)
 		if err := cs.coord.SetMembers(names); err != nil {
 			n.cfg.Logger.Error("placement", "err", err)
 		}
+		cs.coord.SetLeft(left)
 		addrs := make(map[string]string, len(ms))
 		for _, m := range ms {
 			addrs[m.Addr] = m.Name

@@ -98,6 +98,7 @@ type Coordinator struct {
 	tr      *breakers // cfg.Transport behind a breaker per peer
 	place   atomic.Pointer[ring.Placement]
 	down    atomic.Pointer[map[string]bool] // members gossip reports failed
+	left    atomic.Pointer[map[string]bool] // members that left for good (their hints go to the replicas)
 	repairs chan struct{}                   // read repairs in flight
 	calls   *deadlines                      // the contexts of requests' peer calls
 	stats   coordStats
@@ -151,6 +152,7 @@ func NewCoordinator(cfg CoordinatorConfig) (*Coordinator, error) {
 	c := &Coordinator{cfg: cfg, repairs: make(chan struct{}, maxRepairs), calls: newDeadlines(cfg.Timeout)}
 	c.tr = newBreakers(cfg.Transport, cfg.Breaker, cfg.Clock)
 	c.down.Store(&map[string]bool{})
+	c.left.Store(&map[string]bool{})
 	c.startHandoff()
 	return c, nil
 }
@@ -183,6 +185,19 @@ func (c *Coordinator) SetDown(names []string) {
 		}
 	}
 	c.revive(back)
+	c.kickHandoff()
+}
+
+// SetLeft records the members gossip reports left for good (removed, or
+// forgotten after a failure). Hints for them are delivered to the keys'
+// replicas instead; hints for a name this node merely does not know (yet)
+// are kept.
+func (c *Coordinator) SetLeft(names []string) {
+	m := make(map[string]bool, len(names))
+	for _, n := range names {
+		m[n] = true
+	}
+	c.left.Store(&m)
 	c.kickHandoff()
 }
 

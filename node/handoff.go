@@ -167,14 +167,18 @@ func (c *Coordinator) handoffPass(budget int) {
 		if target == c.cfg.Self || (*c.down.Load())[target] {
 			continue
 		}
+		retired := false
 		if _, ok := slices.BinarySearch(members, target); !ok {
-			continue // removed from the ring: the rebalancing issue's work
+			if !(*c.left.Load())[target] {
+				continue // a name this node does not know as a member (yet): keep its hints
+			}
+			retired = true // left for good: its hints go to the keys' replicas now
 		}
 		b := c.handoff.backoff[target]
 		if b != nil && now.Before(b.next) {
 			continue
 		}
-		n, err := c.deliverHints(target, budget)
+		n, err := c.deliverHints(target, budget, retired)
 		budget -= n
 		if err == nil {
 			delete(c.handoff.backoff, target)
@@ -194,8 +198,11 @@ func (c *Coordinator) handoffPass(budget int) {
 }
 
 // deliverHints sends up to limit of target's hinted objects to it and
-// deletes the hints it acknowledged. It stops at the first failure.
-func (c *Coordinator) deliverHints(target string, limit int) (int, error) {
+// deletes the hints it acknowledged. It stops at the first failure. For a
+// target that left for good (retired), each object goes instead to the
+// key's preferred replicas now, other than this node (which holds it), and
+// its hint is deleted once all of them acknowledged it.
+func (c *Coordinator) deliverHints(target string, limit int, retired bool) (int, error) {
 	var hints []store.Hint
 	err := c.cfg.Store.ScanHints(target, nil, limit, func(h store.Hint) error {
 		h.Key = bytes.Clone(h.Key)
@@ -211,11 +218,23 @@ func (c *Coordinator) deliverHints(target string, limit int) (int, error) {
 			return i, err
 		}
 		if found {
-			ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
-			_, err = c.tr.Call(ctx, target, "merge", h.Key, obj.Encode())
-			cancel()
-			if err != nil {
-				return i, err
+			to := []string{target}
+			if retired {
+				if _, to, err = c.replicas(h.Key); err != nil {
+					return i, err
+				}
+			}
+			enc := obj.Encode()
+			for _, r := range to {
+				if r == c.cfg.Self {
+					continue
+				}
+				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
+				_, err = c.tr.Call(ctx, r, "merge", h.Key, enc)
+				cancel()
+				if err != nil {
+					return i, err
+				}
 			}
 		}
 		deleted, err := c.cfg.Store.DeleteHint(h)

@@ -642,3 +642,50 @@ func TestReadRepairChanceReachesReplicasTheReadSkipped(t *testing.T) {
 		testutil.Eventually(t, 15*time.Second, "n3 to be repaired by a read that did not need it", func() bool { return tc.local(t, "n3", k) == "[v]" })
 	}
 }
+
+// TestHintsForAMemberThatLeftGoToTheReplicas: hints for a node that left
+// for good go to the keys' replicas, and are then deleted, so that
+// hints_pending comes back to 0; hints for a name merely missing from the
+// placement (a node that just started does not know every member yet) are
+// kept, not sent elsewhere or dropped.
+func TestHintsForAMemberThatLeftGoToTheReplicas(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	ctx := context.Background()
+	tc.net.Down("n4")
+	acked := map[string]string{}
+	for i := range 30 {
+		k, v := fmt.Sprint("k", i), fmt.Sprint("v", i)
+		if err := tc.nodes[names[i%3]].Put(ctx, []byte(k), []byte(v), wire.WriteOptions{}); err != nil {
+			t.Fatalf("write %s with n4 down: %v", k, err)
+		}
+		acked[k] = v
+	}
+	held := tc.hintsFor("n4")
+	if held == 0 {
+		t.Fatal("no hints for n4: the test proves nothing")
+	}
+	rest := names[:3]
+	for _, n := range rest {
+		if err := tc.nodes[n].SetMembers(rest); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, n := range rest {
+		tc.nodes[n].handoffPass(1000)
+	}
+	if got := tc.hintsFor("n4"); got != held {
+		t.Fatalf("hints for n4, missing from the placement but not known to have left: %d, want the %d kept", got, held)
+	}
+	for _, n := range rest {
+		tc.nodes[n].SetLeft([]string{"n4"})
+	}
+	testutil.Eventually(t, 10*time.Second, "hints for n4, which left, to go to the replicas", func() bool { return tc.hintsFor("n4") == 0 })
+	for k, v := range acked {
+		for _, r := range tc.replicasOf(k) {
+			if got := tc.local(t, r, k); got != "["+v+"]" {
+				t.Fatalf("%s on replica %s after n4 left: %s, want [%s]", k, r, got, v)
+			}
+		}
+	}
+}
