@@ -196,7 +196,7 @@ func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) 
 		t.startProbe(to)
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: %w to %s", wire.ErrPeerUnavailable, ErrBreakerOpen, to)
+		return nil, fmt.Errorf("%w: %w: %w to %s", wire.ErrPeerUnavailable, wire.ErrNotSent, ErrBreakerOpen, to)
 	}
 	res, err := t.next.Call(ctx, to, method, args...)
 	t.record(ctx, to, err)

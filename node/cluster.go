@@ -78,7 +78,7 @@ func (t *peerTransport) client(to string) (*wire.PeerClient, error) {
 	}
 	addr, ok := t.addrs[to]
 	if !ok || addr == "" {
-		return nil, fmt.Errorf("%w: %s has no known peer address", wire.ErrPeerUnavailable, to)
+		return nil, fmt.Errorf("%w: %w: %s has no known peer address", wire.ErrPeerUnavailable, wire.ErrNotSent, to)
 	}
 	c := wire.NewPeerClient(addr, wire.PeerClientConfig{})
 	t.clients[to] = c

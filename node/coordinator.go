@@ -810,8 +810,11 @@ func (c *Coordinator) forward(ctx context.Context, reps []string, method string,
 			return nil, peerError(pe)
 		}
 		last = err
-		if !errors.Is(err, wire.ErrPeerUnavailable) {
-			return nil, fmt.Errorf("node: forwarding the write to %s: %w", r, err)
+		// Only a call that never left may go to the next replica: one
+		// that failed in flight may have been applied, and applying a
+		// write twice counts an INCR twice.
+		if !errors.Is(err, wire.ErrNotSent) {
+			return nil, fmt.Errorf("node: forwarding the write to %s (it may have been applied): %w", r, err)
 		}
 	}
 	return nil, fmt.Errorf("%w: %w", errNoReplicaReachable, last)

@@ -432,3 +432,56 @@ func (tc *testCluster) count(t *testing.T, node, key string) int64 {
 	t.Helper()
 	return tc.object(t, node, key).Cnt.Value()
 }
+
+// replyLost is a transport whose first call of method to a node is
+// applied there and then reported as a broken connection, as when the
+// peer dies, or the link breaks, between applying a request and replying.
+type replyLost struct {
+	Transport
+	method string
+	once   sync.Once
+}
+
+func (r *replyLost) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+	res, err := r.Transport.Call(ctx, to, method, args...)
+	lost := false
+	if method == r.method && err == nil {
+		r.once.Do(func() { lost = true })
+	}
+	if lost {
+		return nil, fmt.Errorf("%w: connection reset by peer", wire.ErrPeerUnavailable)
+	}
+	return res, err
+}
+
+// TestForwardedWriteIsNotRetriedOnAnotherReplicaAfterItMayHaveApplied: a
+// write forwarded to a replica whose reply is lost may have been applied
+// there; sending it to the next replica would apply it twice (an INCR
+// counted twice). Only a call that never left this node (refused dial,
+// open breaker, a node known down) may go to the next replica.
+func TestForwardedWriteIsNotRetriedOnAnotherReplicaAfterItMayHaveApplied(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	var lossy *replyLost
+	tc := newTestClusterWith(t, names, func(name string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W = 3, 2, 2
+		if name == "n1" {
+			lossy = &replyLost{Transport: cfg.Transport, method: "incr"}
+			cfg.Transport = lossy
+		}
+	})
+	ctx := context.Background()
+	k := tc.keyOutside(t, "n1")
+	_, err := tc.nodes["n1"].Incr(ctx, []byte(k), 1)
+	if err == nil {
+		t.Fatal("the forwarded INCR whose reply was lost succeeded: it was sent again elsewhere")
+	}
+	o, err2 := tc.nodes[tc.replicasOf(k)[0]].Get(wire.WithQuorum(ctx, wire.Quorum{R: 3}), []byte(k))
+	if err2 != nil || o.Cnt.Value() != 1 {
+		t.Fatalf("counter after one INCR = %d, %v; want 1 (the error was %v)", o.Cnt.Value(), err2, err)
+	}
+	// A replica that is down (the call cannot be made) is still skipped.
+	tc.net.Down(tc.replicasOf(k)[0])
+	if _, err := tc.nodes["n1"].Incr(ctx, []byte(k), 1); err != nil {
+		t.Fatalf("forwarded INCR with the first replica down: %v", err)
+	}
+}

@@ -377,6 +377,6 @@ func (f *Faults) beforeCall(ctx context.Context, closed <-chan struct{}, to, met
 	case <-ctx.Done():
 		return fmt.Errorf("node: peer %s: %s: held by a fault: %w", to, method, ctx.Err())
 	case <-closed:
-		return fmt.Errorf("%w: %s: transport closed", wire.ErrPeerUnavailable, to)
+		return fmt.Errorf("%w: %w: %s: transport closed", wire.ErrPeerUnavailable, wire.ErrNotSent, to)
 	}
 }

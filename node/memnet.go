@@ -121,7 +121,7 @@ func (t memTransport) Call(ctx context.Context, to, method string, args ...[]byt
 	select {
 	case <-t.m.closed:
 		t.m.mu.Unlock()
-		return nil, fmt.Errorf("%w: the network is closed", wire.ErrPeerUnavailable)
+		return nil, fmt.Errorf("%w: %w: the network is closed", wire.ErrPeerUnavailable, wire.ErrNotSent)
 	default:
 	}
 	t.m.inFlight.Add(1) // under mu, so Close cannot be waiting already
@@ -135,11 +135,11 @@ func (t memTransport) Call(ctx context.Context, to, method string, args ...[]byt
 		case <-ctx.Done():
 			return nil, fmt.Errorf("node: call %s on %s: %w", method, to, ctx.Err())
 		case <-t.m.closed:
-			return nil, fmt.Errorf("%w: the network is closed", wire.ErrPeerUnavailable)
+			return nil, fmt.Errorf("%w: %w: the network is closed", wire.ErrPeerUnavailable, wire.ErrNotSent)
 		}
 	}
 	if !up {
-		return nil, fmt.Errorf("%w: %s is down", wire.ErrPeerUnavailable, to)
+		return nil, fmt.Errorf("%w: %w: %s is down", wire.ErrPeerUnavailable, wire.ErrNotSent, to)
 	}
 	if delay > 0 {
 		select {
@@ -147,7 +147,7 @@ func (t memTransport) Call(ctx context.Context, to, method string, args ...[]byt
 		case <-ctx.Done():
 			return nil, fmt.Errorf("node: call %s on %s: %w", method, to, ctx.Err())
 		case <-t.m.closed:
-			return nil, fmt.Errorf("%w: the network is closed", wire.ErrPeerUnavailable)
+			return nil, fmt.Errorf("%w: %w: the network is closed", wire.ErrPeerUnavailable, wire.ErrNotSent)
 		}
 	}
 	in := make([][]byte, len(args))

@@ -47,6 +47,14 @@ const PeerVersion = 1
 // connection to the peer could not be made or broke.
 var ErrPeerUnavailable = errors.New("wire: peer unavailable")
 
+// ErrNotSent is wrapped, besides ErrPeerUnavailable, by calls that failed
+// before their request left this node: the peer could not be dialled, the
+// client was closed, or the connection had already failed. Such a call
+// cannot have been applied, so it may be sent to another node instead;
+// any other failure (a connection that broke with the call in flight, a
+// deadline) may have been applied by the peer.
+var ErrNotSent = errors.New("request not sent")
+
 // A PeerError is an error the peer's handler returned.
 type PeerError struct{ Msg string }
 
@@ -283,14 +291,20 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 	}
 	pc.mu.Lock()
 	if pc.err != nil {
+		err := pc.err
 		pc.mu.Unlock()
-		return nil, pc.err
+		return nil, fmt.Errorf("%w: %w", err, ErrNotSent)
 	}
 	pc.pending[id] = call
 	pc.mu.Unlock()
 	select {
 	case pc.reqs <- call:
-	case <-pc.broken:
+	case <-pc.broken: // never queued, so never written
+		pc.mu.Lock()
+		delete(pc.pending, id)
+		err := pc.err
+		pc.mu.Unlock()
+		return nil, fmt.Errorf("%w: %w", err, ErrNotSent)
 	case <-ctx.Done():
 	}
 	select {
@@ -309,7 +323,7 @@ func (p *PeerClient) connection(ctx context.Context) (*peerConn, uint64, error) 
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	if p.closed {
-		return nil, 0, fmt.Errorf("%w: %s: client closed", ErrPeerUnavailable, p.addr)
+		return nil, 0, fmt.Errorf("%w: %w: %s: client closed", ErrPeerUnavailable, ErrNotSent, p.addr)
 	}
 	p.nextID++
 	if p.conn != nil {
@@ -324,7 +338,7 @@ func (p *PeerClient) connection(ctx context.Context) (*peerConn, uint64, error) 
 	defer cancel()
 	c, err := p.cfg.Dial(dctx, p.addr)
 	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %s: %v", ErrPeerUnavailable, p.addr, err)
+		return nil, 0, fmt.Errorf("%w: %w: %s: %v", ErrPeerUnavailable, ErrNotSent, p.addr, err)
 	}
 	pc := &peerConn{c: c, reqs: make(chan *peerCall, maxPeerInFlight), broken: make(chan struct{}), pending: map[uint64]*peerCall{}}
 	go pc.writeLoop()

@@ -302,3 +302,51 @@ func BenchmarkPeerCallSizes(b *testing.B) {
 		})
 	}
 }
+
+// TestPeerErrorsSayWhetherTheRequestLeft: a call that could not be sent
+// (nothing listens, the client is closed) wraps ErrNotSent, so a caller
+// may send it elsewhere; a call whose connection breaks while the peer
+// holds it does not, since the peer may have applied it.
+func TestPeerErrorsSayWhetherTheRequestLeft(t *testing.T) {
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	addr := l.Addr().String()
+	l.Close() // nothing listens there now
+	c := NewPeerClient(addr, PeerClientConfig{})
+	if _, err := c.Call(context.Background(), "echo"); !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrPeerUnavailable) {
+		t.Fatalf("dial refused: err = %v, want ErrNotSent and ErrPeerUnavailable", err)
+	}
+	c.Close()
+	if _, err := c.Call(context.Background(), "echo"); !errors.Is(err, ErrNotSent) {
+		t.Fatalf("closed client: err = %v, want ErrNotSent", err)
+	}
+
+	// A peer that takes the request and then drops the connection.
+	arrived := make(chan error, 1)
+	l, err = net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer l.Close()
+	go func() {
+		conn, err := l.Accept()
+		if err != nil {
+			arrived <- err
+			return
+		}
+		_, err = NewReader(conn, Limits{}).ReadCommand()
+		arrived <- err
+		conn.Close()
+	}()
+	c = NewPeerClient(l.Addr().String(), PeerClientConfig{})
+	defer c.Close()
+	_, err = c.Call(context.Background(), "echo", []byte("x"))
+	if rerr := <-arrived; rerr != nil {
+		t.Fatalf("the request did not arrive: %v", rerr)
+	}
+	if !errors.Is(err, ErrPeerUnavailable) || errors.Is(err, ErrNotSent) {
+		t.Fatalf("connection dropped after the request arrived: err = %v, want ErrPeerUnavailable without ErrNotSent", err)
+	}
+}
