@@ -243,3 +243,71 @@ func TestConcurrentWritersUnderFaultsReachEveryReplica(t *testing.T) {
 		})
 	}
 }
+
+// flakyCalls fails 3% of calls before they leave (ErrNotSent) and 3% after
+// the peer applied them (the reply lost), at random.
+type flakyCalls struct {
+	Transport
+	mu  sync.Mutex
+	rng *rand.Rand
+}
+
+func (f *flakyCalls) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+	f.mu.Lock()
+	r := f.rng.IntN(100)
+	f.mu.Unlock()
+	if r < 3 {
+		return nil, fmt.Errorf("%w: %w: dropped before sending", wire.ErrPeerUnavailable, wire.ErrNotSent)
+	}
+	res, err := f.Transport.Call(ctx, to, method, args...)
+	if r < 6 {
+		return nil, fmt.Errorf("%w: reply lost", wire.ErrPeerUnavailable)
+	}
+	return res, err
+}
+
+// TestCountersStayExactWhenCallsFailBeforeOrAfterApplying: increments go
+// through random nodes of 5 (so most are forwarded) while 6% of peer calls
+// fail, half of them after the peer applied them. Every replica must come
+// to count every acknowledged increment and none that was not attempted:
+// an increment forwarded again after its reply was lost counted twice.
+func TestCountersStayExactWhenCallsFailBeforeOrAfterApplying(t *testing.T) {
+	t.Parallel()
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	seed := time.Now().UnixNano()
+	t.Logf("seed %d", seed)
+	stream := uint64(0)
+	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W = 3, 2, 2
+		stream++
+		cfg.Transport = &flakyCalls{Transport: cfg.Transport, rng: rand.New(rand.NewPCG(uint64(seed), stream))}
+	})
+	ctx := context.Background()
+	rng := rand.New(rand.NewPCG(uint64(seed), 0))
+	acked, tried := map[string]int64{}, map[string]int64{}
+	for range 400 {
+		k := fmt.Sprint("c", rng.IntN(6))
+		tried[k]++
+		if _, err := tc.nodes[names[rng.IntN(len(names))]].Incr(ctx, []byte(k), 1); err == nil {
+			acked[k]++
+		}
+	}
+	var problem string
+	exact := func() bool {
+		for k := range tried {
+			for _, r := range tc.replicasOf(k) {
+				if got := tc.count(t, r, k); got < acked[k] || got > tried[k] {
+					problem = fmt.Sprintf("replica %s of %s counts %d; %d increments were acknowledged, %d tried", r, k, got, acked[k], tried[k])
+					return false
+				}
+			}
+		}
+		return tc.hintsPending() == 0
+	}
+	for deadline := time.Now().Add(20 * time.Second); !exact(); time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("not exact within 20s (hints pending %d): %s", tc.hintsPending(), problem)
+		}
+	}
+	t.Logf("acknowledged %v of %v tried", acked, tried)
+}
