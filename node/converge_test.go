@@ -266,11 +266,12 @@ func (f *flakyCalls) Call(ctx context.Context, to, method string, args ...[]byte
 	return res, err
 }
 
-// TestCountersStayExactWhenCallsFailBeforeOrAfterApplying: increments go
-// through random nodes of 5 (so most are forwarded) while 6% of peer calls
-// fail, half of them after the peer applied them. Every replica must come
-// to count every acknowledged increment and none that was not attempted:
-// an increment forwarded again after its reply was lost counted twice.
+// TestCountersStayExactWhenCallsFailBeforeOrAfterApplying: increments and
+// register writes go through random nodes of 5 (so most are forwarded)
+// while 6% of peer calls fail, half of them after the peer applied them.
+// Every replica must come to count every acknowledged increment and none
+// that was not attempted (an increment forwarded again after its reply
+// was lost counted twice), and to hold every acknowledged write.
 func TestCountersStayExactWhenCallsFailBeforeOrAfterApplying(t *testing.T) {
 	t.Parallel()
 	names := []string{"n1", "n2", "n3", "n4", "n5"}
@@ -285,15 +286,35 @@ func TestCountersStayExactWhenCallsFailBeforeOrAfterApplying(t *testing.T) {
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
 	acked, tried := map[string]int64{}, map[string]int64{}
-	for range 400 {
+	ackedPuts := map[string][]string{}
+	for step := range 600 {
+		coord := tc.nodes[names[rng.IntN(len(names))]]
+		if step%3 == 2 { // a register write too: every acknowledged value must reach every replica
+			k, v := fmt.Sprint("r", rng.IntN(6)), fmt.Sprint("v", step)
+			if err := coord.Put(ctx, []byte(k), []byte(v), wire.WriteOptions{HasContext: true, Context: crdt.Context{}}); err == nil {
+				ackedPuts[k] = append(ackedPuts[k], v)
+			}
+			continue
+		}
 		k := fmt.Sprint("c", rng.IntN(6))
 		tried[k]++
-		if _, err := tc.nodes[names[rng.IntN(len(names))]].Incr(ctx, []byte(k), 1); err == nil {
+		if _, err := coord.Incr(ctx, []byte(k), 1); err == nil {
 			acked[k]++
 		}
 	}
 	var problem string
 	exact := func() bool {
+		for k, values := range ackedPuts {
+			for _, r := range tc.replicasOf(k) {
+				o := tc.object(t, r, k)
+				for _, v := range values {
+					if !slices.ContainsFunc(o.Reg.Siblings, func(s crdt.Sibling) bool { return string(s.Value) == v }) {
+						problem = fmt.Sprintf("replica %s of %s lacks the acknowledged write %s", r, k, v)
+						return false
+					}
+				}
+			}
+		}
 		for k := range tried {
 			for _, r := range tc.replicasOf(k) {
 				if got := tc.count(t, r, k); got < acked[k] || got > tried[k] {
