@@ -15,17 +15,18 @@ import (
 )
 
 // TestEveryReplicaGetsEveryAcknowledgedWrite: nodes go down and come back
-// at random while writes and increments go through random live nodes.
-// Once all are back and every hint is delivered, every preferred replica
-// of a key must hold every write acknowledged for it, with no read to
-// repair anything: each copy that did not reach its replica was covered
-// by a hint, on a stand-in or on the coordinator. The registers are
-// written with an empty context, so every value stays as a sibling and a
-// missing one cannot hide behind a newer write; counters must count every
-// acknowledged increment and no more than were attempted. It runs with 3
-// nodes (no stand-ins) and 4 (stand-ins for one replica down at a time),
-// with nodes going down (their calls fail at once) and with partitions
-// (calls black-holed until their timeout).
+// at random, or the network splits, while writes and increments go
+// through random live nodes. Once all is healed and every hint is
+// delivered, every preferred replica of a key must hold every write
+// acknowledged for it, with no read to repair it: each copy that did not
+// reach its replica was covered by a hint, on a stand-in or on the
+// coordinator. The registers are written with an empty context, so every
+// value stays as a sibling and a missing one cannot hide behind a newer
+// write; counters must count every acknowledged increment and no more
+// than were attempted. It runs with 3 nodes (no stand-ins) and 4
+// (stand-ins for one replica down at a time), with nodes going down
+// (their calls fail at once) and with partitions (calls black-holed until
+// their timeout).
 func TestEveryReplicaGetsEveryAcknowledgedWrite(t *testing.T) {
 	t.Parallel()
 	for _, tt := range []struct {
@@ -52,9 +53,8 @@ func TestEveryReplicaGetsEveryAcknowledgedWrite(t *testing.T) {
 			if tt.partition {
 				steps = 80 // a write across a partition waits out the timeout
 			}
+			h := newHistory()
 			down := map[string]bool{}
-			acked := map[string][]string{} // key -> values acknowledged
-			ackedIncr, triedIncr := map[string]int64{}, map[string]int64{}
 			for step := range steps {
 				switch {
 				case tt.partition && rng.IntN(8) == 0: // a new partition, or none
@@ -73,14 +73,7 @@ func TestEveryReplicaGetsEveryAcknowledgedWrite(t *testing.T) {
 						tc.net.Partition(a, b)
 					}
 				case !tt.partition && rng.IntN(10) == 0: // a node goes down or comes back
-					n := names[rng.IntN(len(names))]
-					if down[n] {
-						tc.net.Register(n, tc.nodes[n].HandlePeer)
-						delete(down, n)
-					} else if len(down) < len(names)-2 {
-						tc.net.Down(n)
-						down[n] = true
-					}
+					toggle(tc, names, down, rng)
 				}
 				var live []string
 				for _, n := range names {
@@ -89,61 +82,17 @@ func TestEveryReplicaGetsEveryAcknowledgedWrite(t *testing.T) {
 					}
 				}
 				coord := tc.nodes[live[rng.IntN(len(live))]]
-				key := fmt.Sprint("k", rng.IntN(12))
 				if rng.IntN(3) == 0 {
-					triedIncr[key]++
-					if _, err := coord.Incr(ctx, []byte("c"+key), 1); err == nil {
-						ackedIncr[key]++
-					}
-					continue
-				}
-				v := fmt.Sprint("v", step)
-				if err := coord.Put(ctx, []byte(key), []byte(v), wire.WriteOptions{HasContext: true, Context: crdt.Context{}}); err == nil {
-					acked[key] = append(acked[key], v)
+					h.incr(ctx, coord, fmt.Sprint("c", rng.IntN(12)))
+				} else {
+					h.put(ctx, coord, fmt.Sprint("k", rng.IntN(12)), fmt.Sprint("v", step))
 				}
 			}
 			tc.net.Heal()
 			for n := range down {
 				tc.net.Register(n, tc.nodes[n].HandlePeer)
 			}
-			// Copies black-holed by a partition fail only at their timeout,
-			// and only then leave their hint: wait for the replicas, not
-			// just for the hints pending now.
-			var problem string
-			checked := 0
-			converged := func() bool {
-				problem, checked = "", 0
-				for key, values := range acked {
-					for _, r := range tc.replicasOf(key) {
-						o := tc.object(t, r, key)
-						for _, v := range values {
-							if !slices.ContainsFunc(o.Reg.Siblings, func(s crdt.Sibling) bool { return string(s.Value) == v }) {
-								problem = fmt.Sprintf("replica %s of %s lacks the acknowledged write %s; it holds %s", r, key, v, siblings(o))
-								return false
-							}
-							checked++
-						}
-					}
-				}
-				for key, n := range ackedIncr {
-					for _, r := range tc.replicasOf("c" + key) {
-						if got := tc.count(t, r, "c"+key); got < n || got > triedIncr[key] {
-							problem = fmt.Sprintf("replica %s of c%s counts %d; %d increments were acknowledged, %d tried", r, key, got, n, triedIncr[key])
-							return false
-						}
-					}
-				}
-				return tc.hintsPending() == 0
-			}
-			for deadline := time.Now().Add(20 * time.Second); !converged(); time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("not converged within 20s (hints pending %d): %s", tc.hintsPending(), problem)
-				}
-			}
-			if checked == 0 {
-				t.Fatal("no write was acknowledged: the test proves nothing")
-			}
-			t.Logf("%d acknowledged copies checked on their replicas", checked)
+			t.Logf("%d acknowledged copies checked on their replicas", h.converge(t, tc))
 		})
 	}
 }
@@ -164,8 +113,7 @@ func TestConcurrentWritersUnderFaultsReachEveryReplica(t *testing.T) {
 				cfg.Timeout = 200 * time.Millisecond
 			})
 			ctx := context.Background()
-			var mu sync.Mutex
-			acked := map[string][]string{}
+			h := newHistory()
 			down := map[string]bool{} // owned by the fault goroutine until it ends
 			stop := make(chan struct{})
 			var faults, writers sync.WaitGroup
@@ -179,16 +127,8 @@ func TestConcurrentWritersUnderFaultsReachEveryReplica(t *testing.T) {
 						return
 					case <-tick.C:
 					}
-					if rng.IntN(3) != 0 {
-						continue
-					}
-					n := names[rng.IntN(len(names))]
-					if down[n] {
-						tc.net.Register(n, tc.nodes[n].HandlePeer)
-						delete(down, n)
-					} else if len(down) < len(names)-2 {
-						tc.net.Down(n)
-						down[n] = true
+					if rng.IntN(3) == 0 {
+						toggle(tc, names, down, rng)
 					}
 				}
 			})
@@ -196,14 +136,7 @@ func TestConcurrentWritersUnderFaultsReachEveryReplica(t *testing.T) {
 				writers.Go(func() {
 					rng := rand.New(rand.NewPCG(uint64(seed), uint64(w+2)))
 					for i := range 150 {
-						coord := tc.nodes[names[rng.IntN(len(names))]]
-						key := fmt.Sprint("k", rng.IntN(8))
-						v := fmt.Sprintf("w%dv%d", w, i)
-						if err := coord.Put(ctx, []byte(key), []byte(v), wire.WriteOptions{HasContext: true, Context: crdt.Context{}}); err == nil {
-							mu.Lock()
-							acked[key] = append(acked[key], v)
-							mu.Unlock()
-						}
+						h.put(ctx, tc.nodes[names[rng.IntN(len(names))]], fmt.Sprint("k", rng.IntN(8)), fmt.Sprintf("w%dv%d", w, i))
 					}
 				})
 			}
@@ -213,33 +146,7 @@ func TestConcurrentWritersUnderFaultsReachEveryReplica(t *testing.T) {
 			for n := range down {
 				tc.net.Register(n, tc.nodes[n].HandlePeer)
 			}
-			var problem string
-			n := 0
-			converged := func() bool {
-				n = 0
-				for key, values := range acked {
-					for _, r := range tc.replicasOf(key) {
-						o := tc.object(t, r, key)
-						for _, v := range values {
-							if !slices.ContainsFunc(o.Reg.Siblings, func(s crdt.Sibling) bool { return string(s.Value) == v }) {
-								problem = fmt.Sprintf("replica %s of %s lacks the acknowledged write %s (hints pending %d)", r, key, v, tc.hintsPending())
-								return false
-							}
-						}
-					}
-					n += len(values)
-				}
-				return tc.hintsPending() == 0
-			}
-			for deadline := time.Now().Add(20 * time.Second); !converged(); time.Sleep(10 * time.Millisecond) {
-				if time.Now().After(deadline) {
-					t.Fatalf("not converged within 20s: %s", problem)
-				}
-			}
-			if n == 0 {
-				t.Fatal("no write was acknowledged: the test proves nothing")
-			}
-			t.Logf("%d acknowledged writes on every replica", n)
+			t.Logf("%d acknowledged copies checked on their replicas", h.converge(t, tc))
 		})
 	}
 }
@@ -285,50 +192,111 @@ func TestCountersStayExactWhenCallsFailBeforeOrAfterApplying(t *testing.T) {
 	})
 	ctx := context.Background()
 	rng := rand.New(rand.NewPCG(uint64(seed), 0))
-	acked, tried := map[string]int64{}, map[string]int64{}
-	ackedPuts := map[string][]string{}
+	h := newHistory()
 	for step := range 600 {
 		coord := tc.nodes[names[rng.IntN(len(names))]]
 		if step%3 == 2 { // a register write too: every acknowledged value must reach every replica
-			k, v := fmt.Sprint("r", rng.IntN(6)), fmt.Sprint("v", step)
-			if err := coord.Put(ctx, []byte(k), []byte(v), wire.WriteOptions{HasContext: true, Context: crdt.Context{}}); err == nil {
-				ackedPuts[k] = append(ackedPuts[k], v)
-			}
-			continue
-		}
-		k := fmt.Sprint("c", rng.IntN(6))
-		tried[k]++
-		if _, err := coord.Incr(ctx, []byte(k), 1); err == nil {
-			acked[k]++
+			h.put(ctx, coord, fmt.Sprint("r", rng.IntN(6)), fmt.Sprint("v", step))
+		} else {
+			h.incr(ctx, coord, fmt.Sprint("c", rng.IntN(6)))
 		}
 	}
-	var problem string
-	exact := func() bool {
-		for k, values := range ackedPuts {
-			for _, r := range tc.replicasOf(k) {
-				o := tc.object(t, r, k)
-				for _, v := range values {
-					if !slices.ContainsFunc(o.Reg.Siblings, func(s crdt.Sibling) bool { return string(s.Value) == v }) {
-						problem = fmt.Sprintf("replica %s of %s lacks the acknowledged write %s", r, k, v)
-						return false
-					}
-				}
-			}
-		}
-		for k := range tried {
-			for _, r := range tc.replicasOf(k) {
-				if got := tc.count(t, r, k); got < acked[k] || got > tried[k] {
-					problem = fmt.Sprintf("replica %s of %s counts %d; %d increments were acknowledged, %d tried", r, k, got, acked[k], tried[k])
-					return false
-				}
-			}
-		}
-		return tc.hintsPending() == 0
+	h.converge(t, tc)
+	t.Logf("increments acknowledged %v of %v tried", h.acked, h.tried)
+}
+
+// history is what a random run acknowledged and attempted: register
+// values (written with an empty context, so each stays a sibling) and
+// counter increments, by key.
+type history struct {
+	mu           sync.Mutex
+	values       map[string][]string
+	acked, tried map[string]int64
+}
+
+func newHistory() *history {
+	return &history{values: map[string][]string{}, acked: map[string]int64{}, tried: map[string]int64{}}
+}
+
+// put writes v to key through c, recording it if acknowledged.
+func (h *history) put(ctx context.Context, c *Coordinator, key, v string) {
+	if err := c.Put(ctx, []byte(key), []byte(v), wire.WriteOptions{HasContext: true, Context: crdt.Context{}}); err == nil {
+		h.mu.Lock()
+		h.values[key] = append(h.values[key], v)
+		h.mu.Unlock()
 	}
-	for deadline := time.Now().Add(20 * time.Second); !exact(); time.Sleep(10 * time.Millisecond) {
+}
+
+// incr increments key through c, recording the attempt and the ack.
+func (h *history) incr(ctx context.Context, c *Coordinator, key string) {
+	_, err := c.Incr(ctx, []byte(key), 1)
+	h.mu.Lock()
+	h.tried[key]++
+	if err == nil {
+		h.acked[key]++
+	}
+	h.mu.Unlock()
+}
+
+// missing returns what the replicas of tc do not hold yet ("" once every
+// replica of every key holds every acknowledged value, counts between the
+// acknowledged and the attempted increments, and no hint is pending), and
+// how many acknowledged copies it checked.
+func (h *history) missing(t *testing.T, tc *testCluster) (string, int) {
+	checked := 0
+	for key, values := range h.values {
+		for _, r := range tc.replicasOf(key) {
+			o := tc.object(t, r, key)
+			for _, v := range values {
+				if !slices.ContainsFunc(o.Reg.Siblings, func(s crdt.Sibling) bool { return string(s.Value) == v }) {
+					return fmt.Sprintf("replica %s of %s lacks the acknowledged write %s; it holds %s", r, key, v, siblings(o)), checked
+				}
+				checked++
+			}
+		}
+	}
+	for key, n := range h.acked {
+		for _, r := range tc.replicasOf(key) {
+			if got := tc.count(t, r, key); got < n || got > h.tried[key] {
+				return fmt.Sprintf("replica %s of %s counts %d; %d increments were acknowledged, %d tried", r, key, got, n, h.tried[key]), checked
+			}
+		}
+	}
+	if n := tc.hintsPending(); n > 0 {
+		return fmt.Sprintf("%d hints pending", n), checked
+	}
+	return "", checked
+}
+
+// converge waits until h.missing reports nothing, and fails t if that does
+// not happen within 20s. Copies black-holed by a partition fail only at
+// their timeout, and only then leave their hint: it waits for the
+// replicas, not just for the hints pending at one moment.
+func (h *history) converge(t *testing.T, tc *testCluster) int {
+	t.Helper()
+	for deadline := time.Now().Add(20 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		problem, checked := h.missing(t, tc)
+		if problem == "" {
+			if checked == 0 {
+				t.Fatal("no write was acknowledged: the test proves nothing")
+			}
+			return checked
+		}
 		if time.Now().After(deadline) {
-			t.Fatalf("not exact within 20s (hints pending %d): %s", tc.hintsPending(), problem)
+			t.Fatalf("not converged within 20s: %s", problem)
 		}
 	}
-	t.Logf("acknowledged %v of %v tried", acked, tried)
+}
+
+// toggle takes a random node down, or brings it back, keeping at most
+// len(names)-2 down at once (W=2 stays reachable).
+func toggle(tc *testCluster, names []string, down map[string]bool, rng *rand.Rand) {
+	n := names[rng.IntN(len(names))]
+	if down[n] {
+		tc.net.Register(n, tc.nodes[n].HandlePeer)
+		delete(down, n)
+	} else if len(down) < len(names)-2 {
+		tc.net.Down(n)
+		down[n] = true
+	}
 }
