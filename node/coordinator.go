@@ -606,6 +606,9 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 			}
 		}
 	}
+	// Encoded now: obj may hold the caller's value bytes, which are only
+	// valid during this call, and its copies may be sent after it returns.
+	enc := obj.Encode()
 	if g := wire.SyncGroupFrom(ctx); g != nil {
 		// More commands of the client's pipeline wait: the local copy is
 		// applied (the next command sees it), and the quorum is waited
@@ -614,12 +617,12 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		// ordered objects, and merging is order-free.
 		done := make(chan error, 1)
 		go func() {
-			done <- c.replicate(ctx, part, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
+			done <- c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
 		}()
 		g.Defer(func() error { return <-done })
 		return nil, nil
 	}
-	return nil, c.replicate(ctx, part, key, obj, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
+	return nil, c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
 }
 
 // hintLocally records a hint for target on this node's copy of key: target
@@ -667,14 +670,14 @@ var (
 	errNoReplicaReachable = errors.New("node: no replica of the key is reachable")
 )
 
-// replicate sends obj to the copies other than the local one and waits
-// until w copies hold it durably: the local one once localWait returns
+// replicate sends the encoded object enc to the copies other than the
+// local one and waits until w copies hold it durably: the local one once localWait returns
 // (nil: it already does; localOK false: it does not count) and the others
 // as they acknowledge. A copy that fails, or does not acknowledge within
 // WriteHedge, gets a stand-in from spare (a hinted copy) while any are
 // left. Calls that finish after the quorum still apply; all are bounded by
 // the coordinator's timeout.
-func (c *Coordinator) replicate(ctx context.Context, part uint32, key []byte, obj crdt.Object, copies []copySlot, local int, localOK bool, localWait func() error, nextSpare func() (string, bool), members, w, n int) error {
+func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byte, copies []copySlot, local int, localOK bool, localWait func() error, nextSpare func() (string, bool), members, w, n int) error {
 	type result struct {
 		slot int
 		s    copySlot
@@ -688,11 +691,7 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key []byte, ob
 	acked := make([]bool, len(copies))
 	inFlight := make([]int, len(copies)) // attempts out per slot
 	acks, pending := 0, 0
-	var enc []byte
 	send := func(slot int, s copySlot) {
-		if enc == nil {
-			enc = obj.Encode()
-		}
 		inFlight[slot]++
 		pending++
 		go func() {

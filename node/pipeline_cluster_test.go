@@ -104,3 +104,50 @@ func TestForwardedPipelinedWritesStayInOrder(t *testing.T) {
 		t.Fatalf("after forwarded writes v1..v5: %s", got)
 	}
 }
+
+// TestPipelinedClusterWritesDoNotKeepTheCallersBuffers: wire.Backend's
+// keys and values are only valid during the call (the RESP reader parses
+// the next command of the pipeline into the same buffer). A coordinator
+// that defers a write's replication must not read them later: copies of
+// a deferred write used to carry whatever bytes the buffer held by then,
+// so the other replicas stored another key's value, with the write's own
+// dot, where no read repair could tell.
+func TestPipelinedClusterWritesDoNotKeepTheCallersBuffers(t *testing.T) {
+	tc := newTestCluster(t, []string{"n1", "n2", "n3"}, 3, 2, 2)
+	tc.net.Slow("n3", 5*time.Millisecond) // some copies are sent after Put returned
+	n1 := tc.nodes["n1"]
+	var g wire.SyncGroup
+	ctx := wire.WithSyncGroup(context.Background(), &g)
+	buf := make([]byte, 16) // one buffer for every command, as the reader's
+	const writes = 50
+	for i := range writes {
+		key := fmt.Appendf(buf[:0], "key%d", i)
+		value := fmt.Appendf(buf[len(key):len(key)], "value%d", i)
+		if err := n1.Put(ctx, key, value, wire.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		for j := range buf { // the next command overwrites the buffer
+			buf[j] = '#'
+		}
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	var wrong string
+	for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		wrong = ""
+		for i := range writes {
+			for _, node := range []string{"n1", "n2", "n3"} {
+				if got := tc.local(t, node, fmt.Sprint("key", i)); got != fmt.Sprintf("[value%d]", i) && wrong == "" {
+					wrong = fmt.Sprintf("%s holds key%d = %s, want [value%d]", node, i, got, i)
+				}
+			}
+		}
+		if wrong == "" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal(wrong)
+		}
+	}
+}
