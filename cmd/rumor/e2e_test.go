@@ -546,6 +546,35 @@ func TestThreeNodeClusterOfProcesses(t *testing.T) {
 			t.Fatalf("after the pipeline, %d replicas hold %s = %s alone, want at least W=2", holders, key, want)
 		}
 	}
+	// A pipeline larger than the server's read buffer: the reader parses
+	// later commands over the bytes of earlier ones while their copies are
+	// still being sent, so every replica's own copy is checked, not just a
+	// quorum read (a bug once sent another key's value to the replicas).
+	big := clients[0].Pipeline()
+	const bigKeys = 3000
+	bigValue := func(k int) string { return fmt.Sprintf("%s-%05d", strings.Repeat("x", 80), k) }
+	for k := range bigKeys {
+		big.Set(ctx, fmt.Sprint("big:", k), bigValue(k), 0)
+	}
+	if _, err := big.Exec(ctx); err != nil {
+		t.Fatalf("large pipeline: %v", err)
+	}
+	for k := 0; k < bigKeys; k += 37 {
+		key := fmt.Sprint("big:", k)
+		deadline := time.Now().Add(10 * time.Second)
+		for i, c := range clients {
+			for {
+				vals, err := c.Do(ctx, "VGET", key, "R", "1").Slice()
+				if err == nil && len(vals) == 2 && vals[1] == bigValue(k) {
+					break
+				}
+				if time.Now().After(deadline) {
+					t.Fatalf("after a large pipeline, n%d's own copy of %s is %v, %v; want %s", i+1, key, vals, err, bigValue(k))
+				}
+				time.Sleep(20 * time.Millisecond)
+			}
+		}
+	}
 	// A node with another partition count is refused, saying why.
 	odd := exec.Command(binary, "node", "--name", "odd", "--data-dir", filepath.Join(dir, "odd"), "--partitions", "8192",
 		"--client-addr", "127.0.0.1:0", "--http-addr", "-", "--gossip-addr", "127.0.0.1:0", "--join", nodes[0].gossipAddr)
