@@ -597,9 +597,11 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		go localWait() // durable or not, it does not count
 		localWait = nil
 	}
-	if localOK {
+	if localOK && len(copies) < len(reps) {
 		// A preferred replica that no copy goes to (down, and no stand-in
-		// left for it, as in a cluster of N nodes) gets a hint here.
+		// left for it, as in a cluster of N nodes) gets a hint here. Each
+		// copy covers one replica, so only fewer copies than replicas
+		// leave one uncovered.
 		for _, r := range reps {
 			if !slices.ContainsFunc(copies, func(s copySlot) bool { return s.hintFor == r || s.node == r && s.hintFor == "" }) {
 				c.hintLocally(part, key, r)
@@ -671,9 +673,9 @@ var (
 )
 
 // replicate sends the encoded object enc to the copies other than the
-// local one and waits until w copies hold it durably: the local one once localWait returns
-// (nil: it already does; localOK false: it does not count) and the others
-// as they acknowledge. A copy that fails, or does not acknowledge within
+// local one and waits until w copies hold it durably: the local one once
+// localWait returns (nil: it already does; localOK false: it does not
+// count) and the others as they acknowledge. A copy that fails, or does not acknowledge within
 // WriteHedge, gets a stand-in from spare (a hinted copy) while any are
 // left. Calls that finish after the quorum still apply; all are bounded by
 // the coordinator's timeout.

@@ -136,6 +136,22 @@ func (s *Store) reserveHint(target string) error {
 	return nil
 }
 
+// reserveNewHint counts the hint record hk for target if it does not exist
+// yet (reserveHint), and reports whether it did: the caller releases that
+// reservation if it then does not write the record. The caller holds the
+// stripe lock of the record's object key, which orders every write and
+// delete of hk, so whether it exists cannot change meanwhile.
+func (s *Store) reserveNewHint(hk []byte, target string) (reserved bool, err error) {
+	_, exists, err := s.read(hk)
+	if err != nil || exists {
+		return false, err
+	}
+	if err := s.reserveHint(target); err != nil {
+		return false, err
+	}
+	return true, nil
+}
+
 // releaseHint uncounts a hint record for target that was deleted or was
 // reserved and not written.
 func (s *Store) releaseHint(target string) {
@@ -196,17 +212,12 @@ func (s *Store) AddHint(p uint32, key []byte, target string) error {
 	mu := &s.locks[stripe(k)]
 	mu.Lock()
 	defer mu.Unlock()
-	_, exists, err := s.read(hk)
+	reserved, err := s.reserveNewHint(hk, target)
 	if err != nil {
 		return err
 	}
-	if !exists {
-		if err := s.reserveHint(target); err != nil {
-			return err
-		}
-	}
 	if err := s.db.Set(hk, appendHintValue(make([]byte, 0, hintValueLen), s.hintSeq.Add(1)), pebble.NoSync); err != nil {
-		if !exists {
+		if reserved {
 			s.releaseHint(target)
 		}
 		return fmt.Errorf("store: add hint: %w", err)

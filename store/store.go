@@ -522,16 +522,11 @@ func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Obj
 // keys share the fsync).
 func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error)) (next crdt.Object, b *pebble.Batch, err error) {
 	if hk != nil {
-		// The stripe lock orders every write and delete of hk, so whether
-		// it exists cannot change before the batch is applied.
-		var exists bool
-		if _, exists, err = s.read(hk); err != nil {
+		var reserved bool
+		if reserved, err = s.reserveNewHint(hk, target); err != nil {
 			return crdt.Object{}, nil, err
 		}
-		if !exists {
-			if err = s.reserveHint(target); err != nil {
-				return crdt.Object{}, nil, err
-			}
+		if reserved {
 			// err is the named result: release the reservation on every
 			// failure below.
 			defer func() {
