@@ -165,6 +165,7 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 		return fmt.Errorf("node: peer address: %w", err)
 	}
 	cs.peers = wire.NewPeerServer(coord.HandlePeer, n.cfg.Server.Limits, n.cfg.Logger)
+	cs.peers.Inline(inlinePeerMethods...)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -848,6 +848,16 @@ func decodeOpts(b []byte) (wire.WriteOptions, error) {
 	return wire.WriteOptions{Context: ctx, HasContext: true}, err
 }
 
+// mergeFn merges o into the stored object.
+func mergeFn(o crdt.Object) func(crdt.Object, bool) (crdt.Object, error) {
+	return func(cur crdt.Object, _ bool) (crdt.Object, error) { return crdt.Merge(cur, o), nil }
+}
+
+// inlinePeerMethods are the peer methods that only touch this node's
+// store: the peer server runs them on the connection's reader
+// (wire.PeerServer.Inline).
+var inlinePeerMethods = []string{"ping", "get", "merge", "hint"}
+
 // peerArgs is how many arguments each peer method takes. Forwarded writes
 // (put, del, incr) carry W and sloppiness ("1" or "0") last.
 var peerArgs = map[string]int{"ping": 0, "get": 1, "merge": 2, "hint": 3, "put": 5, "del": 4, "incr": 4}
@@ -898,7 +908,9 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 		if err != nil {
 			return nil, err
 		}
-		_, err = c.cfg.Store.Merge(ring.Partition(key, c.cfg.Store.Partitions()), key, o)
+		// Run inline by the peer server: the fsync wait goes to its group,
+		// and the reply leaves once the wait returns.
+		_, err = c.cfg.Store.UpdateDeferred(ring.Partition(key, c.cfg.Store.Partitions()), key, mergeFn(o), deferSync(ctx))
 		return nil, err
 	case "hint":
 		o, err := crdt.Decode(args[1])
@@ -909,7 +921,7 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 		if target == c.cfg.Self {
 			target = "" // placements disagree: it is ours after all
 		}
-		_, err = c.cfg.Store.MergeHinted(ring.Partition(key, c.cfg.Store.Partitions()), key, o, target)
+		_, err = c.cfg.Store.UpdateHinted(ring.Partition(key, c.cfg.Store.Partitions()), key, target, mergeFn(o), deferSync(ctx))
 		if errors.Is(err, store.ErrHintsFull) {
 			c.stats.hintsDropped.Add(1)
 		}

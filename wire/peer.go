@@ -69,10 +69,15 @@ type PeerServer struct {
 	handler PeerHandler
 	limits  Limits
 	logger  *slog.Logger
+	inline  map[string]bool // read-only once Serve runs
 	ctx     context.Context
 	cancel  context.CancelFunc
 	acc     acceptor
 }
+
+// maxInlineBatch bounds the inline calls whose replies wait for the end
+// of what a connection has buffered.
+const maxInlineBatch = 256
 
 // maxPeerInFlight bounds the calls one peer connection may have running.
 const maxPeerInFlight = 1024
@@ -82,9 +87,26 @@ func NewPeerServer(handler PeerHandler, limits Limits, logger *slog.Logger) *Pee
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &PeerServer{handler: handler, limits: limits.WithDefaults(), logger: logger}
+	s := &PeerServer{handler: handler, limits: limits.WithDefaults(), logger: logger, inline: map[string]bool{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
+}
+
+// Inline names the methods the connection's reader runs itself, in the
+// order they arrive, instead of handing them to a worker: calls that only
+// touch this node (a replica's merge or read), for which a hand-off to
+// another goroutine and back costs more than the call. Their handlers get
+// a context with a SyncGroup (SyncGroupFrom) and may defer their writes'
+// waits to it; the replies of the inline calls a connection has buffered
+// are sent together once every wait they deferred has returned (the
+// reply of a call whose wait failed becomes that error), so a batch of
+// replicated writes shares one fsync. An inline call holds up the calls
+// behind it on its connection: it must not wait on other nodes. Call
+// Inline before Serve.
+func (s *PeerServer) Inline(methods ...string) {
+	for _, m := range methods {
+		s.inline[m] = true
+	}
 }
 
 // Serve accepts peer connections on l until Close; then it returns
@@ -102,10 +124,19 @@ func (s *PeerServer) Close() error {
 }
 
 func (s *PeerServer) serveConn(c net.Conn) {
+	// The reply writer and the reader's inline batches share the
+	// connection, one write at a time.
+	var wmu sync.Mutex
+	write := func(b []byte) error {
+		wmu.Lock()
+		defer wmu.Unlock()
+		_, err := c.Write(b)
+		return err
+	}
 	replies := make(chan []byte, maxPeerInFlight)
 	var calls sync.WaitGroup
 	writerDone := make(chan struct{})
-	go func() { // coalesce replies into as few writes as possible
+	go func() { // coalesce the workers' replies into as few writes as possible
 		defer close(writerDone)
 		var buf []byte
 		for r := range replies {
@@ -123,7 +154,7 @@ func (s *PeerServer) serveConn(c net.Conn) {
 					more = false
 				}
 			}
-			if _, err := c.Write(buf); err != nil {
+			if err := write(buf); err != nil {
 				c.Close()
 				for range replies { // let the handlers finish
 				}
@@ -131,15 +162,52 @@ func (s *PeerServer) serveConn(c net.Conn) {
 			}
 		}
 	}()
+	// Inline calls: their replies, and the waits their writes deferred.
+	type inlineCall struct {
+		id  uint64
+		res [][]byte
+		err error
+	}
+	var (
+		group  SyncGroup
+		gctx   = WithSyncGroup(s.ctx, &group)
+		inl    []inlineCall
+		out    []byte
+		broken bool
+	)
+	flushInline := func() {
+		if len(inl) == 0 {
+			return
+		}
+		group.drain(func(w deferredWait, err error) { // every wait runs, even on a broken connection
+			if x := &inl[w.start]; x.err == nil {
+				x.res, x.err = nil, err
+			}
+		})
+		out = out[:0]
+		for _, x := range inl {
+			out = appendPeerReply(out, x.id, x.res, x.err)
+		}
+		clear(inl)
+		inl = inl[:0]
+		if !broken && write(out) != nil {
+			broken = true
+			c.Close() // the reader fails next, and the connection ends
+		}
+		if cap(out) > 1<<20 {
+			out = nil // do not keep a huge batch's buffer
+		}
+	}
 	defer func() {
+		flushInline()
 		calls.Wait()
 		close(replies)
 		<-writerDone
 	}()
-	// Calls run on a pool of workers that live as long as the connection,
-	// grown on demand up to maxPeerInFlight: a goroutine per call would
-	// pay for a fresh stack, grown again through pebble's deep calls, on
-	// every call.
+	// Other calls run on a pool of workers that live as long as the
+	// connection, grown on demand up to maxPeerInFlight: a goroutine per
+	// call would pay for a fresh stack, grown again through pebble's deep
+	// calls, on every call.
 	type job struct {
 		id     uint64
 		method string
@@ -157,6 +225,9 @@ func (s *PeerServer) serveConn(c net.Conn) {
 	}
 	r := NewReader(c, s.limits)
 	for {
+		if r.Buffered() == 0 || len(inl) >= maxInlineBatch {
+			flushInline() // before the read that may wait for more
+		}
 		args, err := r.ReadCommand()
 		if err != nil {
 			var pe *ProtocolError
@@ -177,10 +248,16 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		if err != nil {
 			return
 		}
-		j := job{id: id, method: string(args[3]), args: make([][]byte, len(args)-4)}
-		for i, a := range args[4:] {
-			j.args[i] = bytes.Clone(a)
+		method := string(args[3])
+		callArgs := cloneArgs(args[4:]) // the reader's buffer is reused
+		if s.inline[method] {
+			first := group.Pending()
+			res, err := s.handler(gctx, method, callArgs)
+			group.replied(first, len(inl), len(inl)+1)
+			inl = append(inl, inlineCall{id: id, res: res, err: err})
+			continue
 		}
+		j := job{id: id, method: method, args: callArgs}
 		select {
 		case jobs <- j: // an idle worker took it
 		default:
@@ -192,6 +269,21 @@ func (s *PeerServer) serveConn(c net.Conn) {
 			jobs <- j // waits for a worker when all maxPeerInFlight are busy
 		}
 	}
+}
+
+// cloneArgs copies args into one allocation.
+func cloneArgs(args [][]byte) [][]byte {
+	size := 0
+	for _, a := range args {
+		size += len(a)
+	}
+	all := make([]byte, 0, size)
+	out := make([][]byte, len(args))
+	for i, a := range args {
+		all = append(all, a...)
+		out[i] = all[len(all)-len(a) : len(all) : len(all)]
+	}
+	return out
 }
 
 func appendPeerReply(b []byte, id uint64, res [][]byte, err error) []byte {
@@ -246,11 +338,29 @@ func NewPeerClient(addr string, cfg PeerClientConfig) *PeerClient {
 }
 
 type peerCall struct {
-	id   uint64
-	req  []byte
+	id  uint64
+	req []byte
+	// A Call's call is done when done is closed, with res and err set; a
+	// Go's calls cb instead, and stop ends its context watch.
 	done chan struct{}
 	res  [][]byte
 	err  error
+	cb   func([][]byte, error)
+	stop func() bool
+}
+
+// finish completes call, which its finisher has just taken out of the
+// pending map (so nobody else finishes it).
+func (call *peerCall) finish(res [][]byte, err error) {
+	if call.cb == nil {
+		call.res, call.err = res, err
+		close(call.done)
+		return
+	}
+	if call.stop != nil {
+		call.stop()
+	}
+	call.cb(res, err)
 }
 
 type peerConn struct {
@@ -274,48 +384,118 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 	if err != nil {
 		return nil, err
 	}
-	call := &peerCall{id: id, done: make(chan struct{})}
+	call := &peerCall{id: id, req: appendPeerRequest(id, method, args), done: make(chan struct{})}
+	if err := pc.enqueue(ctx, call, nil); err != nil {
+		return nil, err
+	}
+	select {
+	case <-call.done:
+		return call.res, call.err
+	case <-ctx.Done():
+		if pc.take(id) == nil { // finished meanwhile
+			<-call.done
+			return call.res, call.err
+		}
+		return nil, fmt.Errorf("wire: peer %s: %s: %w", p.addr, method, ctx.Err())
+	}
+}
+
+// Go is Call without the wait: it sends method(args) and returns, and
+// done receives the results or the error exactly once, when the reply
+// arrives, the connection fails, or ctx ends (by CallTimeout if ctx has
+// no deadline), as Call would return them. done runs on the client's
+// reader goroutine or the context's, or on the caller's when the call
+// fails at once; it must not block, and must not call the client. A
+// caller waiting for several calls thus needs no goroutine for each.
+func (p *PeerClient) Go(ctx context.Context, method string, args [][]byte, done func([][]byte, error)) {
+	var cancel context.CancelFunc = func() {}
+	if _, ok := ctx.Deadline(); !ok {
+		ctx, cancel = context.WithTimeout(ctx, p.cfg.CallTimeout)
+	}
+	pc, id, err := p.connection(ctx)
+	if err != nil {
+		cancel()
+		done(nil, err)
+		return
+	}
+	call := &peerCall{id: id, req: appendPeerRequest(id, method, args)}
+	call.cb = func(res [][]byte, err error) {
+		cancel()
+		done(res, err)
+	}
+	err = pc.enqueue(ctx, call, func() error { return fmt.Errorf("wire: peer %s: %s: %w", p.addr, method, ctx.Err()) })
+	if err != nil {
+		call.cb(nil, err)
+	}
+}
+
+// appendPeerRequest encodes a call.
+func appendPeerRequest(id uint64, method string, args [][]byte) []byte {
 	var idb [20]byte
 	size := 64 // the array header, RPC, the version, the id and the method's headers
 	for _, a := range args {
 		size += len(a) + 24 // "$<length>\r\n" and "\r\n"
 	}
 	size += len(method)
-	call.req = AppendArray(make([]byte, 0, size), 4+len(args))
-	call.req = AppendBulkString(call.req, "RPC")
-	call.req = AppendBulkString(call.req, strconv.Itoa(PeerVersion))
-	call.req = AppendBulk(call.req, strconv.AppendUint(idb[:0], id, 10))
-	call.req = AppendBulkString(call.req, method)
+	req := AppendArray(make([]byte, 0, size), 4+len(args))
+	req = AppendBulkString(req, "RPC")
+	req = AppendBulkString(req, strconv.Itoa(PeerVersion))
+	req = AppendBulk(req, strconv.AppendUint(idb[:0], id, 10))
+	req = AppendBulkString(req, method)
 	for _, a := range args {
-		call.req = AppendBulk(call.req, a)
+		req = AppendBulk(req, a)
 	}
+	return req
+}
+
+// enqueue registers call as pending and queues its request for the
+// writer. An error (wrapping ErrNotSent) means the request never left:
+// the connection had failed, and call is not pending (nor finished).
+// A Go's call (expired not nil) is also finished, with expired's error,
+// when ctx ends first.
+func (pc *peerConn) enqueue(ctx context.Context, call *peerCall, expired func() error) error {
 	pc.mu.Lock()
 	if pc.err != nil {
 		err := pc.err
 		pc.mu.Unlock()
-		return nil, fmt.Errorf("%w: %w", err, ErrNotSent)
+		return fmt.Errorf("%w: %w", err, ErrNotSent)
 	}
-	pc.pending[id] = call
+	pc.pending[call.id] = call
+	if expired != nil { // under the lock: stop is set before anyone can take the call
+		call.stop = context.AfterFunc(ctx, func() {
+			if pc.take(call.id) != nil {
+				call.finish(nil, expired())
+			}
+		})
+	}
 	pc.mu.Unlock()
 	select {
 	case pc.reqs <- call:
 	case <-pc.broken: // never queued, so never written
+		if pc.take(call.id) == nil {
+			return nil // fail (or the context) finished it first
+		}
+		if call.stop != nil {
+			call.stop()
+		}
 		pc.mu.Lock()
-		delete(pc.pending, id)
 		err := pc.err
 		pc.mu.Unlock()
-		return nil, fmt.Errorf("%w: %w", err, ErrNotSent)
+		return fmt.Errorf("%w: %w", err, ErrNotSent)
 	case <-ctx.Done():
+		// The call's own wait (or context watch) ends it.
 	}
-	select {
-	case <-call.done:
-		return call.res, call.err
-	case <-ctx.Done():
-		pc.mu.Lock()
-		delete(pc.pending, id)
-		pc.mu.Unlock()
-		return nil, fmt.Errorf("wire: peer %s: %s: %w", p.addr, method, ctx.Err())
-	}
+	return nil
+}
+
+// take removes call id from the pending calls and returns it, or nil if
+// it is not pending (finished, or given up).
+func (pc *peerConn) take(id uint64) *peerCall {
+	pc.mu.Lock()
+	call := pc.pending[id]
+	delete(pc.pending, id)
+	pc.mu.Unlock()
+	return call
 }
 
 // connection returns the live connection, dialing if there is none.
@@ -350,17 +530,22 @@ func (p *PeerClient) connection(ctx context.Context) (*peerConn, uint64, error) 
 // fail breaks the connection and fails every call in flight.
 func (pc *peerConn) fail(err error) {
 	pc.mu.Lock()
-	defer pc.mu.Unlock()
 	if pc.err != nil {
+		pc.mu.Unlock()
 		return
 	}
 	pc.err = fmt.Errorf("%w: %s: %v", ErrPeerUnavailable, pc.c.RemoteAddr(), err)
 	close(pc.broken)
 	pc.c.Close()
+	calls := make([]*peerCall, 0, len(pc.pending))
 	for id, call := range pc.pending {
-		call.err = pc.err
-		close(call.done)
+		calls = append(calls, call)
 		delete(pc.pending, id)
+	}
+	err = pc.err
+	pc.mu.Unlock()
+	for _, call := range calls { // outside the lock: a Go's done may do anything but block
+		call.finish(nil, err)
 	}
 }
 
@@ -433,29 +618,25 @@ func (pc *peerConn) dispatch(v Value) error {
 	if k := v.Array[1].Kind; k != Error && k != SimpleString {
 		return errors.New("malformed peer reply status")
 	}
-	id := uint64(v.Array[0].Int)
-	pc.mu.Lock()
-	call := pc.pending[id]
-	delete(pc.pending, id)
-	pc.mu.Unlock()
+	call := pc.take(uint64(v.Array[0].Int))
 	if call == nil {
 		return nil
 	}
 	if st := v.Array[1]; st.Kind == Error {
-		call.err = &PeerError{Msg: string(st.Str)}
-	} else {
-		size := 0
-		for _, r := range v.Array[2:] {
-			size += len(r.Str)
-		}
-		all := make([]byte, 0, size) // one allocation for every result
-		call.res = make([][]byte, len(v.Array)-2)
-		for i, r := range v.Array[2:] {
-			all = append(all, r.Str...)
-			call.res[i] = all[len(all)-len(r.Str) : len(all) : len(all)]
-		}
+		call.finish(nil, &PeerError{Msg: string(st.Str)})
+		return nil
 	}
-	close(call.done)
+	size := 0
+	for _, r := range v.Array[2:] {
+		size += len(r.Str)
+	}
+	all := make([]byte, 0, size) // one allocation for every result
+	res := make([][]byte, len(v.Array)-2)
+	for i, r := range v.Array[2:] {
+		all = append(all, r.Str...)
+		res[i] = all[len(all)-len(r.Str) : len(all) : len(all)]
+	}
+	call.finish(res, nil)
 	return nil
 }
 

@@ -8,14 +8,17 @@ import (
 	"net"
 	"net/rpc"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 )
 
-// startPeer serves handler on a free port and stops it with the test.
-func startPeer(t testing.TB, handler PeerHandler) (*PeerServer, string) {
+// startPeer serves handler on a free port, running the inline methods on
+// the connections' readers, and stops it with the test.
+func startPeer(t testing.TB, handler PeerHandler, inline ...string) (*PeerServer, string) {
 	t.Helper()
 	s := NewPeerServer(handler, Limits{}, nil)
+	s.Inline(inline...)
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -23,6 +26,44 @@ func startPeer(t testing.TB, handler PeerHandler) (*PeerServer, string) {
 	go s.Serve(l)
 	t.Cleanup(func() { s.Close() })
 	return s, l.Addr().String()
+}
+
+// callFunc makes one call and waits for its outcome: PeerClient.Call, or
+// PeerClient.Go waited for, which must behave alike.
+type callFunc func(c *PeerClient, ctx context.Context, method string, args ...[]byte) ([][]byte, error)
+
+// eachCaller runs test with Call and with Go; with Go, it also checks
+// at the end that every call's done ran exactly once.
+func eachCaller(t *testing.T, test func(t *testing.T, call callFunc)) {
+	t.Run("Call", func(t *testing.T) { test(t, (*PeerClient).Call) })
+	t.Run("Go", func(t *testing.T) {
+		var mu sync.Mutex
+		var dones []*atomic.Int32
+		t.Cleanup(func() { // after the test's own cleanups have closed its clients
+			for i, n := range dones {
+				if got := n.Load(); got != 1 {
+					t.Errorf("call %d: done ran %d times, want once", i, got)
+				}
+			}
+		})
+		test(t, func(c *PeerClient, ctx context.Context, method string, args ...[]byte) ([][]byte, error) {
+			n := new(atomic.Int32)
+			mu.Lock()
+			dones = append(dones, n)
+			mu.Unlock()
+			type outcome struct {
+				res [][]byte
+				err error
+			}
+			ch := make(chan outcome, 2)
+			c.Go(ctx, method, args, func(res [][]byte, err error) {
+				n.Add(1)
+				ch <- outcome{res, err}
+			})
+			o := <-ch
+			return o.res, o.err
+		})
+	})
 }
 
 func echo(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
@@ -42,20 +83,22 @@ func echo(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
 	return nil, fmt.Errorf("unknown method %q", method)
 }
 
-func TestPeerCallsAndErrors(t *testing.T) {
+func TestPeerCallsAndErrors(t *testing.T) { eachCaller(t, testPeerCallsAndErrors) }
+
+func testPeerCallsAndErrors(t *testing.T, call callFunc) {
 	_, addr := startPeer(t, echo)
 	c := NewPeerClient(addr, PeerClientConfig{})
 	defer c.Close()
 	ctx := context.Background()
-	res, err := c.Call(ctx, "echo", []byte("a"), []byte(""), []byte("c\r\n$-1\r\n"))
+	res, err := call(c, ctx, "echo", []byte("a"), []byte(""), []byte("c\r\n$-1\r\n"))
 	if err != nil || len(res) != 3 || string(res[0]) != "a" || len(res[1]) != 0 || string(res[2]) != "c\r\n$-1\r\n" {
 		t.Fatalf("echo = %q, %v", res, err)
 	}
-	if res, err := c.Call(ctx, "echo"); err != nil || len(res) != 0 {
+	if res, err := call(c, ctx, "echo"); err != nil || len(res) != 0 {
 		t.Fatalf("echo of nothing = %q, %v", res, err)
 	}
 	var pe *PeerError
-	if _, err := c.Call(ctx, "fail"); !errors.As(err, &pe) || pe.Msg != "no such key" {
+	if _, err := call(c, ctx, "fail"); !errors.As(err, &pe) || pe.Msg != "no such key" {
 		t.Fatalf("fail: %v", err)
 	}
 }
@@ -63,12 +106,27 @@ func TestPeerCallsAndErrors(t *testing.T) {
 // TestPeerPipelinesConcurrentCalls makes many concurrent calls on one
 // client, with a slow call among them that must not hold up the rest.
 func TestPeerPipelinesConcurrentCalls(t *testing.T) {
-	_, addr := startPeer(t, echo)
+	eachCaller(t, func(t *testing.T, call callFunc) {
+		t.Run("workers", func(t *testing.T) { testPeerPipelinesConcurrentCalls(t, call) })
+		t.Run("inline", func(t *testing.T) { testPeerPipelinesConcurrentCalls(t, call, "echo") })
+	})
+}
+
+func testPeerPipelinesConcurrentCalls(t *testing.T, call callFunc, inline ...string) {
+	release := make(chan struct{})
+	handler := func(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
+		if method == "block" { // runs on a worker: it is not inline
+			<-release
+			return nil, nil
+		}
+		return echo(ctx, method, args)
+	}
+	_, addr := startPeer(t, handler, inline...)
 	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 10 * time.Second})
 	defer c.Close()
 	slow := make(chan error, 1)
 	go func() {
-		_, err := c.Call(context.Background(), "sleep", []byte("2s"))
+		_, err := call(c, context.Background(), "block")
 		slow <- err
 	}()
 	var wg sync.WaitGroup
@@ -78,7 +136,7 @@ func TestPeerPipelinesConcurrentCalls(t *testing.T) {
 			defer wg.Done()
 			for i := 0; i < 200; i++ {
 				want := fmt.Sprintf("w%d-%d", w, i)
-				res, err := c.Call(context.Background(), "echo", []byte(want))
+				res, err := call(c, context.Background(), "echo", []byte(want))
 				if err != nil || len(res) != 1 || string(res[0]) != want {
 					t.Errorf("call %s = %q, %v", want, res, err)
 					return
@@ -86,30 +144,32 @@ func TestPeerPipelinesConcurrentCalls(t *testing.T) {
 			}
 		}()
 	}
-	done := make(chan struct{})
-	go func() { wg.Wait(); close(done) }()
+	wg.Wait() // would time out if the blocked call held up the others
 	select {
-	case <-done:
 	case err := <-slow:
-		t.Fatalf("the slow call (%v) finished before 3200 fast ones: calls are not pipelined", err)
+		t.Fatalf("the blocked call returned (%v) before it was released", err)
+	default:
 	}
+	close(release)
 	if err := <-slow; err != nil {
 		t.Fatal(err)
 	}
 }
 
-func TestPeerCallDeadlines(t *testing.T) {
+func TestPeerCallDeadlines(t *testing.T) { eachCaller(t, testPeerCallDeadlines) }
+
+func testPeerCallDeadlines(t *testing.T, call callFunc) {
 	_, addr := startPeer(t, echo)
 	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 100 * time.Millisecond})
 	defer c.Close()
 	start := time.Now()
-	_, err := c.Call(context.Background(), "sleep", []byte("5s"))
+	_, err := call(c, context.Background(), "sleep", []byte("5s"))
 	if !errors.Is(err, context.DeadlineExceeded) || time.Since(start) > 3*time.Second {
 		t.Fatalf("a call past CallTimeout: %v after %v", err, time.Since(start))
 	}
 	// The connection is still good for the next call, and the late reply
 	// is dropped rather than given to it.
-	if res, err := c.Call(context.Background(), "echo", []byte("next")); err != nil || string(res[0]) != "next" {
+	if res, err := call(c, context.Background(), "echo", []byte("next")); err != nil || string(res[0]) != "next" {
 		t.Fatalf("after a timeout: %q, %v", res, err)
 	}
 	// A peer that accepts but never answers (a black hole) fails the call
@@ -130,7 +190,7 @@ func TestPeerCallDeadlines(t *testing.T) {
 	}()
 	hole := NewPeerClient(l.Addr().String(), PeerClientConfig{CallTimeout: 100 * time.Millisecond})
 	defer hole.Close()
-	if _, err := hole.Call(context.Background(), "echo"); !errors.Is(err, context.DeadlineExceeded) {
+	if _, err := call(hole, context.Background(), "echo"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("black hole: %v", err)
 	}
 }
@@ -308,6 +368,10 @@ func BenchmarkPeerCallSizes(b *testing.B) {
 // may send it elsewhere; a call whose connection breaks while the peer
 // holds it does not, since the peer may have applied it.
 func TestPeerErrorsSayWhetherTheRequestLeft(t *testing.T) {
+	eachCaller(t, testPeerErrorsSayWhetherTheRequestLeft)
+}
+
+func testPeerErrorsSayWhetherTheRequestLeft(t *testing.T, call callFunc) {
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -315,11 +379,11 @@ func TestPeerErrorsSayWhetherTheRequestLeft(t *testing.T) {
 	addr := l.Addr().String()
 	l.Close() // nothing listens there now
 	c := NewPeerClient(addr, PeerClientConfig{})
-	if _, err := c.Call(context.Background(), "echo"); !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrPeerUnavailable) {
+	if _, err := call(c, context.Background(), "echo"); !errors.Is(err, ErrNotSent) || !errors.Is(err, ErrPeerUnavailable) {
 		t.Fatalf("dial refused: err = %v, want ErrNotSent and ErrPeerUnavailable", err)
 	}
 	c.Close()
-	if _, err := c.Call(context.Background(), "echo"); !errors.Is(err, ErrNotSent) {
+	if _, err := call(c, context.Background(), "echo"); !errors.Is(err, ErrNotSent) {
 		t.Fatalf("closed client: err = %v, want ErrNotSent", err)
 	}
 
@@ -342,11 +406,101 @@ func TestPeerErrorsSayWhetherTheRequestLeft(t *testing.T) {
 	}()
 	c = NewPeerClient(l.Addr().String(), PeerClientConfig{})
 	defer c.Close()
-	_, err = c.Call(context.Background(), "echo", []byte("x"))
+	_, err = call(c, context.Background(), "echo", []byte("x"))
 	if rerr := <-arrived; rerr != nil {
 		t.Fatalf("the request did not arrive: %v", rerr)
 	}
 	if !errors.Is(err, ErrPeerUnavailable) || errors.Is(err, ErrNotSent) {
 		t.Fatalf("connection dropped after the request arrived: err = %v, want ErrPeerUnavailable without ErrNotSent", err)
+	}
+}
+
+// TestPeerInlineRepliesWaitForDeferredWrites runs calls on the
+// connection's reader that defer their writes' waits: a reply must not
+// leave before its wait returns, and a failed wait must become the
+// call's error, or a replica would acknowledge a copy it never stored.
+func TestPeerInlineRepliesWaitForDeferredWrites(t *testing.T) {
+	var stored sync.Map // call argument -> true once its wait returned nil
+	handler := func(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
+		g := SyncGroupFrom(ctx)
+		if g == nil {
+			return nil, errors.New("an inline call's context carries no SyncGroup")
+		}
+		arg := string(args[0])
+		g.Defer(func() error {
+			if method == "lose" {
+				return errors.New("fsync failed")
+			}
+			stored.Store(arg, true)
+			return nil
+		})
+		return [][]byte{[]byte("applied " + arg)}, nil
+	}
+	_, addr := startPeer(t, handler, "write", "lose")
+	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 10 * time.Second})
+	defer c.Close()
+	var wg sync.WaitGroup
+	for w := 0; w < 8; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := 0; i < 100; i++ {
+				arg := fmt.Sprintf("w%d-%d", w, i)
+				method := "write"
+				if i%7 == 3 {
+					method = "lose"
+				}
+				res, err := c.Call(context.Background(), method, []byte(arg))
+				var pe *PeerError
+				switch {
+				case method == "lose" && (!errors.As(err, &pe) || pe.Msg != "fsync failed"):
+					t.Errorf("%s %s = %q, %v; want the wait's error", method, arg, res, err)
+				case method == "write" && (err != nil || len(res) != 1 || string(res[0]) != "applied "+arg):
+					t.Errorf("%s %s = %q, %v", method, arg, res, err)
+				case method == "write":
+					if _, ok := stored.Load(arg); !ok {
+						t.Errorf("%s acknowledged before its wait returned", arg)
+					}
+				}
+			}
+		}()
+	}
+	wg.Wait()
+}
+
+// TestPeerInlineCallsPassAWorkerCall: an inline call behind a call that
+// runs on a worker and blocks is answered at once.
+func TestPeerInlineCallsPassAWorkerCall(t *testing.T) {
+	release := make(chan struct{})
+	handler := func(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
+		if method == "block" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return args, nil
+	}
+	_, addr := startPeer(t, handler, "echo")
+	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 10 * time.Second})
+	defer c.Close()
+	blocked := make(chan error, 1)
+	go func() {
+		_, err := c.Call(context.Background(), "block")
+		blocked <- err
+	}()
+	for i := 0; i < 100; i++ {
+		if res, err := c.Call(context.Background(), "echo", []byte("x")); err != nil || len(res) != 1 || string(res[0]) != "x" {
+			t.Fatalf("echo = %q, %v", res, err)
+		}
+	}
+	select {
+	case err := <-blocked:
+		t.Fatalf("the blocked call returned (%v) before it was released", err)
+	default:
+	}
+	close(release)
+	if err := <-blocked; err != nil {
+		t.Fatal(err)
 	}
 }
