@@ -203,6 +203,33 @@ func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) 
 	return res, err
 }
 
+var _ asyncTransport = (*breakers)(nil)
+
+// Go is Call that reports to done instead of returning (see
+// wire.PeerClient.Go): without a goroutine when the transport behind can
+// start calls itself (asyncTransport), in one otherwise.
+func (t *breakers) Go(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error)) {
+	t.mu.Lock()
+	ok, probe := t.get(to).allow(t.clock(), t.cfg)
+	t.mu.Unlock()
+	if probe {
+		t.startProbe(to)
+	}
+	if !ok {
+		done(nil, fmt.Errorf("%w: %w: %w to %s", wire.ErrPeerUnavailable, wire.ErrNotSent, ErrBreakerOpen, to))
+		return
+	}
+	recorded := func(res [][]byte, err error) {
+		t.record(ctx, to, err)
+		done(res, err)
+	}
+	if a, ok := t.next.(asyncTransport); ok {
+		a.Go(ctx, to, method, args, recorded)
+		return
+	}
+	go func() { recorded(t.next.Call(ctx, to, method, args...)) }()
+}
+
 // startProbe pings to in the background; its outcome closes or reopens
 // to's breaker (which allow has made half-open).
 func (t *breakers) startProbe(to string) {

@@ -78,7 +78,25 @@ func (s *scriptedTransport) count(k string) int {
 	return s.calls[k]
 }
 
+// TestBreakersFailFastAndProbeInTheBackground runs with Call, and with Go
+// (which a coordinator's copies and reads use): both count alike.
 func TestBreakersFailFastAndProbeInTheBackground(t *testing.T) {
+	t.Run("Call", func(t *testing.T) {
+		testBreakersFailFast(t, func(bs *breakers, ctx context.Context, to, method string) error {
+			_, err := bs.Call(ctx, to, method)
+			return err
+		})
+	})
+	t.Run("Go", func(t *testing.T) {
+		testBreakersFailFast(t, func(bs *breakers, ctx context.Context, to, method string) error {
+			ch := make(chan error, 1)
+			bs.Go(ctx, to, method, nil, func(_ [][]byte, err error) { ch <- err })
+			return <-ch
+		})
+	})
+}
+
+func testBreakersFailFast(t *testing.T, call func(bs *breakers, ctx context.Context, to, method string) error) {
 	var mu sync.Mutex
 	peerUp := false
 	tr := &scriptedTransport{calls: map[string]int{}, fn: func(ctx context.Context, to, method string) error {
@@ -101,7 +119,7 @@ func TestBreakersFailFastAndProbeInTheBackground(t *testing.T) {
 
 	// Errors the peer's handler returns are answers: never open.
 	for i := 0; i < 5; i++ {
-		bs.Call(ctx, "app", "get")
+		call(bs, ctx, "app", "get")
 	}
 	if !bs.Allows("app") {
 		t.Fatalf("application errors opened the breaker")
@@ -115,9 +133,9 @@ func TestBreakersFailFastAndProbeInTheBackground(t *testing.T) {
 		t.Fatalf("abandoned calls opened the breaker")
 	}
 	// Two real failures open it; calls then fail at once without going out.
-	bs.Call(ctx, "down", "get")
-	bs.Call(ctx, "down", "get")
-	_, err := bs.Call(ctx, "down", "get")
+	call(bs, ctx, "down", "get")
+	call(bs, ctx, "down", "get")
+	err := call(bs, ctx, "down", "get")
 	if !errors.Is(err, wire.ErrPeerUnavailable) || !errors.Is(err, ErrBreakerOpen) {
 		t.Fatalf("call through an open breaker: %v", err)
 	}

@@ -98,6 +98,23 @@ func (t *peerTransport) Call(ctx context.Context, to, method string, args ...[]b
 	return c.Call(ctx, method, args...)
 }
 
+var _ asyncTransport = (*peerTransport)(nil)
+
+// Go implements asyncTransport: through the peer's client when no fault
+// holds calls to it, in a goroutine that waits out the fault otherwise.
+func (t *peerTransport) Go(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error)) {
+	if t.faults != nil && (t.faults.Blocked(to) || t.faults.Delay(to) > 0) {
+		go func() { done(t.Call(ctx, to, method, args...)) }()
+		return
+	}
+	c, err := t.client(to)
+	if err != nil {
+		done(nil, err)
+		return
+	}
+	c.Go(ctx, method, args, done)
+}
+
 func (t *peerTransport) close() {
 	t.closeOnce.Do(func() { close(t.closed) })
 	t.mu.Lock()
