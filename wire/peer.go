@@ -340,13 +340,16 @@ func NewPeerClient(addr string, cfg PeerClientConfig) *PeerClient {
 type peerCall struct {
 	id  uint64
 	req []byte
-	// A Call's call is done when done is closed, with res and err set; a
-	// Go's calls cb instead, and stop ends its context watch.
+	// A Call's call is done when done is closed, with res and err set.
 	done chan struct{}
 	res  [][]byte
 	err  error
-	cb   func([][]byte, error)
-	stop func() bool
+	// A Go's call has cb instead, and the connection's sweep ends it once
+	// ctx is done or its deadline has passed.
+	cb       func([][]byte, error)
+	ctx      context.Context
+	deadline time.Time
+	method   string
 }
 
 // finish completes call, which its finisher has just taken out of the
@@ -357,19 +360,27 @@ func (call *peerCall) finish(res [][]byte, err error) {
 		close(call.done)
 		return
 	}
-	if call.stop != nil {
-		call.stop()
-	}
 	call.cb(res, err)
 }
 
+// sweepEvery is how often a connection with Go calls pending looks for
+// the ones whose context is done: a Go call ends within sweepEvery of
+// its deadline. (A context.AfterFunc per call cost more than the call's
+// goroutine it replaced: the calls share a few contexts, and each
+// registration takes their lock.)
+const sweepEvery = 5 * time.Millisecond
+
 type peerConn struct {
-	c       net.Conn
-	reqs    chan *peerCall
-	broken  chan struct{} // closed when the connection fails
-	mu      sync.Mutex
-	pending map[uint64]*peerCall
-	err     error
+	c      net.Conn
+	addr   string
+	reqs   chan *peerCall
+	broken chan struct{} // closed when the connection fails
+
+	mu       sync.Mutex
+	pending  map[uint64]*peerCall
+	async    int  // Go calls in pending
+	sweeping bool // a sweep is scheduled
+	err      error
 }
 
 // Call sends method(args) to the peer and waits for the results, at most
@@ -385,7 +396,7 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 		return nil, err
 	}
 	call := &peerCall{id: id, req: appendPeerRequest(id, method, args), done: make(chan struct{})}
-	if err := pc.enqueue(ctx, call, nil); err != nil {
+	if err := pc.enqueue(ctx, call); err != nil {
 		return nil, err
 	}
 	select {
@@ -402,30 +413,24 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 
 // Go is Call without the wait: it sends method(args) and returns, and
 // done receives the results or the error exactly once, when the reply
-// arrives, the connection fails, or ctx ends (by CallTimeout if ctx has
-// no deadline), as Call would return them. done runs on the client's
-// reader goroutine or the context's, or on the caller's when the call
-// fails at once; it must not block, and must not call the client. A
+// arrives, the connection fails, or ctx ends (within sweepEvery; by
+// CallTimeout if ctx has no deadline), as Call would return them. done
+// runs on one of the client's goroutines, or on the caller's when the
+// call fails at once; it must not block, and must not call the client. A
 // caller waiting for several calls thus needs no goroutine for each.
 func (p *PeerClient) Go(ctx context.Context, method string, args [][]byte, done func([][]byte, error)) {
-	var cancel context.CancelFunc = func() {}
-	if _, ok := ctx.Deadline(); !ok {
-		ctx, cancel = context.WithTimeout(ctx, p.cfg.CallTimeout)
-	}
 	pc, id, err := p.connection(ctx)
 	if err != nil {
-		cancel()
 		done(nil, err)
 		return
 	}
-	call := &peerCall{id: id, req: appendPeerRequest(id, method, args)}
-	call.cb = func(res [][]byte, err error) {
-		cancel()
-		done(res, err)
+	call := &peerCall{id: id, req: appendPeerRequest(id, method, args), cb: done, ctx: ctx, method: method}
+	var ok bool
+	if call.deadline, ok = ctx.Deadline(); !ok {
+		call.deadline = time.Now().Add(p.cfg.CallTimeout)
 	}
-	err = pc.enqueue(ctx, call, func() error { return fmt.Errorf("wire: peer %s: %s: %w", p.addr, method, ctx.Err()) })
-	if err != nil {
-		call.cb(nil, err)
+	if err := pc.enqueue(ctx, call); err != nil {
+		done(nil, err)
 	}
 }
 
@@ -451,9 +456,8 @@ func appendPeerRequest(id uint64, method string, args [][]byte) []byte {
 // enqueue registers call as pending and queues its request for the
 // writer. An error (wrapping ErrNotSent) means the request never left:
 // the connection had failed, and call is not pending (nor finished).
-// A Go's call (expired not nil) is also finished, with expired's error,
-// when ctx ends first.
-func (pc *peerConn) enqueue(ctx context.Context, call *peerCall, expired func() error) error {
+// A Go's call is finished by the sweep if ctx ends first.
+func (pc *peerConn) enqueue(ctx context.Context, call *peerCall) error {
 	pc.mu.Lock()
 	if pc.err != nil {
 		err := pc.err
@@ -461,22 +465,19 @@ func (pc *peerConn) enqueue(ctx context.Context, call *peerCall, expired func() 
 		return fmt.Errorf("%w: %w", err, ErrNotSent)
 	}
 	pc.pending[call.id] = call
-	if expired != nil { // under the lock: stop is set before anyone can take the call
-		call.stop = context.AfterFunc(ctx, func() {
-			if pc.take(call.id) != nil {
-				call.finish(nil, expired())
-			}
-		})
+	if call.cb != nil {
+		pc.async++
+		if !pc.sweeping {
+			pc.sweeping = true
+			time.AfterFunc(sweepEvery, pc.sweep)
+		}
 	}
 	pc.mu.Unlock()
 	select {
 	case pc.reqs <- call:
 	case <-pc.broken: // never queued, so never written
 		if pc.take(call.id) == nil {
-			return nil // fail (or the context) finished it first
-		}
-		if call.stop != nil {
-			call.stop()
+			return nil // fail (or the sweep) finished it first
 		}
 		pc.mu.Lock()
 		err := pc.err
@@ -493,9 +494,40 @@ func (pc *peerConn) enqueue(ctx context.Context, call *peerCall, expired func() 
 func (pc *peerConn) take(id uint64) *peerCall {
 	pc.mu.Lock()
 	call := pc.pending[id]
-	delete(pc.pending, id)
+	if call != nil {
+		delete(pc.pending, id)
+		if call.cb != nil {
+			pc.async--
+		}
+	}
 	pc.mu.Unlock()
 	return call
+}
+
+// sweep ends the Go calls whose context is done or whose deadline has
+// passed, and runs again after sweepEvery while any Go call is pending.
+func (pc *peerConn) sweep() {
+	now := time.Now()
+	var expired []*peerCall
+	pc.mu.Lock()
+	for id, call := range pc.pending {
+		if call.cb != nil && (!now.Before(call.deadline) || call.ctx.Err() != nil) {
+			delete(pc.pending, id)
+			pc.async--
+			expired = append(expired, call)
+		}
+	}
+	if pc.sweeping = pc.async > 0; pc.sweeping {
+		time.AfterFunc(sweepEvery, pc.sweep)
+	}
+	pc.mu.Unlock()
+	for _, call := range expired {
+		err := call.ctx.Err()
+		if err == nil {
+			err = context.DeadlineExceeded // its own deadline (CallTimeout), or ctx's timer not yet run
+		}
+		call.finish(nil, fmt.Errorf("wire: peer %s: %s: %w", pc.addr, call.method, err))
+	}
 }
 
 // connection returns the live connection, dialing if there is none.
@@ -520,7 +552,7 @@ func (p *PeerClient) connection(ctx context.Context) (*peerConn, uint64, error) 
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %w: %s: %v", ErrPeerUnavailable, ErrNotSent, p.addr, err)
 	}
-	pc := &peerConn{c: c, reqs: make(chan *peerCall, maxPeerInFlight), broken: make(chan struct{}), pending: map[uint64]*peerCall{}}
+	pc := &peerConn{c: c, addr: p.addr, reqs: make(chan *peerCall, maxPeerInFlight), broken: make(chan struct{}), pending: map[uint64]*peerCall{}}
 	go pc.writeLoop()
 	go pc.readLoop()
 	p.conn = pc
@@ -542,6 +574,7 @@ func (pc *peerConn) fail(err error) {
 		calls = append(calls, call)
 		delete(pc.pending, id)
 	}
+	pc.async = 0
 	err = pc.err
 	pc.mu.Unlock()
 	for _, call := range calls { // outside the lock: a Go's done may do anything but block

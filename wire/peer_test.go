@@ -193,6 +193,17 @@ func testPeerCallDeadlines(t *testing.T, call callFunc) {
 	if _, err := call(hole, context.Background(), "echo"); !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("black hole: %v", err)
 	}
+	// A call whose context is cancelled ends with it.
+	ctx, cancel := context.WithCancel(context.Background())
+	ended := make(chan error, 1)
+	go func() {
+		_, err := call(hole, ctx, "echo")
+		ended <- err
+	}()
+	cancel()
+	if err := <-ended; !errors.Is(err, context.Canceled) {
+		t.Fatalf("cancelled call to a black hole: %v", err)
+	}
 }
 
 func TestPeerReconnectsAfterServerRestart(t *testing.T) {
