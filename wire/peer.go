@@ -29,7 +29,16 @@ import (
 // deadline (its context's, or PeerClientConfig.CallTimeout); a call that
 // misses it returns an error and its late reply is dropped. A broken
 // connection fails the calls in flight at once, and the next call dials
-// again.
+// again. Call waits for its reply; Go hands it to a callback, for a
+// caller that waits on several calls at once.
+//
+// A PeerServer runs the methods named Inline (a replica's merge or read:
+// calls that only touch its own store) on the connection's reader, in
+// order, and answers what arrived together with one write once the writes
+// they made are durable (one fsync for the batch); other methods (a
+// forwarded write that coordinates replicas of its own) run on workers.
+// Under redis-benchmark SET against a 3-node cluster this took a
+// replica's CPU per copy from 17 to 10 µs.
 //
 // Measured against the standard library's net/rpc (gob), the baseline
 // that needs no dependency, over loopback on this project's 2-core VM: one
