@@ -96,6 +96,12 @@ const (
 	StatusFailed
 	StatusLeaving
 	StatusLeft
+	// StatusReaped is a member serf forgot after it had been failed for
+	// Config.ReconnectTimeout (it is retried no more). Like a member that
+	// left, it is gone for good: it holds no partitions, and what was
+	// kept for it belongs to the others. It stays listed, as reaped, until
+	// a member of that name joins again.
+	StatusReaped
 )
 
 func (s Status) String() string {
@@ -110,6 +116,8 @@ func (s Status) String() string {
 		return "leaving"
 	case StatusLeft:
 		return "left"
+	case StatusReaped:
+		return "reaped"
 	}
 	return fmt.Sprintf("Status(%d)", int(s))
 }
@@ -140,7 +148,7 @@ type Config struct {
 	// Timing is the failure detector's profile. Default LocalTiming.
 	Timing Timing
 	// ReconnectTimeout is how long a failed member is kept (and retried)
-	// before serf forgets it. Default 24 hours.
+	// before serf forgets it (it is then StatusReaped). Default 24 hours.
 	ReconnectTimeout time.Duration
 	// OnChange is called with the sorted member list after every change
 	// (join, failure, recovery, leave, tag update), and by Notify. Calls
@@ -241,6 +249,9 @@ type Gossip struct {
 	// that a list read earlier is never delivered after a newer one.
 	notifyMu sync.Mutex
 
+	mu     sync.Mutex
+	reaped map[string]Member // failed members serf forgot, by name
+
 	shutdownOnce sync.Once
 	shutdownErr  error
 }
@@ -315,10 +326,13 @@ func New(cfg Config) (*Gossip, error) {
 	sc.ReconnectTimeout = cfg.ReconnectTimeout
 	sc.ReconnectInterval = cfg.Timing.Reconnect
 	sc.TombstoneTimeout = cfg.ReconnectTimeout
+	// Serf looks for members to reap every 15 s; a shorter timeout (in
+	// tests) is looked at ten times per timeout.
+	sc.ReapInterval = min(sc.ReapInterval, max(cfg.ReconnectTimeout/10, 10*time.Millisecond))
 	sc.RejoinAfterLeave = false
 	sc.Logger = log.New(logWriter, "", 0)
 	sc.Merge = mergeCheck{q: cfg.Tags.Partitions}
-	g := &Gossip{cfg: cfg, events: make(chan serf.Event, 256), done: make(chan struct{})}
+	g := &Gossip{cfg: cfg, events: make(chan serf.Event, 256), done: make(chan struct{}), reaped: map[string]Member{}}
 	sc.EventCh = g.events
 	s, err := serf.Create(sc)
 	if err != nil {
@@ -369,21 +383,40 @@ func (g *Gossip) Join(addrs []string) (int, error) {
 func (g *Gossip) Members() []Member {
 	ms := g.serf.Members()
 	out := make([]Member, 0, len(ms))
+	known := make(map[string]bool, len(ms))
 	for _, m := range ms {
-		t, err := decodeTags(m.Tags)
-		if err != nil {
-			g.cfg.Logger.Warn("ignoring a member with bad tags", "member", m.Name, "err", err)
+		known[m.Name] = true
+		mm, ok := g.member(m)
+		if ok {
+			out = append(out, mm)
+		}
+	}
+	g.mu.Lock()
+	for name, m := range g.reaped {
+		if known[name] { // back: it joined again
+			delete(g.reaped, name)
 			continue
 		}
-		out = append(out, Member{
-			Name:   m.Name,
-			Addr:   net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
-			Tags:   t,
-			Status: status(m.Status),
-		})
+		out = append(out, m)
 	}
+	g.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return out
+}
+
+// member converts a serf member; false if its tags are bad.
+func (g *Gossip) member(m serf.Member) (Member, bool) {
+	t, err := decodeTags(m.Tags)
+	if err != nil {
+		g.cfg.Logger.Warn("ignoring a member with bad tags", "member", m.Name, "err", err)
+		return Member{}, false
+	}
+	return Member{
+		Name:   m.Name,
+		Addr:   net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))),
+		Tags:   t,
+		Status: status(m.Status),
+	}, true
 }
 
 func status(s serf.MemberStatus) Status {
@@ -449,8 +482,27 @@ func (g *Gossip) loop() {
 			return
 		case e := <-g.events:
 			switch e.EventType() {
+			case serf.EventMemberReap:
+				// Serf reaps members that left (after TombstoneTimeout,
+				// long after the others saw them left) and members failed
+				// for ReconnectTimeout: only the latter were never seen
+				// gone for good, so they are listed as reaped.
+				if me, ok := e.(serf.MemberEvent); ok {
+					g.mu.Lock()
+					for _, m := range me.Members {
+						if m.Status != serf.StatusFailed {
+							continue
+						}
+						if mm, ok := g.member(m); ok {
+							mm.Status = StatusReaped
+							g.reaped[m.Name] = mm
+						}
+					}
+					g.mu.Unlock()
+				}
+				g.notify()
 			case serf.EventMemberJoin, serf.EventMemberLeave, serf.EventMemberFailed,
-				serf.EventMemberUpdate, serf.EventMemberReap:
+				serf.EventMemberUpdate:
 				g.notify()
 			}
 		}

@@ -136,7 +136,7 @@ func TestConfigAndTags(t *testing.T) {
 	if _, err := decodeTags(map[string]string{"actor": "zz", "q": "x"}); err == nil {
 		t.Fatal("bad tags decoded")
 	}
-	for s := StatusAlive; s <= StatusLeft; s++ {
+	for s := StatusAlive; s <= StatusReaped; s++ {
 		if strings.HasPrefix(s.String(), "Status(") {
 			t.Fatalf("status %d has no name", s)
 		}
@@ -264,4 +264,45 @@ func TestConcurrentJoinsConverge(t *testing.T) {
 			g.Shutdown()
 		}
 	}
+}
+
+// TestFailedMemberIsReapedAfterReconnectTimeout: serf forgets a member
+// failed for ReconnectTimeout; gossip lists it as reaped (gone for good,
+// as a member that left), not as missing, until a node of that name
+// joins again.
+func TestFailedMemberIsReapedAfterReconnectTimeout(t *testing.T) {
+	w := &watcher{}
+	mk := func(name, addr string) *Gossip {
+		cfg := Config{Name: name, BindAddr: addr, Timing: testTiming, ReconnectTimeout: 300 * time.Millisecond,
+			Tags: Tags{Actor: 1, ClientAddr: "127.0.0.1:7001", PeerAddr: "127.0.0.1:7101", Partitions: 64}}
+		if name == "n1" {
+			cfg.OnChange = w.onChange
+		}
+		g, err := New(cfg)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { g.Shutdown() })
+		return g
+	}
+	n1, n2 := mk("n1", "127.0.0.1:0"), mk("n2", "127.0.0.1:0")
+	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "n1 sees n2 alive", func() bool { return statusOf(n1, "n2") == StatusAlive })
+	addr2 := n2.Addr()
+	n2.Shutdown()
+	testutil.Eventually(t, 10*time.Second, "n2 reaped", func() bool { return statusOf(n1, "n2") == StatusReaped })
+	testutil.Eventually(t, 5*time.Second, "OnChange reports n2 reaped", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return summary(w.last) == "n1=alive n2=reaped"
+	})
+	n2 = mk("n2", addr2)
+	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "n2 alive again, no longer reaped", func() bool {
+		return summary(n1.Members()) == "n1=alive n2=alive"
+	})
 }

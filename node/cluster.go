@@ -38,6 +38,10 @@ type ClusterConfig struct {
 	ReadRepairChance float64
 	// Timing is gossip's failure detector profile (default LocalTiming).
 	Timing gossip.Timing
+	// ReconnectTimeout is gossip.Config.ReconnectTimeout: how long a
+	// failed member is kept before it is reaped, gone for good. Default
+	// 24 hours.
+	ReconnectTimeout time.Duration
 }
 
 // peerTransport reaches members by name through their advertised peer
@@ -192,7 +196,7 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	}()
 	n.cluster = cs
 	gc := gossip.Config{
-		Name: n.cfg.Name, BindAddr: cc.GossipAddr, Timing: cc.Timing,
+		Name: n.cfg.Name, BindAddr: cc.GossipAddr, Timing: cc.Timing, ReconnectTimeout: cc.ReconnectTimeout,
 		SnapshotPath: filepath.Join(n.cfg.DataDir, "serf.snapshot"),
 		Tags: gossip.Tags{Actor: n.st.Actor(), ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
 			PeerAddr: ln.Addr().String(), Partitions: n.cfg.Partitions},
@@ -226,19 +230,7 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 func (cs *clusterState) onChange(n *Node) func([]gossip.Member) {
 	return func(ms []gossip.Member) {
 		cs.tr.update(ms)
-		names := make([]string, 0, len(ms))
-		var failed, left []string
-		for _, m := range ms {
-			if m.Status != gossip.StatusLeft && m.Status != gossip.StatusLeaving {
-				names = append(names, m.Name)
-			}
-			switch m.Status {
-			case gossip.StatusFailed:
-				failed = append(failed, m.Name)
-			case gossip.StatusLeft:
-				left = append(left, m.Name)
-			}
-		}
+		names, failed, left := classifyMembers(ms)
 		cs.coord.SetDown(failed)
 		if err := cs.coord.SetMembers(names); err != nil {
 			n.cfg.Logger.Error("placement", "err", err)
@@ -252,6 +244,27 @@ func (cs *clusterState) onChange(n *Node) func([]gossip.Member) {
 		cs.members, cs.addrs = ms, addrs
 		cs.mu.Unlock()
 	}
+}
+
+// classifyMembers sorts gossip's members into the ring's members (every
+// one but those leaving or gone), the failed ones (still members: they
+// come back), and those gone for good (left, or reaped after failing for
+// the reconnect timeout), whose hints go to the replicas now.
+func classifyMembers(ms []gossip.Member) (names, failed, gone []string) {
+	names = make([]string, 0, len(ms))
+	for _, m := range ms {
+		switch m.Status {
+		case gossip.StatusLeft, gossip.StatusReaped:
+			gone = append(gone, m.Name)
+		case gossip.StatusLeaving:
+		case gossip.StatusFailed:
+			failed = append(failed, m.Name)
+			names = append(names, m.Name)
+		default:
+			names = append(names, m.Name)
+		}
+	}
+	return names, failed, gone
 }
 
 func (cs *clusterState) close() {

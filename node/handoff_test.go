@@ -8,6 +8,7 @@ import (
 	"time"
 
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/gossip"
 	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
 )
@@ -109,5 +110,20 @@ func TestHandoffBacksOffAndIsBounded(t *testing.T) {
 	c.handoffPass(100)
 	if merges() != before {
 		t.Fatal("handoff tried a target gossip reports failed")
+	}
+}
+
+// TestClassifyMembers: a failed member stays in the ring; one that left,
+// or that serf reaped after it failed for the reconnect timeout, is gone
+// for good (its hints go to the replicas); one leaving is out of the ring.
+func TestClassifyMembers(t *testing.T) {
+	ms := []gossip.Member{
+		{Name: "a", Status: gossip.StatusAlive}, {Name: "b", Status: gossip.StatusSuspect},
+		{Name: "c", Status: gossip.StatusFailed}, {Name: "d", Status: gossip.StatusLeaving},
+		{Name: "e", Status: gossip.StatusLeft}, {Name: "f", Status: gossip.StatusReaped},
+	}
+	names, failed, gone := classifyMembers(ms)
+	if got := fmt.Sprint(names, failed, gone); got != "[a b c] [c] [e f]" {
+		t.Fatalf("members, failed, gone = %s, want [a b c] [c] [e f]", got)
 	}
 }

@@ -62,6 +62,7 @@ func nodeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "sloppy", EnvVars: env("sloppy"), Value: true, Usage: "sloppy quorum: count stand-ins holding hinted copies for unreachable replicas towards R and W; false demands the preferred replicas (a request may override it with SLOPPY yes|no) (cluster)"},
 			&cli.Float64Flag{Name: "read-repair-chance", EnvVars: env("read-repair-chance"), Value: 0.1, Usage: "share of reads that also check, and repair, the replicas they did not need to ask; 0 never (cluster)"},
 			&cli.IntFlag{Name: "max-hints", EnvVars: env("max-hints"), Value: 1000000, Usage: "most hinted copies this node keeps for unreachable replicas; past it a stand-in copy is refused and counted as dropped (cluster)"},
+			&cli.DurationFlag{Name: "reconnect-timeout", EnvVars: env("reconnect-timeout"), Value: 24 * time.Hour, Usage: "how long a failed member is kept and retried before it is forgotten (reaped) as gone for good, and the hints kept for it go to the replicas that now hold its partitions (cluster)"},
 			&cli.DurationFlag{Name: "request-timeout", EnvVars: env("request-timeout"), Value: time.Second, Usage: "bound on a request's calls to other nodes (cluster)"},
 			&cli.IntFlag{Name: "partitions", EnvVars: env("partitions"), Value: ring.DefaultPartitions, Usage: "number of partitions Q, a power of two; fixed when the data directory is created"},
 			&cli.BoolFlag{Name: "sync", EnvVars: env("sync"), Value: true, Usage: "acknowledge a write only after its WAL record is fsynced (concurrent writes share one fsync). --sync=false acknowledges once the write is in memory: faster, and a crash may lose the last moments of writes (at most --flush-interval)"},
@@ -146,6 +147,10 @@ func runNode(c *cli.Context) error {
 			GossipAddr: addr, PeerAddr: c.String("peer-addr"), Join: join,
 			Replicas: c.Int("replicas"), R: c.Int("r"), W: c.Int("w"), Timeout: c.Duration("request-timeout"),
 			Strict: !c.Bool("sloppy"), ReadRepairChance: c.Float64("read-repair-chance"),
+			ReconnectTimeout: c.Duration("reconnect-timeout"),
+		}
+		if cfg.Cluster.ReconnectTimeout <= 0 {
+			return fmt.Errorf("--reconnect-timeout must be positive, not %v", cfg.Cluster.ReconnectTimeout)
 		}
 		if cfg.Cluster.ReadRepairChance <= 0 {
 			cfg.Cluster.ReadRepairChance = -1 // the flag's 0 is never, the config's is the default
