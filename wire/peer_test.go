@@ -299,20 +299,36 @@ func TestPeerClientRejectsMalformedReplies(t *testing.T) {
 // connection with many concurrent callers; BenchmarkNetRPCCall does the
 // same with the standard library's net/rpc, the baseline.
 func BenchmarkPeerCall(b *testing.B) {
-	_, addr := startPeer(b, echo)
-	c := NewPeerClient(addr, PeerClientConfig{})
-	defer c.Close()
-	arg := bytes.Repeat([]byte("x"), 16)
-	b.ReportAllocs()
-	b.SetParallelism(32)
-	b.RunParallel(func(pb *testing.PB) {
-		for pb.Next() {
-			if _, err := c.Call(context.Background(), "echo", arg); err != nil {
-				b.Error(err)
-				return
-			}
-		}
-	})
+	for _, bc := range []struct {
+		name   string
+		inline []string
+		async  bool
+	}{{"Call/worker", nil, false}, {"Call/inline", []string{"echo"}, false}, {"Go/inline", []string{"echo"}, true}} {
+		b.Run(bc.name, func(b *testing.B) {
+			_, addr := startPeer(b, echo, bc.inline...)
+			c := NewPeerClient(addr, PeerClientConfig{})
+			defer c.Close()
+			arg := bytes.Repeat([]byte("x"), 16)
+			b.ReportAllocs()
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				done := make(chan error, 1)
+				for pb.Next() {
+					var err error
+					if bc.async {
+						c.Go(context.Background(), "echo", [][]byte{arg}, func(_ [][]byte, err error) { done <- err })
+						err = <-done
+					} else {
+						_, err = c.Call(context.Background(), "echo", arg)
+					}
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
 }
 
 type rpcEcho struct{}
