@@ -371,6 +371,7 @@ func (n *Node) clusterInfo() wire.InfoSection {
 		[2]string{"sloppy_quorum", map[bool]string{true: "1", false: "0"}[v.Sloppy]},
 		[2]string{"read_repair_chance", strconv.FormatFloat(max(n.cluster.coord.cfg.ReadRepairChance, 0), 'g', -1, 64)},
 		[2]string{"hints_pending", strconv.Itoa(pending)},
+		[2]string{"copies_in_flight", strconv.FormatInt(st.CopiesInFlight, 10)},
 		[2]string{"hinted_writes", u(st.HintedWrites)},
 		[2]string{"hints_delivered", u(st.HintsDelivered)},
 		[2]string{"hints_dropped", u(st.HintsDropped)},

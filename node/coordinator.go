@@ -119,6 +119,10 @@ type coordStats struct {
 	readRepairs, repairsSkipped       atomic.Uint64
 	hintedWrites, hintsDelivered      atomic.Uint64
 	hintsDropped, hintDeliveryFailure atomic.Uint64
+	// copiesInFlight counts the copies sent to other nodes (by writes,
+	// after their quorum too, and by read repairs) whose outcome is not
+	// known yet: one that fails then leaves a hint.
+	copiesInFlight atomic.Int64
 }
 
 // maxRepairs bounds the read repairs in flight; past it a repair is
@@ -403,8 +407,10 @@ func (c *Coordinator) repair(part uint32, key []byte, to string, merged crdt.Obj
 	if !check {
 		c.stats.readRepairs.Add(1) // counted as it is decided, so a test can tell none was
 	}
+	c.stats.copiesInFlight.Add(1)
 	go func() { // key is Get's own copy, so it may outlive the read
 		defer func() { <-c.repairs }()
+		defer c.stats.copiesInFlight.Add(-1)
 		ctx := c.calls.get()
 		if check {
 			if o, err := c.fetch(ctx, to, key); err != nil || o.Descends(merged) {
@@ -709,6 +715,7 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 	send := func(slot int, s copySlot) {
 		inFlight[slot]++
 		pending++
+		c.stats.copiesInFlight.Add(1)
 		done := func(_ [][]byte, err error) { // on the transport's goroutine, or this one
 			if err != nil {
 				c.cfg.Logger.Debug("replica write failed", "replica", s.node, "hint_for", s.hintFor, "err", err)
@@ -720,6 +727,7 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 					c.hintLocally(part, key, target)
 				}
 			}
+			c.stats.copiesInFlight.Add(-1)  // after the hint, before the write may return
 			results <- result{slot, s, err} // room for every result: never blocks
 		}
 		if s.hintFor == "" {

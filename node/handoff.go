@@ -268,7 +268,11 @@ type CoordinatorStats struct {
 	HintsDropped         uint64         `json:"hints_dropped"` // refused: hint storage full
 	HintDeliveryFailures uint64         `json:"hint_delivery_failures"`
 	HintsPending         map[string]int `json:"hints_pending"`
-	Peers                []PeerStatus   `json:"peers"`
+	// CopiesInFlight are copies sent to other nodes whose outcome is not
+	// known yet (a failure leaves a hint): with HintsPending all zero and
+	// every member alive, the replicas hold every write made so far.
+	CopiesInFlight int64        `json:"copies_in_flight"`
+	Peers          []PeerStatus `json:"peers"`
 }
 
 // Stats returns the coordinator's counters and its view of the peers.
@@ -277,7 +281,7 @@ func (c *Coordinator) Stats() CoordinatorStats {
 		ReadRepairs: c.stats.readRepairs.Load(), ReadRepairsSkipped: c.stats.repairsSkipped.Load(),
 		HintedWrites: c.stats.hintedWrites.Load(), HintsDelivered: c.stats.hintsDelivered.Load(),
 		HintsDropped: c.stats.hintsDropped.Load(), HintDeliveryFailures: c.stats.hintDeliveryFailure.Load(),
-		HintsPending: c.cfg.Store.Hints(),
+		HintsPending: c.cfg.Store.Hints(), CopiesInFlight: c.stats.copiesInFlight.Load(),
 	}
 	breakers := map[string]PeerBreaker{}
 	for _, b := range c.tr.states() {

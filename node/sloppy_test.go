@@ -691,3 +691,28 @@ func TestHintsForAMemberThatLeftGoToTheReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestCopiesInFlightCoverWhatHintsDoNot: a copy black-holed after its
+// write's quorum is neither stored nor hinted until it fails at its
+// timeout. Stats counts it in flight meanwhile, and counts it out only
+// after its hint is written: hints_pending and copies_in_flight at zero
+// together mean every copy landed.
+func TestCopiesInFlightCoverWhatHintsDoNot(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestCluster(t, names, 3, 2, 2)
+	tc.net.Partition([]string{"n1", "n2"}, []string{"n3"})
+	ctx := wire.WithQuorum(context.Background(), wire.Quorum{Sloppy: wire.SloppyNo})
+	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("v"), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if got := tc.nodes["n1"].Stats().CopiesInFlight; got != 1 {
+		t.Fatalf("copies in flight right after the write: %d, want the copy to n3", got)
+	}
+	if h := tc.hintsFor("n3"); h != 0 {
+		t.Fatalf("a hint for n3 before its copy failed: %d", h)
+	}
+	testutil.Eventually(t, 10*time.Second, "the copy to n3 to fail", func() bool { return tc.nodes["n1"].Stats().CopiesInFlight == 0 })
+	if h := tc.hintsFor("n3"); h != 1 {
+		t.Fatalf("hints for n3 once no copy is in flight: %d, want 1", h)
+	}
+}
