@@ -17,6 +17,7 @@ TARGETS=(
   "./wire FuzzParseReply"
   "./wire FuzzServerCommands"
   "./wire FuzzHTTPKV"
+  "./wire FuzzPeerServer"
   "./crdt FuzzDecode"
   "./crdt FuzzParseToken"
   "./node FuzzParseFaultState"
