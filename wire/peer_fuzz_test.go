@@ -62,8 +62,8 @@ func FuzzPeerServer(f *testing.F) {
 		cat(req(1, "echo", "x"), req(2, "lose", "y"), req(3, "work", "z"), req(4, "echo")),
 		cat(req(1, "echo", "x"), []byte("garbage\r\n")),
 		cat(req(7, "nope"), req(7, "echo", "same id")),
-		[]byte("*4\r\n$3\r\nRPC\r\n$1\r\n9\r\n$1\r\n1\r\n$4\r\necho\r\n"),                      // another version
-		[]byte("*4\r\n$3\r\nRPC\r\n$1\r\n1\r\n$2\r\n-1\r\n$4\r\necho\r\n"),                     // a bad id
+		[]byte("*4\r\n$3\r\nRPC\r\n$1\r\n9\r\n$1\r\n1\r\n$4\r\necho\r\n"),                     // another version
+		[]byte("*4\r\n$3\r\nRPC\r\n$1\r\n1\r\n$2\r\n-1\r\n$4\r\necho\r\n"),                    // a bad id
 		[]byte("*4\r\n$3\r\nRPC\r\n$1\r\n1\r\n$20\r\n18446744073709551615\r\n$4\r\necho\r\n"), // the largest id
 		[]byte("*2\r\n$3\r\nRPC\r\n$1\r\n1\r\n"),                                              // too short
 		[]byte("*1\r\n$4\r\nPING\r\n"),
