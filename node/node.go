@@ -62,6 +62,9 @@ type Config struct {
 	// FlushInterval, without Sync, is how often the WAL is fsynced
 	// (store.Options.FlushInterval; default 100ms).
 	FlushInterval time.Duration
+	// SyncWindow, with Sync, is the least time between two fsyncs
+	// (store.Options.SyncWindow; default 0).
+	SyncWindow time.Duration
 	// CacheSize is pebble's block cache in bytes (default 64 MiB).
 	CacheSize int64
 	// MemTableSize is one pebble memtable's size in bytes (default 16 MiB).
@@ -165,7 +168,7 @@ func Start(cfg Config) (*Node, error) {
 	}
 	cfg.ensureDefaults()
 	st, err := store.Open(store.Options{
-		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval,
+		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval, SyncWindow: cfg.SyncWindow,
 		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize,
 		ObjectCacheSize: cfg.ObjectCacheSize, MaxHints: cfg.MaxHints, Logger: cfg.Logger, FS: cfg.storeFS,
 	})

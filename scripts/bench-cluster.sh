@@ -8,7 +8,8 @@
 # each node's resident memory after the run.
 #
 # Environment: RUMOR (./bin/rumor), N (200000), C (50), P (1), OUT
-# (bench-cluster-results.md), ONLY=durable|fast. Needs redis-server and
+# (bench-cluster-results.md), ONLY=durable|fast, NODE_ARGS (more flags for
+# every node, space-separated, e.g. --sync-window=300us). Needs redis-server and
 # redis-benchmark (make bench-deps) and a built binary (make build).
 set -euo pipefail
 # shellcheck source=scripts/benchlib.sh
@@ -171,6 +172,7 @@ report "# rumor 3-node cluster vs redis-server"
 report ""
 report "- $(date -u), $(nproc) cores, $(redis-server --version | cut -d' ' -f1-3), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 report "- cluster: 3 nodes, N=3 R=2 W=2, benchmark against n1: redis-benchmark -t set,get,incr -n $N -c $C -P $P -r 100000"
+report "- node flags besides --sync: ${NODE_ARGS:-none}"
 report "- the machine is shared and noisy: compare the ratios, measured back to back in one run"
 
 for pairing in durable fast; do
@@ -186,7 +188,9 @@ for pairing in durable fast; do
 
   base=$(free_base)
   rm -rf "$TMP/cluster"
-  "$RUMOR" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$base" --node-arg="$nodearg" >/dev/null
+  extra=()
+  for a in ${NODE_ARGS:-}; do extra+=("--node-arg=$a"); done
+  "$RUMOR" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$base" --node-arg="$nodearg" "${extra[@]}" >/dev/null
   AGREE_PORTS="$base $((base + 1)) $((base + 2))" AGREE_OUT="$TMP/agree-$pairing"
   HPORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][0]["http_addr"].rsplit(":", 1)[1])' "$TMP/cluster/cluster.json")
   # shellcheck disable=SC2046 # the PIDs, one word each

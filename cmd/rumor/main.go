@@ -66,7 +66,8 @@ func nodeCommand() *cli.Command {
 			&cli.DurationFlag{Name: "request-timeout", EnvVars: env("request-timeout"), Value: time.Second, Usage: "bound on a request's calls to other nodes (cluster)"},
 			&cli.IntFlag{Name: "partitions", EnvVars: env("partitions"), Value: ring.DefaultPartitions, Usage: "number of partitions Q, a power of two; fixed when the data directory is created"},
 			&cli.BoolFlag{Name: "sync", EnvVars: env("sync"), Value: true, Usage: "acknowledge a write only after its WAL record is fsynced (concurrent writes share one fsync). --sync=false acknowledges once the write is in memory: faster, and a crash may lose the last moments of writes (at most --flush-interval)"},
-			&cli.DurationFlag{Name: "flush-interval", EnvVars: env("flush-interval"), Value: 100 * time.Millisecond, Usage: "with --sync=false, how often the write-ahead log is written and fsynced: the most a crash can lose"},
+			&cli.DurationFlag{Name: "flush-interval", EnvVars: env("flush-interval"), Value: 100 * time.Millisecond, Usage: "with --sync=false, how often the write-ahead log is written and fsynced: the most a crash can lose; negative never"},
+			&cli.DurationFlag{Name: "sync-window", EnvVars: env("sync-window"), Usage: "with --sync, the least time between two fsyncs of the write-ahead log: writes arriving meanwhile wait and share the next one (as Cassandra's commitlog_sync_group_window). Each write is still fsynced before it is acknowledged; fewer fsyncs cost less CPU and add latency, which pays off when the CPUs are the bottleneck (several nodes on one machine) and not otherwise. 0 (default): the next fsync starts when the previous one ends"},
 			&cli.StringFlag{Name: "cache-size", EnvVars: env("cache-size"), Value: "64MB", Usage: "pebble block cache size (bytes, or with a unit: 64MB, 1GB; kb/mb/gb are powers of 1024, k/m/g of 1000)"},
 			&cli.StringFlag{Name: "object-cache-size", EnvVars: env("object-cache-size"), Value: "16MB", Usage: "memory for the objects of recently used keys, in front of pebble; 0 disables it"},
 			&cli.StringFlag{Name: "memtable-size", EnvVars: env("memtable-size"), Value: "16MB", Usage: "size of one pebble memtable; up to four may be in memory while flushes catch up"},
@@ -87,16 +88,49 @@ func nodeCommand() *cli.Command {
 }
 
 func runNode(c *cli.Context) error {
+	cfg, err := nodeConfig(c)
+	if err != nil {
+		return err
+	}
+	logger := cfg.Logger
+	n, err := node.Start(cfg)
+	if err != nil {
+		return err
+	}
+	ready := fmt.Sprintf("rumor node %s ready: redis-cli -p %s", cfg.Name, port(n.ClientAddr()))
+	if n.HTTPAddr() != "" {
+		ready += fmt.Sprintf(" | curl http://%s/health", n.HTTPAddr())
+	}
+	fmt.Fprintln(os.Stderr, ready)
+
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
+	select {
+	case sig := <-sigs:
+		logger.Info("shutting down; a second signal exits at once", "signal", sig.String())
+	case <-n.Left():
+		logger.Info("left the cluster for good; shutting down")
+	}
+	go func() {
+		<-sigs
+		fmt.Fprintln(os.Stderr, "rumor: second signal, exiting now")
+		os.Exit(130)
+	}()
+	return n.Close()
+}
+
+// nodeConfig turns rumor node's flags into the node's configuration.
+func nodeConfig(c *cli.Context) (node.Config, error) {
 	var level slog.Level
 	if err := level.UnmarshalText([]byte(c.String("log-level"))); err != nil {
-		return fmt.Errorf("--log-level: %w", err)
+		return node.Config{}, fmt.Errorf("--log-level: %w", err)
 	}
 	logger := slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: level}))
 	sizes := map[string]int64{}
 	for _, f := range []string{"cache-size", "object-cache-size", "memtable-size", "max-key-size", "max-value-size", "max-bulk", "max-inline", "max-request"} {
 		v, err := parseSize(c.String(f))
 		if err != nil {
-			return fmt.Errorf("--%s: %w", f, err)
+			return node.Config{}, fmt.Errorf("--%s: %w", f, err)
 		}
 		sizes[f] = v
 	}
@@ -114,6 +148,8 @@ func runNode(c *cli.Context) error {
 		HTTPAddr:        c.String("http-addr"),
 		Partitions:      c.Int("partitions"),
 		Sync:            c.Bool("sync"),
+		FlushInterval:   c.Duration("flush-interval"),
+		SyncWindow:      c.Duration("sync-window"),
 		CacheSize:       sizes["cache-size"],
 		MemTableSize:    uint64(sizes["memtable-size"]),
 		ObjectCacheSize: sizes["object-cache-size"],
@@ -150,41 +186,18 @@ func runNode(c *cli.Context) error {
 			ReconnectTimeout: c.Duration("reconnect-timeout"),
 		}
 		if cfg.Cluster.ReconnectTimeout <= 0 {
-			return fmt.Errorf("--reconnect-timeout must be positive, not %v", cfg.Cluster.ReconnectTimeout)
+			return node.Config{}, fmt.Errorf("--reconnect-timeout must be positive, not %v", cfg.Cluster.ReconnectTimeout)
 		}
 		if cfg.Cluster.ReadRepairChance <= 0 {
 			cfg.Cluster.ReadRepairChance = -1 // the flag's 0 is never, the config's is the default
 		}
 	} else if len(c.StringSlice("join")) > 0 {
-		return fmt.Errorf("--join needs --gossip-addr")
+		return node.Config{}, fmt.Errorf("--join needs --gossip-addr")
 	}
 	if cfg.Partitions <= 0 {
-		return fmt.Errorf("--partitions must be a positive power of two, not %d", cfg.Partitions)
+		return node.Config{}, fmt.Errorf("--partitions must be a positive power of two, not %d", cfg.Partitions)
 	}
-	n, err := node.Start(cfg)
-	if err != nil {
-		return err
-	}
-	ready := fmt.Sprintf("rumor node %s ready: redis-cli -p %s", cfg.Name, port(n.ClientAddr()))
-	if n.HTTPAddr() != "" {
-		ready += fmt.Sprintf(" | curl http://%s/health", n.HTTPAddr())
-	}
-	fmt.Fprintln(os.Stderr, ready)
-
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	select {
-	case sig := <-sigs:
-		logger.Info("shutting down; a second signal exits at once", "signal", sig.String())
-	case <-n.Left():
-		logger.Info("left the cluster for good; shutting down")
-	}
-	go func() {
-		<-sigs
-		fmt.Fprintln(os.Stderr, "rumor: second signal, exiting now")
-		os.Exit(130)
-	}()
-	return n.Close()
+	return cfg, nil
 }
 
 func port(addr string) string {

@@ -18,7 +18,8 @@ import (
 // them once), while n2 is SIGKILLed; once n2 is back, its own copy (VGET R 1
 // answers from the local store first) of every acknowledged write must be
 // there. A W=3 write leaves no hint behind, so nothing but n2's disk can
-// hold the copy it acknowledged.
+// hold the copy it acknowledged. The nodes run with --sync-window, so
+// that copies wait for a later fsync than their own.
 func TestReplicaCopiesSurviveSIGKILL(t *testing.T) {
 	t.Parallel()
 	rounds := 4 // each round's kill loses an early-acknowledged copy only by chance
@@ -29,7 +30,7 @@ func TestReplicaCopiesSurviveSIGKILL(t *testing.T) {
 	base := freeBase(t, 3)
 	t.Cleanup(func() { exec.Command(binary, "cluster", "down", "--dir", dir).Run() })
 	if out, err := exec.Command(binary, "cluster", "up", "--dir", dir, "--base-port", fmt.Sprint(base), "--nodes", "3",
-		"--node-arg=--request-timeout=2s").CombinedOutput(); err != nil {
+		"--node-arg=--request-timeout=2s", "--node-arg=--sync-window=300us").CombinedOutput(); err != nil {
 		t.Fatalf("cluster up: %v\n%s", err, out)
 	}
 	client := func(i int) *redis.Client {

@@ -1,0 +1,95 @@
+package main
+
+import (
+	"reflect"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/rumor-kv/rumor/node"
+	"github.com/urfave/cli/v2"
+)
+
+// parseNodeFlags runs rumor node's flags through nodeConfig without
+// starting a node.
+func parseNodeFlags(t *testing.T, args ...string) (node.Config, error) {
+	t.Helper()
+	cmd := nodeCommand()
+	var cfg node.Config
+	cmd.Action = func(c *cli.Context) error {
+		var err error
+		cfg, err = nodeConfig(c)
+		return err
+	}
+	app := &cli.App{Name: "rumor", Commands: []*cli.Command{cmd}, ExitErrHandler: func(*cli.Context, error) {}}
+	err := app.Run(append([]string{"rumor", "node"}, args...))
+	return cfg, err
+}
+
+// TestNodeFlagsReachTheConfig sets every node flag to a value other than
+// its default and checks each lands in the node's configuration: a flag
+// that is documented but not passed on (as --flush-interval was) fails
+// here.
+func TestNodeFlagsReachTheConfig(t *testing.T) {
+	cfg, err := parseNodeFlags(t,
+		"--name", "n9", "--data-dir", "/tmp/x", "--client-addr", "127.0.0.1:1", "--http-addr", "127.0.0.1:2",
+		"--gossip-addr", "127.0.0.1:3", "--peer-addr", "127.0.0.1:4", "--join", "127.0.0.1:5,127.0.0.1:6",
+		"--replicas", "5", "--r", "3", "--w", "4", "--sloppy=false", "--read-repair-chance", "0.5",
+		"--max-hints", "77", "--reconnect-timeout", "3h", "--request-timeout", "3s", "--partitions", "256",
+		"--sync=false", "--flush-interval", "250ms", "--sync-window", "300us",
+		"--cache-size", "10MB", "--object-cache-size", "1MB", "--memtable-size", "8MB",
+		"--max-key-size", "1kb", "--max-value-size", "2kb", "--max-bulk", "3kb", "--max-args", "9",
+		"--max-inline", "4kb", "--max-request", "5kb", "--idle-timeout", "7s", "--max-clients", "11",
+		"--pprof", "--allow-faults", "--log-level", "debug")
+	if err != nil {
+		t.Fatal(err)
+	}
+	cl := cfg.Cluster
+	if cl == nil {
+		t.Fatal("--gossip-addr did not make a cluster member")
+	}
+	got := map[string]any{
+		"name": cfg.Name, "data-dir": cfg.DataDir, "client-addr": cfg.ClientAddr, "http-addr": cfg.HTTPAddr,
+		"gossip-addr": cl.GossipAddr, "peer-addr": cl.PeerAddr, "join": strings.Join(cl.Join, " "),
+		"replicas": cl.Replicas, "r": cl.R, "w": cl.W, "sloppy": !cl.Strict, "read-repair-chance": cl.ReadRepairChance,
+		"max-hints": cfg.MaxHints, "reconnect-timeout": cl.ReconnectTimeout, "request-timeout": cl.Timeout,
+		"partitions": cfg.Partitions, "sync": cfg.Sync, "flush-interval": cfg.FlushInterval, "sync-window": cfg.SyncWindow,
+		"cache-size": cfg.CacheSize, "object-cache-size": cfg.ObjectCacheSize, "memtable-size": cfg.MemTableSize,
+		"max-key-size": cfg.Server.MaxKeySize, "max-value-size": cfg.Server.MaxValueSize, "max-bulk": cfg.Server.Limits.MaxBulk,
+		"max-args": cfg.Server.Limits.MaxArgs, "max-inline": cfg.Server.Limits.MaxInline, "max-request": cfg.Server.Limits.MaxRequest,
+		"idle-timeout": cfg.Server.IdleTimeout, "max-clients": cfg.Server.MaxClients,
+		"pprof": cfg.Pprof, "allow-faults": cfg.AllowFaults, "log-level": cfg.Logger.Enabled(t.Context(), -4),
+	}
+	want := map[string]any{
+		"name": "n9", "data-dir": "/tmp/x", "client-addr": "127.0.0.1:1", "http-addr": "127.0.0.1:2",
+		"gossip-addr": "127.0.0.1:3", "peer-addr": "127.0.0.1:4", "join": "127.0.0.1:5 127.0.0.1:6",
+		"replicas": 5, "r": 3, "w": 4, "sloppy": false, "read-repair-chance": 0.5,
+		"max-hints": 77, "reconnect-timeout": 3 * time.Hour, "request-timeout": 3 * time.Second,
+		"partitions": 256, "sync": false, "flush-interval": 250 * time.Millisecond, "sync-window": 300 * time.Microsecond,
+		"cache-size": int64(10 << 20), "object-cache-size": int64(1 << 20), "memtable-size": uint64(8 << 20),
+		"max-key-size": 1 << 10, "max-value-size": 2 << 10, "max-bulk": 3 << 10,
+		"max-args": 9, "max-inline": 4 << 10, "max-request": 5 << 10,
+		"idle-timeout": 7 * time.Second, "max-clients": 11,
+		"pprof": true, "allow-faults": true, "log-level": true,
+	}
+	for _, f := range nodeCommand().Flags {
+		name := f.Names()[0]
+		if _, ok := want[name]; !ok {
+			t.Errorf("--%s is not checked here: add it", name)
+		}
+	}
+	for k, w := range want {
+		if g := got[k]; !reflect.DeepEqual(g, w) {
+			t.Errorf("--%s: config has %v (%T), want %v (%T)", k, g, g, w, w)
+		}
+	}
+	// Values nodeConfig itself refuses.
+	for _, args := range [][]string{
+		{"--partitions", "0"}, {"--join", "127.0.0.1:5"}, {"--gossip-addr", "127.0.0.1:3", "--reconnect-timeout", "0s"},
+		{"--cache-size", "lots"}, {"--log-level", "loud"},
+	} {
+		if _, err := parseNodeFlags(t, args...); err == nil {
+			t.Errorf("rumor node %v: no error", args)
+		}
+	}
+}
