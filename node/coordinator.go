@@ -112,6 +112,62 @@ type Coordinator struct {
 	calls   *deadlines                      // the contexts of requests' peer calls
 	stats   coordStats
 	handoff handoff
+	// forwards orders the writes this node forwards, per key.
+	forwards keyTurns
+}
+
+// keyTurns orders operations per key: enter takes a turn, in call order;
+// wait returns once every earlier turn of the key has left.
+type keyTurns struct {
+	mu   sync.Mutex
+	tail map[string]*keyTurn // the key's last turn
+}
+
+type keyTurn struct {
+	turns *keyTurns
+	key   string
+	prev  chan struct{} // closed when the turn before leaves; nil if none
+	done  chan struct{}
+}
+
+func (t *keyTurns) enter(key []byte) *keyTurn {
+	turn := &keyTurn{turns: t, key: string(key), done: make(chan struct{})}
+	t.mu.Lock()
+	if t.tail == nil {
+		t.tail = map[string]*keyTurn{}
+	}
+	if last := t.tail[turn.key]; last != nil {
+		turn.prev = last.done
+	}
+	t.tail[turn.key] = turn
+	t.mu.Unlock()
+	return turn
+}
+
+func (turn *keyTurn) wait() {
+	if turn.prev != nil {
+		<-turn.prev
+	}
+}
+
+func (turn *keyTurn) leave() {
+	close(turn.done)
+	t := turn.turns
+	t.mu.Lock()
+	if t.tail[turn.key] == turn {
+		delete(t.tail, turn.key)
+	}
+	t.mu.Unlock()
+}
+
+// settled returns once every turn of key taken so far has left.
+func (t *keyTurns) settled(key []byte) {
+	t.mu.Lock()
+	last := t.tail[string(key)]
+	t.mu.Unlock()
+	if last != nil {
+		<-last.done
+	}
 }
 
 // coordStats are the coordinator's counters (see Stats).
@@ -284,6 +340,11 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		return crdt.Object{}, err
 	}
 	part, n := rt.part, len(rt.reps)
+	if !slices.Contains(rt.reps, c.cfg.Self) {
+		// Read this node's writes of the key: the ones it is still
+		// forwarding (a pipeline's SETs) land first.
+		c.forwards.settled(key)
+	}
 	need := c.cfg.R
 	if q := wire.QuorumFrom(ctx).R; q > 0 {
 		need = q
@@ -451,6 +512,11 @@ func decodeFetched(res [][]byte, err error) (crdt.Object, error) {
 
 // Put implements wire.Backend.
 func (c *Coordinator) Put(ctx context.Context, key, value []byte, opts wire.WriteOptions) error {
+	if wire.SyncGroupFrom(ctx) != nil {
+		// A pipelined SET may be forwarded after this call returns (see
+		// write): it must not keep the caller's buffers.
+		key, value = bytes.Clone(key), bytes.Clone(value)
+	}
 	_, err := c.write(ctx, key, "put", [][]byte{key, value, encodeOpts(opts)}, putFn(c.cfg.Store.Actor(), value, opts, c.cfg.Clock), true)
 	return err
 }
@@ -565,7 +631,7 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 	if err != nil {
 		return nil, err
 	}
-	part, reps, n := rt.part, rt.reps, len(rt.reps)
+	reps, n := rt.reps, len(rt.reps)
 	w := c.cfg.W
 	if q := wire.QuorumFrom(ctx).W; q > 0 {
 		w = q
@@ -574,20 +640,59 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		return nil, fmt.Errorf("W=%d exceeds the %d replicas of the key", w, n)
 	}
 	sloppy := c.sloppy(ctx)
-	if !slices.Contains(reps, c.cfg.Self) {
-		if !mayForward {
-			return nil, errNotReplica
-		}
-		s := "0"
-		if sloppy {
-			s = "1"
-		}
-		res, err := c.forward(ctx, reps, method, append(args, []byte(strconv.Itoa(w)), []byte(s)))
-		if !sloppy || !errors.Is(err, errNoReplicaReachable) {
-			return res, err
-		}
-		c.cfg.Logger.Debug("no replica reachable; coordinating as a stand-in", "key", key)
+	if slices.Contains(reps, c.cfg.Self) {
+		return c.coordinate(ctx, rt, key, w, sloppy, fn)
 	}
+	if !mayForward {
+		return nil, errNotReplica
+	}
+	s := "0"
+	if sloppy {
+		s = "1"
+	}
+	fargs := append(args, []byte(strconv.Itoa(w)), []byte(s))
+	// Forwards of a key leave this node one at a time, in the order they
+	// came (a pipeline's SETs of one key must apply in order), and a read
+	// of the key here waits for those in flight (read your writes).
+	turn := c.forwards.enter(key)
+	if g := wire.SyncGroupFrom(ctx); g != nil && method == "put" {
+		// A SET with more of its pipeline buffered: forwarded in the
+		// background, so that the pipeline's writes travel together;
+		// its reply waits for it (wire.SyncGroup). Put copied key and
+		// value out of the caller's buffer. Other writes answer with
+		// the replica's result, so they are forwarded in line.
+		bg := wire.WithSyncGroup(ctx, nil)
+		done := make(chan error, 1)
+		go func() {
+			defer turn.leave()
+			turn.wait()
+			_, err := c.forwardOrStandIn(bg, rt, key, w, sloppy, method, fargs, fn)
+			done <- err
+		}()
+		g.Defer(func() error { return <-done })
+		return nil, nil
+	}
+	defer turn.leave()
+	turn.wait()
+	return c.forwardOrStandIn(ctx, rt, key, w, sloppy, method, fargs, fn)
+}
+
+// forwardOrStandIn forwards a write to the first replica that takes it,
+// and coordinates it here as a stand-in if none could be reached and the
+// request is sloppy.
+func (c *Coordinator) forwardOrStandIn(ctx context.Context, rt route, key []byte, w int, sloppy bool, method string, fargs [][]byte, fn func(crdt.Object, bool) (crdt.Object, error)) ([][]byte, error) {
+	res, err := c.forward(ctx, rt.reps, method, fargs)
+	if !sloppy || !errors.Is(err, errNoReplicaReachable) {
+		return res, err
+	}
+	c.cfg.Logger.Debug("no replica reachable; coordinating as a stand-in", "key", key)
+	return c.coordinate(ctx, rt, key, w, sloppy, fn)
+}
+
+// coordinate runs a write as its coordinator: this node is a replica of
+// key, or stands in for them.
+func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w int, sloppy bool, fn func(crdt.Object, bool) (crdt.Object, error)) ([][]byte, error) {
+	part, reps, n := rt.part, rt.reps, len(rt.reps)
 	reachable := c.reachable
 	if !slices.Contains(reps, c.cfg.Self) { // forward found none of them
 		reachable = func(m string) bool { return !slices.Contains(reps, m) && c.reachable(m) }

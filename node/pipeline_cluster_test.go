@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"testing"
 	"time"
 
@@ -85,23 +86,67 @@ func TestPipelinedClusterWriteWithoutQuorumGetsTheError(t *testing.T) {
 }
 
 // TestForwardedPipelinedWritesStayInOrder: a coordinator that is not a
-// replica of the key forwards the write and waits for it: the replica
-// that coordinates it applies "SET k a; SET k b" in the client's order.
+// replica of the key forwards a pipeline's SETs in the background, all
+// of them at once (their waits deferred), from one buffer the caller
+// reuses as the RESP reader does. The replica must apply them in the
+// client's order, a read of the key through the same node in the middle
+// of the pipeline must see the writes before it, and an INCR of another
+// key, forwarded in line, must not be held up by them.
 func TestForwardedPipelinedWritesStayInOrder(t *testing.T) {
 	tc := newTestCluster(t, []string{"n1", "n2", "n3", "n4"}, 3, 2, 2)
 	k := tc.keyOutside(t, "n1")
 	var g wire.SyncGroup
 	ctx := wire.WithSyncGroup(context.Background(), &g)
-	for i := 1; i <= 5; i++ {
-		if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte(fmt.Sprint("v", i)), wire.WriteOptions{}); err != nil {
+	buf := make([]byte, 0, 64)
+	const writes = 50
+	for i := 1; i <= writes; i++ {
+		buf = append(append(buf[:0], k...), fmt.Sprint("v", i)...) // key then value, in one reused buffer
+		if err := tc.nodes["n1"].Put(ctx, buf[:len(k)], buf[len(k):], wire.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		if i == writes/2 {
+			if got := value(t, tc.nodes["n1"], k); got != fmt.Sprintf("[v%d]", i) {
+				t.Fatalf("a read through n1 after its pipeline's write v%d: %s", i, got)
+			}
+		}
+	}
+	if g.Pending() == 0 {
+		t.Fatal("the forwarded SETs were not deferred: the pipeline waited for each")
+	}
+	if _, err := tc.nodes["n1"].Incr(ctx, []byte(tc.keyOutside(t, "n1")+"-counter"), 1); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range tc.replicasOf(k) {
+		testutil.Eventually(t, 5*time.Second, r+" to hold the last write alone", func() bool { return tc.local(t, r, k) == fmt.Sprintf("[v%d]", writes) })
+	}
+	if got := value(t, tc.nodes["n1"], k); got != fmt.Sprintf("[v%d]", writes) {
+		t.Fatalf("after forwarded writes v1..v%d: %s", writes, got)
+	}
+
+	// Distinct keys through the same reused buffer: each write must land
+	// under its own key with its own value.
+	var keys []string
+	for i := 0; len(keys) < 30; i++ {
+		if key := fmt.Sprint("fk", i); !slices.Contains(tc.replicasOf(key), "n1") {
+			keys = append(keys, key)
+		}
+	}
+	for i, key := range keys {
+		buf = append(append(buf[:0], key...), fmt.Sprint("w", i)...)
+		if err := tc.nodes["n1"].Put(ctx, buf[:len(key)], buf[len(key):], wire.WriteOptions{}); err != nil {
 			t.Fatal(err)
 		}
 	}
-	if g.Pending() != 0 {
-		t.Fatalf("a forwarded write deferred its wait (%d pending)", g.Pending())
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
 	}
-	if got := value(t, tc.nodes["n2"], k); got != "[v5]" {
-		t.Fatalf("after forwarded writes v1..v5: %s", got)
+	for i, key := range keys {
+		if got := value(t, tc.nodes["n1"], key); got != fmt.Sprintf("[w%d]", i) {
+			t.Errorf("%s after a pipeline of forwarded SETs from one reused buffer: %s, want [w%d]", key, got, i)
+		}
 	}
 }
 
