@@ -229,6 +229,22 @@ PY
     report "| $t | $(field "$redis_csv" "$t" 11) | $(field "$rumor_csv" "$t" 11) | $(field "$redis_csv" "$t" 12) | $(field "$rumor_csv" "$t" 12) |"
   done
   report ""
+  report "The CPU the goal leaves: at the goal's share of redis's rate, the $(nproc) CPUs have (CPUs / goal rate) of CPU per request for everything, the client included; the cluster run used (CPUs busy x CPUs / rumor rate), the client included:"
+  report ""
+  report "| op | goal rate (req/s) | CPU per request at the goal (µs) | CPU per request used, cluster run (µs) | used / available |"
+  report "|---|---:|---:|---:|---:|"
+  for t in SET GET INCR; do
+    case $t in SET) goal=0.5;; GET) goal=0.6;; INCR) goal=0.4;; esac
+    report "$(python3 -c "
+rr, ur, busy, g, n = float('$(field "$redis_csv" "$t" 2)'), float('$(field "$rumor_csv" "$t" 2)'), '$(field "$rumor_csv" "$t" 11)', $goal, $(nproc)
+try:
+    rate = g * rr; avail = n * 1e6 / rate; used = float(busy) / 100 * n * 1e6 / ur
+    print(f'| $t | {rate:.0f} | {avail:.1f} | {used:.1f} | {used / avail:.2f} |')
+except (ValueError, ZeroDivisionError):
+    print('| $t | n/a | n/a | n/a | n/a |')
+")"
+  done
+  report ""
   report "Replicas holding the same copy right after the SET test (keys sampled, VGET key R 1 on each node): $(cat "$TMP/agree-$pairing" 2>/dev/null || echo 'not measured')"
   report ""
   report "Resident memory of each node after the run: $mem"

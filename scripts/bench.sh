@@ -419,6 +419,18 @@ pairing_table() {
     rep "| $t | ${BUSY[$pairing,redis,$t]} | ${BUSY[$pairing,rumor,$t]} | ${INP99[$pairing,redis,$t]} | ${INP99[$pairing,rumor,$t]} |"
   done
   rep ""
+  rep "The CPU the goal leaves: at $RATIO_GOAL x redis's rate, the $(nproc) CPUs have (CPUs / goal rate) of CPU per request for" \
+    "everything, the client included; the rumor run used (CPUs busy x CPUs / rumor rate), the client included." ""
+  rep "| op | goal rate (req/s) | CPU per request at the goal (µs) | CPU per request used, rumor run (µs) | used / available |"
+  rep "|---|---:|---:|---:|---:|"
+  for t in "${TESTS[@]}"; do
+    rep "$(awk -v t="$t" -v rr="${RPS[$pairing,redis,$t]}" -v ur="${RPS[$pairing,rumor,$t]}" -v busy="${BUSY[$pairing,rumor,$t]}" \
+      -v g="$RATIO_GOAL" -v n="$(nproc)" 'BEGIN {
+        if (rr <= 0 || ur <= 0 || busy == "" || busy == "n/a") { printf "| %s | n/a | n/a | n/a | n/a |", t; exit }
+        goal = g * rr; avail = n * 1e6 / goal; used = busy / 100 * n * 1e6 / ur
+        printf "| %s | %.0f | %.1f | %.1f | %.2f |", t, goal, avail, used, used / avail }')"
+  done
+  rep ""
 }
 
 fmt_rps() { awk -v x="$1" 'BEGIN { printf "%.0f", x }'; }
