@@ -36,11 +36,18 @@ func start(t *testing.T, name string, q int, snapshot string, w *watcher) *Gossi
 
 func startAt(t *testing.T, name, addr string, q int, snapshot string, w *watcher) *Gossip {
 	t.Helper()
+	return startWith(t, name, addr, q, snapshot, w, func(*Config) {})
+}
+
+// startWith is startAt with the configuration passed through tweak.
+func startWith(t *testing.T, name, addr string, q int, snapshot string, w *watcher, tweak func(*Config)) *Gossip {
+	t.Helper()
 	cfg := Config{Name: name, BindAddr: addr, Timing: testTiming, SnapshotPath: snapshot,
 		Tags: Tags{Actor: 0xabc, ClientAddr: "127.0.0.1:7001", PeerAddr: "127.0.0.1:7101", Partitions: q}}
 	if w != nil {
 		cfg.OnChange = w.onChange
 	}
+	tweak(&cfg)
 	g, err := New(cfg)
 	if err != nil {
 		t.Fatal(err)
@@ -272,20 +279,9 @@ func TestConcurrentJoinsConverge(t *testing.T) {
 // joins again.
 func TestFailedMemberIsReapedAfterReconnectTimeout(t *testing.T) {
 	w := &watcher{}
-	mk := func(name, addr string) *Gossip {
-		cfg := Config{Name: name, BindAddr: addr, Timing: testTiming, ReconnectTimeout: 300 * time.Millisecond,
-			Tags: Tags{Actor: 1, ClientAddr: "127.0.0.1:7001", PeerAddr: "127.0.0.1:7101", Partitions: 64}}
-		if name == "n1" {
-			cfg.OnChange = w.onChange
-		}
-		g, err := New(cfg)
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { g.Shutdown() })
-		return g
-	}
-	n1, n2 := mk("n1", "127.0.0.1:0"), mk("n2", "127.0.0.1:0")
+	short := func(c *Config) { c.ReconnectTimeout = 300 * time.Millisecond }
+	mk := func(name, addr string, w *watcher) *Gossip { return startWith(t, name, addr, 64, "", w, short) }
+	n1, n2 := mk("n1", "127.0.0.1:0", w), mk("n2", "127.0.0.1:0", nil)
 	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
 		t.Fatal(err)
 	}
@@ -298,7 +294,7 @@ func TestFailedMemberIsReapedAfterReconnectTimeout(t *testing.T) {
 		defer w.mu.Unlock()
 		return summary(w.last) == "n1=alive n2=reaped"
 	})
-	n2 = mk("n2", addr2)
+	n2 = mk("n2", addr2, nil)
 	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
 		t.Fatal(err)
 	}

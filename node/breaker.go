@@ -188,7 +188,9 @@ func (t *breakers) close() {
 	t.probes.Wait()
 }
 
-func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+// admit reports whether a call to to may go out (nil), or the error of
+// its open breaker; it starts the half-open probe when one is due.
+func (t *breakers) admit(to string) error {
 	t.mu.Lock()
 	ok, probe := t.get(to).allow(t.clock(), t.cfg)
 	t.mu.Unlock()
@@ -196,7 +198,14 @@ func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) 
 		t.startProbe(to)
 	}
 	if !ok {
-		return nil, fmt.Errorf("%w: %w: %w to %s", wire.ErrPeerUnavailable, wire.ErrNotSent, ErrBreakerOpen, to)
+		return fmt.Errorf("%w: %w: %w to %s", wire.ErrPeerUnavailable, wire.ErrNotSent, ErrBreakerOpen, to)
+	}
+	return nil
+}
+
+func (t *breakers) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+	if err := t.admit(to); err != nil {
+		return nil, err
 	}
 	res, err := t.next.Call(ctx, to, method, args...)
 	t.record(ctx, to, err)
@@ -209,14 +218,8 @@ var _ asyncTransport = (*breakers)(nil)
 // wire.PeerClient.Go): without a goroutine when the transport behind can
 // start calls itself (asyncTransport), in one otherwise.
 func (t *breakers) Go(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error)) {
-	t.mu.Lock()
-	ok, probe := t.get(to).allow(t.clock(), t.cfg)
-	t.mu.Unlock()
-	if probe {
-		t.startProbe(to)
-	}
-	if !ok {
-		done(nil, fmt.Errorf("%w: %w: %w to %s", wire.ErrPeerUnavailable, wire.ErrNotSent, ErrBreakerOpen, to))
+	if err := t.admit(to); err != nil {
+		done(nil, err)
 		return
 	}
 	recorded := func(res [][]byte, err error) {
