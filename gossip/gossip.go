@@ -393,11 +393,9 @@ func (g *Gossip) Members() []Member {
 	}
 	g.mu.Lock()
 	for name, m := range g.reaped {
-		if known[name] { // back: it joined again
-			delete(g.reaped, name)
-			continue
+		if !known[name] { // not back yet (its join event clears it)
+			out = append(out, m)
 		}
-		out = append(out, m)
 	}
 	g.mu.Unlock()
 	slices.SortFunc(out, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
@@ -501,8 +499,16 @@ func (g *Gossip) loop() {
 					g.mu.Unlock()
 				}
 				g.notify()
-			case serf.EventMemberJoin, serf.EventMemberLeave, serf.EventMemberFailed,
-				serf.EventMemberUpdate:
+			case serf.EventMemberJoin:
+				if me, ok := e.(serf.MemberEvent); ok { // a reaped member back
+					g.mu.Lock()
+					for _, m := range me.Members {
+						delete(g.reaped, m.Name)
+					}
+					g.mu.Unlock()
+				}
+				g.notify()
+			case serf.EventMemberLeave, serf.EventMemberFailed, serf.EventMemberUpdate:
 				g.notify()
 			}
 		}

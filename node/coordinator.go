@@ -512,11 +512,6 @@ func decodeFetched(res [][]byte, err error) (crdt.Object, error) {
 
 // Put implements wire.Backend.
 func (c *Coordinator) Put(ctx context.Context, key, value []byte, opts wire.WriteOptions) error {
-	if wire.SyncGroupFrom(ctx) != nil {
-		// A pipelined SET may be forwarded after this call returns (see
-		// write): it must not keep the caller's buffers.
-		key, value = bytes.Clone(key), bytes.Clone(value)
-	}
 	_, err := c.write(ctx, key, "put", [][]byte{key, value, encodeOpts(opts)}, putFn(c.cfg.Store.Actor(), value, opts, c.cfg.Clock), true)
 	return err
 }
@@ -658,9 +653,20 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 	if g := wire.SyncGroupFrom(ctx); g != nil && method == "put" {
 		// A SET with more of its pipeline buffered: forwarded in the
 		// background, so that the pipeline's writes travel together;
-		// its reply waits for it (wire.SyncGroup). Put copied key and
-		// value out of the caller's buffer. Other writes answer with
-		// the replica's result, so they are forwarded in line.
+		// its reply waits for it (wire.SyncGroup). Other writes answer
+		// with the replica's result, so they are forwarded in line. The
+		// forward outlives this call, so it takes copies of the
+		// caller's buffers, and rebuilds the write from them for its
+		// stand-in fallback, as a replica does from a forwarded call.
+		for i, a := range fargs {
+			fargs[i] = bytes.Clone(a)
+		}
+		opts, err := decodeOpts(fargs[2])
+		if err != nil {
+			turn.leave()
+			return nil, err
+		}
+		fn = putFn(c.cfg.Store.Actor(), fargs[1], opts, c.cfg.Clock)
 		bg := wire.WithSyncGroup(ctx, nil)
 		done := make(chan error, 1)
 		go func() {

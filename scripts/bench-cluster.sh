@@ -159,6 +159,10 @@ print(f"{same} of {sample}")
 PY
 }
 
+goal_of() { # TEST: the issue's goal, as a share of redis's rate
+  case $1 in SET) echo 0.5 ;; GET) echo 0.6 ;; INCR) echo 0.4 ;; esac
+}
+
 field() { # CSV TEST COLUMN(2=rps,7=p99,9=CPU us/request in all,10=each,11=CPUs busy %,12=in-server p99)
   echo "$1" | awk -F, -v t="$2" -v c="$3" '$1==t {print $c}'
 }
@@ -213,7 +217,7 @@ PY
   report "| op | redis rps | rumor rps | rumor/redis | goal | redis p99 ms | rumor p99 ms (goal < 3) | redis CPU µs/req | rumor CPU µs/req, all nodes (n1/n2/n3) |"
   report "|---|---:|---:|---:|---|---:|---:|---:|---:|"
   for t in SET GET INCR; do
-    case $t in SET) goal=0.5;; GET) goal=0.6;; INCR) goal=0.4;; esac
+    goal=$(goal_of "$t")
     rr=$(field "$redis_csv" "$t" 2); ur=$(field "$rumor_csv" "$t" 2)
     rp=$(field "$redis_csv" "$t" 7); up=$(field "$rumor_csv" "$t" 7)
     ratio=$(python3 -c "print(f'{float($ur)/float($rr):.2f}')")
@@ -234,7 +238,7 @@ PY
   report "| op | goal rate (req/s) | CPU per request at the goal (µs) | CPU per request used, cluster run (µs) | used / available |"
   report "|---|---:|---:|---:|---:|"
   for t in SET GET INCR; do
-    case $t in SET) goal=0.5;; GET) goal=0.6;; INCR) goal=0.4;; esac
+    goal=$(goal_of "$t")
     report "$(python3 -c "
 rr, ur, busy, g, n = float('$(field "$redis_csv" "$t" 2)'), float('$(field "$rumor_csv" "$t" 2)'), '$(field "$rumor_csv" "$t" 11)', $goal, $(nproc)
 try:

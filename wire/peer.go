@@ -495,7 +495,7 @@ func (pc *peerConn) enqueue(ctx context.Context, call *peerCall) error {
 		pc.mu.Unlock()
 		return fmt.Errorf("%w: %w", err, ErrNotSent)
 	case <-ctx.Done():
-		// The call's own wait (or context watch) ends it.
+		// Call's own wait, or the sweep for a Go, ends it.
 	}
 	return nil
 }
