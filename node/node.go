@@ -31,6 +31,7 @@ import (
 	"net/http"
 	"net/http/pprof"
 	"os"
+	"runtime"
 	"strconv"
 	"sync"
 	"time"
@@ -420,6 +421,7 @@ func (n *Node) info() []wire.InfoSection {
 			{"node_name", n.cfg.Name},
 			{"actor_id", fmt.Sprintf("%016x", n.st.Actor())},
 			{"process_id", strconv.Itoa(os.Getpid())},
+			{"procs", strconv.Itoa(runtime.GOMAXPROCS(0))},
 			{"client_addr", n.ClientAddr()},
 			{"http_addr", n.HTTPAddr()},
 			{"partitions", strconv.Itoa(n.cfg.Partitions)},

@@ -14,6 +14,8 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -681,6 +683,13 @@ func TestLocalClusterCommand(t *testing.T) {
 	}
 	c1, c3 := client(1), client(3)
 	ctx := context.Background()
+	// Without --procs, the nodes share this machine's CPUs.
+	share := shareProcs(runtime.NumCPU(), 3)
+	for i := 1; i <= 3; i++ {
+		if p := infoProcs(t, client(i)); p != share {
+			t.Errorf("n%d runs with procs:%d, want its share %d of %d CPUs", i, p, share, runtime.NumCPU())
+		}
+	}
 	if err := c1.Set(ctx, "user:1", "alice", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -740,6 +749,9 @@ func TestLocalClusterCommand(t *testing.T) {
 	if err := client(4).Set(ctx, "user:4", "dave", 0).Err(); err != nil {
 		t.Fatalf("SET through the added n4: %v", err)
 	}
+	if p := infoProcs(t, client(4)); p != share {
+		t.Errorf("the added n4 runs with procs:%d, want the others' %d", p, share)
+	}
 	// Removing a running node: it leaves and exits, the others see it left,
 	// and writes go on among the rest.
 	run("remove", "n4")
@@ -765,6 +777,18 @@ func TestLocalClusterCommand(t *testing.T) {
 	if err := c1.Ping(ctx).Err(); err == nil {
 		t.Fatal("n1 still answers after cluster down")
 	}
+}
+
+// infoProcs returns the procs field of a node's INFO server.
+func infoProcs(t *testing.T, c *redis.Client) int {
+	t.Helper()
+	info := c.Info(context.Background(), "server").Val()
+	m := regexp.MustCompile(`(?m)^procs:(\d+)\r?$`).FindStringSubmatch(info)
+	if m == nil {
+		t.Fatalf("no procs in INFO server:\n%s", info)
+	}
+	p, _ := strconv.Atoi(m[1])
+	return p
 }
 
 // clusterStatusJSON is what `rumor cluster status --json` prints.
@@ -810,7 +834,7 @@ func TestClusterFaults(t *testing.T) {
 	}
 	t.Cleanup(func() { exec.Command(binary, "cluster", "down", "--dir", dir).Run() })
 	if out, err := exec.Command(binary, "cluster", "up", "--dir", dir, "--base-port", fmt.Sprint(base), "--nodes", "3",
-		"--node-arg=--request-timeout=1s").CombinedOutput(); err != nil {
+		"--procs", "3", "--node-arg=--request-timeout=1s", "--node-arg=--procs=2").CombinedOutput(); err != nil {
 		t.Fatalf("cluster up: %v\n%s", err, out)
 	}
 	client := func(i int) *redis.Client {
@@ -820,6 +844,9 @@ func TestClusterFaults(t *testing.T) {
 	}
 	c1, c2 := client(1), client(2)
 	ctx := context.Background()
+	if p := infoProcs(t, c2); p != 2 {
+		t.Errorf("n2 runs with procs:%d; a --node-arg=--procs=2 must win over cluster up --procs 3", p)
+	}
 
 	for _, tc := range []struct{ args, want string }{
 		{"partition", "name the groups"},

@@ -9,6 +9,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"runtime"
 	"strconv"
 	"strings"
 	"syscall"
@@ -79,6 +80,7 @@ func nodeCommand() *cli.Command {
 			&cli.StringFlag{Name: "max-request", EnvVars: env("max-request"), Value: "64mb", Usage: "largest total size of one command's arguments"},
 			&cli.DurationFlag{Name: "idle-timeout", EnvVars: env("idle-timeout"), Value: 5 * time.Minute, Usage: "close client connections idle this long; 0 never closes them"},
 			&cli.IntFlag{Name: "max-clients", EnvVars: env("max-clients"), Value: 10000, Usage: "most client connections at once"},
+			&cli.IntFlag{Name: "procs", EnvVars: env("procs"), Usage: "how many threads may run the node's Go code at once (GOMAXPROCS); 0: the Go runtime's choice, one per CPU the process may use. Fewer than the CPUs leaves the rest to what shares the machine: `rumor cluster up` gives each of its nodes a share"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: env("pprof"), Usage: "serve Go's profiler under /debug/pprof/ on the HTTP address (for performance work; do not expose)"},
 			&cli.BoolFlag{Name: "allow-faults", EnvVars: env("allow-faults"), Usage: "take fault injection through PUT /faults: black-hole or delay gossip and peer traffic with named nodes (for partition tests, as `rumor cluster partition` does; do not use in production)"},
 			&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info", Usage: "debug, info, warn or error"},
@@ -91,6 +93,13 @@ func runNode(c *cli.Context) error {
 	cfg, err := nodeConfig(c)
 	if err != nil {
 		return err
+	}
+	procs, err := nodeProcs(c)
+	if err != nil {
+		return err
+	}
+	if procs > 0 {
+		runtime.GOMAXPROCS(procs)
 	}
 	logger := cfg.Logger
 	n, err := node.Start(cfg)
@@ -117,6 +126,18 @@ func runNode(c *cli.Context) error {
 		os.Exit(130)
 	}()
 	return n.Close()
+}
+
+// maxProcs bounds --procs: more threads than this only add scheduling.
+const maxProcs = 1024
+
+// nodeProcs returns --procs, checked: 0 leaves GOMAXPROCS to the runtime.
+func nodeProcs(c *cli.Context) (int, error) {
+	p := c.Int("procs")
+	if p < 0 || p > maxProcs {
+		return 0, fmt.Errorf("--procs must be between 0 (the runtime's choice) and %d, not %d", maxProcs, p)
+	}
+	return p, nil
 }
 
 // nodeConfig turns rumor node's flags into the node's configuration.
