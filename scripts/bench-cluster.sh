@@ -9,7 +9,10 @@
 #
 # Environment: RUMOR (./bin/rumor), N (200000), C (50), P (1), OUT
 # (bench-cluster-results.md), ONLY=durable|fast, NODE_ARGS (more flags for
-# every node, space-separated, e.g. --sync-window=300us). Needs redis-server and
+# every node, space-separated, e.g. --sync-window=300us), ROUNDS (3: redis
+# and the cluster, both up, take turns test by test this many times, the
+# order swapped every round; the report shows the round with the median
+# ratio, and every round's ratio). Needs redis-server and
 # redis-benchmark (make bench-deps) and a built binary (make build).
 set -euo pipefail
 # shellcheck source=scripts/benchlib.sh
@@ -21,6 +24,8 @@ C=${C:-50}
 P=${P:-1} # requests each client pipelines (redis-benchmark -P)
 OUT=${OUT:-bench-cluster-results.md}
 ONLY=${ONLY:-}
+ROUNDS=${ROUNDS:-3}
+case $ROUNDS in '' | *[!0-9]* | 0) echo "bench-cluster.sh: ROUNDS must be a positive integer (got '$ROUNDS')" >&2; exit 1 ;; esac
 
 for tool in redis-server redis-benchmark redis-cli python3; do
   command -v "$tool" >/dev/null || { echo "bench-cluster.sh: $tool is missing (make bench-deps)" >&2; exit 1; }
@@ -73,17 +78,17 @@ wait_pong() {
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
-# bench PORT PID... -> a CSV row of redis-benchmark per test, one test at a
-# time, each with four more columns: the CPU time (user + system) the PIDs
+# bench TEST PORT PID... -> a CSV row of redis-benchmark for TEST (set, get
+# or incr), with four more columns: the CPU time (user + system) the PIDs
 # used per request in microseconds, in all (9) and each (10, "a/b/c"); how
 # busy the machine's CPUs were, in percent (11); and the server's own p99
 # in ms (12: with HPORT set, rumor's histogram bucket for arrival to reply
 # on the node benchmarked, else redis's INFO latencystats). CPU per request
 # barely moves when other work shares the machine, unlike rps.
 bench() {
-  local port=$1 t p row m0 b0 inp99
-  shift
-  for t in set get incr; do
+  local t=$1 port=$2 p row m0 b0 inp99
+  shift 2
+  {
     local before=() each=() total=0 i=0
     if [ -n "${HPORT:-}" ]; then
       rumor_buckets "$HPORT" "$t" >"$TMP/buckets0"
@@ -108,11 +113,7 @@ bench() {
       inp99=$(redis_p99 "$port" "$t")
     fi
     echo "$row,$total,$(IFS=/; echo "${each[*]}"),$b0,$inp99"
-    if [ "$t" = set ] && [ -n "${AGREE_PORTS:-}" ]; then
-      # shellcheck disable=SC2086 # a list of ports
-      agree $AGREE_PORTS >"$AGREE_OUT"
-    fi
-  done
+  }
 }
 
 # agree PORT... -> "A of S": of S keys sampled from redis-benchmark's
@@ -177,7 +178,7 @@ report ""
 report "- $(date -u), $(nproc) cores, $(redis-server --version | cut -d' ' -f1-3), load average $(cut -d' ' -f1-3 /proc/loadavg)"
 report "- cluster: 3 nodes, N=3 R=2 W=2, benchmark against n1: redis-benchmark -t set,get,incr -n $N -c $C -P $P -r 100000"
 report "- node flags besides --sync: ${NODE_ARGS:-none}"
-report "- the machine is shared and noisy: compare the ratios, measured back to back in one run"
+report "- the machine is shared and noisy: compare the ratios, measured in one run with the servers taking turns ($ROUNDS rounds)"
 
 for pairing in durable fast; do
   [ -n "$ONLY" ] && [ "$ONLY" != "$pairing" ] && continue
@@ -187,19 +188,35 @@ for pairing in durable fast; do
   redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save '' --dir "$TMP/redis-$pairing" >/dev/null &
   REDIS_PID=$!
   wait_pong "$rport"
-  redis_csv=$(bench "$rport" "$REDIS_PID")
-  kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""
 
   base=$(free_base)
   rm -rf "$TMP/cluster"
   extra=()
   for a in ${NODE_ARGS:-}; do extra+=("--node-arg=$a"); done
   "$RUMOR" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$base" --node-arg="$nodearg" "${extra[@]}" >/dev/null
-  AGREE_PORTS="$base $((base + 1)) $((base + 2))" AGREE_OUT="$TMP/agree-$pairing"
-  HPORT=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][0]["http_addr"].rsplit(":", 1)[1])' "$TMP/cluster/cluster.json")
-  # shellcheck disable=SC2046 # the PIDs, one word each
-  rumor_csv=$(bench "$base" $(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json"))
-  AGREE_PORTS="" HPORT=""
+  hport=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][0]["http_addr"].rsplit(":", 1)[1])' "$TMP/cluster/cluster.json")
+  pids=$(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json")
+  # Both up, taking turns test by test, the order swapped every round:
+  # what else loads the machine weighs on both alike.
+  for round in $(seq "$ROUNDS"); do
+    : >"$TMP/redis-$round.csv"
+    : >"$TMP/rumor-$round.csv"
+    for t in set get incr; do
+      for server in redis rumor; do
+        [ $((round % 2)) = 0 ] && server=$([ "$server" = redis ] && echo rumor || echo redis)
+        echo "bench-cluster.sh: $pairing round $round/$ROUNDS: $t against $server" >&2
+        if [ "$server" = redis ]; then
+          HPORT="" bench "$t" "$rport" "$REDIS_PID" >>"$TMP/redis-$round.csv"
+        else
+          # shellcheck disable=SC2086 # the PIDs, one word each
+          HPORT=$hport bench "$t" "$base" $pids >>"$TMP/rumor-$round.csv"
+          if [ "$t" = set ] && [ "$round" = 1 ]; then
+            agree "$base" $((base + 1)) $((base + 2)) >"$TMP/agree-$pairing"
+          fi
+        fi
+      done
+    done
+  done
   mem=$(python3 - "$TMP/cluster/cluster.json" <<'PY'
 import json, sys
 rows = []
@@ -210,19 +227,40 @@ print(", ".join(rows))
 PY
 )
   "$RUMOR" cluster down --dir "$TMP/cluster" >/dev/null
+  kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""
+
+  # For each test, the round with the median rumor/redis ratio gives every
+  # figure shown (the lower middle one for an even count of rounds).
+  redis_csv="" rumor_csv=""
+  declare -A each_round=()
+  for t in SET GET INCR; do
+    pick=$(for round in $(seq "$ROUNDS"); do
+      echo "$round $(field "$(cat "$TMP/rumor-$round.csv")" "$t" 2) $(field "$(cat "$TMP/redis-$round.csv")" "$t" 2)"
+    done | python3 -c '
+import sys
+rows = [l.split() for l in sys.stdin if l.strip()]
+ratios = [(float(u) / float(r), int(n)) for n, u, r in rows]
+print(sorted(ratios)[(len(ratios) - 1) // 2][1], " ".join(f"{x:.2f}" for x, _ in sorted(ratios, key=lambda p: p[1])))')
+    best=${pick%% *}
+    each_round[$t]=${pick#* }
+    redis_csv+=$(grep -i "^$t," "$TMP/redis-$best.csv")$'\n'
+    rumor_csv+=$(grep -i "^$t," "$TMP/rumor-$best.csv")$'\n'
+  done
 
   report ""
   report "## $pairing: rumor cluster $nodearg vs redis appendfsync $fsync"
   report ""
-  report "| op | redis rps | rumor rps | rumor/redis | goal | redis p99 ms | rumor p99 ms (goal < 3) | redis CPU µs/req | rumor CPU µs/req, all nodes (n1/n2/n3) |"
-  report "|---|---:|---:|---:|---|---:|---:|---:|---:|"
+  report "Each test ran $ROUNDS times against each, taking turns; the figures are the round with the median rumor/redis ratio, and the last column lists every round's ratio."
+  report ""
+  report "| op | redis rps | rumor rps | rumor/redis | goal | redis p99 ms | rumor p99 ms (goal < 3) | redis CPU µs/req | rumor CPU µs/req, all nodes (n1/n2/n3) | rumor/redis, each round |"
+  report "|---|---:|---:|---:|---|---:|---:|---:|---:|---|"
   for t in SET GET INCR; do
     goal=$(goal_of "$t")
     rr=$(field "$redis_csv" "$t" 2); ur=$(field "$rumor_csv" "$t" 2)
     rp=$(field "$redis_csv" "$t" 7); up=$(field "$rumor_csv" "$t" 7)
     ratio=$(python3 -c "print(f'{float($ur)/float($rr):.2f}')")
     met=$(python3 -c "print('met' if float($ur)/float($rr) >= $goal and float($up) < 3 else 'missed')")
-    report "| $t | $rr | $ur | $ratio | >= $goal: $met | $rp | $up | $(field "$redis_csv" "$t" 9) | $(field "$rumor_csv" "$t" 9) ($(field "$rumor_csv" "$t" 10)) |"
+    report "| $t | $rr | $ur | $ratio | >= $goal: $met | $rp | $up | $(field "$redis_csv" "$t" 9) | $(field "$rumor_csv" "$t" 9) ($(field "$rumor_csv" "$t" 10)) | ${each_round[$t]} |"
   done
   report ""
   report "How busy the $(nproc) CPUs were during each test, and each server's own p99 (n1's, from a request's arrival to its reply, as the histogram bucket that holds it; redis's command execution, INFO latencystats):"

@@ -9,6 +9,8 @@
 #   N            requests per redis-benchmark test         (default 200000)
 #   C            redis-benchmark parallel clients          (default 50)
 #   P            requests each client pipelines (-P)       (default 1, as the issue's command)
+#   ROUNDS       rounds of each test per server; redis and rumor take turns,
+#                and the report shows the round with the median ratio (default 3)
 #   KEYS         distinct keys loaded for the memory test  (default 1000000)
 #   CACHE        rumor --cache-size                        (default 64MB)
 #   ONLY         durable | fast: run just that pairing     (default: both)
@@ -20,7 +22,7 @@
 #
 # Examples:
 #   scripts/bench.sh
-#   N=20000 KEYS=100000 scripts/bench.sh
+#   N=20000 KEYS=100000 ROUNDS=1 scripts/bench.sh
 #   ONLY=fast SKIP_MEMORY=1 RUMOR=/path/to/rumor scripts/bench.sh
 set -euo pipefail
 # shellcheck source=scripts/benchlib.sh
@@ -30,6 +32,7 @@ RUMOR=${RUMOR:-./bin/rumor}
 N=${N:-200000}
 C=${C:-50}
 P=${P:-1}
+ROUNDS=${ROUNDS:-3}
 KEYS=${KEYS:-1000000}
 CACHE=${CACHE:-64MB}
 ONLY=${ONLY:-}
@@ -61,6 +64,7 @@ is_uint() { [[ $1 =~ ^[0-9]+$ && $1 -gt 0 ]]; }
 is_uint "$N" || die "N must be a positive integer (got '$N')"
 is_uint "$C" || die "C must be a positive integer (got '$C')"
 is_uint "$P" || die "P must be a positive integer (got '$P')"
+is_uint "$ROUNDS" || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 is_uint "$KEYS" || die "KEYS must be a positive integer (got '$KEYS')"
 is_uint "$SAMPLE" || die "SAMPLE must be a positive integer (got '$SAMPLE')"
 case $ONLY in
@@ -286,104 +290,140 @@ cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 readonly CLK_TCK
 
-# bench_one PAIRING SERVER PORT PID: one redis-benchmark run per test, so that
-# the server's CPU time per request (from /proc/PID/stat, user + system) is
-# measured for each: unlike requests per second, it barely moves when other
-# work shares the machine, so it compares servers across noisy runs.
-# Each test also records how busy the whole machine was (BUSY: all CPUs, in
-# percent) and the server's own view of its latency (INP99: from the arrival
-# of a request to its reply; rumor's histogram buckets, redis's
-# latencystats, which times the command alone): a client p99 far above the
-# server's, with the CPUs busy, is time spent waiting for a CPU.
+# bench_one PAIRING SERVER PORT PID HPORT TEST ROUND: one redis-benchmark run
+# of TEST, so that the server's CPU time per request (from /proc/PID/stat,
+# user + system) is measured for each: unlike requests per second, it barely
+# moves when other work shares the machine, so it compares servers across
+# noisy runs. Each run also records how busy the whole machine was (BUSY:
+# all CPUs, in percent) and the server's own view of its latency (INP99:
+# from the arrival of a request to its reply; rumor's histogram buckets,
+# redis's latencystats, which times the command alone): a client p99 far
+# above the server's, with the CPUs busy, is time spent waiting for a CPU.
+# Results go under the key PAIRING,SERVER,TEST,ROUND.
 bench_one() {
-  local pairing=$1 server=$2 port=$3 pid=$4 hport=${5:-} csv t T rps p99 c0 c1 m0 m1
-  for t in "${TESTS[@]}"; do
-    csv="$TMP/$pairing-$server-$t.csv"
-    local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -t "${t,,}" -n "$N" -c "$C" -P "$P" -r "$KEYSPACE" --csv)
-    record_cmd "${cmd[@]}"
-    log "$pairing/$server: ${cmd[*]}"
-    if [[ $server == rumor ]]; then
-      rumor_buckets "$hport" "${t,,}" >"$csv.b0" || true
-    else
-      timeout 5 redis-cli -h 127.0.0.1 -p "$port" CONFIG RESETSTAT >/dev/null 2>&1 || true
-    fi
-    m0=$(machine_ticks)
-    c0=$(cpu_ticks "$pid")
-    if ! run_tracked /dev/null "$csv" "$csv.err" timeout "$BENCH_TIMEOUT" "${cmd[@]}"; then
-      cat "$csv" "$csv.err" >&2 || true
-      die "$pairing/$server: redis-benchmark failed or timed out after ${BENCH_TIMEOUT}s"
-    fi
-    alive "$pid" || die "$pairing/$server: server died during the benchmark"
-    c1=$(cpu_ticks "$pid")
-    m1=$(machine_ticks)
-    BUSY[$pairing,$server,$t]=$(busy_percent "$m0" "$m1")
-    if [[ $server == rumor ]]; then
-      rumor_buckets "$hport" "${t,,}" >"$csv.b1" || true
-      INP99[$pairing,$server,$t]=$(bucket_p99 "$csv.b0" "$csv.b1")
-    else
-      INP99[$pairing,$server,$t]=$(redis_p99 "$port" "${t,,}")
-    fi
-    CPU[$pairing,$server,$t]=$(awk -v d="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.1f", d / hz / n * 1e6 }')
-    {
-      printf '%s/%s %s:\n\n```\n' "$pairing" "$server" "$t"
-      cat "$csv"
-      printf '```\n\n'
-    } >>"$RAW"
-    # Redis 7 --csv: header "test","rps",...,"p99_latency_ms",...; older versions: "TEST","rps" rows, no header.
-    while read -r T rps p99; do
-      [[ $T == "$t" ]] || continue
-      RPS[$pairing,$server,$t]=$rps
-      P99[$pairing,$server,$t]=$p99
-    done < <(awk -F',' '
-      { gsub(/"/, ""); gsub(/\r/, "") }
-      tolower($1) == "test" {
-        for (i = 1; i <= NF; i++) { if ($i == "rps") r = i; if ($i == "p99_latency_ms") p = i }
-        next
-      }
-      NF >= 2 && $1 ~ /^[A-Za-z]/ {
-        if (!r) r = 2
-        split($1, name, " ")
-        print toupper(name[1]), $r, (p ? $p : "n/a")
-      }' "$csv")
-    if [[ ! ${RPS[$pairing,$server,$t]:-} =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
-      cat "$csv" "$csv.err" >&2 || true
-      die "$pairing/$server: could not parse the $t result from redis-benchmark --csv output"
-    fi
-  done
-  log "$pairing/$server: SET ${RPS[$pairing,$server,SET]} GET ${RPS[$pairing,$server,GET]} INCR ${RPS[$pairing,$server,INCR]} rps;" \
-    "CPU ${CPU[$pairing,$server,SET]} ${CPU[$pairing,$server,GET]} ${CPU[$pairing,$server,INCR]} us/request"
+  local pairing=$1 server=$2 port=$3 pid=$4 hport=$5 t=$6 round=$7 csv T rps p99 c0 c1 m0 m1 k
+  k="$pairing,$server,$t,$round"
+  csv="$TMP/$pairing-$server-$t-$round.csv"
+  local cmd=(redis-benchmark -h 127.0.0.1 -p "$port" -t "${t,,}" -n "$N" -c "$C" -P "$P" -r "$KEYSPACE" --csv)
+  ((round == 1)) && record_cmd "${cmd[@]}"
+  log "$pairing/$server round $round/$ROUNDS: ${cmd[*]}"
+  if [[ $server == rumor ]]; then
+    rumor_buckets "$hport" "${t,,}" >"$csv.b0" || true
+  else
+    timeout 5 redis-cli -h 127.0.0.1 -p "$port" CONFIG RESETSTAT >/dev/null 2>&1 || true
+  fi
+  m0=$(machine_ticks)
+  c0=$(cpu_ticks "$pid")
+  if ! run_tracked /dev/null "$csv" "$csv.err" timeout "$BENCH_TIMEOUT" "${cmd[@]}"; then
+    cat "$csv" "$csv.err" >&2 || true
+    die "$pairing/$server: redis-benchmark failed or timed out after ${BENCH_TIMEOUT}s"
+  fi
+  alive "$pid" || die "$pairing/$server: server died during the benchmark"
+  c1=$(cpu_ticks "$pid")
+  m1=$(machine_ticks)
+  BUSY[$k]=$(busy_percent "$m0" "$m1")
+  if [[ $server == rumor ]]; then
+    rumor_buckets "$hport" "${t,,}" >"$csv.b1" || true
+    INP99[$k]=$(bucket_p99 "$csv.b0" "$csv.b1")
+  else
+    INP99[$k]=$(redis_p99 "$port" "${t,,}")
+  fi
+  CPU[$k]=$(awk -v d="$((c1 - c0))" -v hz="$CLK_TCK" -v n="$N" 'BEGIN { printf "%.1f", d / hz / n * 1e6 }')
+  {
+    printf '%s/%s %s, round %d:\n\n```\n' "$pairing" "$server" "$t" "$round"
+    cat "$csv"
+    printf '```\n\n'
+  } >>"$RAW"
+  # Redis 7 --csv: header "test","rps",...,"p99_latency_ms",...; older versions: "TEST","rps" rows, no header.
+  while read -r T rps p99; do
+    [[ $T == "$t" ]] || continue
+    RPS[$k]=$rps
+    P99[$k]=$p99
+  done < <(awk -F',' '
+    { gsub(/"/, ""); gsub(/\r/, "") }
+    tolower($1) == "test" {
+      for (i = 1; i <= NF; i++) { if ($i == "rps") r = i; if ($i == "p99_latency_ms") p = i }
+      next
+    }
+    NF >= 2 && $1 ~ /^[A-Za-z]/ {
+      if (!r) r = 2
+      split($1, name, " ")
+      print toupper(name[1]), $r, (p ? $p : "n/a")
+    }' "$csv")
+  if [[ ! ${RPS[$k]:-} =~ ^[0-9]+(\.[0-9]+)?$ ]]; then
+    cat "$csv" "$csv.err" >&2 || true
+    die "$pairing/$server: could not parse the $t result from redis-benchmark --csv output"
+  fi
+  log "$pairing/$server round $round: $t ${RPS[$k]} rps, p99 ${P99[$k]} ms, CPU ${CPU[$k]} us/request"
 }
 
-# run_pairing NAME RUMOR_SYNC REDIS_APPENDFSYNC
+declare -A ROUND_RATIOS=()
+
+# pick_median PAIRING: for each test, the round whose rumor/redis ratio is
+# the median of the rounds' (the lower middle one for an even count) gives
+# the figures the report shows, all from that one round; ROUND_RATIOS keeps
+# every round's ratio, in round order.
+pick_median() {
+  local pairing=$1 t r best s
+  for t in "${TESTS[@]}"; do
+    local list=""
+    for ((r = 1; r <= ROUNDS; r++)); do
+      list+="$r $(awk -v a="${RPS[$pairing,rumor,$t,$r]}" -v b="${RPS[$pairing,redis,$t,$r]}" 'BEGIN { printf "%.4f", (b > 0 ? a / b : 0) }')"$'\n'
+    done
+    best=$(printf '%s' "$list" | sort -k2,2g | awk -v n="$ROUNDS" 'NR == int((n + 1) / 2) { print $1 }')
+    ROUND_RATIOS[$pairing,$t]=$(printf '%s' "$list" | awk '{ printf "%s%.2f", (NR > 1 ? " " : ""), $2 }')
+    for s in redis rumor; do
+      RPS[$pairing,$s,$t]=${RPS[$pairing,$s,$t,$best]}
+      P99[$pairing,$s,$t]=${P99[$pairing,$s,$t,$best]}
+      CPU[$pairing,$s,$t]=${CPU[$pairing,$s,$t,$best]}
+      BUSY[$pairing,$s,$t]=${BUSY[$pairing,$s,$t,$best]}
+      INP99[$pairing,$s,$t]=${INP99[$pairing,$s,$t,$best]}
+    done
+  done
+}
+
+# run_pairing NAME RUMOR_SYNC REDIS_APPENDFSYNC: both servers up at once, and
+# each test run on one and then the other, ROUNDS times, the order swapped
+# every round: what else loads the machine then weighs on both alike.
 run_pairing() {
-  local pairing=$1 sync=$2 fsync=$3 port hport dir pid
+  local pairing=$1 sync=$2 fsync=$3 rport rpid uport hport upid rdir udir round t
   printf '\n### %s\n\n' "$pairing" >>"$CMDS"
   printf '```\n' >>"$CMDS"
 
-  # redis first
-  free_port port
-  dir="$TMP/$pairing-redis"
-  mkdir -p "$dir"
-  start_bg "$dir.log" redis-server --port "$port" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save "" --dir "$dir"
-  pid=$LAST_PID
-  wait_ready "redis ($pairing)" "$port" "$pid" "$dir.log"
-  sanity "redis ($pairing)" "$port"
-  bench_one "$pairing" redis "$port" "$pid"
-  stop_server "redis ($pairing)" "$pid"
-  STOPPED[$pairing,redis]=$STOP_NOTE
+  free_port rport
+  rdir="$TMP/$pairing-redis"
+  mkdir -p "$rdir"
+  start_bg "$rdir.log" redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save "" --dir "$rdir"
+  rpid=$LAST_PID
+  wait_ready "redis ($pairing)" "$rport" "$rpid" "$rdir.log"
+  sanity "redis ($pairing)" "$rport"
 
-  # then rumor, same parameters
-  free_port port
+  free_port uport
   free_port hport
-  dir="$TMP/$pairing-rumor"
-  mkdir -p "$dir"
-  start_bg "$dir.log" "$RUMOR" node --name bench --data-dir "$dir" --client-addr "127.0.0.1:$port" \
+  udir="$TMP/$pairing-rumor"
+  mkdir -p "$udir"
+  start_bg "$udir.log" "$RUMOR" node --name bench --data-dir "$udir" --client-addr "127.0.0.1:$uport" \
     --http-addr "127.0.0.1:$hport" --sync="$sync" --cache-size "$CACHE"
-  pid=$LAST_PID
-  wait_ready "rumor ($pairing)" "$port" "$pid" "$dir.log"
-  sanity "rumor ($pairing)" "$port"
-  bench_one "$pairing" rumor "$port" "$pid" "$hport"
-  stop_server "rumor ($pairing)" "$pid"
+  upid=$LAST_PID
+  wait_ready "rumor ($pairing)" "$uport" "$upid" "$udir.log"
+  sanity "rumor ($pairing)" "$uport"
+
+  for ((round = 1; round <= ROUNDS; round++)); do
+    for t in "${TESTS[@]}"; do
+      if ((round % 2 == 1)); then
+        bench_one "$pairing" redis "$rport" "$rpid" "" "$t" "$round"
+        bench_one "$pairing" rumor "$uport" "$upid" "$hport" "$t" "$round"
+      else
+        bench_one "$pairing" rumor "$uport" "$upid" "$hport" "$t" "$round"
+        bench_one "$pairing" redis "$rport" "$rpid" "" "$t" "$round"
+      fi
+    done
+  done
+  pick_median "$pairing"
+
+  stop_server "redis ($pairing)" "$rpid"
+  STOPPED[$pairing,redis]=$STOP_NOTE
+  stop_server "rumor ($pairing)" "$upid"
   STOPPED[$pairing,rumor]=$STOP_NOTE
 
   printf '```\n' >>"$CMDS"
@@ -396,8 +436,9 @@ GOALS_TOTAL=0
 pairing_table() {
   local pairing=$1 title=$2 t rr ur rp up ratio ok
   rep "## $title" ""
-  rep "| op | redis rps | rumor rps | rumor/redis | redis p99 (ms) | rumor p99 (ms) | goal (ratio >= $RATIO_GOAL, rumor p99 < $P99_GOAL_MS ms) | redis CPU µs/req | rumor CPU µs/req |"
-  rep "|---|---:|---:|---:|---:|---:|---|---:|---:|"
+  rep "Each test ran $ROUNDS times on each server, taking turns; the figures are the round with the median rumor/redis ratio, and the last column lists every round's ratio." ""
+  rep "| op | redis rps | rumor rps | rumor/redis | redis p99 (ms) | rumor p99 (ms) | goal (ratio >= $RATIO_GOAL, rumor p99 < $P99_GOAL_MS ms) | redis CPU µs/req | rumor CPU µs/req | rumor/redis, each round |"
+  rep "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"
   for t in "${TESTS[@]}"; do
     rr=${RPS[$pairing,redis,$t]}
     ur=${RPS[$pairing,rumor,$t]}
@@ -408,7 +449,7 @@ pairing_table() {
       'BEGIN { print ((r != "n/a" && p != "n/a" && r + 0 >= rg && p + 0 < pg) ? "met" : "**missed**") }')
     GOALS_TOTAL=$((GOALS_TOTAL + 1))
     [[ $ok == met ]] && GOALS_MET=$((GOALS_MET + 1))
-    rep "| $t | $(fmt_rps "$rr") | $(fmt_rps "$ur") | $ratio | $rp | $up | $ok | ${CPU[$pairing,redis,$t]} | ${CPU[$pairing,rumor,$t]} |"
+    rep "| $t | $(fmt_rps "$rr") | $(fmt_rps "$ur") | $ratio | $rp | $up | $ok | ${CPU[$pairing,redis,$t]} | ${CPU[$pairing,rumor,$t]} | ${ROUND_RATIOS[$pairing,$t]} |"
   done
   rep ""
   rep "Where the client's p99 comes from: how busy the machine's $(nproc) CPUs were during each test, and each server's own p99" \
@@ -615,8 +656,8 @@ rep "- load average (1/5/15 min): $LOAD_START at start, $LOAD_END at end"
 rep "- parameters: N=$N requests per test, C=$C clients, P=$P pipelined, -r $KEYSPACE random keys, CACHE=$CACHE, KEYS=$KEYS, pairings: ${PAIRINGS[*]}, memory: $([[ $SKIP_MEMORY == 1 ]] && echo skipped || echo yes)"
 rep ""
 rep "> **Note:** this machine is shared and noisy (other builds/tests may be running; $(nproc) CPUs shared by client and server)."
-rep "> Both servers ran back to back in the same run with the same parameters (redis first, then rumor), so compare the"
-rep "> ratios rather than the absolute numbers, and re-run before drawing conclusions from small differences."
+rep "> Both servers ran in the same run with the same parameters, taking turns test by test ($ROUNDS rounds), so compare the"
+rep "> ratios rather than the absolute numbers, and look at every round's ratio before drawing conclusions from small differences."
 if awk -v a="${LOAD_START%% *}" -v b="${LOAD_END%% *}" -v n="$(nproc)" 'BEGIN { exit !(a + 0 > n || b + 0 > n) }'; then
   rep "> **Warning:** the 1-minute load average exceeded nproc ($(nproc)) during this run; other work competed for the CPUs and these numbers are unreliable."
 fi
@@ -645,7 +686,7 @@ rep "## summary" ""
 rep "Goals met: $GOALS_MET of $GOALS_TOTAL (throughput ratio >= $RATIO_GOAL with rumor p99 < $P99_GOAL_MS ms per operation; rumor memory < $MEM_GOAL_MB MB)." ""
 
 rep "## exact commands" ""
-rep "Each server was started, waited for with \`redis-cli -p PORT PING\`, sanity-checked (SET/GET/INCR), benchmarked, then stopped with SIGTERM."
+rep "Each server was started, waited for with \`redis-cli -p PORT PING\`, sanity-checked (SET/GET/INCR), benchmarked (each command below ran $ROUNDS times, the servers taking turns), then stopped with SIGTERM."
 cat "$CMDS" >>"$REPORT"
 rep ""
 if [[ -s $RAW ]]; then
