@@ -12,6 +12,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rumor-kv/rumor/gossip"
 	"github.com/rumor-kv/rumor/wire"
 )
@@ -54,10 +55,36 @@ type peerTransport struct {
 	faults    *Faults       // nil: none
 	closed    chan struct{} // ends calls held by a fault
 	closeOnce sync.Once
+	calls     *prometheus.HistogramVec // the calls' latency, by peer and method
 }
 
 func newPeerTransport(faults *Faults) *peerTransport {
-	return &peerTransport{addrs: map[string]string{}, clients: map[string]*wire.PeerClient{}, faults: faults, closed: make(chan struct{})}
+	return &peerTransport{addrs: map[string]string{}, clients: map[string]*wire.PeerClient{}, faults: faults, closed: make(chan struct{}),
+		calls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
+			Name:    "rumor_peer_call_duration_seconds",
+			Help:    "This node's calls to other nodes, from sending to the outcome (a reply, the peer's error, a broken connection or the deadline), by peer and method.",
+			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 17), // 25µs .. 1.6s
+		}, []string{"peer", "method"})}
+}
+
+// peerMethods are the methods a node calls on its peers (HandlePeer).
+var peerMethods = []string{"ping", "get", "merge", "hint", "put", "del", "incr"}
+
+// observer returns what a client of peer reports each call's latency to:
+// the histograms of peerMethods looked up once, not per call.
+func (t *peerTransport) observer(peer string) func(method string, took time.Duration, err error) {
+	peer = strings.ToValidUTF8(peer, "\uFFFD") // a label value must be UTF-8
+	known := make(map[string]prometheus.Observer, len(peerMethods))
+	for _, m := range peerMethods {
+		known[m] = t.calls.WithLabelValues(peer, m)
+	}
+	return func(method string, took time.Duration, _ error) {
+		o, ok := known[method]
+		if !ok {
+			o = t.calls.WithLabelValues(peer, strings.ToValidUTF8(method, "\uFFFD"))
+		}
+		o.Observe(took.Seconds())
+	}
 }
 
 func (t *peerTransport) update(members []gossip.Member) {
@@ -84,7 +111,7 @@ func (t *peerTransport) client(to string) (*wire.PeerClient, error) {
 	if !ok || addr == "" {
 		return nil, fmt.Errorf("%w: %w: %s has no known peer address", wire.ErrPeerUnavailable, wire.ErrNotSent, to)
 	}
-	c := wire.NewPeerClient(addr, wire.PeerClientConfig{})
+	c := wire.NewPeerClient(addr, wire.PeerClientConfig{Observe: t.observer(to)})
 	t.clients[to] = c
 	return c, nil
 }
@@ -174,6 +201,9 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 		return err
 	}
 	if err := n.registry.Register(faultsCollector{n}); err != nil {
+		return err
+	}
+	if err := n.registry.Register(cs.tr.calls); err != nil {
 		return err
 	}
 	peerAddr := cc.PeerAddr

@@ -335,3 +335,51 @@ func TestInfoShowsThisNodesShareOfReplicas(t *testing.T) {
 		}
 	}
 }
+
+// TestPeerCallLatencyIsMeasured: a node's calls to its peers show in
+// /metrics as rumor_peer_call_duration_seconds by peer and method: a
+// quorum write sends merges to both others, a read asks one of them.
+func TestPeerCallLatencyIsMeasured(t *testing.T) {
+	nodes := startClusterNodes(t, 3, false)
+	ctx := context.Background()
+	if err := nodes[0].Put(ctx, []byte("k"), []byte("v"), wireOpts()); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := nodes[0].Get(ctx, []byte("k")); err != nil {
+		t.Fatal(err)
+	}
+	count := func() map[string]uint64 {
+		mfs, err := nodes[0].registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		got := map[string]uint64{}
+		for _, mf := range mfs {
+			if mf.GetName() != "rumor_peer_call_duration_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				labels := map[string]string{}
+				for _, l := range m.GetLabel() {
+					labels[l.GetName()] = l.GetValue()
+				}
+				if h := m.GetHistogram(); h.GetSampleCount() > 0 {
+					if h.GetSampleSum() <= 0 {
+						t.Errorf("%v: %d calls took %v s in all", labels, h.GetSampleCount(), h.GetSampleSum())
+					}
+					got[labels["peer"]+"/"+labels["method"]] = h.GetSampleCount()
+				}
+			}
+		}
+		return got
+	}
+	// The copy to the replica beyond W may still be in flight.
+	testutil.Eventually(t, 10*time.Second, "merges to n2 and n3 counted", func() bool {
+		got := count()
+		return got["n2/merge"] >= 1 && got["n3/merge"] >= 1
+	})
+	got := count()
+	if got["n2/get"]+got["n3/get"] < 1 {
+		t.Errorf("a quorum read through n1 counted no get: %v", got)
+	}
+}

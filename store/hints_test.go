@@ -644,6 +644,48 @@ func TestHintsGauge(t *testing.T) {
 	}
 }
 
+// TestWALFsyncHistogram: with Sync, every update's fsync is counted in
+// rumor_store_wal_fsync_seconds, in seconds, with cumulative buckets.
+func TestWALFsyncHistogram(t *testing.T) {
+	s := open(t, Options{Sync: true})
+	for i := range 5 {
+		hset(t, s, 0, fmt.Sprint("k", i), "", "v")
+	}
+	reg := prometheus.NewPedanticRegistry()
+	if err := reg.Register(s.Collector()); err != nil {
+		t.Fatal(err)
+	}
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "rumor_store_wal_fsync_seconds" {
+			continue
+		}
+		h := mf.GetMetric()[0].GetHistogram()
+		if h.GetSampleCount() < 5 {
+			t.Fatalf("%d fsyncs counted after 5 synced updates", h.GetSampleCount())
+		}
+		if mean := h.GetSampleSum() / float64(h.GetSampleCount()); mean <= 0 || mean > 10 {
+			t.Fatalf("mean fsync %v s: not in seconds", mean)
+		}
+		var prev uint64
+		bs := h.GetBucket()
+		for _, b := range bs {
+			if b.GetCumulativeCount() < prev {
+				t.Fatalf("bucket le=%v holds %d, fewer than the bucket before it", b.GetUpperBound(), b.GetCumulativeCount())
+			}
+			prev = b.GetCumulativeCount()
+		}
+		if len(bs) < 10 || bs[0].GetUpperBound() != 100e-6 || bs[len(bs)-1].GetUpperBound() < 5 {
+			t.Fatalf("buckets from %v to %v (%d): want 100µs up to seconds", bs[0].GetUpperBound(), bs[len(bs)-1].GetUpperBound(), len(bs))
+		}
+		return
+	}
+	t.Fatal("no rumor_store_wal_fsync_seconds")
+}
+
 // TestAddHint: a replica records hints for other replicas on its own copy.
 // A new hint is counted and bounded like a hinted write's, a rewrite gets
 // a fresh Seq (so a delivery of the older one does not delete it), and bad

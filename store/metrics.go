@@ -4,6 +4,7 @@ import (
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 )
 
 // Collector exports pebble's figures for s, and the store's own, in
@@ -30,12 +31,13 @@ var (
 	descFilter     = prometheus.NewDesc("rumor_store_key_filter_bytes", "Bytes of the filter of held keys that spares writes to new keys a search of pebble.", nil, nil)
 	descFilterOn   = prometheus.NewDesc("rumor_store_key_filter_ready", "1 once the key filter has scanned the store's keys and answers lookups.", nil, nil)
 	descHints      = prometheus.NewDesc("rumor_store_hints", "Hint records: objects held for another node until handoff, by that node.", []string{"target"}, nil)
+	descFsync      = prometheus.NewDesc("rumor_store_wal_fsync_seconds", "Fsyncs of the write-ahead log, by how long each took (with --sync, a write waits for the one after it arrives).", nil, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDisk, descMemtable, descCacheSize, descCacheHits, descCacheMiss,
 		descWALBytes, descFlushes, descCompaction, descReadAmp, descTables,
-		descObjBytes, descObjEntries, descObjHits, descObjMisses, descFilter, descFilterOn, descHints} {
+		descObjBytes, descObjEntries, descObjHits, descObjMisses, descFilter, descFilterOn, descHints, descFsync} {
 		ch <- d
 	}
 }
@@ -71,6 +73,11 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	gauge(descFilterOn, ready)
+	if h := m.LogWriter.FsyncLatency; h != nil {
+		if f, err := fsyncHistogram(h); err == nil {
+			ch <- f
+		}
+	}
 	// A label value must be UTF-8; a target name need not be.
 	hints := map[string]int{}
 	for target, n := range c.s.Hints() {
@@ -79,6 +86,25 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	for target, n := range hints {
 		ch <- prometheus.MustNewConstMetric(descHints, prometheus.GaugeValue, float64(n), target)
 	}
+}
+
+// fsyncHistogram turns pebble's WAL fsync histogram (nanoseconds, 100
+// buckets: every 100 µs up to 5 ms, then exponential up to 10 s) into
+// seconds, keeping every bucket up to 1 ms and every fifth after: the
+// bounds kept are pebble's, so their counts are exact.
+func fsyncHistogram(h prometheus.Histogram) (prometheus.Metric, error) {
+	var m dto.Metric
+	if err := h.Write(&m); err != nil {
+		return nil, err
+	}
+	hist := m.GetHistogram()
+	buckets := map[float64]uint64{}
+	for i, b := range hist.GetBucket() {
+		if ub := b.GetUpperBound(); ub > 0 && (ub <= 1e6 || i%5 == 0) {
+			buckets[ub/1e9] = b.GetCumulativeCount()
+		}
+	}
+	return prometheus.NewConstHistogram(descFsync, hist.GetSampleCount(), hist.GetSampleSum()/1e9, buckets)
 }
 
 // CacheStats describes the object cache.

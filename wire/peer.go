@@ -319,6 +319,11 @@ type PeerClientConfig struct {
 	DialTimeout time.Duration
 	// Dial replaces net.Dial, for tests and fault injection.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Observe, if set, gets each call that was sent (or may have been):
+	// its method, the time from its start to its outcome, and its error
+	// (nil for a reply; a *PeerError for the peer's own error). It runs
+	// where the outcome is delivered, so it must be quick.
+	Observe func(method string, took time.Duration, err error)
 }
 
 // PeerClient calls one peer. Safe for concurrent use.
@@ -361,6 +366,9 @@ type peerCall struct {
 	ctx      context.Context
 	deadline time.Time
 	method   string
+	// A Go's call observed (PeerClientConfig.Observe) has these.
+	observe func(method string, took time.Duration, err error)
+	start   time.Time
 }
 
 // finish completes call, which its finisher has just taken out of the
@@ -370,6 +378,9 @@ func (call *peerCall) finish(res [][]byte, err error) {
 		call.res, call.err = res, err
 		close(call.done)
 		return
+	}
+	if call.observe != nil {
+		call.observe(call.method, time.Since(call.start), err)
 	}
 	call.cb(res, err)
 }
@@ -406,20 +417,30 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 	if err != nil {
 		return nil, err
 	}
+	var start time.Time
+	if p.cfg.Observe != nil {
+		start = time.Now()
+	}
 	call := &peerCall{id: id, req: appendPeerRequest(id, method, args), done: make(chan struct{})}
 	if err := pc.enqueue(ctx, call); err != nil {
 		return nil, err
 	}
 	select {
 	case <-call.done:
-		return call.res, call.err
 	case <-ctx.Done():
 		if pc.take(id) == nil { // finished meanwhile
 			<-call.done
-			return call.res, call.err
+			break
 		}
-		return nil, fmt.Errorf("wire: peer %s: %s: %w", p.addr, method, ctx.Err())
+		call.err = fmt.Errorf("wire: peer %s: %s: %w", p.addr, method, ctx.Err())
 	}
+	if p.cfg.Observe != nil {
+		p.cfg.Observe(method, time.Since(start), call.err)
+	}
+	if call.err != nil {
+		return nil, call.err
+	}
+	return call.res, nil
 }
 
 // Go is Call without the wait: it sends method(args) and returns, and
@@ -436,6 +457,9 @@ func (p *PeerClient) Go(ctx context.Context, method string, args [][]byte, done 
 		return
 	}
 	call := &peerCall{id: id, req: appendPeerRequest(id, method, args), cb: done, ctx: ctx, method: method}
+	if p.cfg.Observe != nil {
+		call.observe, call.start = p.cfg.Observe, time.Now()
+	}
 	var ok bool
 	if call.deadline, ok = ctx.Deadline(); !ok {
 		call.deadline = time.Now().Add(p.cfg.CallTimeout)

@@ -531,3 +531,69 @@ func TestPeerInlineCallsPassAWorkerCall(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// TestPeerClientObservesEachCall: Observe gets every call made with Call
+// and with Go once, with its method and outcome: a reply, the peer's
+// error, or the deadline of a call left unanswered (after the deadline).
+func TestPeerClientObservesEachCall(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	handler := func(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
+		switch method {
+		case "fail":
+			return nil, errors.New("no such thing")
+		case "hang":
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return args, nil
+	}
+	_, addr := startPeer(t, handler, "echo", "fail")
+	type seen struct {
+		method string
+		took   time.Duration
+		err    error
+	}
+	var mu sync.Mutex
+	var got []seen
+	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 10 * time.Second, Observe: func(method string, took time.Duration, err error) {
+		mu.Lock()
+		got = append(got, seen{method, took, err})
+		mu.Unlock()
+	}})
+	defer c.Close()
+	eachCaller(t, func(t *testing.T, call callFunc) {
+		mu.Lock()
+		got = nil
+		mu.Unlock()
+		if _, err := call(c, context.Background(), "echo", []byte("x")); err != nil {
+			t.Fatal(err)
+		}
+		var pe *PeerError
+		if _, err := call(c, context.Background(), "fail"); !errors.As(err, &pe) {
+			t.Fatalf("fail: %v", err)
+		}
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		_, err := call(c, ctx, "hang")
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Fatalf("hang: %v", err)
+		}
+		mu.Lock()
+		defer mu.Unlock()
+		if len(got) != 3 {
+			t.Fatalf("observed %+v, want the 3 calls", got)
+		}
+		if g := got[0]; g.method != "echo" || g.err != nil || g.took <= 0 {
+			t.Errorf("echo observed as %+v", g)
+		}
+		if g := got[1]; g.method != "fail" || !errors.As(g.err, &pe) {
+			t.Errorf("fail observed as %+v", g)
+		}
+		if g := got[2]; g.method != "hang" || !errors.Is(g.err, context.DeadlineExceeded) || g.took < 50*time.Millisecond {
+			t.Errorf("hang observed as %+v", g)
+		}
+	})
+}
