@@ -9,8 +9,8 @@
 #
 # Environment: RUMOR (./bin/rumor), N (200000), C (50), P (1), OUT
 # (bench-cluster-results.md), ONLY=durable|fast, NODE_ARGS (more flags for
-# every node, space-separated, e.g. --sync-window=300us), ROUNDS (3: redis
-# and the cluster, both up, take turns test by test this many times, the
+# every node, space-separated, e.g. --sync-window=300us), ROUNDS (3 rounds,
+# each on redis and a cluster started afresh, taking turns test by test, the
 # order swapped every round; the report shows the round with the median
 # ratio, and every round's ratio). Needs redis-server and
 # redis-benchmark (make bench-deps) and a built binary (make build).
@@ -183,22 +183,24 @@ report "- the machine is shared and noisy: compare the ratios, measured in one r
 for pairing in durable fast; do
   [ -n "$ONLY" ] && [ "$ONLY" != "$pairing" ] && continue
   if [ "$pairing" = durable ]; then fsync=always; nodearg=--sync=true; else fsync=everysec; nodearg=--sync=false; fi
-  rport=$(free_port)
-  mkdir -p "$TMP/redis-$pairing"
-  redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save '' --dir "$TMP/redis-$pairing" >/dev/null &
-  REDIS_PID=$!
-  wait_pong "$rport"
-
-  base=$(free_base)
-  rm -rf "$TMP/cluster"
-  extra=()
-  for a in ${NODE_ARGS:-}; do extra+=("--node-arg=$a"); done
-  "$RUMOR" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$base" --node-arg="$nodearg" "${extra[@]}" >/dev/null
-  hport=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][0]["http_addr"].rsplit(":", 1)[1])' "$TMP/cluster/cluster.json")
-  pids=$(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json")
-  # Both up, taking turns test by test, the order swapped every round:
-  # what else loads the machine weighs on both alike.
+  # Each round on redis and a cluster started afresh (empty data, as the
+  # issue's command finds them), taking turns test by test, the order
+  # swapped every round: what else loads the machine weighs on both alike.
   for round in $(seq "$ROUNDS"); do
+    rport=$(free_port)
+    rm -rf "$TMP/redis-$pairing"
+    mkdir -p "$TMP/redis-$pairing"
+    redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save '' --dir "$TMP/redis-$pairing" >/dev/null &
+    REDIS_PID=$!
+    wait_pong "$rport"
+
+    base=$(free_base)
+    rm -rf "$TMP/cluster"
+    extra=()
+    for a in ${NODE_ARGS:-}; do extra+=("--node-arg=$a"); done
+    "$RUMOR" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$base" --node-arg="$nodearg" "${extra[@]}" >/dev/null
+    hport=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["nodes"][0]["http_addr"].rsplit(":", 1)[1])' "$TMP/cluster/cluster.json")
+    pids=$(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json")
     : >"$TMP/redis-$round.csv"
     : >"$TMP/rumor-$round.csv"
     for t in set get incr; do
@@ -216,8 +218,7 @@ for pairing in durable fast; do
         fi
       done
     done
-  done
-  mem=$(python3 - "$TMP/cluster/cluster.json" <<'PY'
+    mem=$(python3 - "$TMP/cluster/cluster.json" <<'PY'
 import json, sys
 rows = []
 for n in json.load(open(sys.argv[1]))["nodes"]:
@@ -226,8 +227,9 @@ for n in json.load(open(sys.argv[1]))["nodes"]:
 print(", ".join(rows))
 PY
 )
-  "$RUMOR" cluster down --dir "$TMP/cluster" >/dev/null
-  kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""
+    "$RUMOR" cluster down --dir "$TMP/cluster" >/dev/null
+    kill "$REDIS_PID"; wait "$REDIS_PID" 2>/dev/null || true; REDIS_PID=""
+  done
 
   # For each test, the round with the median rumor/redis ratio gives every
   # figure shown (the lower middle one for an even count of rounds).
@@ -250,7 +252,7 @@ print(sorted(ratios)[(len(ratios) - 1) // 2][1], " ".join(f"{x:.2f}" for x, _ in
   report ""
   report "## $pairing: rumor cluster $nodearg vs redis appendfsync $fsync"
   report ""
-  report "Each test ran $ROUNDS times against each, taking turns; the figures are the round with the median rumor/redis ratio, and the last column lists every round's ratio."
+  report "$ROUNDS rounds, each on redis and a cluster started afresh, taking turns test by test; the figures are the round with the median rumor/redis ratio, and the last column lists every round's ratio. Memory: the last round's."
   report ""
   report "| op | redis rps | rumor rps | rumor/redis | goal | redis p99 ms | rumor p99 ms (goal < 3) | redis CPU µs/req | rumor CPU µs/req, all nodes (n1/n2/n3) | rumor/redis, each round |"
   report "|---|---:|---:|---:|---|---:|---:|---:|---:|---|"
@@ -289,5 +291,5 @@ except (ValueError, ZeroDivisionError):
   report ""
   report "Replicas holding the same copy right after the SET test (keys sampled, VGET key R 1 on each node): $(cat "$TMP/agree-$pairing" 2>/dev/null || echo 'not measured')"
   report ""
-  report "Resident memory of each node after the run: $mem"
+  report "Resident memory of each node after the last round: $mem"
 done

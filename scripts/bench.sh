@@ -9,8 +9,9 @@
 #   N            requests per redis-benchmark test         (default 200000)
 #   C            redis-benchmark parallel clients          (default 50)
 #   P            requests each client pipelines (-P)       (default 1, as the command)
-#   ROUNDS       rounds of each test per server; redis and rumor take turns,
-#                and the report shows the round with the median ratio (default 3)
+#   ROUNDS       rounds, each on both servers started afresh, redis and rumor
+#                taking turns test by test; the report shows the round with
+#                the median ratio (default 3)
 #   KEYS         distinct keys loaded for the memory test  (default 1000000)
 #   CACHE        rumor --cache-size                        (default 64MB)
 #   ONLY         durable | fast: run just that pairing     (default: both)
@@ -382,33 +383,35 @@ pick_median() {
   done
 }
 
-# run_pairing NAME RUMOR_SYNC REDIS_APPENDFSYNC: both servers up at once, and
-# each test run on one and then the other, ROUNDS times, the order swapped
-# every round: what else loads the machine then weighs on both alike.
+# run_pairing NAME RUMOR_SYNC REDIS_APPENDFSYNC: ROUNDS rounds, each on both
+# servers started afresh (empty data, as the command finds them:
+# rumor's SETs over keys it already holds cost more than the first ones,
+# so later rounds on the same data would measure something else), with
+# each test run on one and then the other, the order swapped every round:
+# what else loads the machine then weighs on both alike.
 run_pairing() {
   local pairing=$1 sync=$2 fsync=$3 rport rpid uport hport upid rdir udir round t
   printf '\n### %s\n\n' "$pairing" >>"$CMDS"
   printf '```\n' >>"$CMDS"
-
-  free_port rport
-  rdir="$TMP/$pairing-redis"
-  mkdir -p "$rdir"
-  start_bg "$rdir.log" redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save "" --dir "$rdir"
-  rpid=$LAST_PID
-  wait_ready "redis ($pairing)" "$rport" "$rpid" "$rdir.log"
-  sanity "redis ($pairing)" "$rport"
-
-  free_port uport
-  free_port hport
-  udir="$TMP/$pairing-rumor"
-  mkdir -p "$udir"
-  start_bg "$udir.log" "$RUMOR" node --name bench --data-dir "$udir" --client-addr "127.0.0.1:$uport" \
-    --http-addr "127.0.0.1:$hport" --sync="$sync" --cache-size "$CACHE"
-  upid=$LAST_PID
-  wait_ready "rumor ($pairing)" "$uport" "$upid" "$udir.log"
-  sanity "rumor ($pairing)" "$uport"
-
   for ((round = 1; round <= ROUNDS; round++)); do
+    free_port rport
+    rdir="$TMP/$pairing-redis-$round"
+    mkdir -p "$rdir"
+    start_bg "$rdir.log" redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save "" --dir "$rdir"
+    rpid=$LAST_PID
+    wait_ready "redis ($pairing)" "$rport" "$rpid" "$rdir.log"
+    sanity "redis ($pairing)" "$rport"
+
+    free_port uport
+    free_port hport
+    udir="$TMP/$pairing-rumor-$round"
+    mkdir -p "$udir"
+    start_bg "$udir.log" "$RUMOR" node --name bench --data-dir "$udir" --client-addr "127.0.0.1:$uport" \
+      --http-addr "127.0.0.1:$hport" --sync="$sync" --cache-size "$CACHE"
+    upid=$LAST_PID
+    wait_ready "rumor ($pairing)" "$uport" "$upid" "$udir.log"
+    sanity "rumor ($pairing)" "$uport"
+
     for t in "${TESTS[@]}"; do
       if ((round % 2 == 1)); then
         bench_one "$pairing" redis "$rport" "$rpid" "" "$t" "$round"
@@ -418,14 +421,14 @@ run_pairing() {
         bench_one "$pairing" redis "$rport" "$rpid" "" "$t" "$round"
       fi
     done
+
+    stop_server "redis ($pairing)" "$rpid"
+    [[ ${STOPPED[$pairing,redis]:-} == *clean* || $round == 1 ]] && STOPPED[$pairing,redis]=$STOP_NOTE
+    stop_server "rumor ($pairing)" "$upid"
+    [[ ${STOPPED[$pairing,rumor]:-} == *clean* || $round == 1 ]] && STOPPED[$pairing,rumor]=$STOP_NOTE
+    [[ $KEEP_TMP == 1 ]] || rm -rf "$rdir" "$udir" # a round's data is not needed after it
   done
   pick_median "$pairing"
-
-  stop_server "redis ($pairing)" "$rpid"
-  STOPPED[$pairing,redis]=$STOP_NOTE
-  stop_server "rumor ($pairing)" "$upid"
-  STOPPED[$pairing,rumor]=$STOP_NOTE
-
   printf '```\n' >>"$CMDS"
 }
 
@@ -436,7 +439,7 @@ GOALS_TOTAL=0
 pairing_table() {
   local pairing=$1 title=$2 t rr ur rp up ratio ok
   rep "## $title" ""
-  rep "Each test ran $ROUNDS times on each server, taking turns; the figures are the round with the median rumor/redis ratio, and the last column lists every round's ratio." ""
+  rep "$ROUNDS rounds, each on both servers started afresh, the servers taking turns test by test; the figures are the round with the median rumor/redis ratio, and the last column lists every round's ratio." ""
   rep "| op | redis rps | rumor rps | rumor/redis | redis p99 (ms) | rumor p99 (ms) | goal (ratio >= $RATIO_GOAL, rumor p99 < $P99_GOAL_MS ms) | redis CPU µs/req | rumor CPU µs/req | rumor/redis, each round |"
   rep "|---|---:|---:|---:|---:|---:|---|---:|---:|---|"
   for t in "${TESTS[@]}"; do
@@ -656,7 +659,7 @@ rep "- load average (1/5/15 min): $LOAD_START at start, $LOAD_END at end"
 rep "- parameters: N=$N requests per test, C=$C clients, P=$P pipelined, -r $KEYSPACE random keys, CACHE=$CACHE, KEYS=$KEYS, pairings: ${PAIRINGS[*]}, memory: $([[ $SKIP_MEMORY == 1 ]] && echo skipped || echo yes)"
 rep ""
 rep "> **Note:** this machine is shared and noisy (other builds/tests may be running; $(nproc) CPUs shared by client and server)."
-rep "> Both servers ran in the same run with the same parameters, taking turns test by test ($ROUNDS rounds), so compare the"
+rep "> Both servers ran in the same run with the same parameters, taking turns test by test ($ROUNDS rounds, fresh servers each), so compare the"
 rep "> ratios rather than the absolute numbers, and look at every round's ratio before drawing conclusions from small differences."
 if awk -v a="${LOAD_START%% *}" -v b="${LOAD_END%% *}" -v n="$(nproc)" 'BEGIN { exit !(a + 0 > n || b + 0 > n) }'; then
   rep "> **Warning:** the 1-minute load average exceeded nproc ($(nproc)) during this run; other work competed for the CPUs and these numbers are unreliable."
@@ -686,7 +689,7 @@ rep "## summary" ""
 rep "Goals met: $GOALS_MET of $GOALS_TOTAL (throughput ratio >= $RATIO_GOAL with rumor p99 < $P99_GOAL_MS ms per operation; rumor memory < $MEM_GOAL_MB MB)." ""
 
 rep "## exact commands" ""
-rep "Each server was started, waited for with \`redis-cli -p PORT PING\`, sanity-checked (SET/GET/INCR), benchmarked (each command below ran $ROUNDS times, the servers taking turns), then stopped with SIGTERM."
+rep "Each server was started, waited for with \`redis-cli -p PORT PING\`, sanity-checked (SET/GET/INCR), benchmarked, then stopped with SIGTERM; $ROUNDS rounds, each on both servers started afresh, the servers taking turns test by test (the commands below, once per round)."
 cat "$CMDS" >>"$REPORT"
 rep ""
 if [[ -s $RAW ]]; then
