@@ -119,6 +119,7 @@ type Coordinator struct {
 // keyTurns orders operations per key: enter takes a turn, in call order;
 // wait returns once every earlier turn of the key has left.
 type keyTurns struct {
+	live atomic.Int64 // turns entered and not yet left: settled's fast path
 	mu   sync.Mutex
 	tail map[string]*keyTurn // the key's last turn
 }
@@ -132,6 +133,7 @@ type keyTurn struct {
 
 func (t *keyTurns) enter(key []byte) *keyTurn {
 	turn := &keyTurn{turns: t, key: string(key), done: make(chan struct{})}
+	t.live.Add(1)
 	t.mu.Lock()
 	if t.tail == nil {
 		t.tail = map[string]*keyTurn{}
@@ -158,10 +160,14 @@ func (turn *keyTurn) leave() {
 		delete(t.tail, turn.key)
 	}
 	t.mu.Unlock()
+	t.live.Add(-1)
 }
 
 // settled returns once every turn of key taken so far has left.
 func (t *keyTurns) settled(key []byte) {
+	if t.live.Load() == 0 { // no forward in flight: most calls
+		return
+	}
 	t.mu.Lock()
 	last := t.tail[string(key)]
 	t.mu.Unlock()
@@ -340,11 +346,10 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		return crdt.Object{}, err
 	}
 	part, n := rt.part, len(rt.reps)
-	if !slices.Contains(rt.reps, c.cfg.Self) {
-		// Read this node's writes of the key: the ones it is still
-		// forwarding (a pipeline's SETs) land first.
-		c.forwards.settled(key)
-	}
+	// Read this node's writes of the key: the ones it is still forwarding
+	// (a pipeline's SETs) land first, also if a placement change has made
+	// this node a replica of the key meanwhile.
+	c.forwards.settled(key)
 	need := c.cfg.R
 	if q := wire.QuorumFrom(ctx).R; q > 0 {
 		need = q
@@ -636,6 +641,12 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 	}
 	sloppy := c.sloppy(ctx)
 	if slices.Contains(reps, c.cfg.Self) {
+		// This node may still be forwarding earlier writes of the key (a
+		// pipeline's SETs, sent before a placement change made it a
+		// replica): they go first. A copy of this write reaching the
+		// replica that coordinates one of them first would otherwise be
+		// overwritten by it, the later write lost behind the earlier.
+		c.forwards.settled(key)
 		return c.coordinate(ctx, rt, key, w, sloppy, fn)
 	}
 	if !mayForward {

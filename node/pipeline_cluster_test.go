@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -193,6 +194,54 @@ func TestPipelinedClusterWritesDoNotKeepTheCallersBuffers(t *testing.T) {
 		}
 		if time.Now().After(deadline) {
 			t.Fatal(wrong)
+		}
+	}
+}
+
+// TestPipelinedWritesStayInOrderAcrossAPlacementChange: a node forwarding
+// a pipeline's SETs of a key (it is no replica of it) becomes a replica
+// of the key mid-pipeline, and coordinates the pipeline's next SET
+// itself. That SET must not be lost behind the earlier ones: if its copy
+// reached the replica that coordinates a forwarded SET first, the
+// forwarded one would read it and overwrite it. The coordinator waits for
+// the key's forwards in flight, so the last write survives (as a sibling
+// at least: the new replica coordinates it without the earlier writes'
+// history, which handoff and repair would bring).
+func TestPipelinedWritesStayInOrderAcrossAPlacementChange(t *testing.T) {
+	tc := newTestCluster(t, []string{"n1", "n2", "n3", "n4"}, 3, 2, 2)
+	k := tc.keyOutside(t, "n1")
+	reps := tc.replicasOf(k)
+	first := reps[0] // where n1 forwards to
+	tc.net.Slow(first, 20*time.Millisecond)
+	var g wire.SyncGroup
+	ctx := wire.WithSyncGroup(context.Background(), &g)
+	n1 := tc.nodes["n1"]
+	for i := 1; i <= 5; i++ {
+		if err := n1.Put(ctx, []byte(k), []byte(fmt.Sprint("v", i)), wire.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// n1 stops seeing the last of k's replicas: of three members, all
+	// three hold every key, n1 among them.
+	view := []string{"n1", reps[0], reps[1]}
+	if err := n1.SetMembers(view); err != nil {
+		t.Fatal(err)
+	}
+	if _, rs, _ := n1.replicas([]byte(k)); !slices.Contains(rs, "n1") {
+		t.Fatalf("n1 is no replica of %s in view %v: %v", k, view, rs)
+	}
+	if err := n1.Put(ctx, []byte(k), []byte("v6"), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range []string{reps[0], reps[1]} {
+		testutil.Eventually(t, 5*time.Second, r+" to hold v6", func() bool { return strings.Contains(tc.local(t, r, k), "v6") })
+	}
+	for _, r := range []string{reps[0], reps[1]} {
+		if got := tc.local(t, r, k); !strings.Contains(got, "v6") || strings.Contains(got, "v4") {
+			t.Errorf("%s holds %s: want v6, the pipeline's last SET (with v5 at most)", r, got)
 		}
 	}
 }
