@@ -382,4 +382,25 @@ func TestPeerCallLatencyIsMeasured(t *testing.T) {
 	if got["n2/get"]+got["n3/get"] < 1 {
 		t.Errorf("a quorum read through n1 counted no get: %v", got)
 	}
+	// The replicas count the merges they served.
+	for _, n := range nodes[1:] {
+		mfs, err := n.registry.Gather()
+		if err != nil {
+			t.Fatal(err)
+		}
+		var merges uint64
+		for _, mf := range mfs {
+			if mf.GetName() != "rumor_peer_serve_duration_seconds" {
+				continue
+			}
+			for _, m := range mf.GetMetric() {
+				if m.GetLabel()[0].GetValue() == "merge" {
+					merges = m.GetHistogram().GetSampleCount()
+				}
+			}
+		}
+		if merges < 1 {
+			t.Errorf("%s served %d merges by rumor_peer_serve_duration_seconds, want the write's copy", n.cfg.Name, merges)
+		}
+	}
 }

@@ -81,6 +81,7 @@ type PeerServer struct {
 	limits  Limits
 	logger  *slog.Logger
 	inline  map[string]bool // read-only once Serve runs
+	observe func(method string, took time.Duration, err error)
 	ctx     context.Context
 	cancel  context.CancelFunc
 	acc     acceptor
@@ -118,6 +119,15 @@ func (s *PeerServer) Inline(methods ...string) {
 	for _, m := range methods {
 		s.inline[m] = true
 	}
+}
+
+// Observe has f told of every call served: its method, the time from
+// reading it to writing its reply (an inline call's deferred waits
+// included; a worker's call until its reply is queued for writing), and
+// its error. f runs on the connection's goroutines, so it must be quick.
+// Call Observe before Serve.
+func (s *PeerServer) Observe(f func(method string, took time.Duration, err error)) {
+	s.observe = f
 }
 
 // Serve accepts peer connections on l until Close; then it returns
@@ -175,9 +185,11 @@ func (s *PeerServer) serveConn(c net.Conn) {
 	}()
 	// Inline calls: their replies, and the waits their writes deferred.
 	type inlineCall struct {
-		id  uint64
-		res [][]byte
-		err error
+		id     uint64
+		res    [][]byte
+		err    error
+		method string    // with Observe
+		start  time.Time // with Observe
 	}
 	var (
 		group  SyncGroup
@@ -199,12 +211,18 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		for _, x := range inl {
 			out = appendPeerReply(out, x.id, x.res, x.err)
 		}
-		clear(inl)
-		inl = inl[:0]
 		if !broken && write(out) != nil {
 			broken = true
 			c.Close() // the reader fails next, and the connection ends
 		}
+		if s.observe != nil {
+			now := time.Now()
+			for _, x := range inl {
+				s.observe(x.method, now.Sub(x.start), x.err)
+			}
+		}
+		clear(inl)
+		inl = inl[:0]
 		if cap(out) > 1<<20 {
 			out = nil // do not keep a huge batch's buffer
 		}
@@ -223,6 +241,7 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		id     uint64
 		method string
 		args   [][]byte
+		start  time.Time // with Observe
 	}
 	jobs := make(chan job)
 	workers := 0
@@ -232,6 +251,9 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		for j := range jobs {
 			res, err := s.handler(s.ctx, j.method, j.args)
 			replies <- appendPeerReply(nil, j.id, res, err)
+			if s.observe != nil {
+				s.observe(j.method, time.Since(j.start), err)
+			}
 		}
 	}
 	r := NewReader(c, s.limits)
@@ -261,14 +283,18 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		}
 		method := string(args[3])
 		callArgs := cloneArgs(args[4:]) // the reader's buffer is reused
+		var start time.Time
+		if s.observe != nil {
+			start = time.Now()
+		}
 		if s.inline[method] {
 			first := group.Pending()
 			res, err := s.handler(gctx, method, callArgs)
 			group.replied(first, len(inl), len(inl)+1)
-			inl = append(inl, inlineCall{id: id, res: res, err: err})
+			inl = append(inl, inlineCall{id: id, res: res, err: err, method: method, start: start})
 			continue
 		}
-		j := job{id: id, method: method, args: callArgs}
+		j := job{id: id, method: method, args: callArgs, start: start}
 		select {
 		case jobs <- j: // an idle worker took it
 		default:

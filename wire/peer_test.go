@@ -597,3 +597,56 @@ func TestPeerClientObservesEachCall(t *testing.T) {
 		}
 	})
 }
+
+// TestPeerServerObservesEachCall: Observe gets every call served, inline
+// or on a worker, once, with its method and error, and an inline call's
+// time includes the wait it deferred.
+func TestPeerServerObservesEachCall(t *testing.T) {
+	handler := func(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
+		switch method {
+		case "slow":
+			SyncGroupFrom(ctx).Defer(func() error { time.Sleep(20 * time.Millisecond); return nil }) // a stand-in fsync
+		case "fail":
+			return nil, errors.New("no")
+		}
+		return args, nil
+	}
+	type seen struct {
+		took time.Duration
+		err  error
+	}
+	var mu sync.Mutex
+	got := map[string][]seen{}
+	s := NewPeerServer(handler, Limits{}, nil)
+	s.Inline("slow", "fail")
+	s.Observe(func(method string, took time.Duration, err error) {
+		mu.Lock()
+		got[method] = append(got[method], seen{took, err})
+		mu.Unlock()
+	})
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	c := NewPeerClient(l.Addr().String(), PeerClientConfig{CallTimeout: 10 * time.Second})
+	for _, m := range []string{"slow", "fail", "work"} {
+		c.Call(context.Background(), m, []byte("x"))
+	}
+	c.Close()
+	s.Close() // waits for the connection's goroutines: every observation is in
+	mu.Lock()
+	defer mu.Unlock()
+	if len(got["slow"]) != 1 || len(got["fail"]) != 1 || len(got["work"]) != 1 {
+		t.Fatalf("observed %v, want each call once", got)
+	}
+	if g := got["slow"][0]; g.err != nil || g.took < 20*time.Millisecond {
+		t.Errorf("slow observed as %+v: want its deferred wait's 20ms included", g)
+	}
+	if g := got["fail"][0]; g.err == nil {
+		t.Errorf("fail observed without its error")
+	}
+	if g := got["work"][0]; g.err != nil || g.took <= 0 {
+		t.Errorf("work (on a worker) observed as %+v", g)
+	}
+}
