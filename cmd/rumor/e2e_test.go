@@ -1016,3 +1016,28 @@ func TestClusterFaults(t *testing.T) {
 		t.Fatalf("a refused command rewrote cluster.json:\n%s", b)
 	}
 }
+
+// TestClusterUpRefusesBadArguments: rumor cluster up checks its numbers
+// before it starts anything, and says which one is wrong.
+func TestClusterUpRefusesBadArguments(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nodes", "0"}, "need --nodes >= 1"},
+		{[]string{"--base-port", "80"}, "base-port"},
+		{[]string{"--base-port", "65500", "--nodes", "3"}, "base-port"},
+		{[]string{"--procs", "-1"}, "--procs must not be negative"},
+		{[]string{"--procs", "many"}, "procs"},
+	} {
+		out, err := clusterCmd(dir, append([]string{"up"}, tc.args...)...)
+		if err == nil || !strings.Contains(out, tc.want) {
+			t.Errorf("rumor cluster up %v: %v\n%s\nwant an error saying %q", tc.args, err, out, tc.want)
+		}
+	}
+	if _, err := os.Stat(filepath.Join(dir, "cluster.json")); !errors.Is(err, os.ErrNotExist) {
+		t.Errorf("a refused cluster up left state behind: %v", err)
+	}
+}
