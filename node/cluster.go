@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -60,28 +61,32 @@ type peerTransport struct {
 
 func newPeerTransport(faults *Faults) *peerTransport {
 	return &peerTransport{addrs: map[string]string{}, clients: map[string]*wire.PeerClient{}, faults: faults, closed: make(chan struct{}),
-		calls: prometheus.NewHistogramVec(prometheus.HistogramOpts{
-			Name:    "rumor_peer_call_duration_seconds",
-			Help:    "This node's calls to other nodes, from sending to the outcome (a reply, the peer's error, a broken connection or the deadline), by peer and method.",
-			Buckets: prometheus.ExponentialBuckets(25e-6, 2, 17), // 25µs .. 1.6s
-		}, []string{"peer", "method"})}
+		calls: peerLatency("rumor_peer_call_duration_seconds",
+			"This node's calls to other nodes, from sending to the outcome (a reply, the peer's error, a broken connection or the deadline), by peer and method.", "peer")}
 }
 
-// peerMethods are the methods a node calls on its peers (HandlePeer).
-var peerMethods = []string{"ping", "get", "merge", "hint", "put", "del", "incr"}
+// peerLatency is a histogram of peer calls' durations, by labels and then
+// by method.
+func peerLatency(name, help string, labels ...string) *prometheus.HistogramVec {
+	return prometheus.NewHistogramVec(prometheus.HistogramOpts{Name: name, Help: help,
+		Buckets: prometheus.ExponentialBuckets(25e-6, 2, 17), // 25µs .. 1.6s
+	}, append(labels, "method"))
+}
 
-// observer returns what a client of peer reports each call's latency to:
-// the histograms of peerMethods looked up once, not per call.
-func (t *peerTransport) observer(peer string) func(method string, took time.Duration, err error) {
-	peer = strings.ToValidUTF8(peer, "\uFFFD") // a label value must be UTF-8
-	known := make(map[string]prometheus.Observer, len(peerMethods))
-	for _, m := range peerMethods {
-		known[m] = t.calls.WithLabelValues(peer, m)
+// observeByMethod returns a wire Observe hook that records each call's
+// duration in vec under labels and the call's method: the histograms of
+// the peer methods (peerArgs) are looked up once, not per call, and any
+// other name counts as "other".
+func observeByMethod(vec *prometheus.HistogramVec, labels ...string) func(method string, took time.Duration, err error) {
+	byMethod := make(map[string]prometheus.Observer, len(peerArgs))
+	for m := range peerArgs {
+		byMethod[m] = vec.WithLabelValues(slices.Concat(labels, []string{m})...)
 	}
+	other := vec.WithLabelValues(slices.Concat(labels, []string{"other"})...)
 	return func(method string, took time.Duration, _ error) {
-		o, ok := known[method]
+		o, ok := byMethod[method]
 		if !ok {
-			o = t.calls.WithLabelValues(peer, strings.ToValidUTF8(method, "\uFFFD"))
+			o = other
 		}
 		o.Observe(took.Seconds())
 	}
@@ -111,7 +116,8 @@ func (t *peerTransport) client(to string) (*wire.PeerClient, error) {
 	if !ok || addr == "" {
 		return nil, fmt.Errorf("%w: %w: %s has no known peer address", wire.ErrPeerUnavailable, wire.ErrNotSent, to)
 	}
-	c := wire.NewPeerClient(addr, wire.PeerClientConfig{Observe: t.observer(to)})
+	// A label value must be UTF-8; a member's name need not be.
+	c := wire.NewPeerClient(addr, wire.PeerClientConfig{Observe: observeByMethod(t.calls, strings.ToValidUTF8(to, "\uFFFD"))})
 	t.clients[to] = c
 	return c, nil
 }
@@ -217,23 +223,12 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	}
 	cs.peers = wire.NewPeerServer(coord.HandlePeer, n.cfg.Server.Limits, n.cfg.Logger)
 	cs.peers.Inline(inlinePeerMethods...)
-	served := prometheus.NewHistogramVec(prometheus.HistogramOpts{
-		Name:    "rumor_peer_serve_duration_seconds",
-		Help:    "Calls from other nodes that this node served, from reading one to writing its reply (with --sync, a copy's fsync included), by method.",
-		Buckets: prometheus.ExponentialBuckets(25e-6, 2, 17), // 25µs .. 1.6s
-	}, []string{"method"})
+	served := peerLatency("rumor_peer_serve_duration_seconds",
+		"Calls from other nodes that this node served, from reading one to writing its reply (with --sync, a copy's fsync included), by method.")
 	if err := n.registry.Register(served); err != nil {
 		return err
 	}
-	servedBy := make(map[string]prometheus.Observer, len(peerMethods))
-	for _, m := range peerMethods {
-		servedBy[m] = served.WithLabelValues(m)
-	}
-	cs.peers.Observe(func(method string, took time.Duration, _ error) {
-		if o, ok := servedBy[method]; ok { // other names are refused by HandlePeer: not a label
-			o.Observe(took.Seconds())
-		}
-	})
+	cs.peers.Observe(observeByMethod(served))
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -338,7 +338,9 @@ func TestInfoShowsThisNodesShareOfReplicas(t *testing.T) {
 
 // TestPeerCallLatencyIsMeasured: a node's calls to its peers show in
 // /metrics as rumor_peer_call_duration_seconds by peer and method: a
-// quorum write sends merges to both others, a read asks one of them.
+// quorum write sends merges to both others, a read asks one of them; and
+// the others count the merges they served, as
+// rumor_peer_serve_duration_seconds.
 func TestPeerCallLatencyIsMeasured(t *testing.T) {
 	nodes := startClusterNodes(t, 3, false)
 	ctx := context.Background()
@@ -348,59 +350,50 @@ func TestPeerCallLatencyIsMeasured(t *testing.T) {
 	if _, err := nodes[0].Get(ctx, []byte("k")); err != nil {
 		t.Fatal(err)
 	}
-	count := func() map[string]uint64 {
-		mfs, err := nodes[0].registry.Gather()
-		if err != nil {
-			t.Fatal(err)
-		}
-		got := map[string]uint64{}
-		for _, mf := range mfs {
-			if mf.GetName() != "rumor_peer_call_duration_seconds" {
-				continue
-			}
-			for _, m := range mf.GetMetric() {
-				labels := map[string]string{}
-				for _, l := range m.GetLabel() {
-					labels[l.GetName()] = l.GetValue()
-				}
-				if h := m.GetHistogram(); h.GetSampleCount() > 0 {
-					if h.GetSampleSum() <= 0 {
-						t.Errorf("%v: %d calls took %v s in all", labels, h.GetSampleCount(), h.GetSampleSum())
-					}
-					got[labels["peer"]+"/"+labels["method"]] = h.GetSampleCount()
-				}
-			}
-		}
-		return got
-	}
 	// The copy to the replica beyond W may still be in flight.
 	testutil.Eventually(t, 10*time.Second, "merges to n2 and n3 counted", func() bool {
-		got := count()
-		return got["n2/merge"] >= 1 && got["n3/merge"] >= 1
+		got := histogramCounts(t, nodes[0], "rumor_peer_call_duration_seconds")
+		return got["merge/n2"] >= 1 && got["merge/n3"] >= 1
 	})
-	got := count()
-	if got["n2/get"]+got["n3/get"] < 1 {
+	if got := histogramCounts(t, nodes[0], "rumor_peer_call_duration_seconds"); got["get/n2"]+got["get/n3"] < 1 {
 		t.Errorf("a quorum read through n1 counted no get: %v", got)
 	}
-	// The replicas count the merges they served.
+	// The replicas count the merges they served, once their replies are
+	// written (which may be after n1 has read them).
 	for _, n := range nodes[1:] {
-		mfs, err := n.registry.Gather()
-		if err != nil {
-			t.Fatal(err)
+		testutil.Eventually(t, 10*time.Second, n.cfg.Name+"'s served merge counted", func() bool {
+			return histogramCounts(t, n, "rumor_peer_serve_duration_seconds")["merge"] >= 1
+		})
+	}
+}
+
+// histogramCounts returns the sample counts of n's histogram name, by the
+// series' label values (in label-name order, joined by "/"), for the
+// series with samples; a series with samples but no time fails t.
+func histogramCounts(t *testing.T, n *Node, name string) map[string]uint64 {
+	t.Helper()
+	mfs, err := n.registry.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := map[string]uint64{}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
 		}
-		var merges uint64
-		for _, mf := range mfs {
-			if mf.GetName() != "rumor_peer_serve_duration_seconds" {
-				continue
+		for _, m := range mf.GetMetric() {
+			var values []string
+			for _, l := range m.GetLabel() {
+				values = append(values, l.GetValue())
 			}
-			for _, m := range mf.GetMetric() {
-				if m.GetLabel()[0].GetValue() == "merge" {
-					merges = m.GetHistogram().GetSampleCount()
+			key := strings.Join(values, "/")
+			if h := m.GetHistogram(); h.GetSampleCount() > 0 {
+				if h.GetSampleSum() <= 0 {
+					t.Errorf("%s{%s}: %d calls took %v s in all", name, key, h.GetSampleCount(), h.GetSampleSum())
 				}
+				got[key] = h.GetSampleCount()
 			}
-		}
-		if merges < 1 {
-			t.Errorf("%s served %d merges by rumor_peer_serve_duration_seconds, want the write's copy", n.cfg.Name, merges)
 		}
 	}
+	return got
 }

@@ -15,6 +15,7 @@ import (
 	"github.com/cockroachdb/pebble/v2"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rumor-kv/rumor/crdt"
 )
 
@@ -621,16 +622,8 @@ func TestHintsGauge(t *testing.T) {
 	hset(t, s, 1, "k2", "a", "v")
 	hset(t, s, 0, "k1", "b", "v")
 	hset(t, s, 0, "k1", "\xffbad", "v") // not UTF-8: must not break the scrape
-	reg := prometheus.NewPedanticRegistry()
-	if err := reg.Register(s.Collector()); err != nil {
-		t.Fatal(err)
-	}
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
 	got := map[string]float64{}
-	for _, mf := range mfs {
+	for _, mf := range gather(t, s) {
 		if mf.GetName() != "rumor_store_hints" {
 			continue
 		}
@@ -644,13 +637,10 @@ func TestHintsGauge(t *testing.T) {
 	}
 }
 
-// TestWALFsyncHistogram: with Sync, every update's fsync is counted in
-// rumor_store_wal_fsync_seconds, in seconds, with cumulative buckets.
-func TestWALFsyncHistogram(t *testing.T) {
-	s := open(t, Options{Sync: true})
-	for i := range 5 {
-		hset(t, s, 0, fmt.Sprint("k", i), "", "v")
-	}
+// gather scrapes s's collector through a pedantic registry, which also
+// checks what it exports is consistent.
+func gather(t *testing.T, s *Store) []*dto.MetricFamily {
+	t.Helper()
 	reg := prometheus.NewPedanticRegistry()
 	if err := reg.Register(s.Collector()); err != nil {
 		t.Fatal(err)
@@ -659,7 +649,17 @@ func TestWALFsyncHistogram(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	for _, mf := range mfs {
+	return mfs
+}
+
+// TestWALFsyncHistogram: with Sync, every update's fsync is counted in
+// rumor_store_wal_fsync_seconds, in seconds, with cumulative buckets.
+func TestWALFsyncHistogram(t *testing.T) {
+	s := open(t, Options{Sync: true})
+	for i := range 5 {
+		hset(t, s, 0, fmt.Sprint("k", i), "", "v")
+	}
+	for _, mf := range gather(t, s) {
 		if mf.GetName() != "rumor_store_wal_fsync_seconds" {
 			continue
 		}

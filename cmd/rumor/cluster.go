@@ -291,9 +291,10 @@ func clusterUp(c *cli.Context) error {
 // shareProcs is each of n nodes' share of cpus CPUs, at least one. Nodes
 // on one machine each running a thread per CPU (Go's default) keep more
 // threads runnable than there are CPUs, and the kernel's time slicing
-// between them shows as milliseconds of latency: on 2 CPUs, 3 nodes with
-// GOMAXPROCS=1 served SET ~15% faster with ~25% less CPU per request than
-// with 2 (make bench-cluster).
+// between them shows as latency and as CPU spent scheduling: on 2 CPUs, 3
+// nodes with GOMAXPROCS=1 spent 80 µs of CPU a durable SET instead of 112
+// and served 0.25x of redis instead of 0.19x; without --sync, throughput
+// was within noise (make bench-cluster, README).
 func shareProcs(cpus, n int) int {
 	return max(1, cpus/max(n, 1))
 }
