@@ -103,3 +103,31 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		}
 	}
 }
+
+// TestHelpShowsEachFlagsOwnPlaceholder: urfave/cli takes the first
+// back-quoted text of a flag's usage as the placeholder of its value, so a
+// usage quoting a command in back quotes turned `--procs value` into
+// `--procs rumor cluster up` in rumor node --help.
+func TestHelpShowsEachFlagsOwnPlaceholder(t *testing.T) {
+	var walk func(path string, cmds []*cli.Command)
+	walk = func(path string, cmds []*cli.Command) {
+		for _, cmd := range cmds {
+			name := path + " " + cmd.Name
+			for _, f := range cmd.Flags {
+				df, ok := f.(cli.DocGenerationFlag)
+				if !ok {
+					continue
+				}
+				if u := df.GetUsage(); strings.Contains(u, "`") {
+					t.Errorf("%s --%s: usage has a back quote, which help shows as the value's placeholder: %q", name, f.Names()[0], u)
+				}
+			}
+			walk(name, cmd.Subcommands)
+		}
+	}
+	app := newApp()
+	walk(app.Name, app.Commands)
+	if len(app.Commands) == 0 {
+		t.Fatal("newApp has no commands")
+	}
+}
