@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"sort"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rumor-kv/rumor/wire"
@@ -82,7 +83,17 @@ type breaker struct {
 	until    time.Time     // end of the open period
 	cooldown time.Duration // of the current (or next) open period
 	opened   uint64        // times it opened
+
+	// clean mirrors state == BreakerClosed && failures == 0, kept by the
+	// breakers under their lock after every change. A call to a clean
+	// breaker's peer goes out, and its success changes nothing, so both
+	// are decided without the lock or the clock: the common case, paid
+	// twice per peer call.
+	clean atomic.Bool
 }
+
+// settle updates clean after a change of state or failures.
+func (b *breaker) settle() { b.clean.Store(b.state == BreakerClosed && b.failures == 0) }
 
 // allow reports whether a call may go out now, and whether the caller
 // should send the half-open probe (the breaker is then half-open and
@@ -132,22 +143,37 @@ type breakers struct {
 	cfg   BreakerConfig
 	clock func() time.Time
 
-	mu     sync.Mutex
-	peers  map[string]*breaker
+	mu sync.Mutex
+	// peers is copied on write, under mu, so that the fast paths read it
+	// without the lock; a peer's breaker, once made, stays.
+	peers  atomic.Pointer[map[string]*breaker]
 	closed bool           // no more probes
 	probes sync.WaitGroup // probes in flight
 }
 
 func newBreakers(next Transport, cfg BreakerConfig, clock func() time.Time) *breakers {
-	return &breakers{next: next, cfg: cfg.withDefaults(), clock: clock, peers: map[string]*breaker{}}
+	t := &breakers{next: next, cfg: cfg.withDefaults(), clock: clock}
+	t.peers.Store(&map[string]*breaker{})
+	return t
 }
 
+// lookup returns to's breaker, or nil if it has none yet.
+func (t *breakers) lookup(to string) *breaker { return (*t.peers.Load())[to] }
+
+// get returns to's breaker, made if need be; the caller holds mu.
 func (t *breakers) get(to string) *breaker {
-	b := t.peers[to]
-	if b == nil {
-		b = &breaker{}
-		t.peers[to] = b
+	if b := t.lookup(to); b != nil {
+		return b
 	}
+	old := *t.peers.Load()
+	m := make(map[string]*breaker, len(old)+1)
+	for k, v := range old {
+		m[k] = v
+	}
+	b := &breaker{}
+	b.settle()
+	m[to] = b
+	t.peers.Store(&m)
 	return b
 }
 
@@ -155,13 +181,13 @@ func (t *breakers) get(to string) *breaker {
 // copies without trying them. Like a call, it starts the half-open probe
 // when one is due, so a peer that nobody calls any more is still probed.
 func (t *breakers) Allows(to string) bool {
-	t.mu.Lock()
-	b := t.peers[to]
-	if b == nil {
-		t.mu.Unlock()
+	b := t.lookup(to)
+	if b == nil || b.clean.Load() {
 		return true
 	}
+	t.mu.Lock()
 	ok, probe := b.allow(t.clock(), t.cfg)
+	b.settle()
 	t.mu.Unlock()
 	if probe {
 		t.startProbe(to)
@@ -174,8 +200,9 @@ func (t *breakers) Allows(to string) bool {
 // still fails opens it again within Failures calls).
 func (t *breakers) reset(to string) {
 	t.mu.Lock()
-	if b := t.peers[to]; b != nil && b.state != BreakerHalfOpen {
+	if b := t.lookup(to); b != nil && b.state != BreakerHalfOpen {
 		b.state, b.failures, b.cooldown = BreakerClosed, 0, 0
+		b.settle()
 	}
 	t.mu.Unlock()
 }
@@ -191,8 +218,13 @@ func (t *breakers) close() {
 // admit reports whether a call to to may go out (nil), or the error of
 // its open breaker; it starts the half-open probe when one is due.
 func (t *breakers) admit(to string) error {
+	if b := t.lookup(to); b != nil && b.clean.Load() {
+		return nil
+	}
 	t.mu.Lock()
-	ok, probe := t.get(to).allow(t.clock(), t.cfg)
+	b := t.get(to)
+	ok, probe := b.allow(t.clock(), t.cfg)
+	b.settle()
 	t.mu.Unlock()
 	if probe {
 		t.startProbe(to)
@@ -258,8 +290,13 @@ func (t *breakers) record(ctx context.Context, to string, err error) {
 		return
 	}
 	ok := err == nil || isPeerError(err)
+	if b := t.lookup(to); ok && b != nil && b.clean.Load() {
+		return // a success leaves a clean breaker as it is
+	}
 	t.mu.Lock()
-	t.get(to).report(ok, t.clock(), t.cfg)
+	b := t.get(to)
+	b.report(ok, t.clock(), t.cfg)
+	b.settle()
 	t.mu.Unlock()
 }
 
@@ -281,8 +318,9 @@ type PeerBreaker struct {
 func (t *breakers) states() []PeerBreaker {
 	t.mu.Lock()
 	defer t.mu.Unlock()
-	out := make([]PeerBreaker, 0, len(t.peers))
-	for name, b := range t.peers {
+	peers := *t.peers.Load()
+	out := make([]PeerBreaker, 0, len(peers))
+	for name, b := range peers {
 		s := b.state
 		if s == BreakerOpen && !t.clock().Before(b.until) {
 			s = BreakerHalfOpen // due for its probe

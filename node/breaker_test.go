@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -179,5 +180,65 @@ func TestGossipRecoveryClosesTheBreaker(t *testing.T) {
 	}
 	if c.reachable("n3") {
 		t.Fatal("n3 reachable while gossip reports it failed")
+	}
+}
+
+// TestBreakersCountFailuresInARow: a success between failures starts the
+// count again, and only Failures failures in a row open the breaker. The
+// calls to a peer whose breaker is clean skip the lock and the clock; this
+// checks that the skipping never hides a failure nor a reset, and that a
+// clean breaker's calls do not read the clock.
+func TestBreakersCountFailuresInARow(t *testing.T) {
+	var fail atomic.Bool
+	tr := &scriptedTransport{calls: map[string]int{}, fn: func(context.Context, string, string) error {
+		if fail.Load() {
+			return wire.ErrPeerUnavailable
+		}
+		return nil
+	}}
+	var clockReads atomic.Int64
+	clock := func() time.Time { clockReads.Add(1); return time.Unix(0, 0) }
+	bs := newBreakers(tr, BreakerConfig{Failures: 3, Cooldown: time.Hour}, clock)
+	ctx := context.Background()
+	call := func(failing bool) error {
+		fail.Store(failing)
+		_, err := bs.Call(ctx, "p", "get")
+		return err
+	}
+	for range 10 {
+		if err := call(false); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := clockReads.Load(); n > 1 {
+		t.Errorf("10 successful calls read the clock %d times; a clean breaker needs it at most once (when it is made)", n)
+	}
+	// fail, fail, succeed, fail, fail: never three in a row.
+	for i, failing := range []bool{true, true, false, true, true} {
+		call(failing)
+		if !bs.Allows("p") {
+			t.Fatalf("call %d: the breaker opened after fewer than 3 failures in a row", i)
+		}
+	}
+	if err := call(true); !errors.Is(err, wire.ErrPeerUnavailable) || errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("third failure in a row: %v, want the peer's own failure", err)
+	}
+	if bs.Allows("p") {
+		t.Fatal("three failures in a row left the breaker closed")
+	}
+	if err := call(false); !errors.Is(err, ErrBreakerOpen) {
+		t.Fatalf("call through the open breaker: %v", err)
+	}
+	if got := bs.states(); len(got) != 1 || got[0].State != "open" || got[0].Opened != 1 {
+		t.Fatalf("states() = %+v, want p open, opened once", got)
+	}
+	// Gossip sees the peer back: clean again, and the fast path serves it.
+	bs.reset("p")
+	before := clockReads.Load()
+	if err := call(false); err != nil {
+		t.Fatalf("after reset: %v", err)
+	}
+	if n := clockReads.Load() - before; n != 0 {
+		t.Errorf("a call after reset read the clock %d times, want 0", n)
 	}
 }
