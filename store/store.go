@@ -157,17 +157,19 @@ const lockStripes = 1024
 
 // Store is a node's local state. See the package doc.
 type Store struct {
-	db       *pebble.DB
-	cache    interface{ Unref() }
-	objs     *objectCache
-	keys     *keyFilter // every object key held, to skip looking for new ones
-	wo       *pebble.WriteOptions
-	actor    uint64
-	newActor bool // the actor id was replaced after an unclean shutdown
-	q        int
-	locks    [lockStripes]sync.Mutex
-	maxHints int           // 0: no hints allowed
-	hintSeq  atomic.Uint64 // the last hint Seq handed out
+	db        *pebble.DB
+	cache     interface{ Unref() }
+	fs        vfs.FS // pebble's, from syncingFS
+	releaseFS func() // after db.Close: what fs holds
+	objs      *objectCache
+	keys      *keyFilter // every object key held, to skip looking for new ones
+	wo        *pebble.WriteOptions
+	actor     uint64
+	newActor  bool // the actor id was replaced after an unclean shutdown
+	q         int
+	locks     [lockStripes]sync.Mutex
+	maxHints  int           // 0: no hints allowed
+	hintSeq   atomic.Uint64 // the last hint Seq handed out
 
 	mu struct {
 		sync.Mutex
@@ -209,10 +211,11 @@ func Open(o Options) (*Store, error) {
 	}
 	o.ensureDefaults()
 	cache := pebble.NewCache(o.CacheSize)
+	fs, releaseFS := syncingFS(o.FS)
 	popts := &pebble.Options{
 		Cache:        cache,
 		MemTableSize: o.MemTableSize,
-		FS:           o.FS,
+		FS:           fs,
 		Logger:       pebbleLogger{o.Logger},
 	}
 	// Bloom filters on every level (later levels inherit L0's): a write to
@@ -225,9 +228,10 @@ func Open(o Options) (*Store, error) {
 	db, err := pebble.Open(o.Dir, popts)
 	if err != nil {
 		cache.Unref()
+		releaseFS()
 		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, cache: cache, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,
+	s := &Store{db: db, cache: cache, fs: fs, releaseFS: releaseFS, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,
 		maxHints: max(o.MaxHints, 0), drained: make(chan struct{})}
 	if o.Sync {
 		s.wo = pebble.Sync
@@ -239,6 +243,7 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		db.Close()
 		cache.Unref()
+		releaseFS()
 		return nil, err
 	}
 	if !o.Sync && o.FlushInterval > 0 {
@@ -710,6 +715,7 @@ func (s *Store) Close() error {
 		err := s.db.Set(metaClean, nil, pebble.Sync)
 		s.closeErr = errors.Join(err, s.db.Close())
 		s.cache.Unref()
+		s.releaseFS()
 	})
 	return s.closeErr
 }
