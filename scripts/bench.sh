@@ -14,6 +14,10 @@
 #                the median ratio (default 3)
 #   KEYS         distinct keys loaded for the memory test  (default 1000000)
 #   CACHE        rumor --cache-size                        (default 64MB)
+#   PROCS        rumor --procs (GOMAXPROCS): how many threads run the node's
+#                Go code; 0 = Go's default, one per CPU (default 1: like
+#                single-threaded redis-server, the node leaves the other CPU
+#                of a 2-CPU machine to redis-benchmark; see README)
 #   ONLY         durable | fast: run just that pairing     (default: both)
 #   SKIP_MEMORY  1 = skip the memory test
 #   SAMPLE       random keys verified after the load       (default 100)
@@ -36,6 +40,7 @@ P=${P:-1}
 ROUNDS=${ROUNDS:-3}
 KEYS=${KEYS:-1000000}
 CACHE=${CACHE:-64MB}
+PROCS=${PROCS:-1}
 ONLY=${ONLY:-}
 SKIP_MEMORY=${SKIP_MEMORY:-0}
 SAMPLE=${SAMPLE:-100}
@@ -68,6 +73,7 @@ is_uint "$P" || die "P must be a positive integer (got '$P')"
 is_uint "$ROUNDS" || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 is_uint "$KEYS" || die "KEYS must be a positive integer (got '$KEYS')"
 is_uint "$SAMPLE" || die "SAMPLE must be a positive integer (got '$SAMPLE')"
+[[ $PROCS =~ ^[0-9]+$ ]] || die "PROCS must be 0 or a positive integer (got '$PROCS')"
 case $ONLY in
   '' | all) PAIRINGS=(durable fast) ;;
   durable | fast) PAIRINGS=("$ONLY") ;;
@@ -407,7 +413,7 @@ run_pairing() {
     udir="$TMP/$pairing-rumor-$round"
     mkdir -p "$udir"
     start_bg "$udir.log" "$RUMOR" node --name bench --data-dir "$udir" --client-addr "127.0.0.1:$uport" \
-      --http-addr "127.0.0.1:$hport" --sync="$sync" --cache-size "$CACHE"
+      --http-addr "127.0.0.1:$hport" --sync="$sync" --cache-size "$CACHE" --procs "$PROCS"
     upid=$LAST_PID
     wait_ready "rumor ($pairing)" "$uport" "$upid" "$udir.log"
     sanity "rumor ($pairing)" "$uport"
@@ -596,7 +602,7 @@ run_memory() {
   dir="$TMP/mem-rumor"
   mkdir -p "$dir"
   start_bg "$dir.log" "$RUMOR" node --name bench --data-dir "$dir" --client-addr "127.0.0.1:$port" \
-    --http-addr "127.0.0.1:$hport" --sync=false --cache-size "$CACHE"
+    --http-addr "127.0.0.1:$hport" --sync=false --cache-size "$CACHE" --procs "$PROCS"
   pid=$LAST_PID
   wait_ready "rumor (memory)" "$port" "$pid" "$dir.log"
   mem_one rumor "$port" "$pid" "$dir"
@@ -656,7 +662,7 @@ rep "- redis-benchmark: $(redis-benchmark --version 2>/dev/null || echo unknown)
 rep "- rumor: $RUMOR"
 rep "- data dirs: $TMP (filesystem: $FS_TYPE)"
 rep "- load average (1/5/15 min): $LOAD_START at start, $LOAD_END at end"
-rep "- parameters: N=$N requests per test, C=$C clients, P=$P pipelined, -r $KEYSPACE random keys, CACHE=$CACHE, KEYS=$KEYS, pairings: ${PAIRINGS[*]}, memory: $([[ $SKIP_MEMORY == 1 ]] && echo skipped || echo yes)"
+rep "- parameters: N=$N requests per test, C=$C clients, P=$P pipelined, -r $KEYSPACE random keys, CACHE=$CACHE, PROCS=$PROCS, KEYS=$KEYS, pairings: ${PAIRINGS[*]}, memory: $([[ $SKIP_MEMORY == 1 ]] && echo skipped || echo yes)"
 rep ""
 rep "> **Note:** this machine is shared and noisy (other builds/tests may be running; $(nproc) CPUs shared by client and server)."
 rep "> Both servers ran in the same run with the same parameters, taking turns test by test ($ROUNDS rounds, fresh servers each), so compare the"
@@ -671,8 +677,8 @@ rep ""
 
 for p in "${PAIRINGS[@]}"; do
   case $p in
-    durable) pairing_table durable "durable: rumor --sync=true vs redis appendonly yes, appendfsync always" ;;
-    fast) pairing_table fast "fast: rumor --sync=false vs redis appendonly yes, appendfsync everysec" ;;
+    durable) pairing_table durable "durable: rumor --sync=true --procs=$PROCS vs redis appendonly yes, appendfsync always" ;;
+    fast) pairing_table fast "fast: rumor --sync=false --procs=$PROCS vs redis appendonly yes, appendfsync everysec" ;;
   esac
 done
 if [[ $SKIP_MEMORY != 1 ]]; then
