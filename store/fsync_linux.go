@@ -63,10 +63,11 @@ type aioSyncer struct {
 	reaps chan struct{}
 	taken atomic.Uint64 // syncs the kernel completed (err or not)
 
-	mu      sync.Mutex
-	waiters map[uint64]chan error
-	next    uint64
-	off     bool // the kernel has no AIO: plain syncs from now on
+	mu       sync.Mutex
+	waiters  map[uint64]chan error
+	next     uint64
+	off      bool           // closed, or the kernel has no AIO: plain syncs from now on
+	inFlight sync.WaitGroup // syncs submitted and not yet answered
 }
 
 // newAIOSyncer returns nil if this kernel cannot do it; syncs are then
@@ -100,7 +101,9 @@ func (a *aioSyncer) sync(fd uintptr, data bool) (err error, done bool) {
 	id := a.next
 	a.next++
 	a.waiters[id] = ch
+	a.inFlight.Add(1)
 	a.mu.Unlock()
+	defer a.inFlight.Done()
 
 	cb := &iocb{data: id, opcode: iocbCmdFsync, fildes: uint32(fd), flags: iocbFlagResfd, resfd: uint32(a.efd)}
 	if data {
@@ -162,8 +165,14 @@ func (a *aioSyncer) reap() {
 	}
 }
 
-// close releases the context once no sync is in flight (the DB is closed).
+// close releases the context. It is called once the DB is closed; a sync
+// that comes later all the same is a plain system call, and one in flight
+// is answered before the reaper stops.
 func (a *aioSyncer) close() {
+	a.mu.Lock()
+	a.off = true
+	a.mu.Unlock()
+	a.inFlight.Wait()
 	a.ev.Close()
 	<-a.reaps
 	unix.Syscall(unix.SYS_IO_DESTROY, a.ctx, 0, 0)
