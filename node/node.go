@@ -430,6 +430,7 @@ func (n *Node) info() []wire.InfoSection {
 		}},
 		{Name: "Persistence", Fields: [][2]string{
 			{"sync", yesno[n.cfg.Sync]},
+			{"fsync", n.st.FsyncMode()},
 			{"recovered_from_crash", yesno[n.st.ReplacedActor()]},
 			{"engine", "pebble"},
 			{"disk_bytes", strconv.FormatUint(m.DiskSpaceUsage(), 10)},

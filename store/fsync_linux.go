@@ -57,11 +57,12 @@ type ioEvent struct {
 
 // aioSyncer submits fsyncs and hands each completion to its waiter.
 type aioSyncer struct {
-	ctx   uintptr  // aio_context_t
-	efd   int      // the eventfd completions signal
-	ev    *os.File // efd, read through the netpoller
-	reaps chan struct{}
-	taken atomic.Uint64 // syncs the kernel completed (err or not)
+	ctx      uintptr  // aio_context_t
+	efd      int      // the eventfd completions signal
+	ev       *os.File // efd, read through the netpoller
+	reaps    chan struct{}
+	taken    atomic.Uint64 // syncs the kernel completed (err or not)
+	fellBack atomic.Uint64 // syncs done with the system call instead
 
 	mu       sync.Mutex
 	waiters  map[uint64]chan error
@@ -219,6 +220,7 @@ func (f asyncFile) Sync() error {
 	if err, done := f.a.sync(f.Fd(), false); done {
 		return err
 	}
+	f.a.fellBack.Add(1)
 	return f.File.Sync()
 }
 
@@ -226,6 +228,7 @@ func (f asyncFile) SyncData() error {
 	if err, done := f.a.sync(f.Fd(), true); done {
 		return err
 	}
+	f.a.fellBack.Add(1)
 	return f.File.SyncData()
 }
 
@@ -240,4 +243,22 @@ func syncingFS(fs vfs.FS) (vfs.FS, func()) {
 		return vfs.Default, func() {}
 	}
 	return asyncFS{FS: vfs.Default, a: a}, a.close
+}
+
+// fsyncStats reports how the store's file syncs are done: "aio", or
+// "syscall" when this kernel has no AIO (or the store is on a test's file
+// system), and how many went each way.
+func fsyncStats(fs vfs.FS) (mode string, aio, syscall uint64) {
+	afs, ok := fs.(asyncFS)
+	if !ok {
+		return "syscall", 0, 0
+	}
+	afs.a.mu.Lock()
+	off := afs.a.off
+	afs.a.mu.Unlock()
+	mode = "aio"
+	if off && afs.a.taken.Load() == 0 {
+		mode = "syscall"
+	}
+	return mode, afs.a.taken.Load(), afs.a.fellBack.Load()
 }

@@ -6,6 +6,8 @@ import (
 	"path/filepath"
 	"sync"
 	"testing"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
 )
 
 func newTestSyncer(t *testing.T) *aioSyncer {
@@ -148,6 +150,23 @@ func TestStoreOnDiskSyncsThroughAIO(t *testing.T) {
 	if afs.a.taken.Load() == before {
 		t.Error("a synced write completed no sync through AIO")
 	}
+	if m := s.FsyncMode(); m != "aio" {
+		t.Errorf("FsyncMode() = %q, want aio", m)
+	}
+	syncs := map[string]float64{}
+	for _, mf := range gather(t, s) {
+		if mf.GetName() == "rumor_store_file_syncs_total" {
+			for _, m := range mf.GetMetric() {
+				syncs[m.GetLabel()[0].GetValue()] = m.GetCounter().GetValue()
+			}
+		}
+	}
+	if syncs["aio"] < 1 {
+		t.Errorf("rumor_store_file_syncs_total = %v, want some via aio", syncs)
+	}
+	if _, ok := syncs["syscall"]; !ok {
+		t.Errorf("rumor_store_file_syncs_total = %v, want the syscall series too", syncs)
+	}
 	if err := s.Close(); err != nil {
 		t.Fatal(err)
 	}
@@ -179,5 +198,20 @@ func TestAIOSyncAfterClose(t *testing.T) {
 	a.close()
 	if err, done := a.sync(f.Fd(), true); done {
 		t.Fatalf("sync after close: done (%v), want the plain system call", err)
+	}
+}
+
+// TestStoreOnATestFileSystemSyncsPlainly: a store on a test's file system
+// (here pebble's in-memory one) is left alone: no AIO, and no AIO series.
+func TestStoreOnATestFileSystemSyncsPlainly(t *testing.T) {
+	s := open(t, Options{Dir: "/db", Sync: true, FS: vfs.NewMem()})
+	set(t, s, 1, "k", "v")
+	if m := s.FsyncMode(); m != "syscall" {
+		t.Errorf("FsyncMode() = %q, want syscall", m)
+	}
+	for _, mf := range gather(t, s) {
+		if mf.GetName() == "rumor_store_file_syncs_total" {
+			t.Errorf("a store without AIO exports %s", mf.GetName())
+		}
 	}
 }

@@ -12,3 +12,6 @@ func syncingFS(fs vfs.FS) (vfs.FS, func()) {
 	}
 	return vfs.Default, func() {}
 }
+
+// fsyncStats: every sync is the system call here, uncounted.
+func fsyncStats(vfs.FS) (mode string, aio, syscall uint64) { return "syscall", 0, 0 }

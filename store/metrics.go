@@ -31,13 +31,14 @@ var (
 	descFilter     = prometheus.NewDesc("rumor_store_key_filter_bytes", "Bytes of the filter of held keys that spares writes to new keys a search of pebble.", nil, nil)
 	descFilterOn   = prometheus.NewDesc("rumor_store_key_filter_ready", "1 once the key filter has scanned the store's keys and answers lookups.", nil, nil)
 	descHints      = prometheus.NewDesc("rumor_store_hints", "Hint records: objects held for another node until handoff, by that node.", []string{"target"}, nil)
+	descSyncs      = prometheus.NewDesc("rumor_store_file_syncs_total", "Syncs of the store's files (WAL, sstables, directories) by how they were done: through Linux AIO (the goroutine parks while the disk works), or the blocking system call when the kernel refused the request.", []string{"via"}, nil)
 	descFsync      = prometheus.NewDesc("rumor_store_wal_fsync_seconds", "Fsyncs of the write-ahead log, by how long each took (with --sync, a write waits for the one after it arrives).", nil, nil)
 )
 
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDisk, descMemtable, descCacheSize, descCacheHits, descCacheMiss,
 		descWALBytes, descFlushes, descCompaction, descReadAmp, descTables,
-		descObjBytes, descObjEntries, descObjHits, descObjMisses, descFilter, descFilterOn, descHints, descFsync} {
+		descObjBytes, descObjEntries, descObjHits, descObjMisses, descFilter, descFilterOn, descHints, descFsync, descSyncs} {
 		ch <- d
 	}
 }
@@ -73,6 +74,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	gauge(descFilterOn, ready)
+	if mode, aio, sys := fsyncStats(c.s.fs); mode == "aio" {
+		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(aio), "aio")
+		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(sys), "syscall")
+	}
 	if h := m.LogWriter.FsyncLatency; h != nil {
 		if f, err := fsyncHistogram(h); err == nil {
 			ch <- f

@@ -720,6 +720,14 @@ func (s *Store) Close() error {
 	return s.closeErr
 }
 
+// FsyncMode reports how the store's files are synced: "aio" (Linux AIO:
+// a sync parks its goroutine and leaves its thread to others) or
+// "syscall" (the blocking system call).
+func (s *Store) FsyncMode() string {
+	mode, _, _ := fsyncStats(s.fs)
+	return mode
+}
+
 // ReplacedActor reports whether Open gave this directory a new actor id
 // because it had not been closed cleanly.
 func (s *Store) ReplacedActor() bool { return s.newActor }
