@@ -55,6 +55,7 @@ import (
 	"log/slog"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2"
@@ -229,6 +230,11 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		cache.Unref()
 		releaseFS()
+		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
+			// What fcntl(F_SETLK) says of pebble's LOCK file when another
+			// process holds it.
+			return nil, fmt.Errorf("store: open %s: the directory is locked by another process (a node running on it, or one still exiting): %w", o.Dir, err)
+		}
 		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
 	}
 	s := &Store{db: db, cache: cache, fs: fs, releaseFS: releaseFS, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,

@@ -160,20 +160,30 @@ func waitExit(nd *clusterNode, after string) error {
 	return nil
 }
 
-// alive reports whether process pid runs (a zombie, exited but not yet
-// reaped by its parent, does not).
+// alive reports whether process pid runs: a zombie, exited but not yet
+// reaped by its parent, does not. Every thread counts: a killed process's
+// main thread turns zombie while the others may still be exiting, and
+// until the last of them has, the process holds its files and their
+// locks (the data directory's among them; a thread waiting for an fsync
+// in flight can take milliseconds).
 func alive(pid int) bool {
 	if pid <= 0 || syscall.Kill(pid, 0) != nil {
 		return false
 	}
-	stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	tasks, err := os.ReadDir(fmt.Sprintf("/proc/%d/task", pid))
 	if err != nil {
 		return true // no procfs: trust kill
 	}
-	if i := strings.LastIndexByte(string(stat), ')'); i >= 0 && i+2 < len(stat) {
-		return stat[i+2] != 'Z'
+	for _, task := range tasks {
+		stat, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%s/stat", pid, task.Name()))
+		if err != nil {
+			continue // exited meanwhile
+		}
+		if i := strings.LastIndexByte(string(stat), ')'); i < 0 || i+2 >= len(stat) || stat[i+2] != 'Z' {
+			return true
+		}
 	}
-	return true
+	return false
 }
 
 // newNode describes node i (1-based) of a cluster at base port p.
@@ -332,6 +342,18 @@ func respCommand(addr string, args ...string) (wire.Value, error) {
 	}
 }
 
+// logTail returns the last n lines of the log at path, indented, or why
+// it could not be read: what a node said before it exited.
+func logTail(path string, n int) string {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return "  (" + err.Error() + ")"
+	}
+	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
+	lines = lines[max(0, len(lines)-n):]
+	return "  " + strings.Join(lines, "\n  ")
+}
+
 func waitServing(n *clusterNode, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
@@ -339,7 +361,7 @@ func waitServing(n *clusterNode, d time.Duration) error {
 			return nil
 		}
 		if !alive(n.PID) {
-			return fmt.Errorf("%s exited; see %s", n.Name, n.Log)
+			return fmt.Errorf("%s exited; the end of %s:\n%s", n.Name, n.Log, logTail(n.Log, 8))
 		}
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s did not answer within %v; see %s", n.Name, d, n.Log)

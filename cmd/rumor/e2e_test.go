@@ -1061,3 +1061,29 @@ func TestClusterUpRefusesBadArguments(t *testing.T) {
 		t.Errorf("a refused cluster up left state behind: %v", err)
 	}
 }
+
+// TestSecondNodeOnADataDirectoryIsRefused: a node started on the data
+// directory of a running one exits with an error that says the directory
+// is locked by another process (not pebble's bare "resource temporarily
+// unavailable"), and the running node keeps its data and keeps serving.
+func TestSecondNodeOnADataDirectoryIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	first := startNode(t, dir)
+	ctx := context.Background()
+	c := redis.NewClient(&redis.Options{Addr: first.clientAddr})
+	defer c.Close()
+	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
+		t.Fatal(err)
+	}
+	out, err := exec.Command(binary, "node", "--name", "second", "--data-dir", dir,
+		"--client-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0").CombinedOutput()
+	if err == nil {
+		t.Fatalf("a second node on the same data directory started:\n%s", out)
+	}
+	if !strings.Contains(string(out), "locked by another process") {
+		t.Fatalf("second node's error does not say the directory is locked:\n%s", out)
+	}
+	if v, err := c.Get(ctx, "k").Result(); err != nil || v != "v" {
+		t.Fatalf("the first node after the refused second: GET k = %q, %v", v, err)
+	}
+}
