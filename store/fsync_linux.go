@@ -111,9 +111,9 @@ func (a *aioSyncer) sync(fd uintptr, data bool) (err error, done bool) {
 		cb.opcode = iocbCmdFdsync
 	}
 	cbs := [1]*iocb{cb}
-	_, _, e := unix.Syscall(unix.SYS_IO_SUBMIT, a.ctx, 1, uintptr(unsafe.Pointer(&cbs[0])))
+	n, _, e := unix.Syscall(unix.SYS_IO_SUBMIT, a.ctx, 1, uintptr(unsafe.Pointer(&cbs[0])))
 	runtime.KeepAlive(cb)
-	if e != 0 {
+	if e != 0 || n != 1 { // not submitted
 		a.mu.Lock()
 		delete(a.waiters, id)
 		if e == unix.ENOSYS {
