@@ -3,8 +3,10 @@ package store
 import (
 	"fmt"
 	"math/rand/v2"
+	"runtime"
 	"testing"
 
+	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rumor-kv/rumor/crdt"
 )
 
@@ -90,3 +92,45 @@ func BenchmarkGet(b *testing.B) {
 
 // benchParallelism is goroutines per CPU in BenchmarkUpdate.
 var benchParallelism = 16
+
+// BenchmarkSyncedUpdatesOneThread measures synced writes from 32 writers
+// with GOMAXPROCS=1 (rumor node --procs 1), with the store's fsyncs as it
+// makes them (fs=aio on Linux: the syncing goroutine parks) and with the
+// plain blocking system call (fs=syscall: the syncing goroutine keeps the
+// only P for the whole fsync). Compare the two in one run: the disk's
+// fsync time moves between runs and machines.
+func BenchmarkSyncedUpdatesOneThread(b *testing.B) {
+	for _, mode := range []string{"aio", "syscall"} {
+		b.Run("fs="+mode, func(b *testing.B) {
+			o := Options{Dir: b.TempDir(), Partitions: 16, Sync: true}
+			if mode == "syscall" {
+				o.FS = vfs.Default // a file system given is left alone
+			}
+			s, err := Open(o)
+			if err != nil {
+				b.Fatal(err)
+			}
+			defer s.Close()
+			if got := s.FsyncMode(); got != mode && runtime.GOOS == "linux" {
+				b.Skipf("the store syncs with %s here", got)
+			}
+			defer runtime.GOMAXPROCS(runtime.GOMAXPROCS(1))
+			val := []byte("VXK")
+			b.SetParallelism(32)
+			b.RunParallel(func(pb *testing.PB) {
+				r := rand.New(rand.NewPCG(rand.Uint64(), 2))
+				for pb.Next() {
+					i := r.Uint64N(100000)
+					_, err := s.Update(uint32(i%16), fmt.Appendf(nil, "key:%012d", i), func(cur crdt.Object, _ bool) (crdt.Object, error) {
+						cur.Reg = cur.Reg.Update(s.Actor(), cur.Reg.Context, val, false, 1)
+						return cur, nil
+					})
+					if err != nil {
+						b.Error(err)
+						return
+					}
+				}
+			})
+		})
+	}
+}
