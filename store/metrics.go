@@ -74,9 +74,9 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 		ready = 1
 	}
 	gauge(descFilterOn, ready)
-	if mode, aio, sys := fsyncStats(c.s.fs); mode == "aio" {
-		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(aio), "aio")
-		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(sys), "syscall")
+	if aio, taken, fellBack := fsyncStats(c.s.fs); aio {
+		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(taken), "aio")
+		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(fellBack), "syscall")
 	}
 	if h := m.LogWriter.FsyncLatency; h != nil {
 		if f, err := fsyncHistogram(h); err == nil {

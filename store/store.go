@@ -230,9 +230,10 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		cache.Unref()
 		releaseFS()
-		if errors.Is(err, syscall.EAGAIN) || errors.Is(err, syscall.EACCES) {
-			// What fcntl(F_SETLK) says of pebble's LOCK file when another
-			// process holds it.
+		if errors.Is(err, syscall.EAGAIN) {
+			// What fcntl(F_SETLK) says on Linux of pebble's LOCK file when
+			// another process holds it. (EACCES, its other answer, is
+			// also a permission problem: left as it is.)
 			return nil, fmt.Errorf("store: open %s: the directory is locked by another process (a node running on it, or one still exiting): %w", o.Dir, err)
 		}
 		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
@@ -727,11 +728,14 @@ func (s *Store) Close() error {
 }
 
 // FsyncMode reports how the store's files are synced: "aio" (Linux AIO:
-// a sync parks its goroutine and leaves its thread to others) or
-// "syscall" (the blocking system call).
+// a sync parks its goroutine and leaves its thread to others; one the
+// kernel refuses is the system call, counted in rumor_store_file_syncs_total)
+// or "syscall" (the blocking system call).
 func (s *Store) FsyncMode() string {
-	mode, _, _ := fsyncStats(s.fs)
-	return mode
+	if aio, _, _ := fsyncStats(s.fs); aio {
+		return "aio"
+	}
+	return "syscall"
 }
 
 // ReplacedActor reports whether Open gave this directory a new actor id

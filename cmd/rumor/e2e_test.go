@@ -1075,7 +1075,10 @@ func TestSecondNodeOnADataDirectoryIsRefused(t *testing.T) {
 	if err := c.Set(ctx, "k", "v", 0).Err(); err != nil {
 		t.Fatal(err)
 	}
-	out, err := exec.Command(binary, "node", "--name", "second", "--data-dir", dir,
+	// Bounded: a second node that wrongly started would serve forever.
+	octx, cancel := context.WithTimeout(ctx, 30*time.Second)
+	defer cancel()
+	out, err := exec.CommandContext(octx, binary, "node", "--name", "second", "--data-dir", dir,
 		"--client-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0").CombinedOutput()
 	if err == nil {
 		t.Fatalf("a second node on the same data directory started:\n%s", out)
