@@ -31,6 +31,7 @@ var (
 	descFilter     = prometheus.NewDesc("rumor_store_key_filter_bytes", "Bytes of the filter of held keys that spares writes to new keys a search of pebble.", nil, nil)
 	descFilterOn   = prometheus.NewDesc("rumor_store_key_filter_ready", "1 once the key filter has scanned the store's keys and answers lookups.", nil, nil)
 	descHints      = prometheus.NewDesc("rumor_store_hints", "Hint records: objects held for another node until handoff, by that node.", []string{"target"}, nil)
+	descSpares     = prometheus.NewDesc("rumor_store_wal_logs_created_total", "Write-ahead logs pebble created (not recycled), by whether they were made from a spare written ahead of time (whose syncs then commit no file size change) or appended from empty.", []string{"from"}, nil)
 	descSyncs      = prometheus.NewDesc("rumor_store_file_syncs_total", "Syncs of the store's files (WAL, sstables, directories) by how they were done: through Linux AIO (the goroutine parks while the disk works), or the blocking system call when the kernel refused the request.", []string{"via"}, nil)
 	descFsync      = prometheus.NewDesc("rumor_store_wal_fsync_seconds", "Fsyncs of the write-ahead log, by how long each took (with --sync, a write waits for the one after it arrives).", nil, nil)
 )
@@ -38,7 +39,7 @@ var (
 func (c collector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{descDisk, descMemtable, descCacheSize, descCacheHits, descCacheMiss,
 		descWALBytes, descFlushes, descCompaction, descReadAmp, descTables,
-		descObjBytes, descObjEntries, descObjHits, descObjMisses, descFilter, descFilterOn, descHints, descFsync, descSyncs} {
+		descObjBytes, descObjEntries, descObjHits, descObjMisses, descFilter, descFilterOn, descHints, descFsync, descSyncs, descSpares} {
 		ch <- d
 	}
 }
@@ -77,6 +78,10 @@ func (c collector) Collect(ch chan<- prometheus.Metric) {
 	if aio, taken, fellBack := fsyncStats(c.s.fs); aio {
 		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(taken), "aio")
 		ch <- prometheus.MustNewConstMetric(descSyncs, prometheus.CounterValue, float64(fellBack), "syscall")
+	}
+	if sp := c.s.spares; sp != nil {
+		ch <- prometheus.MustNewConstMetric(descSpares, prometheus.CounterValue, float64(sp.used.Load()), "spare")
+		ch <- prometheus.MustNewConstMetric(descSpares, prometheus.CounterValue, float64(sp.missed.Load()), "empty")
 	}
 	if h := m.LogWriter.FsyncLatency; h != nil {
 		if f, err := fsyncHistogram(h); err == nil {

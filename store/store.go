@@ -160,8 +160,9 @@ const lockStripes = 1024
 type Store struct {
 	db        *pebble.DB
 	cache     interface{ Unref() }
-	fs        vfs.FS // pebble's, from syncingFS
-	releaseFS func() // after db.Close: what fs holds
+	fs        vfs.FS   // from syncingFS
+	spares    *spareFS // pebble's file system on disk, nil for a test's
+	releaseFS func()   // after db.Close: what fs holds
 	objs      *objectCache
 	keys      *keyFilter // every object key held, to skip looking for new ones
 	wo        *pebble.WriteOptions
@@ -213,10 +214,17 @@ func Open(o Options) (*Store, error) {
 	o.ensureDefaults()
 	cache := pebble.NewCache(o.CacheSize)
 	fs, releaseFS := syncingFS(o.FS)
+	pfs := vfs.FS(fs)
+	var spares *spareFS
+	if o.FS == nil { // the disk: spare logs (see walspare.go)
+		release := releaseFS
+		spares = newSpareFS(fs, o.Dir, o.MemTableSize)
+		pfs, releaseFS = spares, func() { spares.close(); release() }
+	}
 	popts := &pebble.Options{
 		Cache:        cache,
 		MemTableSize: o.MemTableSize,
-		FS:           fs,
+		FS:           pfs,
 		Logger:       pebbleLogger{o.Logger},
 	}
 	// Bloom filters on every level (later levels inherit L0's): a write to
@@ -238,7 +246,7 @@ func Open(o Options) (*Store, error) {
 		}
 		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
 	}
-	s := &Store{db: db, cache: cache, fs: fs, releaseFS: releaseFS, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,
+	s := &Store{db: db, cache: cache, fs: fs, spares: spares, releaseFS: releaseFS, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,
 		maxHints: max(o.MaxHints, 0), drained: make(chan struct{})}
 	if o.Sync {
 		s.wo = pebble.Sync
