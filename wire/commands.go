@@ -312,13 +312,17 @@ func cmdSet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if !ok {
 		return out
 	}
-	name := strings.ToLower(string(args[0]))
 	if len(args[2]) > s.cfg.MaxValueSize {
 		return AppendError(out, fmt.Sprintf("ERR value of %d bytes exceeds max-value-size %d", len(args[2]), s.cfg.MaxValueSize))
 	}
-	opts, q, msg := parseOptions(name, args[3:], "CTX W SLOPPY")
-	if msg != "" {
-		return AppendError(out, msg)
+	var opts WriteOptions
+	var q Quorum
+	if len(args) > 3 { // (the name is lowered only then: an allocation)
+		var msg string
+		opts, q, msg = parseOptions(strings.ToLower(string(args[0])), args[3:], "CTX W SLOPPY")
+		if msg != "" {
+			return AppendError(out, msg)
+		}
 	}
 	if err := s.cfg.Backend.Put(c.withQuorum(q), args[1], args[2], opts); err != nil {
 		return errReply(out, err)
@@ -385,9 +389,13 @@ func cmdIncr(s *Server, c *session, args [][]byte, out []byte) []byte {
 		}
 		delta, rest = d, args[3:]
 	}
-	_, q, msg := parseOptions(strings.ToLower(string(args[0])), rest, "W SLOPPY")
-	if msg != "" {
-		return AppendError(out, msg)
+	var q Quorum
+	if len(rest) > 0 {
+		var msg string
+		_, q, msg = parseOptions(strings.ToLower(string(args[0])), rest, "W SLOPPY")
+		if msg != "" {
+			return AppendError(out, msg)
+		}
 	}
 	if c := args[0][0] | 0x20; c == 'd' {
 		if delta == -delta && delta != 0 { // MinInt64 cannot be negated
