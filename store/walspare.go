@@ -31,10 +31,11 @@ import (
 // directory after creating a log, which makes the rename durable with it.
 //
 // The spares grow as pebble's memtables do, from spareMinSize doubling up
-// to spareMax (pebble preallocates 1.1x the memtable size per log); past a
-// spare's end a log is appended as before. A spare is only written after
-// the previous one was used, so a store whose logs pebble recycles writes
-// none; the one left at Close is removed, as is a stale one at Open.
+// to max (pebble preallocates 1.1x the memtable size per log); past a
+// spare's end a log is appended as before. The first is written as the
+// store opens, for the log pebble creates then; each next one only after
+// the last was used, so a store whose logs pebble recycles writes no more.
+// The one left at Close is removed, as is a stale one at Open.
 type spareFS struct {
 	vfs.FS
 	path string // the spare's name, in the data directory
@@ -60,12 +61,18 @@ const (
 var zeroBlock [256 << 10]byte
 
 // newSpareFS returns fs with spare logs for the pebble store in dir, whose
-// memtables are memtable bytes. The first spare is written once pebble
-// created its first log (and with it the directory).
+// memtables are memtable bytes. It writes the first spare before it
+// returns (a few milliseconds), so that the log pebble creates as it opens
+// is one: its first few thousand writes are a new node's first.
 func newSpareFS(fs vfs.FS, dir string, memtable uint64) *spareFS {
 	s := &spareFS{FS: fs, dir: filepath.Clean(dir), path: fs.PathJoin(dir, spareName),
 		max: max(int64(memtable+memtable/10), spareMinSize), next: spareMinSize}
 	_ = fs.Remove(s.path) // a stale one, perhaps half written
+	if fs.MkdirAll(dir, 0o755) == nil && s.write(s.next) {
+		s.ready, s.next = s.next, min(2*s.next, s.max)
+	} else {
+		_ = fs.Remove(s.path)
+	}
 	return s
 }
 
