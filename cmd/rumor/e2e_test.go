@@ -263,7 +263,8 @@ func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
 	var counterAcked, counterTried int64
 	for round := 0; round < rounds; round++ {
 		// Small memtables: pebble makes a new log every few thousand
-		// writes, so each round writes over a spare (see below).
+		// writes, each one from a spare (see below), so a round may be
+		// killed while pebble switches logs.
 		p := startNode(t, dir, "--memtable-size", "1MB")
 		var mu sync.Mutex
 		var wg sync.WaitGroup
