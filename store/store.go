@@ -204,6 +204,28 @@ var (
 
 const objectPrefix = 0x01
 
+// lockDir creates dir if needed and takes pebble's lock on it.
+func lockDir(dir string, fs vfs.FS) (*pebble.Lock, error) {
+	if err := fs.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("store: open %s: %w", dir, err)
+	}
+	lock, err := pebble.LockDirectory(dir, fs)
+	if err != nil {
+		return nil, openError(dir, err)
+	}
+	return lock, nil
+}
+
+func openError(dir string, err error) error {
+	if errors.Is(err, syscall.EAGAIN) {
+		// What fcntl(F_SETLK) says on Linux of pebble's LOCK file when
+		// another process holds it. (EACCES, its other answer, is also a
+		// permission problem: left as it is.)
+		return fmt.Errorf("store: open %s: the directory is locked by another process (a node running on it, or one still exiting): %w", dir, err)
+	}
+	return fmt.Errorf("store: open %s: %w", dir, err)
+}
+
 // Open opens or creates the store in o.Dir. A new directory gets a fresh
 // random actor id; an existing one keeps its own. Open reads every hint
 // record to count them, in time proportional to the hints held.
@@ -214,18 +236,28 @@ func Open(o Options) (*Store, error) {
 	o.ensureDefaults()
 	cache := pebble.NewCache(o.CacheSize)
 	fs, releaseFS := syncingFS(o.FS)
-	pfs := vfs.FS(fs)
-	var spares *spareFS
-	if o.FS == nil { // the disk: spare logs (see walspare.go)
-		release := releaseFS
-		spares = newSpareFS(fs, o.Dir, o.MemTableSize)
-		pfs, releaseFS = spares, func() { spares.close(); release() }
-	}
 	popts := &pebble.Options{
 		Cache:        cache,
 		MemTableSize: o.MemTableSize,
-		FS:           pfs,
+		FS:           fs,
 		Logger:       pebbleLogger{o.Logger},
+	}
+	var spares *spareFS
+	if o.FS == nil {
+		// The disk: spare logs (see walspare.go). They are written in the
+		// data directory, so under its lock, taken here for pebble: a
+		// second node started on the directory must not touch the
+		// spare of the one running there.
+		lock, err := lockDir(o.Dir, fs)
+		if err != nil {
+			cache.Unref()
+			releaseFS()
+			return nil, err
+		}
+		spares = newSpareFS(fs, o.Dir, o.MemTableSize)
+		release := releaseFS
+		popts.FS, popts.Lock = spares, lock
+		releaseFS = func() { spares.close(); lock.Close(); release() } // after the DB's Close
 	}
 	// Bloom filters on every level (later levels inherit L0's): a write to
 	// a new key, and a GET of a missing one, then skip the sstables that
@@ -238,13 +270,7 @@ func Open(o Options) (*Store, error) {
 	if err != nil {
 		cache.Unref()
 		releaseFS()
-		if errors.Is(err, syscall.EAGAIN) {
-			// What fcntl(F_SETLK) says on Linux of pebble's LOCK file when
-			// another process holds it. (EACCES, its other answer, is
-			// also a permission problem: left as it is.)
-			return nil, fmt.Errorf("store: open %s: the directory is locked by another process (a node running on it, or one still exiting): %w", o.Dir, err)
-		}
-		return nil, fmt.Errorf("store: open %s: %w", o.Dir, err)
+		return nil, openError(o.Dir, err)
 	}
 	s := &Store{db: db, cache: cache, fs: fs, spares: spares, releaseFS: releaseFS, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,
 		maxHints: max(o.MaxHints, 0), drained: make(chan struct{})}

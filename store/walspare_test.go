@@ -228,3 +228,38 @@ func TestLogsWithoutASpareWhenNoneCanBeWritten(t *testing.T) {
 		t.Errorf("%d logs made from spares that could not be written", u)
 	}
 }
+
+// TestSecondOpenLeavesTheSpareAlone: a second Open of a data directory in
+// use is refused before it touches anything there; in particular it does
+// not remove or rewrite the running store's spare log, which that store
+// may be renaming into a log at the same moment (a rewrite would then zero
+// synced records).
+func TestSecondOpenLeavesTheSpareAlone(t *testing.T) {
+	dir := t.TempDir()
+	s := open(t, Options{Dir: dir, Sync: true, MemTableSize: 1 << 20})
+	spareReady := func() bool {
+		s.spares.mu.Lock()
+		defer s.spares.mu.Unlock()
+		return s.spares.ready > 0
+	}
+	testutil.Eventually(t, 10*time.Second, "the next spare is ready", spareReady)
+	path := filepath.Join(dir, spareName)
+	before, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := Open(Options{Dir: dir, Partitions: 16, Sync: true}); err == nil {
+		t.Fatal("a second Open of a directory in use succeeded")
+	}
+	after, err := os.Stat(path)
+	if err != nil || !os.SameFile(before, after) || !after.ModTime().Equal(before.ModTime()) || !spareReady() {
+		t.Fatalf("the refused Open touched the running store's spare: %v, same file %v", err, err == nil && os.SameFile(before, after))
+	}
+	used := s.spares.used.Load()
+	for i := 0; s.spares.used.Load() == used; i++ {
+		if i > 100_000 {
+			t.Fatal("the spare was never used")
+		}
+		set(t, s, uint32(i%16), string(spareKey(i)), string(spareValue(i)))
+	}
+}
