@@ -22,8 +22,13 @@ type acceptor struct {
 		closed    bool
 		listeners map[net.Listener]struct{}
 		conns     map[net.Conn]struct{}
+		grace     *time.Timer // closes the connections left at close
 	}
 }
+
+// closeGrace is how long a connection may take, once its server closes,
+// to finish the command it is running and write the replies it owes.
+const closeGrace = 2 * time.Second
 
 // serve accepts on l until close, running handle in a goroutine per
 // connection (which it closes when handle returns). Temporary accept errors
@@ -104,8 +109,15 @@ func (a *acceptor) untrack(c net.Conn) {
 	a.mu.Unlock()
 }
 
-// close stops the listeners and closes every connection; wait then waits
+// close stops the listeners and ends every connection; wait then waits
 // for the connections' goroutines. Both are safe to call more than once.
+//
+// A connection is not closed at once: its reads fail from now on (the
+// read deadline is past), so one waiting for a command ends right away,
+// and one running a command finishes it and writes its reply first (a
+// command that took effect, CLUSTER LEAVE or a write, is answered). Those
+// still there after closeGrace (a client that does not read its replies)
+// are closed.
 func (a *acceptor) close() {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -116,9 +128,24 @@ func (a *acceptor) close() {
 	for l := range a.mu.listeners {
 		l.Close()
 	}
+	now := time.Now()
 	for c := range a.mu.conns {
-		c.Close()
+		c.SetReadDeadline(now)
 	}
+	a.mu.grace = time.AfterFunc(closeGrace, func() {
+		a.mu.Lock()
+		defer a.mu.Unlock()
+		for c := range a.mu.conns {
+			c.Close()
+		}
+	})
 }
 
-func (a *acceptor) wait() { a.wg.Wait() }
+func (a *acceptor) wait() {
+	a.wg.Wait()
+	a.mu.Lock()
+	if a.mu.grace != nil {
+		a.mu.grace.Stop()
+	}
+	a.mu.Unlock()
+}

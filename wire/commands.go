@@ -127,6 +127,8 @@ func errReply(out []byte, err error) []byte {
 		return AppendError(out, "ERR increment or decrement would overflow")
 	case errors.Is(err, context.DeadlineExceeded):
 		return AppendError(out, "ERR request timed out")
+	case errors.Is(err, context.Canceled): // a command's context ends only with the server
+		return AppendError(out, "ERR server shutting down")
 	}
 	return AppendError(out, "ERR "+err.Error())
 }

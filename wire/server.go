@@ -125,8 +125,8 @@ func (s *Server) Serve(l net.Listener) error {
 // Close stops accepting, closes every connection and waits for their
 // goroutines. It is safe to call more than once.
 func (s *Server) Close() error {
+	s.cancel() // first: a connection that sees it starts no new command
 	s.acc.close()
-	s.cancel()
 	s.acc.wait()
 	return nil
 }
@@ -231,6 +231,9 @@ func (s *Server) serveConn(c net.Conn) {
 			return
 		}
 		if r.Buffered() == 0 {
+			if s.ctx.Err() != nil {
+				return // the server is closing: the deferred flush sends what is owed
+			}
 			if len(out) > 0 && sess.syncs.Pending() == 0 {
 				// Let the other connections that have a command run
 				// theirs before this reply leaves, so that replies leave
@@ -267,6 +270,9 @@ func (s *Server) serveConn(c net.Conn) {
 			var pe *ProtocolError
 			var ne net.Error
 			switch {
+			case s.ctx.Err() != nil:
+				// Closing (acceptor.close made the read fail): no error
+				// reply, only the replies owed (the deferred flush).
 			case errors.As(err, &pe):
 				s.protocolErrors.Add(1)
 				s.cfg.Metrics.disconnect("protocol_error")

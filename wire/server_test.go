@@ -986,8 +986,96 @@ func TestServerCloseCancelsInFlightCommands(t *testing.T) {
 	if !returned.Load() {
 		t.Errorf("Close returned before the in-flight command finished")
 	}
+	// The cancelled command is answered, then the connection closes.
+	if v, err := c.readReply(); err != nil || v.String() != `-"ERR server shutting down"` {
+		t.Errorf("after Close: %s, %v; want the shutdown error", v, err)
+	}
 	if v, err := c.readReply(); err == nil {
 		t.Errorf("after Close: got %s, want the connection closed", v)
+	}
+}
+
+// TestServerCloseAnswersTheCommandInFlight: a command running when the
+// server closes finishes and its reply is written before the connection
+// closes (CLUSTER LEAVE, or a write that took effect, must not be answered
+// with EOF), and Close waits for it; an idle connection is closed at once,
+// with no error reply.
+func TestServerCloseAnswersTheCommandInFlight(t *testing.T) {
+	t.Parallel()
+	be := newFakeBackend()
+	entered, release := make(chan struct{}), make(chan struct{})
+	be.getHook = func(ctx context.Context, key string) error {
+		if key == "slow" {
+			close(entered)
+			<-release // not ctx: this command finishes as it would have
+		}
+		return nil
+	}
+	e := srvStart(t, ServerConfig{Backend: be})
+	c := e.connect(t)
+	c.check(`+"OK"`, "SET", "slow", "v1")
+	idle := e.connect(t)
+	idle.check(`+"PONG"`, "PING")
+	c.send("GET", "slow")
+	select {
+	case <-entered:
+	case <-time.After(srvWait):
+		t.Fatal("GET slow never reached the backend")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- e.srv.Close() }()
+	// The idle connection ends without a reply while the command runs.
+	if v, err := idle.readReply(); err == nil {
+		t.Errorf("idle connection after Close: got %s, want it closed", v)
+	}
+	select {
+	case <-closed:
+		t.Fatal("Close returned while a command was running")
+	default:
+	}
+	close(release)
+	if v, err := c.readReply(); err != nil || v.String() != `$"v1"` {
+		t.Errorf("the reply of the command in flight: %s, %v; want v1", v, err)
+	}
+	if v, err := c.readReply(); err == nil {
+		t.Errorf("after that reply: got %s, want the connection closed", v)
+	}
+	select {
+	case err := <-closed:
+		if err != nil {
+			t.Errorf("Close: %v", err)
+		}
+	case <-time.After(srvWait):
+		t.Fatal("Close did not return once the command was answered")
+	}
+}
+
+// TestServerCloseEndsAClientThatReadsNothing: a connection whose client
+// does not read the replies it asked for (the server's write blocks) is
+// closed closeGrace after Close, well before its write timeout.
+func TestServerCloseEndsAClientThatReadsNothing(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{WriteTimeout: time.Hour})
+	c := e.connect(t)
+	big := strings.Repeat("x", 1<<20)
+	c.send("SET", "big", big)
+	if v, err := c.readReply(); err != nil || v.String() != `+"OK"` {
+		t.Fatalf("SET big: %.40s, %v", v.String(), err)
+	}
+	var pipeline []byte
+	for range 64 { // 64 MB of replies: more than the sockets buffer
+		pipeline = append(pipeline, srvCommand("GET", "big")...)
+	}
+	c.write(string(pipeline))
+	testutil.Eventually(t, srvWait, "the server stuck writing", func() bool {
+		return e.srv.totalCommands.Load() >= 3 // SET and at least two GETs ran
+	})
+	closed := make(chan error, 1)
+	go func() { closed <- e.srv.Close() }()
+	select {
+	case <-closed:
+	case <-time.After(closeGrace + srvWait):
+		t.Fatal("Close did not return for a client that reads nothing")
 	}
 }
 
