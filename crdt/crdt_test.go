@@ -78,6 +78,20 @@ func (h *history) draw(t *rapid.T, label string) Object {
 	return h.states[rapid.IntRange(0, len(h.states)-1).Draw(t, label)]
 }
 
+// TestMergeShortcutsAgree: MergeRegisters' shortcuts (one side empty, both
+// equal) give exactly what the general merge gives.
+func TestMergeShortcutsAgree(t *testing.T) {
+	rapid.Check(t, func(t *rapid.T) {
+		h := genHistory(t, true)
+		a, b := h.draw(t, "a"), h.draw(t, "b")
+		for _, p := range [][2]Register{{a.Reg, b.Reg}, {a.Reg, a.Reg}, {Register{}, a.Reg}, {a.Reg, Register{}}, {b.Reg, a.Reg}} {
+			if got, want := MergeRegisters(p[0], p[1]), mergeRegisters(p[0], p[1]); !got.Equal(want) {
+				t.Fatalf("MergeRegisters(%v, %v) = %v, the general merge gives %v", p[0], p[1], got, want)
+			}
+		}
+	})
+}
+
 func TestMergeIsASemilattice(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		h := genHistory(t, true)
