@@ -951,6 +951,22 @@ func TestServerClose(t *testing.T) {
 	}
 }
 
+// closeDuringGetSlow sends GET slow on c, waits until the backend has it
+// (entered), and closes the server in the background: Close's result comes
+// on the channel.
+func closeDuringGetSlow(t *testing.T, e *srvEnv, c *srvConn, entered <-chan struct{}) <-chan error {
+	t.Helper()
+	c.send("GET", "slow")
+	select {
+	case <-entered:
+	case <-time.After(srvWait):
+		t.Fatal("GET slow never reached the backend")
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- e.srv.Close() }()
+	return closed
+}
+
 func TestServerCloseCancelsInFlightCommands(t *testing.T) {
 	t.Parallel()
 	be := newFakeBackend()
@@ -967,14 +983,7 @@ func TestServerCloseCancelsInFlightCommands(t *testing.T) {
 	}
 	e := srvStart(t, ServerConfig{Backend: be})
 	c := e.connect(t)
-	c.send("GET", "slow")
-	select {
-	case <-entered:
-	case <-time.After(srvWait):
-		t.Fatal("GET slow never reached the backend")
-	}
-	closed := make(chan error, 1)
-	go func() { closed <- e.srv.Close() }()
+	closed := closeDuringGetSlow(t, e, c, entered)
 	select {
 	case err := <-closed:
 		if err != nil {
@@ -1016,14 +1025,7 @@ func TestServerCloseAnswersTheCommandInFlight(t *testing.T) {
 	c.check(`+"OK"`, "SET", "slow", "v1")
 	idle := e.connect(t)
 	idle.check(`+"PONG"`, "PING")
-	c.send("GET", "slow")
-	select {
-	case <-entered:
-	case <-time.After(srvWait):
-		t.Fatal("GET slow never reached the backend")
-	}
-	closed := make(chan error, 1)
-	go func() { closed <- e.srv.Close() }()
+	closed := closeDuringGetSlow(t, e, c, entered)
 	// The idle connection ends without a reply while the command runs.
 	if v, err := idle.readReply(); err == nil {
 		t.Errorf("idle connection after Close: got %s, want it closed", v)
