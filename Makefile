@@ -2,10 +2,11 @@
 GO       ?= go
 BIN      ?= bin/rumor
 FUZZTIME ?= 30s
+BASE     ?= HEAD~1
 RACE_PKGS = ./store/... ./wire/... ./node/... ./gossip/...
 PURE_PKGS = ./ring/...
 
-.PHONY: help build cluster cluster-down node test lint unit e2e bench bench-cluster bench-faults bench-go bench-deps fuzz clean
+.PHONY: help build cluster cluster-down node test lint unit e2e bench bench-cluster ab bench-faults bench-go bench-deps fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -42,6 +43,9 @@ bench: build ## rumor against redis-server with redis-benchmark, plus memory for
 
 bench-cluster: build ## a 3-node cluster (N=3, R=2, W=2) against redis-server with redis-benchmark (needs: make bench-deps)
 	scripts/bench-cluster.sh
+
+ab: build ## compare this tree's build with BASE (default HEAD~1) on one node, in alternating rounds (ROUNDS, SYNC, TESTS, N, C, R, PROCS; needs: make bench-deps)
+	BASE=$(BASE) scripts/ab.sh
 
 bench-faults: ## 5 processes under partition, heal, kill and restart: lost writes, hint drain time, throughput during the partition
 	@out=$$(mktemp); go test -count=1 -run TestFaultsKeepEveryAcknowledgedWrite -v ./cmd/rumor > $$out 2>&1; st=$$?; \
