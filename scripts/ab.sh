@@ -20,6 +20,8 @@
 # µs per request, per test; the mean WAL fsync with SYNC=true), then the
 # median of each over the rounds and NEW/OLD.
 set -euo pipefail
+# shellcheck source=scripts/benchlib.sh
+source "$(dirname "$0")/benchlib.sh" # http_get
 
 BASE=${BASE:-HEAD~1}
 OLD=${OLD:-}
@@ -48,7 +50,7 @@ read -r -a tests <<<"$TESTS"
 for t in "${tests[@]}"; do
   [[ $t == set || $t == get || $t == incr ]] || die "TESTS may hold set, get and incr (got '$t')"
 done
-for tool in redis-benchmark redis-cli awk; do
+for tool in redis-benchmark redis-cli awk python3 git go; do
   command -v "$tool" >/dev/null 2>&1 || die "$tool is needed (make bench-deps)"
 done
 [[ -x $NEW ]] || die "NEW build '$NEW' not found: run make build"
@@ -56,7 +58,10 @@ done
 TMP=$(mktemp -d)
 NODE_PID=""
 cleanup() {
-  if [[ -n $NODE_PID ]]; then kill "$NODE_PID" 2>/dev/null && wait "$NODE_PID" 2>/dev/null || true; fi
+  if [[ -n $NODE_PID ]]; then
+    kill "$NODE_PID" 2>/dev/null || true
+    wait "$NODE_PID" 2>/dev/null || true
+  fi
   rm -rf "$TMP"
 }
 trap cleanup EXIT
@@ -105,7 +110,7 @@ run_node() {
     line+=$(printf ' | %s %.0f/s p99 %s ms cpu %s µs' "${t^^}" "$rps" "$p99" "$cpu")
   done
   if [[ $SYNC == true ]]; then
-    fsync=$(curl -s "http://127.0.0.1:$hport/metrics" 2>/dev/null | awk '/^rumor_store_wal_fsync_seconds_sum/ { s = $2 } /^rumor_store_wal_fsync_seconds_count/ { c = $2 } END { if (c > 0) printf "%.0f", s / c * 1e6 }')
+    fsync=$(http_get "$hport" /metrics | awk '/^rumor_store_wal_fsync_seconds_sum/ { s = $2 } /^rumor_store_wal_fsync_seconds_count/ { c = $2 } END { if (c > 0) printf "%.0f", s / c * 1e6 }')
     line+=" | mean WAL fsync ${fsync:-?} µs"
   fi
   kill "$NODE_PID"
