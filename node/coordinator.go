@@ -833,6 +833,7 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 	results := make(chan result, len(copies)+members) // every copy, every stand-in
 	acked := make([]bool, len(copies))
 	inFlight := make([]int, len(copies)) // attempts out per slot
+	mergeArgs := [][]byte{key, enc}      // shared by the preferred copies' calls: read only
 	acks, pending := 0, 0
 	send := func(slot int, s copySlot) {
 		inFlight[slot]++
@@ -853,7 +854,7 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 			results <- result{slot, s, err} // room for every result: never blocks
 		}
 		if s.hintFor == "" {
-			c.tr.Go(callCtx, s.node, "merge", [][]byte{key, enc}, done)
+			c.tr.Go(callCtx, s.node, "merge", mergeArgs, done)
 		} else {
 			c.tr.Go(callCtx, s.node, "hint", [][]byte{key, enc, []byte(s.hintFor)}, done)
 		}
