@@ -60,18 +60,16 @@ const (
 // zeroBlock is what a spare is written with.
 var zeroBlock [256 << 10]byte
 
-// newSpareFS returns fs with spare logs for the pebble store in dir, whose
-// memtables are memtable bytes. It writes the first spare before it
+// newSpareFS returns fs with spare logs for the pebble store in dir (which
+// exists), whose memtables are memtable bytes. It writes the first spare before it
 // returns (a few milliseconds), so that the log pebble creates as it opens
 // is one: its first few thousand writes are a new node's first.
 func newSpareFS(fs vfs.FS, dir string, memtable uint64) *spareFS {
 	s := &spareFS{FS: fs, dir: filepath.Clean(dir), path: fs.PathJoin(dir, spareName),
 		max: max(int64(memtable+memtable/10), spareMinSize), next: spareMinSize}
 	_ = fs.Remove(s.path) // a stale one, perhaps half written
-	if fs.MkdirAll(dir, 0o755) == nil && s.write(s.next) {
+	if s.write(s.next) {
 		s.ready, s.next = s.next, min(2*s.next, s.max)
-	} else {
-		_ = fs.Remove(s.path)
 	}
 	return s
 }
@@ -125,20 +123,26 @@ func (s *spareFS) startLocked() {
 		if ok && !s.closed {
 			s.ready = size
 			s.next = min(2*size, s.max)
-		} else {
-			_ = s.FS.Remove(s.path)
+		} else if ok {
+			_ = s.FS.Remove(s.path) // written as the store closed
 		}
 	}()
 }
 
 // write writes a spare of size zero bytes and syncs it (through the store's
-// AIO syncs when s.FS has them). It gives up on any error, and at close.
-func (s *spareFS) write(size int64) bool {
+// AIO syncs when s.FS has them). It gives up on any error, and at close,
+// and then removes what it wrote.
+func (s *spareFS) write(size int64) (ok bool) {
 	f, err := s.FS.Create(s.path, vfs.WriteCategoryUnspecified)
 	if err != nil {
 		return false
 	}
-	ok := true
+	defer func() {
+		if !ok {
+			_ = s.FS.Remove(s.path)
+		}
+	}()
+	ok = true
 	for n := int64(0); n < size && ok; n += int64(len(zeroBlock)) {
 		s.mu.Lock()
 		ok = !s.closed

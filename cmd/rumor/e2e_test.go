@@ -297,7 +297,7 @@ func TestAcknowledgedWritesSurviveSIGKILL(t *testing.T) {
 		// and pebble writes a log made from a spare (zero-filled ahead of
 		// time, store/walspare.go), whose zeros after the last record
 		// recovery must read as its end.
-		overSpare := func() bool { return spareLogs(t, p) > 0 }
+		overSpare := func() bool { return spareLogs(p) > 0 }
 		for deadline := time.Now().Add(20 * time.Second); (ackedThisRound.Load() < 300 || !overSpare()) && time.Now().Before(deadline); {
 			time.Sleep(5 * time.Millisecond)
 		}
@@ -802,8 +802,8 @@ func TestLocalClusterCommand(t *testing.T) {
 
 // spareLogs returns how many write-ahead logs p's store made from spares
 // (rumor_store_wal_logs_created_total{from="spare"}), 0 if it cannot tell.
-func spareLogs(t *testing.T, p *proc) int {
-	resp, err := http.Get("http://" + p.httpAddr + "/metrics")
+func spareLogs(p *proc) int {
+	resp, err := (&http.Client{Timeout: 5 * time.Second}).Get("http://" + p.httpAddr + "/metrics")
 	if err != nil {
 		return 0
 	}
