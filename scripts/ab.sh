@@ -15,6 +15,10 @@
 #   TESTS   redis-benchmark tests, in order: set, get, incr (default "set get incr")
 #   N C R   redis-benchmark -n, -c and -r (default 200000, 50, 100000)
 #   PROCS   the node's --procs (default 1, as make bench)
+#   OLD_ARGS, NEW_ARGS
+#           more node flags for each side, split on spaces (default none):
+#           with OLD=NEW=./bin/rumor this compares two settings of one build,
+#           e.g. OLD=./bin/rumor NEW_ARGS='--memtable-size 4MB'
 #
 # Prints a line per round and build (requests/s, p99 ms and the node's CPU
 # µs per request, per test; the mean WAL fsync with SYNC=true), then the
@@ -33,6 +37,8 @@ N=${N:-200000}
 C=${C:-50}
 R=${R:-100000}
 PROCS=${PROCS:-1}
+OLD_ARGS=${OLD_ARGS:-}
+NEW_ARGS=${NEW_ARGS:-}
 
 die() {
   printf 'ab.sh: %s\n' "$*" >&2
@@ -83,15 +89,18 @@ fi
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 tck=$(getconf CLK_TCK)
 
-# run_node BIN LABEL: one round on a fresh node; appends "label test rps p99 cpu" lines to $TMP/results
+# run_node BIN LABEL ARGS: one round on a fresh node started with the extra flags ARGS;
+# appends "label test rps p99 cpu" lines to $TMP/results
 run_node() {
   local bin=$1 label=$2 port hport dir line t c0 c1 csv rps p99 cpu fsync
+  local -a extra
+  read -r -a extra <<<"$3"
   port=$(free_port)
   hport=$(free_port)
   dir="$TMP/data-$label"
   rm -rf "$dir"
   "$bin" node --name ab --data-dir "$dir" --client-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$hport" \
-    --sync="$SYNC" --procs "$PROCS" >"$TMP/node.log" 2>&1 &
+    --sync="$SYNC" --procs "$PROCS" "${extra[@]}" >"$TMP/node.log" 2>&1 &
   NODE_PID=$!
   for ((i = 0; i < 100; i++)); do
     [[ $(redis-cli -p "$port" PING 2>/dev/null) == PONG ]] && break
@@ -119,15 +128,15 @@ run_node() {
   printf '%s\n' "$line"
 }
 
-printf 'old: %s\nnew: %s\nsync=%s procs=%s: redis-benchmark -t <test> -n %s -c %s -r %s, %s rounds\n\n' \
-  "$oldname" "$NEW" "$SYNC" "$PROCS" "$N" "$C" "$R" "$ROUNDS"
+printf 'old: %s %s\nnew: %s %s\nsync=%s procs=%s: redis-benchmark -t <test> -n %s -c %s -r %s, %s rounds\n\n' \
+  "$oldname" "$OLD_ARGS" "$NEW" "$NEW_ARGS" "$SYNC" "$PROCS" "$N" "$C" "$R" "$ROUNDS"
 for ((round = 1; round <= ROUNDS; round++)); do
   # Who goes first alternates, so that neither always runs on a warmer or a busier machine.
   if ((round % 2)); then order=(old new); else order=(new old); fi
   for who in "${order[@]}"; do
-    if [[ $who == old ]]; then bin=$OLD; else bin=$NEW; fi
+    if [[ $who == old ]]; then bin=$OLD args=$OLD_ARGS; else bin=$NEW args=$NEW_ARGS; fi
     printf 'round %d ' "$round"
-    run_node "$bin" "$who"
+    run_node "$bin" "$who" "$args"
   done
 done
 
