@@ -723,13 +723,16 @@ func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w in
 	// are sent: the local copy counts once it is durable.
 	var localWait func() error
 	localOK := true
-	obj, err := c.cfg.Store.UpdateHinted(part, key, copies[local].hintFor, fn, func(wait func() error) { localWait = wait })
+	// The stored encoding is what the copies carry: it does not share the
+	// caller's value bytes (only valid during this call), and the copies
+	// may be sent after it returns.
+	enc, err := c.cfg.Store.UpdateEncoded(part, key, copies[local].hintFor, fn, func(wait func() error) { localWait = wait })
 	if errors.Is(err, store.ErrHintsFull) {
 		// The write still counts on the other copies; this one is applied
 		// (it carries this actor's history) but not hinted, so not counted.
 		c.stats.hintsDropped.Add(1)
 		localOK = false
-		obj, err = c.cfg.Store.UpdateDeferred(part, key, fn, func(wait func() error) { localWait = wait })
+		enc, err = c.cfg.Store.UpdateEncoded(part, key, "", fn, func(wait func() error) { localWait = wait })
 	}
 	if err != nil {
 		return nil, err
@@ -749,9 +752,6 @@ func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w in
 			}
 		}
 	}
-	// Encoded now: obj may hold the caller's value bytes, which are only
-	// valid during this call, and its copies may be sent after it returns.
-	enc := obj.Encode()
 	if g := wire.SyncGroupFrom(ctx); g != nil {
 		// More commands of the client's pipeline wait: the local copy is
 		// applied (the next command sees it), and the quorum is waited

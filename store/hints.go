@@ -176,7 +176,17 @@ func (s *Store) releaseHint(target string) {
 // target longer than 255 bytes is an error and writes nothing. With
 // target == "" it is exactly UpdateDeferred.
 func (s *Store) UpdateHinted(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
-	return s.update(p, key, target, fn, deferSync)
+	next, _, err := s.update(p, key, target, fn, deferSync)
+	return next, err
+}
+
+// UpdateEncoded is UpdateHinted for a caller that sends the stored object
+// on (a coordinator, to the other replicas): it returns the object's
+// encoding, as stored, instead of the object, which saves encoding it a
+// second time. The encoding is shared with the store's cache: read only.
+func (s *Store) UpdateEncoded(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) ([]byte, error) {
+	_, enc, err := s.update(p, key, target, fn, deferSync)
+	return enc, err
 }
 
 // MergeHinted merges obj into key's object and records a hint for target,

@@ -729,3 +729,39 @@ func TestAddHint(t *testing.T) {
 		t.Fatalf("object after AddHint = %q", got)
 	}
 }
+
+// UpdateEncoded returns exactly what the store holds, encoded: a
+// coordinator sends it to the other replicas as the write, so bytes that
+// differed from the stored object (the update's input, or an encoding
+// made before fn ran) would replicate another value than the one written.
+func TestUpdateEncodedReturnsTheStoredObject(t *testing.T) {
+	s := open(t, Options{})
+	hset(t, s, 3, "k", "", "old") // a sibling-free history to supersede
+	enc, err := s.UpdateEncoded(3, []byte("k"), "b", setTo(s, "new"), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := crdt.Decode(enc)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stored, ok, err := s.Get(3, []byte("k"))
+	if err != nil || !ok {
+		t.Fatalf("Get = %v, %v", ok, err)
+	}
+	if !bytes.Equal(enc, stored.Encode()) || !got.Equal(stored) {
+		t.Fatalf("UpdateEncoded returned %+v, the store holds %+v", got, stored)
+	}
+	if v := value(t, s, 3, "k"); v != "new" {
+		t.Fatalf("object = %q, want new", v)
+	}
+	checkCounts(t, s, map[string]int{"b": 1})
+	// A failed update returns no bytes and writes nothing.
+	boom := errors.New("boom")
+	if enc, err := s.UpdateEncoded(3, []byte("k"), "", func(crdt.Object, bool) (crdt.Object, error) { return crdt.Object{}, boom }, nil); !errors.Is(err, boom) || enc != nil {
+		t.Fatalf("failed update = %q, %v", enc, err)
+	}
+	if v := value(t, s, 3, "k"); v != "new" {
+		t.Fatalf("after a failed update, object = %q", v)
+	}
+}

@@ -543,48 +543,50 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 // wait exactly once and must not count the write as stored before wait
 // returns nil. Without Sync, or with a nil deferSync, it is Update.
 func (s *Store) UpdateDeferred(p uint32, key []byte, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
-	return s.update(p, key, "", fn, deferSync)
+	next, _, err := s.update(p, key, "", fn, deferSync)
+	return next, err
 }
 
 // update is the one write path of UpdateDeferred and UpdateHinted: it
 // applies the write, and a hint for target if it is not "", under the key's
 // stripe lock and then waits for (or defers) its fsync outside the lock.
-func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
+func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, []byte, error) {
 	var hk []byte
 	if target != "" {
 		if err := checkTarget(target); err != nil {
-			return crdt.Object{}, err
+			return crdt.Object{}, nil, err
 		}
 		hk = hintKey(make([]byte, 0, 5+len(target)+len(key)), target, p, key)
 	}
 	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
 	if !s.enter() {
-		return crdt.Object{}, ErrClosed
+		return crdt.Object{}, nil, ErrClosed
 	}
 	mu := &s.locks[stripe(k)]
 	mu.Lock()
-	next, b, err := s.applyLocked(k, hk, target, fn)
+	next, enc, b, err := s.applyLocked(k, hk, target, fn)
 	mu.Unlock()
 	if err != nil {
 		s.leave()
-		return crdt.Object{}, err
+		return crdt.Object{}, nil, err
 	}
-	return next, s.syncBatch(b, deferSync) // leaves once the batch is done with
+	return next, enc, s.syncBatch(b, deferSync) // leaves once the batch is done with
 }
 
 // applyLocked runs fn on the object at store key k and applies what it
-// returns to pebble (it is the only code that writes object keys: the key
+// returns (and returns it, with its encoding, which the object cache
+// shares: read only) to pebble (it is the only code that writes object keys: the key
 // filter, which lets a write skip looking up a key it does not hold, counts
 // on it), with the hint record hk for target if hk is not nil,
 // without waiting for the fsync. The caller holds k's stripe lock (so the
 // next update of k sees this one), must pass the returned batch to
 // syncBatch, and must not hold the lock while doing so (so writers to other
 // keys share the fsync).
-func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error)) (next crdt.Object, b *pebble.Batch, err error) {
+func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error)) (next crdt.Object, enc []byte, b *pebble.Batch, err error) {
 	if hk != nil {
 		var reserved bool
 		if reserved, err = s.reserveNewHint(hk, target); err != nil {
-			return crdt.Object{}, nil, err
+			return crdt.Object{}, nil, nil, err
 		}
 		if reserved {
 			// err is the named result: release the reservation on every
@@ -602,11 +604,11 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 		cur, _, err = decode(k, raw)
 	}
 	if err != nil {
-		return crdt.Object{}, nil, err
+		return crdt.Object{}, nil, nil, err
 	}
 	next, err = fn(cur, found)
 	if err != nil {
-		return crdt.Object{}, nil, err
+		return crdt.Object{}, nil, nil, err
 	}
 	if !found {
 		// Before the write: from now on a lookup of k searches pebble.
@@ -614,14 +616,14 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 		s.keys.add(k)
 	}
 	b = s.db.NewBatch()
-	enc := next.Encode()
+	enc = next.Encode()
 	err = b.Set(k, enc, nil)
 	if err == nil && hk != nil {
 		err = b.Set(hk, appendHintValue(make([]byte, 0, hintValueLen), s.hintSeq.Add(1)), nil)
 	}
 	if err != nil {
 		b.Close()
-		return crdt.Object{}, nil, fmt.Errorf("store: update: %w", err)
+		return crdt.Object{}, nil, nil, fmt.Errorf("store: update: %w", err)
 	}
 	if s.wo.Sync {
 		err = s.db.ApplyNoSyncWait(b, s.wo)
@@ -633,11 +635,11 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 			s.objs.remove(k)
 		}
 		b.Close()
-		return crdt.Object{}, nil, fmt.Errorf("store: update: %w", err)
+		return crdt.Object{}, nil, nil, fmt.Errorf("store: update: %w", err)
 	}
 	s.writes.Add(1)
 	s.objs.put(k, enc)
-	return next, b, nil
+	return next, enc, b, nil
 }
 
 // syncBatch finishes a batch applied by applyLocked: with Options.Sync it
