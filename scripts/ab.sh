@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# ab.sh - compare two rumor builds on one node, in alternating rounds.
+# ab.sh - compare two rumor builds on one node or a 3-node cluster, in
+# alternating rounds.
 #
 # The machine is shared and noisy: requests per second move by 10-20%
 # between runs minutes apart. Comparing two builds in one run, taking turns
@@ -14,7 +15,11 @@
 #   SYNC    the node's --sync: true or false (default false)
 #   TESTS   redis-benchmark tests, in order: set, get, incr (default "set get incr")
 #   N C R   redis-benchmark -n, -c and -r (default 200000, 50, 100000)
-#   PROCS   the node's --procs (default 1, as make bench)
+#   NODES   1: one node (default); 3: a 3-node cluster (rumor cluster up,
+#           N=3 R=2 W=2), the benchmark against n1 and the CPU summed over
+#           the three nodes, as make bench-cluster
+#   PROCS   the node's --procs (default 1, as make bench; with NODES=3,
+#           default 0: cluster up's share of the CPUs for each node)
 #   OLD_ARGS, NEW_ARGS
 #           more node flags for each side, split on spaces (default none):
 #           with OLD=NEW=./bin/rumor this compares two settings of one build,
@@ -25,7 +30,7 @@
 # median of each over the rounds and NEW/OLD.
 set -euo pipefail
 # shellcheck source=scripts/benchlib.sh
-source "$(dirname "$0")/benchlib.sh" # http_get
+source "$(dirname "$0")/benchlib.sh" # http_get, free_base
 
 BASE=${BASE:-HEAD~1}
 OLD=${OLD:-}
@@ -36,7 +41,8 @@ TESTS=${TESTS:-set get incr}
 N=${N:-200000}
 C=${C:-50}
 R=${R:-100000}
-PROCS=${PROCS:-1}
+NODES=${NODES:-1}
+if [[ $NODES == 3 ]]; then PROCS=${PROCS:-0}; else PROCS=${PROCS:-1}; fi
 OLD_ARGS=${OLD_ARGS:-}
 NEW_ARGS=${NEW_ARGS:-}
 
@@ -49,6 +55,7 @@ is_uint "$ROUNDS" || die "ROUNDS must be a positive integer (got '$ROUNDS')"
 is_uint "$N" || die "N must be a positive integer (got '$N')"
 is_uint "$C" || die "C must be a positive integer (got '$C')"
 is_uint "$R" || die "R must be a positive integer (got '$R')"
+[[ $NODES == 1 || $NODES == 3 ]] || die "NODES must be 1 or 3 (got '$NODES')"
 [[ $PROCS =~ ^[0-9]+$ ]] || die "PROCS must be 0 or a positive integer (got '$PROCS')"
 [[ $SYNC == true || $SYNC == false ]] || die "SYNC must be true or false (got '$SYNC')"
 read -r -a tests <<<"$TESTS"
@@ -63,10 +70,14 @@ done
 
 TMP=$(mktemp -d)
 NODE_PID=""
+CLUSTER_BIN=""
 cleanup() {
   if [[ -n $NODE_PID ]]; then
     kill "$NODE_PID" 2>/dev/null || true
     wait "$NODE_PID" 2>/dev/null || true
+  fi
+  if [[ -n $CLUSTER_BIN ]]; then
+    "$CLUSTER_BIN" cluster down --dir "$TMP/cluster" >/dev/null 2>&1 || true
   fi
   rm -rf "$TMP"
 }
@@ -88,30 +99,52 @@ fi
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 tck=$(getconf CLK_TCK)
+# cpu_of PID...: the clock ticks (user + system) the processes have used.
+cpu_of() {
+  local p s=0
+  for p in "$@"; do s=$((s + $(awk '{ print $14 + $15 }' "/proc/$p/stat"))); done
+  echo "$s"
+}
 
-# run_node BIN LABEL ARGS: one round on a fresh node started with the extra flags ARGS;
-# appends "label test rps p99 cpu" lines to $TMP/results
+# run_node BIN LABEL ARGS: one round on a fresh node (or cluster) started
+# with the extra flags ARGS; appends "label test rps p99 cpu" lines to
+# $TMP/results
 run_node() {
-  local bin=$1 label=$2 port hport dir line t c0 c1 csv rps p99 cpu fsync
-  local -a extra
+  local bin=$1 label=$2 port hport dir line t c0 c1 csv rps p99 cpu fsync a
+  local -a extra pids
   read -r -a extra <<<"$3"
-  port=$(free_port)
-  hport=$(free_port)
-  dir="$TMP/data-$label"
-  rm -rf "$dir"
-  "$bin" node --name ab --data-dir "$dir" --client-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$hport" \
-    --sync="$SYNC" --procs "$PROCS" "${extra[@]}" >"$TMP/node.log" 2>&1 &
-  NODE_PID=$!
+  if [[ $NODES == 3 ]]; then
+    local -a nodeargs=("--node-arg=--sync=$SYNC")
+    for a in "${extra[@]}"; do nodeargs+=("--node-arg=$a"); done
+    port=$(free_base)
+    [[ -n $port ]] || die "no free ports for a cluster"
+    hport=$((port + 100))
+    CLUSTER_BIN=$bin
+    "$bin" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$port" --procs "$PROCS" "${nodeargs[@]}" >"$TMP/node.log" 2>&1 ||
+      die "the $label cluster did not start: $(tail -3 "$TMP/node.log")"
+    read -r -a pids <<<"$(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json")"
+  else
+    port=$(free_port)
+    hport=$(free_port)
+    dir="$TMP/data-$label"
+    rm -rf "$dir"
+    "$bin" node --name ab --data-dir "$dir" --client-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$hport" \
+      --sync="$SYNC" --procs "$PROCS" "${extra[@]}" >"$TMP/node.log" 2>&1 &
+    NODE_PID=$!
+    pids=("$NODE_PID")
+  fi
   for ((i = 0; i < 100; i++)); do
     [[ $(redis-cli -p "$port" PING 2>/dev/null) == PONG ]] && break
-    kill -0 "$NODE_PID" 2>/dev/null || die "the $label node exited: $(tail -3 "$TMP/node.log")"
+    for a in "${pids[@]}"; do
+      kill -0 "$a" 2>/dev/null || die "the $label node exited: $(tail -3 "$TMP/node.log")"
+    done
     sleep 0.1
   done
   line="$label"
   for t in "${tests[@]}"; do
-    c0=$(awk '{ print $14 + $15 }' "/proc/$NODE_PID/stat")
+    c0=$(cpu_of "${pids[@]}")
     csv=$(redis-benchmark -p "$port" -t "$t" -n "$N" -c "$C" -r "$R" --csv | tail -1 | tr -d '"')
-    c1=$(awk '{ print $14 + $15 }' "/proc/$NODE_PID/stat")
+    c1=$(cpu_of "${pids[@]}")
     rps=$(cut -d, -f2 <<<"$csv")
     p99=$(cut -d, -f7 <<<"$csv")
     cpu=$(awk -v a="$c0" -v b="$c1" -v t="$tck" -v n="$N" 'BEGIN { printf "%.1f", (b - a) / t * 1e6 / n }')
@@ -122,14 +155,20 @@ run_node() {
     fsync=$(http_get "$hport" /metrics | awk '/^rumor_store_wal_fsync_seconds_sum/ { s = $2 } /^rumor_store_wal_fsync_seconds_count/ { c = $2 } END { if (c > 0) printf "%.0f", s / c * 1e6 }')
     line+=" | mean WAL fsync ${fsync:-?} µs"
   fi
-  kill "$NODE_PID"
-  wait "$NODE_PID" 2>/dev/null || true
-  NODE_PID=""
+  if [[ $NODES == 3 ]]; then
+    "$bin" cluster down --dir "$TMP/cluster" >/dev/null 2>&1 || true
+    CLUSTER_BIN=""
+    rm -rf "$TMP/cluster"
+  else
+    kill "$NODE_PID"
+    wait "$NODE_PID" 2>/dev/null || true
+    NODE_PID=""
+  fi
   printf '%s\n' "$line"
 }
 
-printf 'old: %s %s\nnew: %s %s\nsync=%s procs=%s: redis-benchmark -t <test> -n %s -c %s -r %s, %s rounds\n\n' \
-  "$oldname" "$OLD_ARGS" "$NEW" "$NEW_ARGS" "$SYNC" "$PROCS" "$N" "$C" "$R" "$ROUNDS"
+printf 'old: %s %s\nnew: %s %s\nnodes=%s sync=%s procs=%s: redis-benchmark -t <test> -n %s -c %s -r %s, %s rounds\n\n' \
+  "$oldname" "$OLD_ARGS" "$NEW" "$NEW_ARGS" "$NODES" "$SYNC" "$PROCS" "$N" "$C" "$R" "$ROUNDS"
 for ((round = 1; round <= ROUNDS; round++)); do
   # Who goes first alternates, so that neither always runs on a warmer or a busier machine.
   if ((round % 2)); then order=(old new); else order=(new old); fi

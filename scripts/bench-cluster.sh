@@ -44,28 +44,6 @@ trap cleanup EXIT INT TERM
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 
-# A base port P whose cluster ports (P.., P+100.., P+200.., P+300..) are free.
-free_base() {
-  python3 - <<'PY'
-import random, socket
-for _ in range(100):
-    base = random.randint(20000, 50000)
-    ok = True
-    for off in (0, 100, 200, 300):
-        for i in range(3):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", base + off + i))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
-    if ok:
-        print(base)
-        break
-PY
-}
-
 wait_pong() {
   for _ in $(seq 200); do
     [ "$(redis-cli -p "$1" PING 2>/dev/null)" = PONG ] && return 0

@@ -1,4 +1,4 @@
-# benchlib.sh - measurements shared by bench.sh and bench-cluster.sh (sourced).
+# benchlib.sh - measurements shared by bench.sh, bench-cluster.sh and ab.sh (sourced).
 # shellcheck shell=bash
 
 # machine_ticks: "busy total" clock ticks of all CPUs so far, from /proc/stat
@@ -49,4 +49,27 @@ redis_p99() {
   timeout 5 redis-cli -h 127.0.0.1 -p "$1" INFO latencystats 2>/dev/null | tr -d '\r' |
     # latency_percentiles_usec_set:p50=1.0,p99=2.0,p99.9=4.0 splits into name:p50, p50, "p99", p99, ...
     awk -F'[=,]' -v c="latency_percentiles_usec_$2:p50" '$1 == c { printf "%.3f\n", $4 / 1000; found = 1 } END { if (!found) print "n/a" }'
+}
+
+# free_base: a base port P whose 3-node cluster ports (P.., P+100.., P+200..,
+# P+300.., as rumor cluster up lays them out) are free now.
+free_base() {
+  python3 - <<'PY'
+import random, socket
+for _ in range(100):
+    base = random.randint(20000, 50000)
+    ok = True
+    for off in (0, 100, 200, 300):
+        for i in range(3):
+            s = socket.socket()
+            try:
+                s.bind(("127.0.0.1", base + off + i))
+            except OSError:
+                ok = False
+            finally:
+                s.close()
+    if ok:
+        print(base)
+        break
+PY
 }
