@@ -48,7 +48,7 @@ func FuzzPeerServer(f *testing.F) {
 		for i, a := range args {
 			bs[i] = []byte(a)
 		}
-		return appendPeerRequest(id, method, bs)
+		return appendPeerRequest(nil, id, method, bs)
 	}
 	cat := func(parts ...[]byte) []byte {
 		var b []byte

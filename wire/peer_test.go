@@ -650,3 +650,106 @@ func TestPeerServerObservesEachCall(t *testing.T) {
 		t.Errorf("work (on a worker) observed as %+v", g)
 	}
 }
+
+// gatedConn holds every Write until gate is closed.
+type gatedConn struct {
+	net.Conn
+	gate <-chan struct{}
+}
+
+func (c gatedConn) Write(b []byte) (int, error) {
+	<-c.gate
+	return c.Conn.Write(b)
+}
+
+// TestPeerClientWaitsForRoomToWrite: requests wait in the connection's
+// write buffer while the writer is stuck (a peer that reads too slowly);
+// past maxPeerQueued of them a caller waits for room, and one whose
+// context ends first gets an error wrapping ErrNotSent (the request never
+// left, so it may go elsewhere). Once the writer moves, the waiting
+// caller's request goes out, and every call queued meanwhile is answered.
+func TestPeerClientWaitsForRoomToWrite(t *testing.T) {
+	_, addr := startPeer(t, echo, "echo")
+	gate := make(chan struct{})
+	var d net.Dialer
+	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 30 * time.Second, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return gatedConn{Conn: conn, gate: gate}, nil
+	}})
+	defer c.Close()
+	opened := false
+	defer func() {
+		if !opened {
+			close(gate)
+		}
+	}()
+
+	var answered sync.WaitGroup
+	var failures atomic.Int32
+	goCall := func(i int) {
+		answered.Add(1)
+		want := fmt.Sprint(i)
+		c.Go(context.Background(), "echo", [][]byte{[]byte(want)}, func(res [][]byte, err error) {
+			if err != nil || len(res) != 1 || string(res[0]) != want {
+				failures.Add(1)
+				t.Errorf("call %d = %q, %v", i, res, err)
+			}
+			answered.Done()
+		})
+	}
+	goCall(0)
+	// Wait until the writer holds the first request (stuck in Write):
+	// from then on every request waits in the buffer.
+	pc := func() *peerConn { c.mu.Lock(); defer c.mu.Unlock(); return c.conn }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		pc.mu.Lock()
+		taken := pc.queued == 0
+		pc.mu.Unlock()
+		if taken {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the writer never took the first request")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	for i := 1; i <= maxPeerQueued; i++ {
+		goCall(i)
+	}
+
+	// The buffer is full: a call waits for room, and gives up with its context.
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	_, err := c.Call(ctx, "echo", []byte("late"))
+	cancel()
+	if !errors.Is(err, ErrNotSent) || !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("call into a full buffer: err = %v, want ErrNotSent and DeadlineExceeded", err)
+	}
+
+	// A call that waits long enough goes out once the writer moves on.
+	waited := make(chan error, 1)
+	go func() {
+		res, err := c.Call(context.Background(), "echo", []byte("patient"))
+		if err == nil && (len(res) != 1 || string(res[0]) != "patient") {
+			err = fmt.Errorf("res = %q", res)
+		}
+		waited <- err
+	}()
+	select {
+	case err := <-waited:
+		t.Fatalf("a call into a full buffer returned before the writer moved: %v", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	opened = true
+	close(gate)
+	if err := <-waited; err != nil {
+		t.Fatalf("the waiting call: %v", err)
+	}
+	answered.Wait()
+	if n := failures.Load(); n > 0 {
+		t.Fatalf("%d queued calls failed", n)
+	}
+}

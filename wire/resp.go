@@ -771,15 +771,26 @@ const (
 // memory allocated is bounded by the bytes in buf, not by declared lengths.
 // Strings in the result alias buf.
 func ParseReply(buf []byte) (v Value, n int, err error) {
-	v, n, err = parseReply(buf, 0, 0)
+	return parseReplyInto(buf, nil)
+}
+
+// parseReplyInto is ParseReply that builds the elements of a top-level
+// array in scratch's memory (from scratch[:0]) instead of a new slice, for
+// a reader that is done with each reply before it parses the next (a peer
+// connection's: an allocation fewer a reply). The result's Array aliases
+// scratch; nested arrays are allocated as in ParseReply.
+func parseReplyInto(buf []byte, scratch []Value) (v Value, n int, err error) {
+	v, n, err = parseReply(buf, 0, 0, scratch)
 	if err != nil || n < 0 {
 		return Value{}, 0, err
 	}
 	return v, n, nil
 }
 
-// parseReply parses the reply at buf[pos]; next < 0 means incomplete.
-func parseReply(buf []byte, pos, depth int) (v Value, next int, err error) {
+// parseReply parses the reply at buf[pos]; next < 0 means incomplete. A
+// top-level array (depth 0) collects its elements in scratch[:0] when
+// scratch is not nil.
+func parseReply(buf []byte, pos, depth int, scratch []Value) (v Value, next int, err error) {
 	if pos >= len(buf) {
 		return Value{}, -1, nil
 	}
@@ -852,10 +863,15 @@ func parseReply(buf []byte, pos, depth int) (v Value, next int, err error) {
 		// actually parse, so memory follows the bytes in buf. Reserving from
 		// the declared count, or even from the bytes left (each element takes
 		// at least 3), would let 64 nested arrays each claim the same bytes.
-		elems := make([]Value, 0, min(int(count), (len(buf)-next)/3, 8))
+		var elems []Value
+		if depth == 0 && scratch != nil {
+			elems = scratch[:0]
+		} else {
+			elems = make([]Value, 0, min(int(count), (len(buf)-next)/3, 8))
+		}
 		for range count {
 			var e Value
-			e, next, err = parseReply(buf, next, depth+1)
+			e, next, err = parseReply(buf, next, depth+1, nil)
 			if err != nil || next < 0 {
 				return Value{}, next, err
 			}

@@ -179,6 +179,12 @@ func FuzzParseReply(f *testing.F) {
 			return
 		}
 		_ = v.String()
+		// parseReplyInto, with a scratch slice left dirty by an earlier
+		// reply, reads the same reply.
+		dirty := []Value{{Kind: Integer, Int: 7}, {Kind: Bulk, Str: []byte("stale")}}
+		if w, wn, werr := parseReplyInto(data, dirty[:1]); werr != nil || wn != n || w.String() != v.String() {
+			t.Fatalf("parseReplyInto(%q) = %v, %d, %v; ParseReply = %v, %d", data, w, wn, werr, v, n)
+		}
 		if n == 0 {
 			return
 		}
