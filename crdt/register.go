@@ -82,13 +82,19 @@ func insertSibling(sibs []Sibling, s Sibling) []Sibling {
 // It is commutative, associative and idempotent.
 func MergeRegisters(a, b Register) Register {
 	// The common cases, without allocating: a replica with nothing yet,
-	// and replicas that agree (a quorum read's answers, most of the time).
+	// replicas that agree (a quorum read's answers, most of the time), and
+	// one side newer than the other (a replica sent a coordinator's copy
+	// of the next write of a key it holds).
 	switch {
 	case len(a.Context) == 0 && len(a.Siblings) == 0:
 		return b
 	case len(b.Context) == 0 && len(b.Siblings) == 0:
 		return a
 	case a.Equal(b):
+		return a
+	case b.Descends(a):
+		return b
+	case a.Descends(b):
 		return a
 	}
 	return mergeRegisters(a, b)
