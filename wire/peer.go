@@ -88,7 +88,7 @@ type PeerServer struct {
 	handler PeerHandler
 	limits  Limits
 	logger  *slog.Logger
-	inline  map[string]bool // read-only once Serve runs
+	inline  map[string]string // method names, to themselves; read-only once Serve runs
 	observe func(method string, took time.Duration, err error)
 	ctx     context.Context
 	cancel  context.CancelFunc
@@ -107,7 +107,7 @@ func NewPeerServer(handler PeerHandler, limits Limits, logger *slog.Logger) *Pee
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &PeerServer{handler: handler, limits: limits.WithDefaults(), logger: logger, inline: map[string]bool{}}
+	s := &PeerServer{handler: handler, limits: limits.WithDefaults(), logger: logger, inline: map[string]string{}}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -125,7 +125,7 @@ func NewPeerServer(handler PeerHandler, limits Limits, logger *slog.Logger) *Pee
 // Inline before Serve.
 func (s *PeerServer) Inline(methods ...string) {
 	for _, m := range methods {
-		s.inline[m] = true
+		s.inline[m] = m
 	}
 }
 
@@ -289,20 +289,20 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		if err != nil {
 			return
 		}
-		method := string(args[3])
-		callArgs := cloneArgs(args[4:]) // the reader's buffer is reused
 		var start time.Time
 		if s.observe != nil {
 			start = time.Now()
 		}
-		if s.inline[method] {
+		if method, ok := s.inline[string(args[3])]; ok { // the map's string: no copy of the name
+			callArgs := cloneArgs(args[4:]) // the reader's buffer is reused
 			first := group.Pending()
 			res, err := s.handler(gctx, method, callArgs)
 			group.replied(first, len(inl), len(inl)+1)
 			inl = append(inl, inlineCall{id: id, res: res, err: err, method: method, start: start})
 			continue
 		}
-		j := job{id: id, method: method, args: callArgs, start: start}
+		// The reader's buffer is reused: a worker's call gets copies.
+		j := job{id: id, method: string(args[3]), args: cloneArgs(args[4:]), start: start}
 		select {
 		case jobs <- j: // an idle worker took it
 		default:
