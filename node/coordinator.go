@@ -721,18 +721,17 @@ func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w in
 	}
 	// Apply locally, and let the local fsync run while the other copies
 	// are sent: the local copy counts once it is durable.
-	var localWait func() error
 	localOK := true
 	// The stored encoding is what the copies carry: it does not share the
 	// caller's value bytes (only valid during this call), and the copies
 	// may be sent after it returns.
-	enc, err := c.cfg.Store.UpdateEncoded(part, key, copies[local].hintFor, fn, func(wait func() error) { localWait = wait })
+	enc, localWait, err := c.cfg.Store.UpdateEncoded(part, key, copies[local].hintFor, fn)
 	if errors.Is(err, store.ErrHintsFull) {
 		// The write still counts on the other copies; this one is applied
 		// (it carries this actor's history) but not hinted, so not counted.
 		c.stats.hintsDropped.Add(1)
 		localOK = false
-		enc, err = c.cfg.Store.UpdateEncoded(part, key, "", fn, func(wait func() error) { localWait = wait })
+		enc, localWait, err = c.cfg.Store.UpdateEncoded(part, key, "", fn)
 	}
 	if err != nil {
 		return nil, err

@@ -183,10 +183,17 @@ func (s *Store) UpdateHinted(p uint32, key []byte, target string, fn func(cur cr
 // UpdateEncoded is UpdateHinted for a caller that sends the stored object
 // on (a coordinator, to the other replicas): it returns the object's
 // encoding, as stored, instead of the object, which saves encoding it a
-// second time. The encoding is shared with the store's cache: read only.
-func (s *Store) UpdateEncoded(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) ([]byte, error) {
-	_, enc, err := s.update(p, key, target, fn, deferSync)
-	return enc, err
+// second time (the encoding is shared with the store's cache: read only),
+// and returns the wait for the write's fsync instead of passing it to a
+// callback: nil without Options.Sync; with it, the caller must call wait
+// exactly once and must not count the write as stored before it returns
+// nil.
+func (s *Store) UpdateEncoded(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error)) (enc []byte, wait func() error, err error) {
+	_, enc, b, err := s.apply(p, key, target, fn)
+	if err != nil {
+		return nil, nil, err
+	}
+	return enc, s.batchWait(b), nil
 }
 
 // MergeHinted merges obj into key's object and records a hint for target,

@@ -737,9 +737,12 @@ func TestAddHint(t *testing.T) {
 func TestUpdateEncodedReturnsTheStoredObject(t *testing.T) {
 	s := open(t, Options{})
 	hset(t, s, 3, "k", "", "old") // a sibling-free history to supersede
-	enc, err := s.UpdateEncoded(3, []byte("k"), "b", setTo(s, "new"), nil)
+	enc, wait, err := s.UpdateEncoded(3, []byte("k"), "b", setTo(s, "new"))
 	if err != nil {
 		t.Fatal(err)
+	}
+	if wait != nil {
+		t.Fatal("UpdateEncoded without Sync returned a wait")
 	}
 	got, err := crdt.Decode(enc)
 	if err != nil {
@@ -758,10 +761,40 @@ func TestUpdateEncodedReturnsTheStoredObject(t *testing.T) {
 	checkCounts(t, s, map[string]int{"b": 1})
 	// A failed update returns no bytes and writes nothing.
 	boom := errors.New("boom")
-	if enc, err := s.UpdateEncoded(3, []byte("k"), "", func(crdt.Object, bool) (crdt.Object, error) { return crdt.Object{}, boom }, nil); !errors.Is(err, boom) || enc != nil {
+	if enc, wait, err := s.UpdateEncoded(3, []byte("k"), "", func(crdt.Object, bool) (crdt.Object, error) { return crdt.Object{}, boom }); !errors.Is(err, boom) || enc != nil || wait != nil {
 		t.Fatalf("failed update = %q, %v", enc, err)
 	}
 	if v := value(t, s, 3, "k"); v != "new" {
 		t.Fatalf("after a failed update, object = %q", v)
+	}
+}
+
+// With Sync, UpdateEncoded hands the fsync's wait back; the write is
+// applied at once and counted as stored only once the wait returns, and
+// the store closes only after it has.
+func TestUpdateEncodedReturnsTheWaitWithSync(t *testing.T) {
+	s := open(t, Options{Sync: true})
+	enc, wait, err := s.UpdateEncoded(3, []byte("k"), "", setTo(s, "v"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wait == nil || len(enc) == 0 {
+		t.Fatalf("UpdateEncoded with Sync = %q, wait %v", enc, wait != nil)
+	}
+	if got := value(t, s, 3, "k"); got != "v" { // applied before the wait
+		t.Fatalf("object = %q, want v", got)
+	}
+	closed := make(chan error, 1)
+	go func() { closed <- s.Close() }()
+	select {
+	case err := <-closed:
+		t.Fatalf("Close returned (%v) before the write's wait was called", err)
+	case <-time.After(20 * time.Millisecond):
+	}
+	if err := wait(); err != nil {
+		t.Fatal(err)
+	}
+	if err := <-closed; err != nil {
+		t.Fatal(err)
 	}
 }

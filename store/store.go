@@ -547,20 +547,30 @@ func (s *Store) UpdateDeferred(p uint32, key []byte, fn func(cur crdt.Object, fo
 	return next, err
 }
 
-// update is the one write path of UpdateDeferred and UpdateHinted: it
-// applies the write, and a hint for target if it is not "", under the key's
-// stripe lock and then waits for (or defers) its fsync outside the lock.
+// update is the write path of UpdateDeferred and UpdateHinted: it applies
+// the write and then waits for (or defers) its fsync.
 func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, []byte, error) {
+	next, enc, b, err := s.apply(p, key, target, fn)
+	if err != nil {
+		return crdt.Object{}, nil, err
+	}
+	return next, enc, s.syncBatch(b, deferSync) // leaves once the batch is done with
+}
+
+// apply is the one write path of every update: it applies the write, and
+// a hint for target if it is not "", under the key's stripe lock, and
+// returns the batch for syncBatch or batchWait (which leave the store).
+func (s *Store) apply(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error)) (crdt.Object, []byte, *pebble.Batch, error) {
 	var hk []byte
 	if target != "" {
 		if err := checkTarget(target); err != nil {
-			return crdt.Object{}, nil, err
+			return crdt.Object{}, nil, nil, err
 		}
 		hk = hintKey(make([]byte, 0, 5+len(target)+len(key)), target, p, key)
 	}
 	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
 	if !s.enter() {
-		return crdt.Object{}, nil, ErrClosed
+		return crdt.Object{}, nil, nil, ErrClosed
 	}
 	mu := &s.locks[stripe(k)]
 	mu.Lock()
@@ -568,9 +578,9 @@ func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Obj
 	mu.Unlock()
 	if err != nil {
 		s.leave()
-		return crdt.Object{}, nil, err
+		return crdt.Object{}, nil, nil, err
 	}
-	return next, enc, s.syncBatch(b, deferSync) // leaves once the batch is done with
+	return next, enc, b, nil
 }
 
 // applyLocked runs fn on the object at store key k and applies what it
@@ -648,12 +658,27 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 // The caller entered the store (enter); syncBatch leaves it when the batch
 // is done with, which with deferSync is when wait returns.
 func (s *Store) syncBatch(b *pebble.Batch, deferSync func(wait func() error)) error {
+	wait := s.batchWait(b)
+	switch {
+	case wait == nil:
+		return nil
+	case deferSync != nil:
+		deferSync(wait)
+		return nil
+	}
+	return wait()
+}
+
+// batchWait finishes a batch applied by applyLocked without Options.Sync
+// (it closes it, leaves the store and returns nil), or returns the wait for
+// its fsync, which closes it and leaves the store when it returns.
+func (s *Store) batchWait(b *pebble.Batch) func() error {
 	if !s.wo.Sync {
 		b.Close()
 		s.leave()
 		return nil
 	}
-	wait := func() error { // made only here: a closure that escapes costs an allocation
+	return func() error { // made only here: a closure that escapes costs an allocation
 		err := b.SyncWait()
 		b.Close()
 		s.leave()
@@ -662,11 +687,6 @@ func (s *Store) syncBatch(b *pebble.Batch, deferSync func(wait func() error)) er
 		}
 		return nil
 	}
-	if deferSync != nil {
-		deferSync(wait)
-		return nil
-	}
-	return wait()
 }
 
 // Merge stores the merge of obj with what the store holds for key, as a
