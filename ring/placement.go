@@ -43,6 +43,7 @@ type Placement struct {
 	members []string // sorted
 	hashes  []uint64 // xxhash64 of each member, same order
 	owners  []int32  // Q*n member indexes, partition by partition, rank order
+	names   []string // members[owners[i]]: what Replicas returns, shared
 	n       int      // replicas per partition: min(N, M)
 	loads   []int
 }
@@ -119,6 +120,10 @@ func Compute(cfg PlacementConfig, members []string) (*Placement, error) {
 	limit := int(math.Ceil((1 + cfg.Epsilon) * mean))
 	p.owners = make([]int32, q*p.n)
 	p.assign(limit)
+	p.names = make([]string, len(p.owners))
+	for i, j := range p.owners {
+		p.names[i] = ms[j]
+	}
 	return p, nil
 }
 
@@ -245,21 +250,19 @@ func (p *Placement) Members() []string { return p.members }
 func (p *Placement) Partitions() int { return p.cfg.Partitions }
 
 // Replicas returns the members holding partition part, in preference
-// order: min(N, M) of them. It allocates a new slice.
+// order: min(N, M) of them. The slice is the placement's own (a request
+// asks for it, and a copy each was an allocation a request): it must not
+// be modified. Its capacity ends with it, so appending to it copies.
 func (p *Placement) Replicas(part uint32) []string {
-	idx := p.owners[int(part)*p.n : (int(part)+1)*p.n]
-	out := make([]string, len(idx))
-	for i, j := range idx {
-		out[i] = p.members[j]
-	}
-	return out
+	lo, hi := int(part)*p.n, (int(part)+1)*p.n
+	return p.names[lo:hi:hi]
 }
 
 // Ranking returns every member in the order a write of partition part
 // tries them: its replicas first, then the others by falling rendezvous
 // weight (the fallbacks that stand in for unreachable replicas).
 func (p *Placement) Ranking(part uint32) []string {
-	out := p.Replicas(part)
+	out := append(make([]string, 0, len(p.members)), p.Replicas(part)...)
 	rest := make([]int, 0, len(p.members)-len(out))
 	for i := range p.members {
 		if !slices.Contains(p.owners[int(part)*p.n:(int(part)+1)*p.n], int32(i)) {

@@ -63,6 +63,17 @@ func TestEveryPartitionHasDistinctReplicasAndARanking(t *testing.T) {
 			if !slices.Equal(sorted, p.Members()) {
 				t.Fatalf("ranking %v is not every member once", rank)
 			}
+			// Replicas is shared: appending to it, or changing a ranking,
+			// must leave the placement alone.
+			before := slices.Clone(p.Replicas((part + 1) % 512))
+			_ = append(reps, "intruder")
+			rank[0] = "intruder"
+			if got := p.Replicas((part + 1) % 512); !slices.Equal(got, before) {
+				t.Fatalf("appending to partition %d's replicas changed partition %d's: %v, was %v", part, part+1, got, before)
+			}
+			if got := p.Replicas(part); !slices.Equal(got, reps) || slices.Contains(got, "intruder") {
+				t.Fatalf("changing a ranking changed the replicas: %v", got)
+			}
 		}
 	}
 	if _, err := Compute(PlacementConfig{}, nil); err != ErrNoMembers {
