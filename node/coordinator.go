@@ -307,10 +307,15 @@ func (e *QuorumError) Error() string {
 // computed only when asked for (they cost O(M log M) in the members, 11µs
 // at 100, and a healthy request never needs them).
 type route struct {
-	part      uint32
-	reps      []string
-	members   int
-	fallbacks func() []string
+	part    uint32
+	reps    []string
+	members int
+	place   *ring.Placement
+}
+
+// spares returns the source of stand-ins for a request on rt (see spares).
+func (rt route) spares(self string, reachable func(string) bool, sloppy bool) spares {
+	return spares{place: rt.place, part: rt.part, nreps: len(rt.reps), self: self, reachable: reachable, sloppy: sloppy}
 }
 
 func (c *Coordinator) route(key []byte) (route, error) {
@@ -320,8 +325,7 @@ func (c *Coordinator) route(key []byte) (route, error) {
 	}
 	part := ring.Partition(key, p.Partitions())
 	reps := p.Replicas(part)
-	return route{part: part, reps: reps, members: len(p.Members()),
-		fallbacks: func() []string { return p.Ranking(part)[len(reps):] }}, nil
+	return route{part: part, reps: reps, members: len(p.Members()), place: p}, nil
 }
 
 // replicas returns key's partition and preferred replicas.
@@ -361,9 +365,10 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	// (in case a copy fails): a stand-in answers with what it holds.
 	// Strict: every preferred replica (an unreachable one fails fast).
 	var copies []copySlot
-	nextSpare := func() (string, bool) { return "", false }
+	var spare spares // strict: none
 	if c.sloppy(ctx) {
-		copies, nextSpare = planCopies(rt.reps, rt.fallbacks, "", c.reachable, true)
+		spare = rt.spares("", c.reachable, true)
+		copies = planCopies(rt.reps, &spare)
 	} else {
 		for _, r := range rt.reps {
 			copies = append(copies, copySlot{node: r})
@@ -400,7 +405,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	// more refills remotes from the spare fallbacks once it runs out.
 	more := func() bool {
 		if len(remotes) == 0 {
-			if f, ok := nextSpare(); ok {
+			if f, ok := spare.next(); ok {
 				remotes = []copySlot{{node: f, hintFor: notACopy}}
 			}
 		}
@@ -568,52 +573,75 @@ type copySlot struct{ node, hintFor string }
 // replica it is never repaired.
 const notACopy = "?"
 
-// planCopies decides where the N copies of a write go, and which copies
-// a read asks: each preferred replica (reps) that is reachable, and, when
-// sloppy, for each one that is not, the next reachable fallback as its
-// stand-in. A non-empty self goes first among the fallbacks (a coordinator
-// that is not a replica keeps its own copy). nextSpare yields the
-// reachable fallbacks left, in order, for stand-ins of copies that fail
-// later (none when strict). fallbacks is called at most once, and only if
-// a fallback is needed. Pure, given pure arguments.
-func planCopies(reps []string, fallbacks func() []string, self string, reachable func(string) bool, sloppy bool) (copies []copySlot, nextSpare func() (string, bool)) {
-	var queue []string
-	loaded := false
-	nextSpare = func() (string, bool) {
-		if !sloppy {
-			return "", false
-		}
-		if !loaded {
-			loaded = true
-			fbs := fallbacks()
-			queue = make([]string, 0, len(fbs))
-			if self != "" && slices.Contains(fbs, self) {
-				queue = append(queue, self)
-			}
-			for _, f := range fbs {
-				if f != self {
-					queue = append(queue, f)
-				}
-			}
-		}
-		for len(queue) > 0 {
-			f := queue[0]
-			queue = queue[1:]
-			if reachable(f) {
-				return f, true
-			}
-		}
+// spares yields the stand-ins for the copies of a request: the fallbacks
+// after the key's preferred replicas in its partition's ranking (self
+// first, if it is one: a coordinator that is not a replica keeps its own
+// copy), the reachable ones, in order, each once; none when the request
+// is strict. The ranking is computed on the first call of next, if any: a
+// healthy request never needs it. A request keeps its spares on its
+// stack: the closures they replaced were allocations a request.
+type spares struct {
+	place     *ring.Placement // the ranking, of partition part, after nreps replicas
+	part      uint32
+	nreps     int
+	fallbacks func() []string // the fallbacks instead of place's (tests)
+	self      string
+	reachable func(string) bool
+	sloppy    bool
+
+	loaded bool
+	queue  []string
+}
+
+// next returns the next reachable fallback, if any is left.
+func (sp *spares) next() (string, bool) {
+	if !sp.sloppy {
 		return "", false
 	}
-	copies = make([]copySlot, 0, len(reps))
+	if !sp.loaded {
+		sp.loaded = true
+		var fbs []string
+		switch {
+		case sp.fallbacks != nil:
+			fbs = sp.fallbacks()
+		case sp.place != nil:
+			fbs = sp.place.Ranking(sp.part)[sp.nreps:]
+		}
+		sp.queue = make([]string, 0, len(fbs))
+		if sp.self != "" && slices.Contains(fbs, sp.self) {
+			sp.queue = append(sp.queue, sp.self)
+		}
+		for _, f := range fbs {
+			if f != sp.self {
+				sp.queue = append(sp.queue, f)
+			}
+		}
+	}
+	for len(sp.queue) > 0 {
+		f := sp.queue[0]
+		sp.queue = sp.queue[1:]
+		if sp.reachable(f) {
+			return f, true
+		}
+	}
+	return "", false
+}
+
+// planCopies decides where the N copies of a write go, and which copies
+// a read asks: each preferred replica (reps) that is reachable
+// (sp.reachable), and, when sloppy, for each one that is not, the next
+// spare as its stand-in. sp then holds the spares left, for stand-ins of
+// copies that fail later. Pure, given pure arguments.
+func planCopies(reps []string, sp *spares) []copySlot {
+	copies := make([]copySlot, 0, len(reps))
 	for _, r := range reps {
-		if reachable(r) {
+		if sp.reachable(r) {
 			copies = append(copies, copySlot{node: r})
-		} else if f, ok := nextSpare(); ok {
+		} else if f, ok := sp.next(); ok {
 			copies = append(copies, copySlot{node: f, hintFor: r})
 		}
 	}
-	return copies, nextSpare
+	return copies
 }
 
 // write runs a write as coordinator if this node is a replica of key, or
@@ -714,7 +742,8 @@ func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w in
 	if !slices.Contains(reps, c.cfg.Self) { // forward found none of them
 		reachable = func(m string) bool { return !slices.Contains(reps, m) && c.reachable(m) }
 	}
-	copies, nextSpare := planCopies(reps, rt.fallbacks, c.cfg.Self, reachable, sloppy)
+	spare := rt.spares(c.cfg.Self, reachable, sloppy)
+	copies := planCopies(reps, &spare)
 	local := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self })
 	if local < 0 { // cannot happen: this node is a replica or a stand-in
 		return nil, &QuorumError{Op: "write", Got: 0, Need: w, Replicas: n}
@@ -759,12 +788,12 @@ func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w in
 		// ordered objects, and merging is order-free.
 		done := make(chan error, 1)
 		go func() {
-			done <- c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
+			done <- c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, &spare, rt.members, w, n)
 		}()
 		g.Defer(func() error { return <-done })
 		return nil, nil
 	}
-	return nil, c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, nextSpare, rt.members, w, n)
+	return nil, c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, &spare, rt.members, w, n)
 }
 
 // hintLocally records a hint for target on this node's copy of key: target
@@ -819,7 +848,7 @@ var (
 // WriteHedge, gets a stand-in from spare (a hinted copy) while any are
 // left. Calls that finish after the quorum still apply; all are bounded by
 // the coordinator's timeout.
-func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byte, copies []copySlot, local int, localOK bool, localWait func() error, nextSpare func() (string, bool), members, w, n int) error {
+func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byte, copies []copySlot, local int, localOK bool, localWait func() error, spare *spares, members, w, n int) error {
 	type result struct {
 		slot int
 		s    copySlot
@@ -862,7 +891,7 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 	// preferred replica the slot stands for.
 	spareLeft := true
 	standIn := func(slot int) {
-		f, ok := nextSpare()
+		f, ok := spare.next()
 		if spareLeft = ok; !ok {
 			return
 		}

@@ -44,15 +44,16 @@ func TestPlanCopies(t *testing.T) {
 			[]copySlot{{"a", ""}, {"c", ""}}, nil},
 	} {
 		if tc.name == "all up" { // a healthy plan never computes the fallbacks
-			copies, _ := planCopies(rank[:3], func() []string { t.Fatal("fallbacks computed for a healthy plan"); return nil }, "", tc.reachable, true)
-			if len(copies) != 3 {
+			sp := spares{fallbacks: func() []string { t.Fatal("fallbacks computed for a healthy plan"); return nil }, reachable: tc.reachable, sloppy: true}
+			if copies := planCopies(rank[:3], &sp); len(copies) != 3 {
 				t.Fatalf("healthy plan: %v", copies)
 			}
 		}
 		loads := 0
-		copies, next := planCopies(rank[:3], func() []string { loads++; return rank[3:] }, tc.self, tc.reachable, tc.sloppy)
+		sp := spares{fallbacks: func() []string { loads++; return rank[3:] }, self: tc.self, reachable: tc.reachable, sloppy: tc.sloppy}
+		copies := planCopies(rank[:3], &sp)
 		var spare []string
-		for f, ok := next(); ok; f, ok = next() {
+		for f, ok := sp.next(); ok; f, ok = sp.next() {
 			spare = append(spare, f)
 		}
 		if loads > 1 {
@@ -60,6 +61,31 @@ func TestPlanCopies(t *testing.T) {
 		}
 		if !slices.Equal(copies, tc.copies) || !slices.Equal(spare, tc.spare) {
 			t.Errorf("%s: copies %v spare %v, want %v and %v", tc.name, copies, spare, tc.copies, tc.spare)
+		}
+	}
+}
+
+// With a placement, the spares are the partition's ranking after its
+// replicas, computed on demand.
+func TestSparesFollowThePlacementsRanking(t *testing.T) {
+	p, err := ring.Compute(ring.PlacementConfig{Partitions: 64}, []string{"a", "b", "c", "d", "e", "f"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for part := uint32(0); part < 64; part++ {
+		rank := p.Ranking(part)
+		reps := p.Replicas(part)
+		down := reps[1]
+		rt := route{part: part, reps: reps, members: 6, place: p}
+		sp := rt.spares("", func(n string) bool { return n != down }, true)
+		copies := planCopies(reps, &sp)
+		want := []copySlot{{reps[0], ""}, {rank[3], down}, {reps[2], ""}}
+		var left []string
+		for f, ok := sp.next(); ok; f, ok = sp.next() {
+			left = append(left, f)
+		}
+		if !slices.Equal(copies, want) || !slices.Equal(left, rank[4:]) {
+			t.Fatalf("partition %d (ranking %v, %s down): copies %v, spares left %v; want %v and %v", part, rank, down, copies, left, want, rank[4:])
 		}
 	}
 }
