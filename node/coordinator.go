@@ -313,9 +313,10 @@ type route struct {
 	place   *ring.Placement
 }
 
-// spares returns the source of stand-ins for a request on rt (see spares).
-func (rt route) spares(self string, reachable func(string) bool, sloppy bool) spares {
-	return spares{place: rt.place, part: rt.part, nreps: len(rt.reps), self: self, reachable: reachable, sloppy: sloppy}
+// spares returns the source of stand-ins for a request on rt that c
+// coordinates (see spares).
+func (rt route) spares(c *Coordinator, self string, exclude []string, sloppy bool) spares {
+	return spares{place: rt.place, part: rt.part, nreps: len(rt.reps), self: self, c: c, exclude: exclude, sloppy: sloppy}
 }
 
 func (c *Coordinator) route(key []byte) (route, error) {
@@ -367,7 +368,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	var copies []copySlot
 	var spare spares // strict: none
 	if c.sloppy(ctx) {
-		spare = rt.spares("", c.reachable, true)
+		spare = rt.spares(c, "", nil, true)
 		copies = planCopies(rt.reps, &spare)
 	} else {
 		for _, r := range rt.reps {
@@ -581,16 +582,26 @@ const notACopy = "?"
 // healthy request never needs it. A request keeps its spares on its
 // stack: the closures they replaced were allocations a request.
 type spares struct {
-	place     *ring.Placement // the ranking, of partition part, after nreps replicas
-	part      uint32
-	nreps     int
-	fallbacks func() []string // the fallbacks instead of place's (tests)
-	self      string
-	reachable func(string) bool
-	sloppy    bool
+	place       *ring.Placement // the ranking, of partition part, after nreps replicas
+	part        uint32
+	nreps       int
+	fallbacks   func() []string // the fallbacks instead of place's (tests)
+	self        string
+	c           *Coordinator      // whose reachable says which nodes may take a copy,
+	exclude     []string          // except these (replicas a forward could not reach)
+	reachableFn func(string) bool // instead of c's (tests)
+	sloppy      bool
 
 	loaded bool
 	queue  []string
+}
+
+// reachable reports whether a copy may go to node m.
+func (sp *spares) reachable(m string) bool {
+	if sp.reachableFn != nil {
+		return sp.reachableFn(m)
+	}
+	return !slices.Contains(sp.exclude, m) && sp.c.reachable(m)
 }
 
 // next returns the next reachable fallback, if any is left.
@@ -738,11 +749,11 @@ func (c *Coordinator) forwardOrStandIn(ctx context.Context, rt route, key []byte
 // key, or stands in for them.
 func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w int, sloppy bool, fn func(crdt.Object, bool) (crdt.Object, error)) ([][]byte, error) {
 	part, reps, n := rt.part, rt.reps, len(rt.reps)
-	reachable := c.reachable
+	var exclude []string
 	if !slices.Contains(reps, c.cfg.Self) { // forward found none of them
-		reachable = func(m string) bool { return !slices.Contains(reps, m) && c.reachable(m) }
+		exclude = reps
 	}
-	spare := rt.spares(c.cfg.Self, reachable, sloppy)
+	spare := rt.spares(c, c.cfg.Self, exclude, sloppy)
 	copies := planCopies(reps, &spare)
 	local := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self })
 	if local < 0 { // cannot happen: this node is a replica or a stand-in
@@ -787,8 +798,9 @@ func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w in
 		// key may reach a replica in any order; they are causally
 		// ordered objects, and merging is order-free.
 		done := make(chan error, 1)
+		sp := spare // the goroutine's own: spare stays on this stack
 		go func() {
-			done <- c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, &spare, rt.members, w, n)
+			done <- c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, &sp, rt.members, w, n)
 		}()
 		g.Defer(func() error { return <-done })
 		return nil, nil

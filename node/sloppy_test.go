@@ -44,13 +44,13 @@ func TestPlanCopies(t *testing.T) {
 			[]copySlot{{"a", ""}, {"c", ""}}, nil},
 	} {
 		if tc.name == "all up" { // a healthy plan never computes the fallbacks
-			sp := spares{fallbacks: func() []string { t.Fatal("fallbacks computed for a healthy plan"); return nil }, reachable: tc.reachable, sloppy: true}
+			sp := spares{fallbacks: func() []string { t.Fatal("fallbacks computed for a healthy plan"); return nil }, reachableFn: tc.reachable, sloppy: true}
 			if copies := planCopies(rank[:3], &sp); len(copies) != 3 {
 				t.Fatalf("healthy plan: %v", copies)
 			}
 		}
 		loads := 0
-		sp := spares{fallbacks: func() []string { loads++; return rank[3:] }, self: tc.self, reachable: tc.reachable, sloppy: tc.sloppy}
+		sp := spares{fallbacks: func() []string { loads++; return rank[3:] }, self: tc.self, reachableFn: tc.reachable, sloppy: tc.sloppy}
 		copies := planCopies(rank[:3], &sp)
 		var spare []string
 		for f, ok := sp.next(); ok; f, ok = sp.next() {
@@ -77,7 +77,8 @@ func TestSparesFollowThePlacementsRanking(t *testing.T) {
 		reps := p.Replicas(part)
 		down := reps[1]
 		rt := route{part: part, reps: reps, members: 6, place: p}
-		sp := rt.spares("", func(n string) bool { return n != down }, true)
+		sp := rt.spares(nil, "", nil, true)
+		sp.reachableFn = func(n string) bool { return n != down }
 		copies := planCopies(reps, &sp)
 		want := []copySlot{{reps[0], ""}, {rank[3], down}, {reps[2], ""}}
 		var left []string
