@@ -1081,11 +1081,13 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 		if p == nil {
 			return nil, errors.New("node: no cluster members yet")
 		}
-		o, found, err := c.cfg.Store.Get(ring.Partition(key, p.Partitions()), key)
+		enc, found, err := c.cfg.Store.GetEncoded(ring.Partition(key, p.Partitions()), key)
 		if err != nil || !found {
 			return [][]byte{nil}, err
 		}
-		return [][]byte{o.Encode()}, nil
+		// The stored bytes, shared with the store's cache: the reply is
+		// encoded from them before this call returns.
+		return [][]byte{enc}, nil
 	case "merge":
 		o, err := crdt.Decode(args[1])
 		if err != nil {

@@ -798,3 +798,28 @@ func TestUpdateEncodedReturnsTheWaitWithSync(t *testing.T) {
 		t.Fatal(err)
 	}
 }
+
+// GetEncoded returns the stored encoding (what a replica sends a
+// coordinator's read), from the cache or from pebble, and nothing for a
+// key the store does not hold.
+func TestGetEncodedReturnsTheStoredEncoding(t *testing.T) {
+	for _, cache := range []int64{-1, 1 << 20} { // no object cache: pebble only; and one
+		s := open(t, Options{ObjectCacheSize: cache})
+		if enc, found, err := s.GetEncoded(3, []byte("k")); err != nil || found || enc != nil {
+			t.Fatalf("cache %d: absent key = %q, %v, %v", cache, enc, found, err)
+		}
+		hset(t, s, 3, "k", "", "v1")
+		for range 2 { // a miss that fills the cache, then a hit
+			enc, found, err := s.GetEncoded(3, []byte("k"))
+			obj, _, gerr := s.Get(3, []byte("k"))
+			if err != nil || gerr != nil || !found || !bytes.Equal(enc, obj.Encode()) {
+				t.Fatalf("cache %d: GetEncoded = %q, %v, %v; Get's object encodes as %q (%v)", cache, enc, found, err, obj.Encode(), gerr)
+			}
+		}
+		hset(t, s, 3, "k", "", "v2")
+		enc, _, _ := s.GetEncoded(3, []byte("k"))
+		if o, err := crdt.Decode(enc); err != nil || len(o.Reg.Siblings) != 1 || string(o.Reg.Siblings[0].Value) != "v2" {
+			t.Fatalf("cache %d: after an update, GetEncoded decodes to %v, %v", cache, o, err)
+		}
+	}
+}

@@ -455,27 +455,38 @@ func objectKey(buf []byte, p uint32, key []byte) []byte {
 // Get returns the object stored for key in partition p, and whether there
 // is one.
 func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
-	if !s.enter() {
-		return crdt.Object{}, false, ErrClosed
-	}
-	defer s.leave()
 	var kb [64]byte
 	k := objectKey(kb[:0], p, key)
+	raw, found, err := s.getEncoded(k)
+	if !found || err != nil {
+		return crdt.Object{}, false, err
+	}
+	return decode(k, raw)
+}
+
+// GetEncoded is Get for a caller that sends the object on (a replica
+// answering a coordinator's read): it returns the object's encoding as
+// stored, without decoding it, shared with the store's cache: read only.
+// Unlike Get, it does not check the encoding.
+func (s *Store) GetEncoded(p uint32, key []byte) ([]byte, bool, error) {
+	var kb [64]byte
+	return s.getEncoded(objectKey(kb[:0], p, key))
+}
+
+// getEncoded returns the encoding stored for store key k.
+func (s *Store) getEncoded(k []byte) ([]byte, bool, error) {
+	if !s.enter() {
+		return nil, false, ErrClosed
+	}
+	defer s.leave()
 	if raw, ok := s.objs.get(k); ok {
-		if raw == nil {
-			return crdt.Object{}, false, nil // cached as absent
-		}
-		return decode(k, raw)
+		return raw, raw != nil, nil // nil: cached as absent
 	}
 	if !s.keys.mayContain(k) {
-		return crdt.Object{}, false, nil
+		return nil, false, nil
 	}
 	if s.objs == nil {
-		raw, found, err := s.read(k)
-		if !found || err != nil {
-			return crdt.Object{}, false, err
-		}
-		return decode(k, raw)
+		return s.read(k)
 	}
 	// Fill the cache under the key's lock, so that a concurrent Update
 	// cannot be overtaken by this older read.
@@ -484,13 +495,10 @@ func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
 	defer mu.Unlock()
 	raw, found, err := s.current(k)
 	if err != nil {
-		return crdt.Object{}, false, err
+		return nil, false, err
 	}
 	s.objs.put(k, raw) // nil when absent: the next GET is a map lookup
-	if !found {
-		return crdt.Object{}, false, nil
-	}
-	return decode(k, raw)
+	return raw, found, nil
 }
 
 // current returns the encoding of store key k from the cache or pebble.
