@@ -57,17 +57,20 @@ free_base() {
   python3 - <<'PY'
 import random, socket
 for _ in range(100):
-    base = random.randint(20000, 50000)
+    # below Linux's ephemeral ports (32768 and up), which client connections take
+    base = random.randint(10000, 32000)
     ok = True
     for off in (0, 100, 200, 300):
         for i in range(3):
-            s = socket.socket()
-            try:
-                s.bind(("127.0.0.1", base + off + i))
-            except OSError:
-                ok = False
-            finally:
-                s.close()
+            kinds = (socket.SOCK_STREAM, socket.SOCK_DGRAM) if off == 200 else (socket.SOCK_STREAM,)
+            for kind in kinds:  # gossip: UDP too
+                s = socket.socket(socket.AF_INET, kind)
+                try:
+                    s.bind(("127.0.0.1", base + off + i))
+                except OSError:
+                    ok = False
+                finally:
+                    s.close()
     if ok:
         print(base)
         break

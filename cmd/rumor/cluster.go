@@ -392,17 +392,22 @@ func waitMembers(st *clusterState, n int, d time.Duration) error {
 		}
 		for {
 			states, _ := gossipStates(nd.ClientAddr)
-			alive := 0
+			up := 0
 			for _, s := range states {
 				if s == "alive" {
-					alive++
+					up++
 				}
 			}
-			if alive >= n {
+			if up >= n {
 				break
 			}
+			for _, other := range st.Nodes { // one that exited will not join: say so now
+				if !alive(other.PID) {
+					return fmt.Errorf("%s exited; the end of %s:\n%s", other.Name, other.Log, logTail(other.Log, 8))
+				}
+			}
 			if time.Now().After(deadline) {
-				return fmt.Errorf("%s sees %d of %d members alive after %v: %v", nd.Name, alive, n, d, states)
+				return fmt.Errorf("%s sees %d of %d members alive after %v: %v", nd.Name, up, n, d, states)
 			}
 			time.Sleep(50 * time.Millisecond)
 		}

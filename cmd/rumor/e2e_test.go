@@ -654,16 +654,28 @@ func freeBase(t *testing.T, n int) int {
 	t.Helper()
 	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 7))
 	for try := 0; try < 50; try++ {
-		base := 20000 + rng.IntN(30000)
+		// Below Linux's ephemeral ports (32768 and up by default), which
+		// the tests' own client connections take: one could land on a
+		// node's port between this check and the node's bind.
+		base := 10000 + rng.IntN(22000)
 		ok := true
 		for off := 0; off <= 300 && ok; off += 100 {
 			for i := 0; i < n+1 && ok; i++ {
-				l, err := net.Listen("tcp", fmt.Sprintf("127.0.0.1:%d", base+off+i))
+				addr := fmt.Sprintf("127.0.0.1:%d", base+off+i)
+				l, err := net.Listen("tcp", addr)
 				if err != nil {
 					ok = false
 					break
 				}
 				l.Close()
+				if off == 200 { // gossip: UDP too
+					u, err := net.ListenPacket("udp", addr)
+					if err != nil {
+						ok = false
+						break
+					}
+					u.Close()
+				}
 			}
 		}
 		if ok {
