@@ -1130,3 +1130,34 @@ func TestSecondNodeOnADataDirectoryIsRefused(t *testing.T) {
 		t.Fatalf("the first node after the refused second: GET k = %q, %v", v, err)
 	}
 }
+
+// TestClusterUpReportsANodeThatExits: when a node exits while cluster up
+// waits for the members to see each other (here n2, whose data directory
+// was made with another partition count), cluster up fails at once with
+// that node's own words, instead of waiting out its minute for a member
+// that will never join. (The SIGTERM sent as soon as the node that made
+// n2's directory logged its start must shut it down cleanly: it once
+// came before the node listened for signals, and ended it in its tracks.)
+func TestClusterUpReportsANodeThatExits(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	old := startNode(t, filepath.Join(dir, "n2"), "--partitions", "64")
+	old.cmd.Process.Signal(syscall.SIGTERM)
+	if err := old.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("the node that made n2's directory: %v\n%s", err, old.stderr)
+	}
+	base := freeBase(t, 3)
+	t.Cleanup(func() { exec.Command(binary, "cluster", "down", "--dir", dir).Run() })
+	start := time.Now()
+	out, err := exec.Command(binary, "cluster", "up", "--dir", dir, "--base-port", fmt.Sprint(base), "--nodes", "3").CombinedOutput()
+	took := time.Since(start)
+	if err == nil {
+		t.Fatalf("cluster up succeeded with n2's directory of another partition count:\n%s", out)
+	}
+	if !strings.Contains(string(out), "n2 exited") || !strings.Contains(string(out), "another partition count") {
+		t.Fatalf("cluster up did not say that n2 exited, and why:\n%s", out)
+	}
+	if took > 30*time.Second {
+		t.Fatalf("cluster up took %v to give up on a node that had exited", took)
+	}
+}

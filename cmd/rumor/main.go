@@ -102,6 +102,11 @@ func runNode(c *cli.Context) error {
 		runtime.GOMAXPROCS(procs)
 	}
 	logger := cfg.Logger
+	// Before the node starts, and so before it says it is ready: a
+	// SIGTERM sent as soon as it is (by a supervisor, a script, a test)
+	// must shut it down cleanly, not end it where it stands.
+	sigs := make(chan os.Signal, 2)
+	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	n, err := node.Start(cfg)
 	if err != nil {
 		return err
@@ -112,8 +117,6 @@ func runNode(c *cli.Context) error {
 	}
 	fmt.Fprintln(os.Stderr, ready)
 
-	sigs := make(chan os.Signal, 2)
-	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
 	select {
 	case sig := <-sigs:
 		logger.Info("shutting down; a second signal exits at once", "signal", sig.String())
