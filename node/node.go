@@ -27,11 +27,13 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"math"
 	"net"
 	"net/http"
 	"net/http/pprof"
 	"os"
 	"runtime"
+	"runtime/metrics"
 	"strconv"
 	"sync"
 	"time"
@@ -422,6 +424,8 @@ func (n *Node) info() []wire.InfoSection {
 			{"actor_id", fmt.Sprintf("%016x", n.st.Actor())},
 			{"process_id", strconv.Itoa(os.Getpid())},
 			{"procs", strconv.Itoa(runtime.GOMAXPROCS(0))},
+			{"gc_percent", gcSetting("/gc/gogc:percent")},
+			{"gc_memory_limit", gcSetting("/gc/gomemlimit:bytes")},
 			{"client_addr", n.ClientAddr()},
 			{"http_addr", n.HTTPAddr()},
 			{"partitions", strconv.Itoa(n.cfg.Partitions)},
@@ -447,4 +451,19 @@ func (n *Node) info() []wire.InfoSection {
 
 func (n *Node) health() map[string]any {
 	return map[string]any{"name": n.cfg.Name, "actor": fmt.Sprintf("%016x", n.st.Actor())}
+}
+
+// gcSetting reads one of the garbage collector's settings (GOGC, the
+// memory limit), which the binary's --gc-min-heap adjusts: a number, or
+// "off" (GOGC off, no limit).
+func gcSetting(name string) string {
+	s := []metrics.Sample{{Name: name}}
+	metrics.Read(s)
+	if s[0].Value.Kind() != metrics.KindUint64 {
+		return "unknown"
+	}
+	if v := s[0].Value.Uint64(); v < math.MaxInt64 {
+		return strconv.FormatUint(v, 10)
+	}
+	return "off"
 }

@@ -77,8 +77,17 @@ var startedLine = regexp.MustCompile(`node started.* client=(\S+) http=(\S+) gos
 // startNode runs `rumor node` on OS-chosen ports and waits until it serves.
 func startNode(t *testing.T, dataDir string, args ...string) *proc {
 	t.Helper()
+	return startNodeEnv(t, nil, dataDir, args...)
+}
+
+// startNodeEnv is startNode with more environment variables ("K=V").
+func startNodeEnv(t *testing.T, env []string, dataDir string, args ...string) *proc {
+	t.Helper()
 	cmd := exec.Command(binary, append([]string{"node", "--name", "e2e", "--data-dir", dataDir,
 		"--client-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"}, args...)...) // a later --name wins
+	if env != nil {
+		cmd.Env = append(os.Environ(), env...)
+	}
 	pr, pw := io.Pipe()
 	p := &proc{cmd: cmd, done: make(chan struct{}), stderr: &lockedBuffer{}}
 	cmd.Stderr = pw
@@ -1159,5 +1168,36 @@ func TestClusterUpReportsANodeThatExits(t *testing.T) {
 	}
 	if took > 30*time.Second {
 		t.Fatalf("cluster up took %v to give up on a node that had exited", took)
+	}
+}
+
+// TestGCMinHeap: by default a node with a small heap turns GOGC off under
+// a 64 MB memory limit (INFO server's gc_percent, gc_memory_limit);
+// --gc-min-heap 0, or a GOGC the user set, leaves the collector alone.
+func TestGCMinHeap(t *testing.T) {
+	t.Parallel()
+	for _, v := range []string{"GOGC", "GOMEMLIMIT"} {
+		if val, set := os.LookupEnv(v); set {
+			t.Skipf("%s=%s is set here: every node started would follow it", v, val)
+		}
+	}
+	settings := func(p *proc) (string, string) {
+		t.Helper()
+		c := redis.NewClient(&redis.Options{Addr: p.clientAddr})
+		defer c.Close()
+		info, err := c.Info(context.Background(), "server").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return infoField(info, "gc_percent"), infoField(info, "gc_memory_limit")
+	}
+	if pct, limit := settings(startNode(t, t.TempDir())); pct != "off" || limit != "67108864" {
+		t.Fatalf("default: gc_percent %s, gc_memory_limit %s; want off and 67108864", pct, limit)
+	}
+	if pct, limit := settings(startNode(t, t.TempDir(), "--gc-min-heap", "0")); pct != "100" || limit != "off" {
+		t.Fatalf("--gc-min-heap 0: gc_percent %s, gc_memory_limit %s; want 100 and off", pct, limit)
+	}
+	if pct, limit := settings(startNodeEnv(t, []string{"GOGC=50"}, t.TempDir())); pct != "50" || limit != "off" {
+		t.Fatalf("GOGC=50: gc_percent %s, gc_memory_limit %s; want 50 and off", pct, limit)
 	}
 }

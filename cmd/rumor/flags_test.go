@@ -18,22 +18,31 @@ func parseNodeFlags(t *testing.T, args ...string) (node.Config, error) {
 	return cfg, err
 }
 
-func parseNodeProcs(t *testing.T, args ...string) (node.Config, int, error) {
+// processSettings are the node flags runNode applies to the process.
+type processSettings struct {
+	procs     int
+	gcMinHeap uint64
+}
+
+func parseNodeProcs(t *testing.T, args ...string) (node.Config, processSettings, error) {
 	t.Helper()
 	cmd := nodeCommand()
 	var cfg node.Config
-	var procs int
+	var ps processSettings
 	cmd.Action = func(c *cli.Context) error {
 		var err error
 		if cfg, err = nodeConfig(c); err != nil {
 			return err
 		}
-		procs, err = nodeProcs(c)
+		if ps.procs, err = nodeProcs(c); err != nil {
+			return err
+		}
+		ps.gcMinHeap, err = nodeGCMinHeap(c)
 		return err
 	}
 	app := &cli.App{Name: "rumor", Commands: []*cli.Command{cmd}, ExitErrHandler: func(*cli.Context, error) {}}
 	err := app.Run(append([]string{"rumor", "node"}, args...))
-	return cfg, procs, err
+	return cfg, ps, err
 }
 
 // TestNodeFlagsReachTheConfig sets every node flag to a value other than
@@ -41,7 +50,7 @@ func parseNodeProcs(t *testing.T, args ...string) (node.Config, int, error) {
 // that is documented but not passed on (as --flush-interval was) fails
 // here.
 func TestNodeFlagsReachTheConfig(t *testing.T) {
-	cfg, procs, err := parseNodeProcs(t,
+	cfg, ps, err := parseNodeProcs(t,
 		"--name", "n9", "--data-dir", "/tmp/x", "--client-addr", "127.0.0.1:1", "--http-addr", "127.0.0.1:2",
 		"--gossip-addr", "127.0.0.1:3", "--peer-addr", "127.0.0.1:4", "--join", "127.0.0.1:5,127.0.0.1:6",
 		"--replicas", "5", "--r", "3", "--w", "4", "--sloppy=false", "--read-repair-chance", "0.5",
@@ -50,7 +59,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		"--cache-size", "10MB", "--object-cache-size", "1MB", "--memtable-size", "8MB",
 		"--max-key-size", "1kb", "--max-value-size", "2kb", "--max-bulk", "3kb", "--max-args", "9",
 		"--max-inline", "4kb", "--max-request", "5kb", "--idle-timeout", "7s", "--max-clients", "11",
-		"--procs", "3", "--pprof", "--allow-faults", "--log-level", "debug")
+		"--procs", "3", "--gc-min-heap", "96MB", "--pprof", "--allow-faults", "--log-level", "debug")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -68,7 +77,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		"max-key-size": cfg.Server.MaxKeySize, "max-value-size": cfg.Server.MaxValueSize, "max-bulk": cfg.Server.Limits.MaxBulk,
 		"max-args": cfg.Server.Limits.MaxArgs, "max-inline": cfg.Server.Limits.MaxInline, "max-request": cfg.Server.Limits.MaxRequest,
 		"idle-timeout": cfg.Server.IdleTimeout, "max-clients": cfg.Server.MaxClients,
-		"procs": procs, "pprof": cfg.Pprof, "allow-faults": cfg.AllowFaults, "log-level": cfg.Logger.Enabled(t.Context(), -4),
+		"procs": ps.procs, "gc-min-heap": ps.gcMinHeap, "pprof": cfg.Pprof, "allow-faults": cfg.AllowFaults, "log-level": cfg.Logger.Enabled(t.Context(), -4),
 	}
 	want := map[string]any{
 		"name": "n9", "data-dir": "/tmp/x", "client-addr": "127.0.0.1:1", "http-addr": "127.0.0.1:2",
@@ -80,7 +89,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		"max-key-size": 1 << 10, "max-value-size": 2 << 10, "max-bulk": 3 << 10,
 		"max-args": 9, "max-inline": 4 << 10, "max-request": 5 << 10,
 		"idle-timeout": 7 * time.Second, "max-clients": 11,
-		"procs": 3, "pprof": true, "allow-faults": true, "log-level": true,
+		"procs": 3, "gc-min-heap": uint64(96 << 20), "pprof": true, "allow-faults": true, "log-level": true,
 	}
 	for _, f := range nodeCommand().Flags {
 		name := f.Names()[0]
@@ -97,6 +106,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 	for _, args := range [][]string{
 		{"--partitions", "0"}, {"--join", "127.0.0.1:5"}, {"--gossip-addr", "127.0.0.1:3", "--reconnect-timeout", "0s"},
 		{"--cache-size", "lots"}, {"--log-level", "loud"}, {"--procs", "-1"}, {"--procs", "1025"}, {"--procs", "two"},
+		{"--gc-min-heap", "-1MB"}, {"--gc-min-heap", "some"},
 	} {
 		if _, err := parseNodeFlags(t, args...); err == nil {
 			t.Errorf("rumor node %v: no error", args)

@@ -15,6 +15,7 @@ import (
 	"syscall"
 	"time"
 
+	"github.com/rumor-kv/rumor/internal/gcfloor"
 	"github.com/rumor-kv/rumor/node"
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/wire"
@@ -81,6 +82,7 @@ func nodeCommand() *cli.Command {
 			&cli.DurationFlag{Name: "idle-timeout", EnvVars: env("idle-timeout"), Value: 5 * time.Minute, Usage: "close client connections idle this long; 0 never closes them"},
 			&cli.IntFlag{Name: "max-clients", EnvVars: env("max-clients"), Value: 10000, Usage: "most client connections at once"},
 			&cli.IntFlag{Name: "procs", EnvVars: env("procs"), Usage: "how many threads may run the node's Go code at once (GOMAXPROCS); 0: the Go runtime's choice, one per CPU the process may use. Fewer than the CPUs leaves the rest to what shares the machine: rumor cluster up gives each of its nodes a share"},
+			&cli.StringFlag{Name: "gc-min-heap", EnvVars: env("gc-min-heap"), Value: "64MB", Usage: "the memory the Go runtime may reach before it collects garbage, as long as the live heap is under half of it (above, Go's default: a collection when the heap has doubled). A node keeps little on the Go heap (pebble's caches are outside it): without this a busy node collects several times a second. 0 leaves Go's default; so does setting GOGC or GOMEMLIMIT"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: env("pprof"), Usage: "serve Go's profiler under /debug/pprof/ on the HTTP address (for performance work; do not expose)"},
 			&cli.BoolFlag{Name: "allow-faults", EnvVars: env("allow-faults"), Usage: "take fault injection through PUT /faults: black-hole or delay gossip and peer traffic with named nodes (for partition tests, as rumor cluster partition does; do not use in production)"},
 			&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info", Usage: "debug, info, warn or error"},
@@ -101,7 +103,12 @@ func runNode(c *cli.Context) error {
 	if procs > 0 {
 		runtime.GOMAXPROCS(procs)
 	}
+	gcMinHeap, err := nodeGCMinHeap(c)
+	if err != nil {
+		return err
+	}
 	logger := cfg.Logger
+	startGCFloor(gcMinHeap, logger)
 	// Before the node starts, and so before it says it is ready: a
 	// SIGTERM sent as soon as it is (by a supervisor, a script, a test)
 	// must shut it down cleanly, not end it where it stands.
@@ -129,6 +136,31 @@ func runNode(c *cli.Context) error {
 		os.Exit(130)
 	}()
 	return n.Close()
+}
+
+// nodeGCMinHeap returns --gc-min-heap, checked: 0 leaves the collector to
+// Go's default.
+func nodeGCMinHeap(c *cli.Context) (uint64, error) {
+	floor, err := parseSize(c.String("gc-min-heap"))
+	if err != nil {
+		return 0, fmt.Errorf("--gc-min-heap: %w", err)
+	}
+	return uint64(floor), nil
+}
+
+// startGCFloor applies --gc-min-heap (see package gcfloor), unless the
+// user set GOGC or GOMEMLIMIT, which then have the last word.
+func startGCFloor(floor uint64, logger *slog.Logger) {
+	if floor == 0 {
+		return
+	}
+	for _, v := range []string{"GOGC", "GOMEMLIMIT"} {
+		if val, set := os.LookupEnv(v); set {
+			logger.Info(v+" is set: --gc-min-heap is not applied", v, val)
+			return
+		}
+	}
+	gcfloor.Start(floor)
 }
 
 // maxProcs bounds --procs: more threads than this only add scheduling.
