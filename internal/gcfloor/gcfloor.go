@@ -10,15 +10,16 @@
 // CPU and tens of milliseconds of write barriers and assists on the
 // requests in flight (the cluster's p99).
 //
-// While twice the live heap is below the floor, the floor turns GOGC off
-// and sets Go's soft memory limit (GOMEMLIMIT) to the floor, so the
-// collector runs when the memory Go manages reaches the floor: no later,
-// the memory stays bounded, and no sooner, collections are rarer. Once
-// twice the live heap reaches the floor, it gives back Go's default
-// (GOGC=100, no limit): a large heap is collected as it always was, and a
-// live heap that outgrew the floor never meets a limit that would have
-// the collector run without pause. It decides again after every
-// collection.
+// While twice what Go must keep (the live heap, plus the memory the
+// runtime holds besides the heap: goroutine stacks, its own metadata) is
+// below the floor, the floor turns GOGC off and sets Go's soft memory
+// limit (GOMEMLIMIT) to the floor, so the collector runs when the memory
+// Go manages reaches the floor: no later, the memory stays bounded, and
+// no sooner, collections are rarer. Once twice that reaches the floor, it
+// gives back Go's default (GOGC=100, no limit): a large heap, or the
+// stacks of thousands of connections, are handled as Go always does, and
+// never meet a limit that would have the collector run without pause. It
+// decides again after every collection.
 package gcfloor
 
 import (
@@ -33,17 +34,18 @@ import (
 // DefaultPercent is Go's default GOGC.
 const DefaultPercent = 100
 
-// Limited reports whether, after a collection that left live bytes live,
-// the next one should wait for the memory limit at floor bytes (true) or
-// follow Go's default (false). limited is the current mode: leaving the
-// limit takes twice the live heap reaching the floor, coming back takes
-// it falling under nine tenths of it, so a live heap near half the floor
-// does not flip the mode every cycle.
-func Limited(live, floor uint64, limited bool) bool {
+// Limited reports whether, after a collection that left kept bytes that
+// Go must keep (the live heap and the runtime's other memory), the next
+// one should wait for the memory limit at floor bytes (true) or follow
+// Go's default (false). limited is the current mode: leaving the limit
+// takes twice kept reaching the floor, coming back takes it falling under
+// nine tenths of it, so memory near half the floor does not flip the mode
+// every cycle.
+func Limited(kept, floor uint64, limited bool) bool {
 	if floor == 0 {
 		return false
 	}
-	twice := 2 * float64(live) // in floating point: no overflow for any sizes
+	twice := 2 * float64(kept) // in floating point: no overflow for any sizes
 	if limited {
 		return twice < float64(floor)
 	}
@@ -115,11 +117,10 @@ func (f *Floor) arm() {
 	})
 }
 
-// adjust chooses the mode for the live heap the last collection left.
+// adjust chooses the mode for what the last collection left.
 func (f *Floor) adjust() {
-	s := []metrics.Sample{{Name: "/gc/heap/live:bytes"}}
-	metrics.Read(s)
-	if s[0].Value.Kind() != metrics.KindUint64 {
+	kept, ok := Kept()
+	if !ok {
 		return
 	}
 	f.mu.Lock()
@@ -127,7 +128,44 @@ func (f *Floor) adjust() {
 	if f.stopped.Load() {
 		return
 	}
-	if l := Limited(s[0].Value.Uint64(), f.floor, f.limited); l != f.limited {
+	if l := Limited(kept, f.floor, f.limited); l != f.limited {
 		f.set(l)
 	}
+}
+
+// keptMetrics: the live heap; all the memory Go maps, and the parts of the
+// heap that are not live objects (free, returned to the OS, or unused in
+// spans). What the memory limit counts beyond the live heap is the total
+// less those heap parts.
+var keptMetrics = []string{
+	"/gc/heap/live:bytes",
+	"/memory/classes/total:bytes",
+	"/memory/classes/heap/objects:bytes",
+	"/memory/classes/heap/free:bytes",
+	"/memory/classes/heap/released:bytes",
+	"/memory/classes/heap/unused:bytes",
+}
+
+// Kept returns the memory Go must keep after the last collection: the
+// live heap plus the runtime's memory outside the heap (goroutine stacks,
+// metadata, buffers), as the memory limit counts it.
+func Kept() (uint64, bool) {
+	s := make([]metrics.Sample, len(keptMetrics))
+	for i, n := range keptMetrics {
+		s[i].Name = n
+	}
+	metrics.Read(s)
+	v := make([]uint64, len(s))
+	for i := range s {
+		if s[i].Value.Kind() != metrics.KindUint64 {
+			return 0, false
+		}
+		v[i] = s[i].Value.Uint64()
+	}
+	live, total := v[0], v[1]
+	heap := v[2] + v[3] + v[4] + v[5]
+	if heap > total {
+		return live, true
+	}
+	return live + (total - heap), true
 }

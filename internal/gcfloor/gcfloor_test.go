@@ -5,6 +5,7 @@ import (
 	"runtime"
 	"runtime/debug"
 	"runtime/metrics"
+	"sync"
 	"testing"
 	"time"
 )
@@ -12,7 +13,7 @@ import (
 func TestLimited(t *testing.T) {
 	const mb = 1 << 20
 	for _, tc := range []struct {
-		live, floor uint64
+		kept, floor uint64
 		limited     bool // the mode now
 		want        bool
 	}{
@@ -29,10 +30,23 @@ func TestLimited(t *testing.T) {
 		{1 << 63, math.MaxUint64, false, false},
 		{1 << 61, math.MaxUint64, true, true}, // no overflow
 	} {
-		if got := Limited(tc.live, tc.floor, tc.limited); got != tc.want {
-			t.Errorf("Limited(live %d, floor %d, now %v) = %v, want %v", tc.live, tc.floor, tc.limited, got, tc.want)
+		if got := Limited(tc.kept, tc.floor, tc.limited); got != tc.want {
+			t.Errorf("Limited(kept %d, floor %d, now %v) = %v, want %v", tc.kept, tc.floor, tc.limited, got, tc.want)
 		}
 	}
+}
+
+// deepStack recurses depth frames (each with a buffer, so the stack
+// grows), then signals ready and waits for release.
+func deepStack(depth int, ready func(), release <-chan struct{}) byte {
+	var buf [512]byte
+	buf[depth%len(buf)] = byte(depth)
+	if depth == 0 {
+		ready()
+		<-release
+		return buf[0]
+	}
+	return deepStack(depth-1, ready, release) + buf[depth%len(buf)]
 }
 
 func gcSettings(t *testing.T) (gogc uint64, limit uint64) {
@@ -83,6 +97,36 @@ func TestFloorFollowsTheCollections(t *testing.T) {
 	collect(f.Cycles() + 2)
 	if gogc, limit := gcSettings(t); gogc != off || limit != floor {
 		t.Fatalf("small heap again: GOGC %d, limit %d", gogc, limit)
+	}
+	// Memory outside the heap counts too: the stacks of many goroutines
+	// (as many client connections have) past half the floor give back
+	// Go's default, so that the limit never binds on memory a collection
+	// cannot free.
+	release := make(chan struct{})
+	var started sync.WaitGroup
+	for range 4000 {
+		started.Add(1)
+		go func() {
+			deepStack(64, started.Done, release) // about 40 KB of stack each
+		}()
+	}
+	started.Wait()
+	collect(f.Cycles() + 2)
+	kept, _ := Kept()
+	if gogc, limit := gcSettings(t); gogc != DefaultPercent || limit != math.MaxInt64 {
+		t.Fatalf("4000 goroutines (Go keeps %d MB): GOGC %d, limit %d; want %d and no limit", kept>>20, gogc, limit, DefaultPercent)
+	}
+	close(release)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		collect(f.Cycles() + 1)
+		if gogc, _ := gcSettings(t); gogc == off {
+			break
+		}
+		if time.Now().After(deadline) {
+			kept, _ := Kept()
+			t.Fatalf("the goroutines ended, and Go still keeps %d MB: the floor did not come back", kept>>20)
+		}
 	}
 	f.Stop()
 	if gogc, limit := gcSettings(t); gogc != DefaultPercent || limit != math.MaxInt64 {
