@@ -303,9 +303,9 @@ func (e *QuorumError) Error() string {
 }
 
 // route is where a key's copies go: its partition, its preferred
-// replicas, and the fallbacks after them in the partition's ranking,
-// computed only when asked for (they cost O(M log M) in the members, 11µs
-// at 100, and a healthy request never needs them).
+// replicas, and the placement whose ranking holds the fallbacks after
+// them, computed only when asked for (spares.next: they cost O(M log M) in
+// the members, 11µs at 100, and a healthy request never needs them).
 type route struct {
 	part    uint32
 	reps    []string
@@ -1085,8 +1085,9 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 		if err != nil || !found {
 			return [][]byte{nil}, err
 		}
-		// The stored bytes, shared with the store's cache: the reply is
-		// encoded from them before this call returns.
+		// The stored bytes, shared with the store's cache, which replaces
+		// an entry and never writes into it: the reply may be encoded
+		// from them after this call (an inline call's, with its batch).
 		return [][]byte{enc}, nil
 	case "merge":
 		o, err := crdt.Decode(args[1])

@@ -176,8 +176,7 @@ func (s *Store) releaseHint(target string) {
 // target longer than 255 bytes is an error and writes nothing. With
 // target == "" it is exactly UpdateDeferred.
 func (s *Store) UpdateHinted(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
-	next, _, err := s.update(p, key, target, fn, deferSync)
-	return next, err
+	return s.update(p, key, target, fn, deferSync)
 }
 
 // UpdateEncoded is UpdateHinted for a caller that sends the stored object

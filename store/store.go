@@ -551,18 +551,17 @@ func (s *Store) Update(p uint32, key []byte, fn func(cur crdt.Object, found bool
 // wait exactly once and must not count the write as stored before wait
 // returns nil. Without Sync, or with a nil deferSync, it is Update.
 func (s *Store) UpdateDeferred(p uint32, key []byte, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
-	next, _, err := s.update(p, key, "", fn, deferSync)
-	return next, err
+	return s.update(p, key, "", fn, deferSync)
 }
 
 // update is the write path of UpdateDeferred and UpdateHinted: it applies
 // the write and then waits for (or defers) its fsync.
-func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, []byte, error) {
-	next, enc, b, err := s.apply(p, key, target, fn)
+func (s *Store) update(p uint32, key []byte, target string, fn func(cur crdt.Object, found bool) (crdt.Object, error), deferSync func(wait func() error)) (crdt.Object, error) {
+	next, _, b, err := s.apply(p, key, target, fn)
 	if err != nil {
-		return crdt.Object{}, nil, err
+		return crdt.Object{}, err
 	}
-	return next, enc, s.syncBatch(b, deferSync) // leaves once the batch is done with
+	return next, s.syncBatch(b, deferSync) // leaves once the batch is done with
 }
 
 // apply is the one write path of every update: it applies the write, and
