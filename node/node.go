@@ -426,6 +426,7 @@ func (n *Node) info() []wire.InfoSection {
 			{"procs", strconv.Itoa(runtime.GOMAXPROCS(0))},
 			{"gc_percent", gcSetting("/gc/gogc:percent")},
 			{"gc_memory_limit", gcSetting("/gc/gomemlimit:bytes")},
+			{"godebug", os.Getenv("GODEBUG")}, // as the runtime read it when the process started
 			{"client_addr", n.ClientAddr()},
 			{"http_addr", n.HTTPAddr()},
 			{"partitions", strconv.Itoa(n.cfg.Partitions)},

@@ -24,6 +24,9 @@
 #           more node flags for each side, split on spaces (default none):
 #           with OLD=NEW=./bin/rumor this compares two settings of one build,
 #           e.g. OLD=./bin/rumor NEW_ARGS='--memtable-size 4MB'
+#   OLD_ENV, NEW_ENV
+#           environment for each side's nodes, NAME=VALUE split on spaces
+#           (default none), e.g. OLD=./bin/rumor OLD_ENV='GODEBUG=schedtrace=0'
 #
 # Prints a line per round and build (requests/s, p99 ms and the node's CPU
 # µs per request, per test; the mean WAL fsync with SYNC=true), then the
@@ -45,6 +48,8 @@ NODES=${NODES:-1}
 if [[ $NODES == 3 ]]; then PROCS=${PROCS:-0}; else PROCS=${PROCS:-1}; fi
 OLD_ARGS=${OLD_ARGS:-}
 NEW_ARGS=${NEW_ARGS:-}
+OLD_ENV=${OLD_ENV:-}
+NEW_ENV=${NEW_ENV:-}
 
 die() {
   printf 'ab.sh: %s\n' "$*" >&2
@@ -106,13 +111,17 @@ cpu_of() {
   echo "$s"
 }
 
-# run_node BIN LABEL ARGS: one round on a fresh node (or cluster) started
-# with the extra flags ARGS; appends "label test rps p99 cpu" lines to
-# $TMP/results
+# run_node BIN LABEL ARGS ENV: one round on a fresh node (or cluster)
+# started with the extra flags ARGS and the environment ENV; appends
+# "label test rps p99 cpu" lines to $TMP/results
 run_node() {
   local bin=$1 label=$2 port hport dir line t c0 c1 csv rps p99 cpu fsync a
-  local -a extra pids
+  local -a extra pids envs
   read -r -a extra <<<"$3"
+  read -r -a envs <<<"$4"
+  for a in "${envs[@]}"; do
+    [[ $a == [A-Za-z_]*=* ]] || die "OLD_ENV and NEW_ENV hold NAME=VALUE words (got '$a')"
+  done
   if [[ $NODES == 3 ]]; then
     local -a nodeargs=("--node-arg=--sync=$SYNC")
     for a in "${extra[@]}"; do nodeargs+=("--node-arg=$a"); done
@@ -120,7 +129,7 @@ run_node() {
     [[ -n $port ]] || die "no free ports for a cluster"
     hport=$((port + 100))
     CLUSTER_BIN=$bin
-    "$bin" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$port" --procs "$PROCS" "${nodeargs[@]}" >"$TMP/node.log" 2>&1 ||
+    env "${envs[@]}" "$bin" cluster up --nodes 3 --dir "$TMP/cluster" --base-port "$port" --procs "$PROCS" "${nodeargs[@]}" >"$TMP/node.log" 2>&1 ||
       die "the $label cluster did not start: $(tail -3 "$TMP/node.log")"
     read -r -a pids <<<"$(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json")"
   else
@@ -128,7 +137,7 @@ run_node() {
     hport=$(free_port)
     dir="$TMP/data-$label"
     rm -rf "$dir"
-    "$bin" node --name ab --data-dir "$dir" --client-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$hport" \
+    env "${envs[@]}" "$bin" node --name ab --data-dir "$dir" --client-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$hport" \
       --sync="$SYNC" --procs "$PROCS" "${extra[@]}" >"$TMP/node.log" 2>&1 &
     NODE_PID=$!
     pids=("$NODE_PID")
@@ -167,15 +176,15 @@ run_node() {
   printf '%s\n' "$line"
 }
 
-printf 'old: %s %s\nnew: %s %s\nnodes=%s sync=%s procs=%s: redis-benchmark -t <test> -n %s -c %s -r %s, %s rounds\n\n' \
-  "$oldname" "$OLD_ARGS" "$NEW" "$NEW_ARGS" "$NODES" "$SYNC" "$PROCS" "$N" "$C" "$R" "$ROUNDS"
+printf 'old: %s %s %s\nnew: %s %s %s\nnodes=%s sync=%s procs=%s: redis-benchmark -t <test> -n %s -c %s -r %s, %s rounds\n\n' \
+  "$oldname" "$OLD_ENV" "$OLD_ARGS" "$NEW" "$NEW_ENV" "$NEW_ARGS" "$NODES" "$SYNC" "$PROCS" "$N" "$C" "$R" "$ROUNDS"
 for ((round = 1; round <= ROUNDS; round++)); do
   # Who goes first alternates, so that neither always runs on a warmer or a busier machine.
   if ((round % 2)); then order=(old new); else order=(new old); fi
   for who in "${order[@]}"; do
-    if [[ $who == old ]]; then bin=$OLD args=$OLD_ARGS; else bin=$NEW args=$NEW_ARGS; fi
+    if [[ $who == old ]]; then bin=$OLD args=$OLD_ARGS envs=$OLD_ENV; else bin=$NEW args=$NEW_ARGS envs=$NEW_ENV; fi
     printf 'round %d ' "$round"
-    run_node "$bin" "$who" "$args"
+    run_node "$bin" "$who" "$args" "$envs"
   done
 done
 

@@ -24,6 +24,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rumor-kv/rumor/internal/sysmon"
 )
 
 var binary string
@@ -1199,5 +1200,45 @@ func TestGCMinHeap(t *testing.T) {
 	}
 	if pct, limit := settings(startNodeEnv(t, []string{"GOGC=50"}, t.TempDir())); pct != "50" || limit != "off" {
 		t.Fatalf("GOGC=50: gc_percent %s, gc_memory_limit %s; want 50 and off", pct, limit)
+	}
+}
+
+// TestSysmonSetting: a node starts itself again, in place (same process
+// ID), with GODEBUG=schedtrace=2147483647 added to what the user set (see
+// package sysmon), and leaves a GODEBUG that sets schedtrace alone.
+func TestSysmonSetting(t *testing.T) {
+	t.Parallel()
+	if runtime.GOOS != "linux" {
+		t.Skip("the restart is Linux-only")
+	}
+	if val, set := os.LookupEnv("GODEBUG"); set {
+		t.Skipf("GODEBUG=%s is set here: every node started would follow it", val)
+	}
+	server := func(p *proc) (godebug, pid string) {
+		t.Helper()
+		c := redis.NewClient(&redis.Options{Addr: p.clientAddr})
+		defer c.Close()
+		info, err := c.Info(context.Background(), "server").Result()
+		if err != nil {
+			t.Fatal(err)
+		}
+		return infoField(info, "godebug"), infoField(info, "process_id")
+	}
+	for _, tc := range []struct {
+		env  []string
+		want string
+	}{
+		{nil, sysmon.Setting},
+		{[]string{"GODEBUG=gctrace=0"}, "gctrace=0," + sysmon.Setting},
+		{[]string{"GODEBUG=schedtrace=0"}, "schedtrace=0"},
+	} {
+		p := startNodeEnv(t, tc.env, t.TempDir())
+		godebug, pid := server(p)
+		if godebug != tc.want {
+			t.Errorf("environment %q: the node runs with GODEBUG %q, want %q", tc.env, godebug, tc.want)
+		}
+		if want := strconv.Itoa(p.cmd.Process.Pid); pid != want {
+			t.Errorf("environment %q: the node runs as process %s, want %s (the one started: a restart in place)", tc.env, pid, want)
+		}
 	}
 }

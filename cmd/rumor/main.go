@@ -16,6 +16,7 @@ import (
 	"time"
 
 	"github.com/rumor-kv/rumor/internal/gcfloor"
+	"github.com/rumor-kv/rumor/internal/sysmon"
 	"github.com/rumor-kv/rumor/node"
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/wire"
@@ -23,6 +24,12 @@ import (
 )
 
 func main() {
+	if len(os.Args) > 1 && os.Args[1] == "node" {
+		// First of all, while a restart loses nothing: see package sysmon.
+		if err := sysmon.Exec(); err != nil {
+			fmt.Fprintf(os.Stderr, "rumor: could not restart with GODEBUG=%s, the node runs with Go's default: %v\n", sysmon.Setting, err)
+		}
+	}
 	if err := newApp().Run(os.Args); err != nil {
 		fmt.Fprintln(os.Stderr, "rumor:", err)
 		os.Exit(1)
@@ -49,7 +56,10 @@ func nodeCommand() *cli.Command {
 		Usage: "run one rumor node in the foreground",
 		Description: "Serves the Redis-compatible protocol on --client-addr and the HTTP API on --http-addr.\n" +
 			"SIGINT or SIGTERM shuts the node down cleanly; a second signal exits at once.\n" +
-			"Every flag can also be set by an environment variable RUMOR_<FLAG>, e.g. RUMOR_DATA_DIR.",
+			"Every flag can also be set by an environment variable RUMOR_<FLAG>, e.g. RUMOR_DATA_DIR.\n" +
+			"On Linux the node first starts itself again, in place, with GODEBUG=" + sysmon.Setting + " added: it keeps\n" +
+			"Go's monitor thread out of a deep sleep that costs a wakeup after every idle moment (see INFO server's godebug).\n" +
+			"A GODEBUG that sets schedtrace is left alone: GODEBUG=schedtrace=0 keeps Go's default.",
 		Flags: []cli.Flag{
 			&cli.StringFlag{Name: "name", EnvVars: env("name"), Usage: "node name shown in logs and INFO (default: host name)"},
 			&cli.StringFlag{Name: "data-dir", EnvVars: env("data-dir"), Value: "./.rumor-data", Usage: "data directory; created if missing. It holds the node's actor id"},
