@@ -33,12 +33,13 @@ func newDeadlines(d time.Duration) *deadlines {
 
 // get returns a context whose deadline is between d and d+slack from now.
 func (dl *deadlines) get() context.Context {
-	now := time.Now()
-	if s := dl.cur.Load(); s != nil && now.Sub(s.made) < dl.slack {
+	// time.Since reads the monotonic clock alone (time.Now, both clocks).
+	if s := dl.cur.Load(); s != nil && time.Since(s.made) < dl.slack {
 		return s.ctx
 	}
 	dl.mu.Lock()
 	defer dl.mu.Unlock()
+	now := time.Now()
 	if s := dl.cur.Load(); s != nil && now.Sub(s.made) < dl.slack {
 		return s.ctx
 	}

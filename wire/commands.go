@@ -81,11 +81,12 @@ func (s *Server) exec(c *session, args [][]byte, out []byte) []byte {
 	if m == nil {
 		return cmd.run(s, c, args, out)
 	}
-	start := time.Now()
+	start := monoNow()
 	n := len(out)
 	out = cmd.run(s, c, args, out)
-	c.now = time.Now() // also serves the idle deadline, saving a clock read
-	m.latency.Observe(c.now.Sub(start).Seconds())
+	end := monoNow()
+	c.now = monoBase.Add(end) // also serves the idle deadline, saving a clock read
+	m.latency.Observe((end - start).Seconds())
 	m.requests.Inc()
 	if len(out) > n && out[n] == '-' {
 		m.failures.Inc()

@@ -196,8 +196,8 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		id     uint64
 		res    [][]byte
 		err    error
-		method string    // with Observe
-		start  time.Time // with Observe
+		method string        // with Observe
+		start  time.Duration // monoNow, with Observe
 	}
 	var (
 		group  SyncGroup
@@ -224,9 +224,9 @@ func (s *PeerServer) serveConn(c net.Conn) {
 			c.Close() // the reader fails next, and the connection ends
 		}
 		if s.observe != nil {
-			now := time.Now()
+			now := monoNow()
 			for _, x := range inl {
-				s.observe(x.method, now.Sub(x.start), x.err)
+				s.observe(x.method, now-x.start, x.err)
 			}
 		}
 		clear(inl)
@@ -249,7 +249,7 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		id     uint64
 		method string
 		args   [][]byte
-		start  time.Time // with Observe
+		start  time.Duration // monoNow, with Observe
 	}
 	jobs := make(chan job)
 	workers := 0
@@ -260,7 +260,7 @@ func (s *PeerServer) serveConn(c net.Conn) {
 			res, err := s.handler(s.ctx, j.method, j.args)
 			replies <- appendPeerReply(nil, j.id, res, err)
 			if s.observe != nil {
-				s.observe(j.method, time.Since(j.start), err)
+				s.observe(j.method, monoNow()-j.start, err)
 			}
 		}
 	}
@@ -289,9 +289,9 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		if err != nil {
 			return
 		}
-		var start time.Time
+		var start time.Duration
 		if s.observe != nil {
-			start = time.Now()
+			start = monoNow()
 		}
 		if method, ok := s.inline[string(args[3])]; ok { // the map's string: no copy of the name
 			callArgs := cloneArgs(args[4:]) // the reader's buffer is reused
@@ -401,7 +401,7 @@ type peerCall struct {
 	method   string
 	// A Go's call observed (PeerClientConfig.Observe) has these.
 	observe func(method string, took time.Duration, err error)
-	start   time.Time
+	start   time.Duration // monoNow
 }
 
 // finish completes call, which its finisher has just taken out of the
@@ -413,7 +413,7 @@ func (call *peerCall) finish(res [][]byte, err error) {
 		return
 	}
 	if call.observe != nil {
-		call.observe(call.method, time.Since(call.start), err)
+		call.observe(call.method, monoNow()-call.start, err)
 	}
 	call.cb(res, err)
 }
@@ -458,9 +458,9 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 	if err != nil {
 		return nil, err
 	}
-	var start time.Time
+	var start time.Duration
 	if p.cfg.Observe != nil {
-		start = time.Now()
+		start = monoNow()
 	}
 	call := &peerCall{id: id, done: make(chan struct{})}
 	if err := pc.enqueue(ctx, call, method, args); err != nil {
@@ -476,7 +476,7 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 		call.err = fmt.Errorf("wire: peer %s: %s: %w", p.addr, method, ctx.Err())
 	}
 	if p.cfg.Observe != nil {
-		p.cfg.Observe(method, time.Since(start), call.err)
+		p.cfg.Observe(method, monoNow()-start, call.err)
 	}
 	if call.err != nil {
 		return nil, call.err
@@ -499,7 +499,7 @@ func (p *PeerClient) Go(ctx context.Context, method string, args [][]byte, done 
 	}
 	call := &peerCall{id: id, cb: done, ctx: ctx, method: method}
 	if p.cfg.Observe != nil {
-		call.observe, call.start = p.cfg.Observe, time.Now()
+		call.observe, call.start = p.cfg.Observe, monoNow()
 	}
 	var ok bool
 	if call.deadline, ok = ctx.Deadline(); !ok {

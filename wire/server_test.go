@@ -8,6 +8,7 @@ import (
 	"math"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -15,6 +16,7 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
+	dto "github.com/prometheus/client_model/go"
 	"github.com/rumor-kv/rumor/crdt"
 	"github.com/rumor-kv/rumor/internal/testutil"
 )
@@ -1168,6 +1170,48 @@ func TestServerMetrics(t *testing.T) {
 	if _, ok := metricsValue(t, reg, "rumor_requests_total", labels("nosuch")); ok {
 		t.Errorf("unknown commands are counted by name")
 	}
+}
+
+// TestServerMetricsTimeCommands: the latency histogram holds each
+// command's time (read from the monotonic clock alone, see monoNow).
+func TestServerMetricsTimeCommands(t *testing.T) {
+	t.Parallel()
+	reg := prometheus.NewRegistry()
+	be := newFakeBackend()
+	const slow = 30 * time.Millisecond
+	be.getHook = func(ctx context.Context, key string) error {
+		if key == "slow" {
+			time.Sleep(slow) // a slow command, not a wait for the world
+		}
+		return nil
+	}
+	e := srvStart(t, ServerConfig{Backend: be, Metrics: NewMetrics(reg)})
+	c := e.connect(t)
+	c.check(`$nil`, "GET", "fast")
+	c.check(`$nil`, "GET", "slow")
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != "rumor_request_duration_seconds" {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			if !slices.ContainsFunc(m.GetLabel(), func(l *dto.LabelPair) bool { return l.GetName() == "command" && l.GetValue() == "get" }) {
+				continue
+			}
+			h := m.GetHistogram()
+			if h.GetSampleCount() != 2 {
+				t.Fatalf("%d GETs timed, want 2", h.GetSampleCount())
+			}
+			if sum := time.Duration(h.GetSampleSum() * float64(time.Second)); sum < slow || sum > slow+5*time.Second {
+				t.Fatalf("the GETs took %v in all by the histogram, want at least the slow one's %v (and not absurdly more)", sum, slow)
+			}
+			return
+		}
+	}
+	t.Fatal("no rumor_request_duration_seconds of GET")
 }
 
 // checkErrorReply reads a reply and checks that it is the error msg.
