@@ -380,17 +380,37 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		from copySlot
 		obj  crdt.Object
 		err  error
+		same bool // obj is this node's own copy, sent back by another replica
 	}
 	answers := make(chan answer, rt.members+1)
+	// This node's own copy, read before any call goes out: a replica
+	// that sends the same encoding back holds the same object, which
+	// needs neither decoding nor merging (the usual case, replicas in
+	// agreement).
+	var own struct {
+		obj crdt.Object
+		raw []byte
+		ok  bool
+	}
+	called := false // a call is out: own is not written again
 	ask := func(s copySlot) {
 		if s.node == c.cfg.Self { // the local answer needs no goroutine
-			o, _, err := c.cfg.Store.Get(part, key)
-			answers <- answer{s, o, err}
+			o, raw, _, err := c.cfg.Store.GetWithEncoding(part, key)
+			if !called {
+				own.obj, own.raw, own.ok = o, raw, err == nil
+			}
+			answers <- answer{from: s, obj: o, err: err}
 			return
 		}
+		called = true
+		ownObj, ownRaw, ownOK := own.obj, own.raw, own.ok // copied into the callback: own stays on the stack
 		c.tr.Go(callCtx, s.node, "get", [][]byte{key}, func(res [][]byte, err error) {
+			if err == nil && ownOK && len(res) == 1 && bytes.Equal(res[0], ownRaw) {
+				answers <- answer{from: s, obj: ownObj, same: true}
+				return
+			}
 			o, err := decodeFetched(res, err)
-			answers <- answer{s, o, err} // room for every answer: never blocks
+			answers <- answer{from: s, obj: o, err: err} // room for every answer: never blocks
 		})
 	}
 	// Ask just enough copies for R, as Cassandra does (this node's own
@@ -401,7 +421,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	remotes := copies
 	if i := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self }); i >= 0 {
 		ask(copies[i])
-		remotes = slices.Delete(slices.Clone(copies), i, i+1)
+		remotes = slices.Delete(copies, i, i+1) // copies is this call's own; only its length counts below
 	}
 	// more refills remotes from the spare fallbacks once it runs out.
 	more := func() bool {
@@ -421,6 +441,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	defer stopTimer(hedge)
 	var merged crdt.Object
 	var got []answer
+	ownMerged := false // merged holds own.obj
 	pending := asked
 	for pending > 0 {
 		select {
@@ -434,7 +455,10 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 				}
 				continue
 			}
-			merged = crdt.Merge(merged, a.obj)
+			if !a.same || !ownMerged {
+				merged = crdt.Merge(merged, a.obj)
+			}
+			ownMerged = ownMerged || (a.from.node == c.cfg.Self && a.err == nil && own.ok)
 			if got = append(got, a); len(got) >= need {
 				for _, g := range got {
 					if g.from.hintFor == "" && !g.obj.Descends(merged) {

@@ -485,3 +485,58 @@ func TestForwardedWriteIsNotRetriedOnAnotherReplicaAfterItMayHaveApplied(t *test
 		t.Fatalf("forwarded INCR with the first replica down: %v", err)
 	}
 }
+
+// TestReadsMergeWhatEachCopyHolds: a read takes a replica's copy for this
+// node's own, unmerged, only when the two encodings are the same; a copy
+// that differs, by a sibling or by being missing on either side, is merged
+// in. Read repair is off: what the read returns is what it merged.
+func TestReadsMergeWhatEachCopyHolds(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W = 3, 2, 2
+		cfg.ReadRepairChance = 0
+		cfg.Handoff.Interval = -1
+	})
+	ctx := context.Background()
+	all := wire.WithQuorum(ctx, wire.Quorum{R: 3})
+	// The copy on n1 (the coordinator) missing, then the others'.
+	tc.missedBy(t, "only-remote", "n1")
+	tc.missedBy(t, "only-local-a", "n2")
+	tc.missedBy(t, "only-local-a", "n3")
+	for key, want := range map[string]string{"only-remote": "[v]", "only-local-a": "[v]"} {
+		for _, q := range []context.Context{ctx, all} {
+			if got := valueCtx(t, q, tc.nodes["n1"], key); got != want {
+				t.Errorf("read of %s via n1 (n1 holds %s): %s, want %s", key, tc.local(t, "n1", key), got, want)
+			}
+		}
+	}
+	// A sibling only the remote copies hold, beside one every copy holds.
+	if err := tc.nodes["n1"].Put(ctx, []byte("sib"), []byte("a"), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "every copy of sib", func() bool {
+		return tc.local(t, "n2", "sib") == "[a]" && tc.local(t, "n3", "sib") == "[a]"
+	})
+	var other crdt.Object
+	other.Reg = other.Reg.Update(0xfeed, nil, []byte("b"), false, 2) // an actor no node has, no context: concurrent
+	for _, name := range []string{"n2", "n3"} {
+		if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte("sib"), 64), []byte("sib"), other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := valueCtx(t, ctx, tc.nodes["n1"], "sib"); got != "[a b]" {
+		t.Errorf("read of sib via n1 (n1 holds %s, n2 %s): %s, want [a b]", tc.local(t, "n1", "sib"), tc.local(t, "n2", "sib"), got)
+	}
+	// Copies in agreement: the read returns them as they are.
+	if err := tc.nodes["n1"].Put(ctx, []byte("same"), []byte("s"), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "every copy of same", func() bool {
+		return tc.local(t, "n2", "same") == "[s]" && tc.local(t, "n3", "same") == "[s]"
+	})
+	for _, q := range []context.Context{ctx, all} {
+		if got := valueCtx(t, q, tc.nodes["n1"], "same"); got != "[s]" {
+			t.Errorf("read of same via n1: %s, want [s]", got)
+		}
+	}
+}

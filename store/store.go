@@ -455,13 +455,26 @@ func objectKey(buf []byte, p uint32, key []byte) []byte {
 // Get returns the object stored for key in partition p, and whether there
 // is one.
 func (s *Store) Get(p uint32, key []byte) (crdt.Object, bool, error) {
+	obj, _, found, err := s.GetWithEncoding(p, key)
+	return obj, found, err
+}
+
+// GetWithEncoding is Get that also returns the object's encoding as
+// stored (nil if there is none), shared with the store's cache: read
+// only. A coordinator compares it with the copies other replicas send: a
+// copy encoded the same is the same object, and needs no decoding.
+func (s *Store) GetWithEncoding(p uint32, key []byte) (crdt.Object, []byte, bool, error) {
 	var kb [64]byte
 	k := objectKey(kb[:0], p, key)
 	raw, found, err := s.getEncoded(k)
 	if !found || err != nil {
-		return crdt.Object{}, false, err
+		return crdt.Object{}, nil, false, err
 	}
-	return decode(k, raw)
+	obj, _, err := decode(k, raw)
+	if err != nil {
+		return crdt.Object{}, nil, false, err
+	}
+	return obj, raw, true, nil
 }
 
 // GetEncoded is Get for a caller that sends the object on (a replica
