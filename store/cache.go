@@ -1,6 +1,8 @@
 package store
 
 import (
+	"encoding/binary"
+	"hash/maphash"
 	"sync"
 	"sync/atomic"
 )
@@ -15,7 +17,9 @@ import (
 // Consistency: entries are only inserted or replaced while the key's stripe
 // lock is held, in the same order as the writes to pebble, so the cache can
 // never hold an older object than pebble. Reads of a cached key take only
-// the shard's lock.
+// the shard's lock. A key whose hash collides with another's may push the
+// other's entry out, under another stripe lock: forgetting an entry is
+// always safe, and an entry answers only for its own key.
 //
 // The cache also remembers keys that pebble does not hold (an entry with a
 // nil value), filled the same way under the stripe lock, for the missing
@@ -32,6 +36,8 @@ import (
 type objectCache struct {
 	shards    [cacheShards]cacheShard
 	maxBytes  int64 // per shard
+	seed      maphash.Seed
+	hash      func(seed maphash.Seed, k []byte) uint64 // maphash.Bytes; a test's collisions
 	hits      atomic.Int64
 	misses    atomic.Int64
 	evictions atomic.Int64
@@ -39,12 +45,19 @@ type objectCache struct {
 
 const (
 	cacheShards   = 64
-	entryOverhead = 48 // map slot, string and slice headers
+	entryOverhead = 48 // map slot, slice header, entry header
 )
 
+// A cache entry is one allocation: a flag byte (1: pebble holds no object
+// for the key), the key's length (uvarint), the key, then the encoding.
+// The map is keyed by the key's hash, so that a lookup compares a number
+// in the map's slot and then reads one allocation, where a map keyed by
+// the key string reads the slot, the string's bytes and the value's, each
+// most likely a miss of the CPU's caches; the key in the entry tells a
+// hash collision, which only costs the colliding key its place.
 type cacheShard struct {
 	mu    sync.Mutex
-	m     map[string][]byte
+	m     map[uint64][]byte
 	bytes int64
 }
 
@@ -52,14 +65,30 @@ func newObjectCache(maxBytes int64) *objectCache {
 	if maxBytes <= 0 {
 		return nil
 	}
-	c := &objectCache{maxBytes: max(maxBytes/cacheShards, 1)}
+	c := &objectCache{maxBytes: max(maxBytes/cacheShards, 1), seed: maphash.MakeSeed(), hash: maphash.Bytes}
 	for i := range c.shards {
-		c.shards[i].m = map[string][]byte{}
+		c.shards[i].m = map[uint64][]byte{}
 	}
 	return c
 }
 
-func (c *objectCache) shard(k []byte) *cacheShard { return &c.shards[stripe(k)%cacheShards] }
+func (c *objectCache) locate(k []byte) (*cacheShard, uint64) {
+	h := c.hash(c.seed, k)
+	return &c.shards[h>>(64-6)], h // cacheShards = 1<<6
+}
+
+// entryValue returns what e caches for k, and whether e is k's entry.
+func entryValue(e, k []byte) ([]byte, bool) {
+	n, w := binary.Uvarint(e[1:])
+	key := e[1+w:]
+	if uint64(len(key)) < n || string(key[:n]) != string(k) {
+		return nil, false
+	}
+	if e[0] == 1 {
+		return nil, true
+	}
+	return key[n:], true
+}
 
 // get returns the cached encoding of store key k, and whether k is cached
 // at all: (nil, true) means pebble holds no object for k. The bytes are
@@ -68,10 +97,14 @@ func (c *objectCache) get(k []byte) ([]byte, bool) {
 	if c == nil {
 		return nil, false
 	}
-	sh := c.shard(k)
+	sh, h := c.locate(k)
 	sh.mu.Lock()
-	v, ok := sh.m[string(k)]
+	e, ok := sh.m[h]
 	sh.mu.Unlock()
+	var v []byte
+	if ok {
+		v, ok = entryValue(e, k)
+	}
 	if ok {
 		c.hits.Add(1)
 	} else {
@@ -80,9 +113,9 @@ func (c *objectCache) get(k []byte) ([]byte, bool) {
 	return v, ok
 }
 
-// put caches v (which the cache now owns) for k; a nil v records that
-// pebble holds no object for k (encodings are never empty). The caller
-// holds k's stripe lock.
+// put caches v for k (copying it); a nil v records that pebble holds no
+// object for k (encodings are never empty). The caller holds k's stripe
+// lock.
 func (c *objectCache) put(k []byte, v []byte) {
 	if c == nil {
 		return
@@ -92,36 +125,42 @@ func (c *objectCache) put(k []byte, v []byte) {
 		c.remove(k) // too big to be worth a slot; drop any older copy
 		return
 	}
-	sh := c.shard(k)
+	e := make([]byte, 1, 1+binary.MaxVarintLen64+len(k)+len(v))
+	if v == nil {
+		e[0] = 1
+	}
+	e = binary.AppendUvarint(e, uint64(len(k)))
+	e = append(append(e, k...), v...)
+	sh, h := c.locate(k)
 	sh.mu.Lock()
 	defer sh.mu.Unlock()
-	if old, ok := sh.m[string(k)]; ok {
-		sh.bytes -= int64(len(k) + len(old) + entryOverhead)
+	if old, ok := sh.m[h]; ok {
+		sh.bytes -= int64(len(old) + entryOverhead)
 	}
-	sh.m[string(k)] = v
-	sh.bytes += size
+	sh.m[h] = e
+	sh.bytes += int64(len(e) + entryOverhead)
 	if sh.bytes <= c.maxBytes {
 		return // starting a map iteration is not free: only when over budget
 	}
-	for victim, val := range sh.m {
+	for victim, old := range sh.m {
 		if sh.bytes <= c.maxBytes {
 			break
 		}
-		if victim == string(k) {
+		if victim == h {
 			continue
 		}
 		delete(sh.m, victim)
-		sh.bytes -= int64(len(victim) + len(val) + entryOverhead)
+		sh.bytes -= int64(len(old) + entryOverhead)
 		c.evictions.Add(1)
 	}
 }
 
 func (c *objectCache) remove(k []byte) {
-	sh := c.shard(k)
+	sh, h := c.locate(k)
 	sh.mu.Lock()
-	if old, ok := sh.m[string(k)]; ok {
-		delete(sh.m, string(k))
-		sh.bytes -= int64(len(k) + len(old) + entryOverhead)
+	if old, ok := sh.m[h]; ok {
+		delete(sh.m, h) // whosever entry it is: forgetting one is always safe
+		sh.bytes -= int64(len(old) + entryOverhead)
 	}
 	sh.mu.Unlock()
 }

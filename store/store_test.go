@@ -3,6 +3,7 @@ package store
 import (
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"maps"
 	"math/rand/v2"
 	"runtime"
@@ -282,9 +283,16 @@ func crashMidStream(t *testing.T, s *Store, fs *vfs.MemFS, rng *rand.Rand, write
 // all the time, and checks that a read never returns less than what a
 // write had already acknowledged.
 func TestObjectCacheNeverServesStaleObjects(t *testing.T) {
-	for _, size := range []int64{-1, 32 << 10, 1 << 20} {
-		t.Run(fmt.Sprint("cache=", size), func(t *testing.T) {
+	for _, tc := range []struct {
+		size    int64
+		collide bool // the keys' hashes take 8 values: they push each other out
+	}{{-1, false}, {32 << 10, false}, {1 << 20, false}, {1 << 20, true}} {
+		size := tc.size
+		t.Run(fmt.Sprintf("cache=%d/collide=%v", size, tc.collide), func(t *testing.T) {
 			s := open(t, Options{ObjectCacheSize: size})
+			if tc.collide {
+				s.objs.hash = func(seed maphash.Seed, k []byte) uint64 { return maphash.Bytes(seed, k) % 8 }
+			}
 			const keys = 512
 			var acked [keys]atomic.Int64
 			var wg sync.WaitGroup

@@ -1,0 +1,57 @@
+package store
+
+import (
+	"hash/maphash"
+	"testing"
+)
+
+// TestObjectCacheTellsCollisions: keys whose hashes are equal push each
+// other out of the cache, and a lookup never answers with another key's
+// entry, including a key that the other one starts with.
+func TestObjectCacheTellsCollisions(t *testing.T) {
+	c := newObjectCache(1 << 20)
+	c.hash = func(maphash.Seed, []byte) uint64 { return 42 }
+	check := func(k, want string, cached bool) {
+		t.Helper()
+		v, ok := c.get([]byte(k))
+		if ok != cached || (cached && want == "<absent>" && v != nil) || (cached && want != "<absent>" && string(v) != want) {
+			t.Fatalf("get(%q) = %q, %v; want %q, %v", k, v, ok, want, cached)
+		}
+	}
+	c.put([]byte("abc"), []byte("v1"))
+	check("abc", "v1", true)
+	check("ab", "", false)   // a prefix of the cached key
+	check("abcd", "", false) // the cached key is a prefix of it
+	c.put([]byte("ab"), []byte("v2"))
+	check("ab", "v2", true)
+	check("abc", "", false) // pushed out
+	c.put([]byte("x"), nil)
+	check("x", "<absent>", true)
+	check("ab", "", false)
+	if b, n := c.size(); n != 1 || b != int64(1+1+1+entryOverhead) {
+		t.Fatalf("size %d bytes, %d entries; want one entry of %d bytes", b, n, 1+1+1+entryOverhead)
+	}
+	c.remove([]byte("ab")) // not x's entry, but its hash: forgetting x is safe
+	check("x", "", false)
+	if b, n := c.size(); n != 0 || b != 0 {
+		t.Fatalf("size %d bytes, %d entries after the remove; want none", b, n)
+	}
+}
+
+// TestObjectCacheEntries: an entry round-trips keys and values of every
+// length class of its header, and the empty key.
+func TestObjectCacheEntries(t *testing.T) {
+	c := newObjectCache(64 << 20)
+	for _, n := range []int{0, 1, 127, 128, 300, 16383, 16384, 20000} {
+		k := make([]byte, n)
+		for i := range k {
+			k[i] = byte(i * 7)
+		}
+		v := append([]byte("value-"), k...)
+		c.put(k, v)
+		got, ok := c.get(k)
+		if !ok || string(got) != string(v) {
+			t.Fatalf("key of %d bytes: got %d bytes, %v", n, len(got), ok)
+		}
+	}
+}
