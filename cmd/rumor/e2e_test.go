@@ -1240,5 +1240,9 @@ func TestSysmonSetting(t *testing.T) {
 		if want := strconv.Itoa(p.cmd.Process.Pid); pid != want {
 			t.Errorf("environment %q: the node runs as process %s, want %s (the one started: a restart in place)", tc.env, pid, want)
 		}
+		// Named after its binary still, as ps, pgrep and pkill see it.
+		if comm, err := os.ReadFile("/proc/" + pid + "/comm"); err != nil || strings.TrimSpace(string(comm)) != filepath.Base(binary) {
+			t.Errorf("environment %q: the node's process name is %q (%v), want %q", tc.env, comm, err, filepath.Base(binary))
+		}
 	}
 }

@@ -71,8 +71,28 @@ func Exec() error {
 	if !changed {
 		return nil
 	}
-	// /proc/self/exe is the binary running now, even if its file has
-	// been replaced or removed since (a rebuild): a path could start
-	// another build.
-	return syscall.Exec("/proc/self/exe", os.Args, environ)
+	return syscall.Exec(binary(), os.Args, environ)
+}
+
+// binary returns the file to start again: the path this binary was
+// started from, so that the process keeps its name (the kernel names a
+// process after the file exec is given: ps, pgrep, pkill and top show
+// it), or /proc/self/exe, this very binary, when that path no longer
+// holds it (a rebuild replaced or removed it meanwhile): a path could
+// start another build.
+func binary() string {
+	const self = "/proc/self/exe"
+	p, err := os.Executable()
+	if err != nil {
+		return self
+	}
+	pi, err := os.Stat(p)
+	if err != nil {
+		return self
+	}
+	si, err := os.Stat(self)
+	if err != nil || !os.SameFile(pi, si) {
+		return self
+	}
+	return p
 }

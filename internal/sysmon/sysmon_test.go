@@ -1,6 +1,8 @@
 package sysmon
 
 import (
+	"os"
+	"runtime"
 	"slices"
 	"testing"
 )
@@ -32,5 +34,21 @@ func TestEnv(t *testing.T) {
 				t.Fatalf("Env modified its argument: %q, was %q", in, tc.in)
 			}
 		})
+	}
+}
+
+// TestBinaryIsThePathStartedFrom: the restart execs the path the binary
+// was started from (the process keeps its name), as long as it holds this
+// binary.
+func TestBinaryIsThePathStartedFrom(t *testing.T) {
+	if runtime.GOOS != "linux" {
+		t.Skip("the restart is Linux-only")
+	}
+	exe, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got := binary(); got != exe {
+		t.Fatalf("binary() = %q, want %q", got, exe)
 	}
 }
