@@ -44,7 +44,7 @@ bench: build ## rumor against redis-server with redis-benchmark, plus memory for
 bench-cluster: build ## a 3-node cluster (N=3, R=2, W=2) against redis-server with redis-benchmark (needs: make bench-deps)
 	scripts/bench-cluster.sh
 
-ab: build ## compare this tree's build with BASE (default HEAD~1) on one node or a cluster, in alternating rounds (NODES=3: a 3-node cluster; ROUNDS, SYNC, TESTS, N, C, R, PROCS, OLD_ARGS, NEW_ARGS; needs: make bench-deps)
+ab: build ## compare this tree's build with BASE (default HEAD~1) on one node or a cluster, in alternating rounds (NODES=3: a 3-node cluster; ROUNDS, SYNC, TESTS, N, C, R, PROCS, OLD_ARGS, NEW_ARGS, OLD_ENV, NEW_ENV; needs: make bench-deps)
 	BASE=$(BASE) scripts/ab.sh
 
 bench-faults: ## 5 processes under partition, heal, kill and restart: lost writes, hint drain time, throughput during the partition
