@@ -441,7 +441,6 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	defer stopTimer(hedge)
 	var merged crdt.Object
 	var got []answer
-	ownMerged := false // merged holds own.obj
 	pending := asked
 	for pending > 0 {
 		select {
@@ -455,10 +454,9 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 				}
 				continue
 			}
-			if !a.same || !ownMerged {
+			if !a.same { // a same answer's object is own's, merged already: its answer was sent before any call went out
 				merged = crdt.Merge(merged, a.obj)
 			}
-			ownMerged = ownMerged || (a.from.node == c.cfg.Self && a.err == nil && own.ok)
 			if got = append(got, a); len(got) >= need {
 				for _, g := range got {
 					if g.from.hintFor == "" && !g.obj.Descends(merged) {

@@ -840,6 +840,18 @@ func spareLogs(p *proc) int {
 	return 0
 }
 
+// infoServer returns node p's INFO server.
+func infoServer(t *testing.T, p *proc) string {
+	t.Helper()
+	c := redis.NewClient(&redis.Options{Addr: p.clientAddr})
+	defer c.Close()
+	info, err := c.Info(context.Background(), "server").Result()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return info
+}
+
 // infoField returns the value of field in an INFO reply, or "".
 func infoField(info, field string) string {
 	m := regexp.MustCompile(`(?m)^` + regexp.QuoteMeta(field) + `:(.*?)\r?$`).FindStringSubmatch(info)
@@ -1184,12 +1196,7 @@ func TestGCMinHeap(t *testing.T) {
 	}
 	settings := func(p *proc) (string, string) {
 		t.Helper()
-		c := redis.NewClient(&redis.Options{Addr: p.clientAddr})
-		defer c.Close()
-		info, err := c.Info(context.Background(), "server").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
+		info := infoServer(t, p)
 		return infoField(info, "gc_percent"), infoField(info, "gc_memory_limit")
 	}
 	if pct, limit := settings(startNode(t, t.TempDir())); pct != "off" || limit != "67108864" {
@@ -1216,12 +1223,7 @@ func TestSysmonSetting(t *testing.T) {
 	}
 	server := func(p *proc) (godebug, pid string) {
 		t.Helper()
-		c := redis.NewClient(&redis.Options{Addr: p.clientAddr})
-		defer c.Close()
-		info, err := c.Info(context.Background(), "server").Result()
-		if err != nil {
-			t.Fatal(err)
-		}
+		info := infoServer(t, p)
 		return infoField(info, "godebug"), infoField(info, "process_id")
 	}
 	for _, tc := range []struct {
