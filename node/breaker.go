@@ -265,6 +265,13 @@ func (t *breakers) Go(ctx context.Context, to, method string, args [][]byte, don
 	go func() { recorded(t.next.Call(ctx, to, method, args...)) }()
 }
 
+// Queued reports whether calls to to are waiting to be written, when the
+// transport behind can tell (queuedTransport); false otherwise.
+func (t *breakers) Queued(to string) bool {
+	q, ok := t.next.(queuedTransport)
+	return ok && q.Queued(to)
+}
+
 // startProbe pings to in the background; its outcome closes or reopens
 // to's breaker (which allow has made half-open).
 func (t *breakers) startProbe(to string) {

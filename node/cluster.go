@@ -152,6 +152,17 @@ func (t *peerTransport) Go(ctx context.Context, to, method string, args [][]byte
 	c.Go(ctx, method, args, done)
 }
 
+var _ queuedTransport = (*peerTransport)(nil)
+
+// Queued implements queuedTransport: whether calls to to wait in its
+// client's write buffer. False with no client yet.
+func (t *peerTransport) Queued(to string) bool {
+	t.mu.Lock()
+	c := t.clients[to]
+	t.mu.Unlock()
+	return c != nil && c.Queued()
+}
+
 func (t *peerTransport) close() {
 	t.closeOnce.Do(func() { close(t.closed) })
 	t.mu.Lock()

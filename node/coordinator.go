@@ -35,6 +35,13 @@ type asyncTransport interface {
 	Go(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error))
 }
 
+// queuedTransport is a Transport that can tell whether calls to a member
+// are waiting to be written (wire.PeerClient.Queued): a call to it now
+// would leave in the same write, and wake it no more than they do.
+type queuedTransport interface {
+	Queued(to string) bool
+}
+
 // CoordinatorConfig configures a Coordinator. Zero fields mean defaults.
 type CoordinatorConfig struct {
 	// Self is this node's member name. Required.
@@ -433,6 +440,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		return len(remotes) > 0
 	}
 	asked := len(copies) - len(remotes)
+	preferQueued(remotes, c.tr)
 	for asked < need && more() {
 		ask(remotes[0])
 		remotes, asked = remotes[1:], asked+1
@@ -483,6 +491,30 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		}
 	}
 	return crdt.Object{}, &QuorumError{Op: "read", Got: len(got), Need: need, Replicas: n}
+}
+
+// preferQueued moves to the front of remotes (the copies a read asks in
+// turn, for as many answers as it needs) the first preferred replica that
+// calls are already waiting to be sent to (tr.Queued), unless the first one
+// is such a replica, keeping the order of the others. Any R answers make
+// a quorum, and the read's call then leaves with those calls instead of
+// waking another node: a quorum read of R=2 on a replica needs one remote
+// answer, and under load, asking whichever replica is being written to
+// anyway halves the peer writes, each of which wakes a sleeping peer (on
+// a VM, an interrupt on another CPU, the costliest part of a write).
+// Which replica a quiet read asks is unchanged: the first in preference
+// order. Stand-ins (hintFor set) keep their place.
+func preferQueued(remotes []copySlot, tr queuedTransport) {
+	if len(remotes) < 2 || remotes[0].hintFor != "" || tr.Queued(remotes[0].node) {
+		return
+	}
+	for i := 1; i < len(remotes); i++ {
+		if s := remotes[i]; s.hintFor == "" && tr.Queued(s.node) {
+			copy(remotes[1:i+1], remotes[:i])
+			remotes[0] = s
+			return
+		}
+	}
 }
 
 // repair sends merged to a preferred replica, in the background, if its

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"slices"
 	"sync"
 	"testing"
@@ -537,6 +538,119 @@ func TestReadsMergeWhatEachCopyHolds(t *testing.T) {
 	for _, q := range []context.Context{ctx, all} {
 		if got := valueCtx(t, q, tc.nodes["n1"], "same"); got != "[s]" {
 			t.Errorf("read of same via n1: %s, want [s]", got)
+		}
+	}
+}
+
+// queuedSet is a queuedTransport saying calls wait for the members in it.
+type queuedSet map[string]bool
+
+func (q queuedSet) Queued(to string) bool { return q[to] }
+
+// TestPreferQueued: the first preferred replica with calls waiting moves
+// to the front, the others keep their order; a first copy with calls
+// waiting, or a stand-in in front, leaves the order as it is, and a
+// stand-in is never moved forward.
+func TestPreferQueued(t *testing.T) {
+	rep := func(n string) copySlot { return copySlot{node: n} }
+	standIn := func(n, f string) copySlot { return copySlot{node: n, hintFor: f} }
+	for _, tt := range []struct {
+		name   string
+		in     []copySlot
+		queued queuedSet
+		want   []copySlot
+	}{
+		{"none waiting", []copySlot{rep("a"), rep("b"), rep("c")}, nil, []copySlot{rep("a"), rep("b"), rep("c")}},
+		{"the first waiting", []copySlot{rep("a"), rep("b")}, queuedSet{"a": true, "b": true}, []copySlot{rep("a"), rep("b")}},
+		{"the second waiting", []copySlot{rep("a"), rep("b")}, queuedSet{"b": true}, []copySlot{rep("b"), rep("a")}},
+		{"the third waiting", []copySlot{rep("a"), rep("b"), rep("c")}, queuedSet{"c": true}, []copySlot{rep("c"), rep("a"), rep("b")}},
+		{"the first of two waiting", []copySlot{rep("a"), rep("b"), rep("c")}, queuedSet{"b": true, "c": true}, []copySlot{rep("b"), rep("a"), rep("c")}},
+		{"a stand-in waiting", []copySlot{rep("a"), standIn("x", "b")}, queuedSet{"x": true}, []copySlot{rep("a"), standIn("x", "b")}},
+		{"a stand-in in front", []copySlot{standIn("x", "a"), rep("b")}, queuedSet{"b": true}, []copySlot{standIn("x", "a"), rep("b")}},
+		{"one copy", []copySlot{rep("a")}, queuedSet{"a": true}, []copySlot{rep("a")}},
+		{"no copy", nil, queuedSet{"a": true}, nil},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			got := slices.Clone(tt.in)
+			preferQueued(got, tt.queued)
+			if !slices.Equal(got, tt.want) {
+				t.Errorf("preferQueued(%v) with %v waiting = %v, want %v", tt.in, tt.queued, got, tt.want)
+			}
+		})
+	}
+}
+
+// queuedCalls is a transport whose Queued reports the members in waiting,
+// and which counts the reads each member is asked.
+type queuedCalls struct {
+	Transport
+	mu      sync.Mutex
+	waiting queuedSet
+	gets    map[string]int
+}
+
+func (q *queuedCalls) Queued(to string) bool {
+	q.mu.Lock()
+	defer q.mu.Unlock()
+	return q.waiting[to]
+}
+
+func (q *queuedCalls) Call(ctx context.Context, to, method string, args ...[]byte) ([][]byte, error) {
+	if method == "get" {
+		q.mu.Lock()
+		q.gets[to]++
+		q.mu.Unlock()
+	}
+	return q.Transport.Call(ctx, to, method, args...)
+}
+
+// TestReadsAskAReplicaAlreadyBeingWrittenTo: a quorum read that needs one
+// remote answer asks the replica whose connection has calls waiting to be
+// written, and, when none has, the first in preference order; the answer
+// is the value either way.
+func TestReadsAskAReplicaAlreadyBeingWrittenTo(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	var tr *queuedCalls
+	tc := newTestClusterWith(t, names, func(name string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W = 3, 2, 2
+		cfg.ReadRepairChance = -1 // only the read's own calls
+		if name == "n1" {
+			tr = &queuedCalls{Transport: cfg.Transport, gets: map[string]int{}}
+			cfg.Transport = tr
+		}
+	})
+	ctx := context.Background()
+	const key = "k"
+	if err := tc.nodes["n1"].Put(ctx, []byte(key), []byte("v"), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var remotes []string // in preference order
+	for _, r := range tc.replicasOf(key) {
+		if r != "n1" {
+			remotes = append(remotes, r)
+		}
+	}
+	first, second := remotes[0], remotes[1]
+	for _, tt := range []struct {
+		waiting queuedSet
+		want    string
+	}{
+		{nil, first},
+		{queuedSet{second: true}, second},
+		{queuedSet{first: true, second: true}, first},
+		{queuedSet{first: true}, first},
+	} {
+		tr.mu.Lock()
+		tr.waiting, tr.gets = tt.waiting, map[string]int{}
+		tr.mu.Unlock()
+		if got := valueCtx(t, ctx, tc.nodes["n1"], key); got != "[v]" {
+			t.Fatalf("read with %v waiting = %s, want [v]", tt.waiting, got)
+		}
+		tr.mu.Lock()
+		gets := maps.Clone(tr.gets)
+		tr.mu.Unlock()
+		if len(gets) != 1 || gets[tt.want] != 1 {
+			t.Errorf("read with %v waiting asked %v, want only %s", tt.waiting, gets, tt.want)
 		}
 	}
 }

@@ -753,3 +753,72 @@ func TestPeerClientWaitsForRoomToWrite(t *testing.T) {
 		t.Fatalf("%d queued calls failed", n)
 	}
 }
+
+// TestPeerClientQueuedSaysWhetherACallWouldShareAWrite: Queued is true
+// exactly while requests wait in the buffer for the writer (a call now
+// would leave with them), and false with no connection, once the writer
+// has taken them, and after the connection failed.
+func TestPeerClientQueuedSaysWhetherACallWouldShareAWrite(t *testing.T) {
+	_, addr := startPeer(t, echo, "echo")
+	gate := make(chan struct{})
+	var d net.Dialer
+	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 30 * time.Second, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return gatedConn{Conn: conn, gate: gate}, nil
+	}})
+	defer c.Close()
+	opened := false
+	defer func() {
+		if !opened {
+			close(gate)
+		}
+	}()
+	if c.Queued() {
+		t.Fatal("Queued before any connection")
+	}
+	results := make(chan error, 2)
+	goCall := func(arg string) {
+		c.Go(context.Background(), "echo", [][]byte{[]byte(arg)}, func(res [][]byte, err error) {
+			if err == nil && (len(res) != 1 || string(res[0]) != arg) {
+				err = fmt.Errorf("echo %q = %q", arg, res)
+			}
+			results <- err
+		})
+	}
+	waitFor := func(what string, want bool) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for c.Queued() != want {
+			if time.Now().After(deadline) {
+				t.Fatalf("Queued never became %v (%s)", want, what)
+			}
+			time.Sleep(time.Millisecond)
+		}
+	}
+	goCall("first")
+	waitFor("the writer takes the first request and sticks in Write", false)
+	goCall("second")
+	// The writer is stuck on the first write: the second request waits
+	// in the buffer, and keeps waiting.
+	for range 20 {
+		if !c.Queued() {
+			t.Fatal("Queued false while a request waits in the buffer")
+		}
+		time.Sleep(time.Millisecond)
+	}
+	opened = true
+	close(gate)
+	for range 2 {
+		if err := <-results; err != nil {
+			t.Fatal(err)
+		}
+	}
+	waitFor("both requests written and answered", false)
+	c.Close()
+	if c.Queued() {
+		t.Fatal("Queued after Close")
+	}
+}
