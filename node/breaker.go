@@ -250,6 +250,19 @@ var _ asyncTransport = (*breakers)(nil)
 // wire.PeerClient.Go): without a goroutine when the transport behind can
 // start calls itself (asyncTransport), in one otherwise.
 func (t *breakers) Go(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error)) {
+	t.goCall(ctx, to, method, args, done, false)
+}
+
+var _ lazyTransport = (*breakers)(nil)
+
+// GoLazy is Go for a call that can wait to leave with the next call to
+// to (see wire.PeerClient.GoLazy), when the transport behind can hold it
+// (lazyTransport); otherwise it is Go.
+func (t *breakers) GoLazy(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error)) {
+	t.goCall(ctx, to, method, args, done, true)
+}
+
+func (t *breakers) goCall(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error), lazy bool) {
 	if err := t.admit(to); err != nil {
 		done(nil, err)
 		return
@@ -257,6 +270,10 @@ func (t *breakers) Go(ctx context.Context, to, method string, args [][]byte, don
 	recorded := func(res [][]byte, err error) {
 		t.record(ctx, to, err)
 		done(res, err)
+	}
+	if l, ok := t.next.(lazyTransport); ok && lazy {
+		l.GoLazy(ctx, to, method, args, recorded)
+		return
 	}
 	if a, ok := t.next.(asyncTransport); ok {
 		a.Go(ctx, to, method, args, recorded)

@@ -140,6 +140,18 @@ var _ asyncTransport = (*peerTransport)(nil)
 // Go implements asyncTransport: through the peer's client when no fault
 // holds calls to it, in a goroutine that waits out the fault otherwise.
 func (t *peerTransport) Go(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error)) {
+	t.goCall(ctx, to, method, args, done, false)
+}
+
+var _ lazyTransport = (*peerTransport)(nil)
+
+// GoLazy implements lazyTransport (wire.PeerClient.GoLazy); through a
+// fault, it is Go.
+func (t *peerTransport) GoLazy(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error)) {
+	t.goCall(ctx, to, method, args, done, true)
+}
+
+func (t *peerTransport) goCall(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error), lazy bool) {
 	if t.faults != nil && (t.faults.Blocked(to) || t.faults.Delay(to) > 0) {
 		go func() { done(t.Call(ctx, to, method, args...)) }()
 		return
@@ -149,7 +161,11 @@ func (t *peerTransport) Go(ctx context.Context, to, method string, args [][]byte
 		done(nil, err)
 		return
 	}
-	c.Go(ctx, method, args, done)
+	if lazy {
+		c.GoLazy(ctx, method, args, done)
+	} else {
+		c.Go(ctx, method, args, done)
+	}
 }
 
 var _ queuedTransport = (*peerTransport)(nil)

@@ -169,3 +169,20 @@ func (t memTransport) Call(ctx context.Context, to, method string, args ...[]byt
 }
 
 var _ Transport = memTransport{}
+
+var _ lazyTransport = memTransport{}
+
+// memLazyDelay is how long a lazy call waits before it goes out, as a
+// lazy wire call may wait for company (wire.PeerClient.GoLazy).
+const memLazyDelay = time.Millisecond
+
+// GoLazy implements lazyTransport: the call is made after memLazyDelay,
+// with its arguments as they were when it started (a wire call encodes
+// them at once).
+func (t memTransport) GoLazy(ctx context.Context, to, method string, args [][]byte, done func([][]byte, error)) {
+	in := make([][]byte, len(args))
+	for i, a := range args {
+		in[i] = bytes.Clone(a)
+	}
+	time.AfterFunc(memLazyDelay, func() { done(t.Call(ctx, to, method, in...)) })
+}

@@ -667,6 +667,17 @@ func TestReadRepairChanceReachesReplicasTheReadSkipped(t *testing.T) {
 			continue
 		}
 		testutil.Eventually(t, 15*time.Second, "n3 to be repaired by a read that did not need it", func() bool { return tc.local(t, "n3", k) == "[v]" })
+		// n3 is up to date now: the next read's check of it repairs
+		// nothing, and, like the repair, ends (copies in flight back to 0).
+		testutil.Eventually(t, 15*time.Second, "the repair to end", func() bool { return tc.nodes["n1"].Stats().CopiesInFlight == 0 })
+		repairs := tc.nodes["n1"].Stats().ReadRepairs
+		if got := value(t, tc.nodes["n1"], k); got != "[v]" {
+			t.Fatalf("R=2 via n1, every copy up to date: %s", got)
+		}
+		testutil.Eventually(t, 15*time.Second, "the check of an up-to-date n3 to end", func() bool { return tc.nodes["n1"].Stats().CopiesInFlight == 0 })
+		if got := tc.nodes["n1"].Stats().ReadRepairs; got != repairs {
+			t.Fatalf("read repairs %d after a read whose copies all agree, want %d", got, repairs)
+		}
 	}
 }
 

@@ -365,10 +365,11 @@ type PeerClient struct {
 	addr string
 	cfg  PeerClientConfig
 
-	mu     sync.Mutex
-	conn   *peerConn
-	nextID uint64
-	closed bool
+	mu       sync.Mutex
+	conn     *peerConn
+	nextID   uint64
+	closed   bool
+	sweepGap time.Duration // each connection's; sweepEvery but in tests
 }
 
 // NewPeerClient returns a client for the peer at addr. It connects on the
@@ -384,7 +385,7 @@ func NewPeerClient(addr string, cfg PeerClientConfig) *PeerClient {
 		var d net.Dialer
 		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
-	return &PeerClient{addr: addr, cfg: cfg}
+	return &PeerClient{addr: addr, cfg: cfg, sweepGap: sweepEvery}
 }
 
 type peerCall struct {
@@ -435,9 +436,11 @@ type peerConn struct {
 	pending  map[uint64]*peerCall
 	wbuf     []byte        // requests encoded and not yet taken by the writer
 	queued   int           // how many
+	due      bool          // the writer has been told to take wbuf: a call that is not lazy is in it
 	space    chan struct{} // closed when the writer next takes wbuf; for callers waiting for room
 	async    int           // Go calls in pending
 	sweeping bool          // a sweep is scheduled
+	sweepGap time.Duration // sweepEvery, or a test's
 	err      error
 }
 
@@ -463,7 +466,7 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 		start = monoNow()
 	}
 	call := &peerCall{id: id, done: make(chan struct{})}
-	if err := pc.enqueue(ctx, call, method, args); err != nil {
+	if err := pc.enqueue(ctx, call, method, args, false); err != nil {
 		return nil, err
 	}
 	select {
@@ -492,6 +495,19 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 // call fails at once; it must not block, and must not call the client. A
 // caller waiting for several calls thus needs no goroutine for each.
 func (p *PeerClient) Go(ctx context.Context, method string, args [][]byte, done func([][]byte, error)) {
+	p.goCall(ctx, method, args, done, false)
+}
+
+// GoLazy is Go for a call that can wait (background work, such as a read
+// repair's check of a replica): its request leaves with the next call to
+// the peer that is not lazy, or within sweepEvery (5ms) if none comes, so
+// that it shares a write, and the peer's wake-up, it would otherwise cost
+// on its own.
+func (p *PeerClient) GoLazy(ctx context.Context, method string, args [][]byte, done func([][]byte, error)) {
+	p.goCall(ctx, method, args, done, true)
+}
+
+func (p *PeerClient) goCall(ctx context.Context, method string, args [][]byte, done func([][]byte, error), lazy bool) {
 	pc, id, err := p.connection(ctx)
 	if err != nil {
 		done(nil, err)
@@ -505,18 +521,19 @@ func (p *PeerClient) Go(ctx context.Context, method string, args [][]byte, done 
 	if call.deadline, ok = ctx.Deadline(); !ok {
 		call.deadline = time.Now().Add(p.cfg.CallTimeout)
 	}
-	if err := pc.enqueue(ctx, call, method, args); err != nil {
+	if err := pc.enqueue(ctx, call, method, args, lazy); err != nil {
 		done(nil, err)
 	}
 }
 
 // Queued reports whether calls are waiting in the connection's write
-// buffer for the writer, so that a call made now would leave in the same
-// write. A caller with a choice of peers (a quorum read that needs any one
-// of two replicas) can prefer that one: each write to a peer that is
-// waiting for work wakes it, and on a virtual machine a wake-up on
-// another CPU costs the sender an interrupt, several times what the
-// write itself costs. False when there is no connection.
+// buffer for a write that is due (lazy calls alone make none due), so
+// that a call made now would leave in that write. A caller with a choice
+// of peers (a quorum read that needs any one of two replicas) can prefer
+// that one: each write to a peer that is waiting for work wakes it, and
+// on a virtual machine a wake-up on another CPU costs the sender an
+// interrupt, several times what the write itself costs. False when there
+// is no connection.
 func (p *PeerClient) Queued() bool {
 	p.mu.Lock()
 	pc := p.conn
@@ -526,7 +543,7 @@ func (p *PeerClient) Queued() bool {
 	}
 	pc.mu.Lock()
 	defer pc.mu.Unlock()
-	return pc.queued > 0 && pc.err == nil
+	return pc.due && pc.err == nil
 }
 
 // appendPeerRequest appends the encoding of a call to b.
@@ -544,14 +561,20 @@ func appendPeerRequest(b []byte, id uint64, method string, args [][]byte) []byte
 }
 
 // enqueue registers call as pending and encodes its request into the
-// write buffer, waking the writer if the buffer was empty: the requests of
-// concurrent calls gather there and leave in one write. An error (wrapping
+// write buffer, waking the writer unless it has been woken since it last
+// took the buffer: the requests of concurrent calls gather there and leave
+// in one write. A lazy call does not wake the writer: it leaves with the
+// next call that does, or the sweep wakes the writer for it. An error (wrapping
 // ErrNotSent) means the request never left: the connection had failed, or
 // ctx ended while the buffer was full; call is then not pending (nor
 // finished). A Go's call is finished by the sweep if ctx ends later.
-func (pc *peerConn) enqueue(ctx context.Context, call *peerCall, method string, args [][]byte) error {
+func (pc *peerConn) enqueue(ctx context.Context, call *peerCall, method string, args [][]byte, lazy bool) error {
 	pc.mu.Lock()
 	for pc.err == nil && pc.queued >= maxPeerQueued {
+		if !pc.due { // lazy calls filled it: they go now
+			pc.due = true
+			pc.wake()
+		}
 		if pc.space == nil {
 			pc.space = make(chan struct{})
 		}
@@ -575,20 +598,26 @@ func (pc *peerConn) enqueue(ctx context.Context, call *peerCall, method string, 
 		pc.async++
 		if !pc.sweeping {
 			pc.sweeping = true
-			time.AfterFunc(sweepEvery, pc.sweep)
+			time.AfterFunc(pc.sweepGap, pc.sweep)
 		}
 	}
-	wake := len(pc.wbuf) == 0
 	pc.wbuf = appendPeerRequest(pc.wbuf, call.id, method, args)
 	pc.queued++
+	wake := !lazy && !pc.due
+	pc.due = pc.due || wake
 	pc.mu.Unlock()
 	if wake {
-		select {
-		case pc.kick <- struct{}{}:
-		default: // a kick is already waiting
-		}
+		pc.wake()
 	}
 	return nil
+}
+
+// wake tells the writer to take the buffer.
+func (pc *peerConn) wake() {
+	select {
+	case pc.kick <- struct{}{}:
+	default: // a kick is already waiting
+	}
 }
 
 // take removes call id from the pending calls and returns it, or nil if
@@ -620,9 +649,16 @@ func (pc *peerConn) sweep() {
 		}
 	}
 	if pc.sweeping = pc.async > 0; pc.sweeping {
-		time.AfterFunc(sweepEvery, pc.sweep)
+		time.AfterFunc(pc.sweepGap, pc.sweep)
 	}
+	// Lazy calls that no other call took along: their turn. (A lazy call
+	// is a Go call, so a sweep is scheduled while one waits.)
+	lazy := pc.queued > 0 && !pc.due && pc.err == nil
+	pc.due = pc.due || lazy
 	pc.mu.Unlock()
+	if lazy {
+		pc.wake()
+	}
 	for _, call := range expired {
 		err := call.ctx.Err()
 		if err == nil {
@@ -654,7 +690,7 @@ func (p *PeerClient) connection(ctx context.Context) (*peerConn, uint64, error) 
 	if err != nil {
 		return nil, 0, fmt.Errorf("%w: %w: %s: %v", ErrPeerUnavailable, ErrNotSent, p.addr, err)
 	}
-	pc := &peerConn{c: c, addr: p.addr, kick: make(chan struct{}, 1), broken: make(chan struct{}), pending: map[uint64]*peerCall{}}
+	pc := &peerConn{c: c, addr: p.addr, kick: make(chan struct{}, 1), broken: make(chan struct{}), pending: map[uint64]*peerCall{}, sweepGap: p.sweepGap}
 	go pc.writeLoop()
 	go pc.readLoop()
 	p.conn = pc
@@ -698,7 +734,7 @@ func (pc *peerConn) writeLoop() {
 		runtime.Gosched()
 		pc.mu.Lock()
 		out, pc.wbuf = pc.wbuf, out[:0]
-		pc.queued = 0
+		pc.queued, pc.due = 0, false
 		if pc.space != nil {
 			close(pc.space)
 			pc.space = nil

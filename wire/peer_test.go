@@ -36,33 +36,40 @@ type callFunc func(c *PeerClient, ctx context.Context, method string, args ...[]
 // at the end that every call's done ran exactly once.
 func eachCaller(t *testing.T, test func(t *testing.T, call callFunc)) {
 	t.Run("Call", func(t *testing.T) { test(t, (*PeerClient).Call) })
-	t.Run("Go", func(t *testing.T) {
-		var mu sync.Mutex
-		var dones []*atomic.Int32
-		t.Cleanup(func() { // after the test's own cleanups have closed its clients
-			for i, n := range dones {
-				if got := n.Load(); got != 1 {
-					t.Errorf("call %d: done ran %d times, want once", i, got)
-				}
+	t.Run("Go", func(t *testing.T) { testGoCaller(t, test, (*PeerClient).Go) })
+	// A lazy call alone leaves at the connection's next sweep (5ms); in
+	// everything else it must behave as the others.
+	t.Run("GoLazy", func(t *testing.T) { testGoCaller(t, test, (*PeerClient).GoLazy) })
+}
+
+// testGoCaller runs test with calls that start (Go or GoLazy) and are
+// waited for, and checks that each call's done ran exactly once.
+func testGoCaller(t *testing.T, test func(t *testing.T, call callFunc), start func(c *PeerClient, ctx context.Context, method string, args [][]byte, done func([][]byte, error))) {
+	var mu sync.Mutex
+	var dones []*atomic.Int32
+	t.Cleanup(func() { // after the test's own cleanups have closed its clients
+		for i, n := range dones {
+			if got := n.Load(); got != 1 {
+				t.Errorf("call %d: done ran %d times, want once", i, got)
 			}
+		}
+	})
+	test(t, func(c *PeerClient, ctx context.Context, method string, args ...[]byte) ([][]byte, error) {
+		n := new(atomic.Int32)
+		mu.Lock()
+		dones = append(dones, n)
+		mu.Unlock()
+		type outcome struct {
+			res [][]byte
+			err error
+		}
+		ch := make(chan outcome, 2)
+		start(c, ctx, method, args, func(res [][]byte, err error) {
+			n.Add(1)
+			ch <- outcome{res, err}
 		})
-		test(t, func(c *PeerClient, ctx context.Context, method string, args ...[]byte) ([][]byte, error) {
-			n := new(atomic.Int32)
-			mu.Lock()
-			dones = append(dones, n)
-			mu.Unlock()
-			type outcome struct {
-				res [][]byte
-				err error
-			}
-			ch := make(chan outcome, 2)
-			c.Go(ctx, method, args, func(res [][]byte, err error) {
-				n.Add(1)
-				ch <- outcome{res, err}
-			})
-			o := <-ch
-			return o.res, o.err
-		})
+		o := <-ch
+		return o.res, o.err
 	})
 }
 
@@ -820,5 +827,82 @@ func TestPeerClientQueuedSaysWhetherACallWouldShareAWrite(t *testing.T) {
 	c.Close()
 	if c.Queued() {
 		t.Fatal("Queued after Close")
+	}
+}
+
+// TestPeerLazyCallsLeaveWithTheNextCall: a lazy call waits in the buffer,
+// making no write due (Queued false), until a call that is not lazy goes
+// to the peer, and leaves in its write: answered, in order, by the time
+// that call is. Alone, it leaves at the connection's next sweep.
+func TestPeerLazyCallsLeaveWithTheNextCall(t *testing.T) {
+	_, addr := startPeer(t, echo, "echo") // inline: answered in order
+	lazyEcho := func(c *PeerClient, answered chan<- error) {
+		c.GoLazy(context.Background(), "echo", [][]byte{[]byte("lazy")}, func(res [][]byte, err error) {
+			if err == nil && (len(res) != 1 || string(res[0]) != "lazy") {
+				err = fmt.Errorf("lazy echo = %q", res)
+			}
+			answered <- err
+		})
+	}
+	c := NewPeerClient(addr, PeerClientConfig{})
+	c.sweepGap = time.Hour // no sweep takes the lazy call out
+	defer c.Close()
+	if _, err := c.Call(context.Background(), "echo", []byte("connect")); err != nil {
+		t.Fatal(err)
+	}
+	lazy := make(chan error, 1)
+	lazyEcho(c, lazy)
+	if c.Queued() {
+		t.Fatal("Queued true with only a lazy call waiting")
+	}
+	res, err := c.Call(context.Background(), "echo", []byte("eager"))
+	if err != nil || len(res) != 1 || string(res[0]) != "eager" {
+		t.Fatalf("eager echo = %q, %v", res, err)
+	}
+	select {
+	case err := <-lazy:
+		if err != nil {
+			t.Fatal(err)
+		}
+	default:
+		t.Fatal("the lazy call was not answered before the call sent after it")
+	}
+
+	c2 := NewPeerClient(addr, PeerClientConfig{})
+	defer c2.Close()
+	if _, err := c2.Call(context.Background(), "echo", []byte("connect")); err != nil {
+		t.Fatal(err)
+	}
+	lazyEcho(c2, lazy)
+	select {
+	case err := <-lazy:
+		if err != nil {
+			t.Fatal(err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("a lazy call alone never left")
+	}
+
+	// Lazy calls that fill the buffer leave as soon as another call needs
+	// room, not at the sweep.
+	c3 := NewPeerClient(addr, PeerClientConfig{})
+	c3.sweepGap = time.Hour
+	defer c3.Close()
+	if _, err := c3.Call(context.Background(), "echo", []byte("connect")); err != nil {
+		t.Fatal(err)
+	}
+	many := make(chan error, maxPeerQueued)
+	for range maxPeerQueued {
+		lazyEcho(c3, many)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	if _, err := c3.Call(ctx, "echo", []byte("eager")); err != nil {
+		t.Fatalf("a call behind a buffer full of lazy calls: %v", err)
+	}
+	for range maxPeerQueued {
+		if err := <-many; err != nil {
+			t.Fatal(err)
+		}
 	}
 }
