@@ -10,6 +10,8 @@ import (
 // deadlines hands out contexts that expire a fixed time after a request
 // starts, give or take slack: the requests that start within one slack
 // share a context, and so one runtime timer, instead of making one each.
+// A coordinator's requests bound their peer calls with them, and time
+// their hedges by their Done channels.
 // Under redis-benchmark GET against a cluster, context.WithTimeout's timers
 // took 5% of the coordinator's CPU, most of it contention on the timer
 // heaps' locks (a timer is often stopped on another P than the one that
