@@ -33,7 +33,12 @@ import (
 // misses it returns an error and its late reply is dropped. A broken
 // connection fails the calls in flight at once, and the next call dials
 // again. Call waits for its reply; Go hands it to a callback, for a
-// caller that waits on several calls at once.
+// caller that waits on several calls at once; GoLazy is Go for background
+// work, whose request waits to leave with the next call to the peer (or
+// for the connection's next sweep, 5ms): each write to a peer that was
+// waiting for work wakes it, and on a VM a wake-up on another CPU is the
+// costliest part of a write (Queued tells a caller with a choice of peers
+// which one a write is already due to).
 //
 // A PeerServer runs the methods named Inline (a replica's merge or read:
 // calls that only touch its own store) on the connection's reader, in
