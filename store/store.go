@@ -259,6 +259,7 @@ func Open(o Options) (*Store, error) {
 		popts.FS, popts.Lock = spares, lock
 		releaseFS = func() { spares.close(); lock.Close(); release() } // after the DB's Close
 	}
+	popts.FS = newYieldingFS(popts.FS)
 	// Bloom filters on every level (later levels inherit L0's): a write to
 	// a new key, and a GET of a missing one, then skip the sstables that
 	// cannot hold the key instead of searching each one's index.
