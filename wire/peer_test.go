@@ -762,9 +762,10 @@ func TestPeerClientWaitsForRoomToWrite(t *testing.T) {
 }
 
 // TestPeerClientQueuedSaysWhetherACallWouldShareAWrite: Queued is true
-// exactly while requests wait in the buffer for the writer (a call now
-// would leave with them), and false with no connection, once the writer
-// has taken them, and after the connection failed.
+// exactly while requests wait in the buffer for a write that is due (a
+// call now would leave with them), and false with no connection, once the
+// writer has taken them, and after the connection failed. (Lazy calls
+// alone make no write due: TestPeerLazyCallsLeaveWithTheNextCall.)
 func TestPeerClientQueuedSaysWhetherACallWouldShareAWrite(t *testing.T) {
 	_, addr := startPeer(t, echo, "echo")
 	gate := make(chan struct{})
