@@ -271,9 +271,11 @@ func (t *breakers) goCall(ctx context.Context, to, method string, args [][]byte,
 		t.record(ctx, to, err)
 		done(res, err)
 	}
-	if l, ok := t.next.(lazyTransport); ok && lazy {
-		l.GoLazy(ctx, to, method, args, recorded)
-		return
+	if lazy {
+		if l, ok := t.next.(lazyTransport); ok {
+			l.GoLazy(ctx, to, method, args, recorded)
+			return
+		}
 	}
 	if a, ok := t.next.(asyncTransport); ok {
 		a.Go(ctx, to, method, args, recorded)

@@ -564,7 +564,7 @@ func (c *Coordinator) repair(part uint32, key []byte, to string, merged crdt.Obj
 			c.cfg.Logger.Debug("read repair failed", "replica", to, "err", err)
 		}
 	}
-	if !check || to == c.cfg.Self {
+	if !check {
 		go send()
 		return
 	}

@@ -669,6 +669,26 @@ func (c gatedConn) Write(b []byte) (int, error) {
 	return c.Conn.Write(b)
 }
 
+// gatedPeerClient returns a client of addr whose writes block until open
+// is called (once; the test's cleanup calls it if the test did not).
+func gatedPeerClient(t *testing.T, addr string) (c *PeerClient, open func()) {
+	t.Helper()
+	gate := make(chan struct{})
+	var d net.Dialer
+	c = NewPeerClient(addr, PeerClientConfig{CallTimeout: 30 * time.Second, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
+		conn, err := d.DialContext(ctx, "tcp", addr)
+		if err != nil {
+			return nil, err
+		}
+		return gatedConn{Conn: conn, gate: gate}, nil
+	}})
+	t.Cleanup(func() { c.Close() })
+	var once sync.Once
+	open = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(open) // runs before the client's Close
+	return c, open
+}
+
 // TestPeerClientWaitsForRoomToWrite: requests wait in the connection's
 // write buffer while the writer is stuck (a peer that reads too slowly);
 // past maxPeerQueued of them a caller waits for room, and one whose
@@ -677,22 +697,7 @@ func (c gatedConn) Write(b []byte) (int, error) {
 // caller's request goes out, and every call queued meanwhile is answered.
 func TestPeerClientWaitsForRoomToWrite(t *testing.T) {
 	_, addr := startPeer(t, echo, "echo")
-	gate := make(chan struct{})
-	var d net.Dialer
-	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 30 * time.Second, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		return gatedConn{Conn: conn, gate: gate}, nil
-	}})
-	defer c.Close()
-	opened := false
-	defer func() {
-		if !opened {
-			close(gate)
-		}
-	}()
+	c, open := gatedPeerClient(t, addr)
 
 	var answered sync.WaitGroup
 	var failures atomic.Int32
@@ -750,8 +755,7 @@ func TestPeerClientWaitsForRoomToWrite(t *testing.T) {
 		t.Fatalf("a call into a full buffer returned before the writer moved: %v", err)
 	case <-time.After(20 * time.Millisecond):
 	}
-	opened = true
-	close(gate)
+	open()
 	if err := <-waited; err != nil {
 		t.Fatalf("the waiting call: %v", err)
 	}
@@ -768,22 +772,7 @@ func TestPeerClientWaitsForRoomToWrite(t *testing.T) {
 // alone make no write due: TestPeerLazyCallsLeaveWithTheNextCall.)
 func TestPeerClientQueuedSaysWhetherACallWouldShareAWrite(t *testing.T) {
 	_, addr := startPeer(t, echo, "echo")
-	gate := make(chan struct{})
-	var d net.Dialer
-	c := NewPeerClient(addr, PeerClientConfig{CallTimeout: 30 * time.Second, Dial: func(ctx context.Context, addr string) (net.Conn, error) {
-		conn, err := d.DialContext(ctx, "tcp", addr)
-		if err != nil {
-			return nil, err
-		}
-		return gatedConn{Conn: conn, gate: gate}, nil
-	}})
-	defer c.Close()
-	opened := false
-	defer func() {
-		if !opened {
-			close(gate)
-		}
-	}()
+	c, open := gatedPeerClient(t, addr)
 	if c.Queued() {
 		t.Fatal("Queued before any connection")
 	}
@@ -809,16 +798,12 @@ func TestPeerClientQueuedSaysWhetherACallWouldShareAWrite(t *testing.T) {
 	goCall("first")
 	waitFor("the writer takes the first request and sticks in Write", false)
 	goCall("second")
-	// The writer is stuck on the first write: the second request waits
-	// in the buffer, and keeps waiting.
-	for range 20 {
-		if !c.Queued() {
-			t.Fatal("Queued false while a request waits in the buffer")
-		}
-		time.Sleep(time.Millisecond)
+	// The writer is stuck on the first write until open: the second
+	// request waits in the buffer.
+	if !c.Queued() {
+		t.Fatal("Queued false while a request waits in the buffer")
 	}
-	opened = true
-	close(gate)
+	open()
 	for range 2 {
 		if err := <-results; err != nil {
 			t.Fatal(err)
@@ -845,12 +830,18 @@ func TestPeerLazyCallsLeaveWithTheNextCall(t *testing.T) {
 			answered <- err
 		})
 	}
-	c := NewPeerClient(addr, PeerClientConfig{})
-	c.sweepGap = time.Hour // no sweep takes the lazy call out
-	defer c.Close()
-	if _, err := c.Call(context.Background(), "echo", []byte("connect")); err != nil {
-		t.Fatal(err)
+	// connected returns a client with its connection made, whose
+	// connection sweeps every sweepGap.
+	connected := func(sweepGap time.Duration) *PeerClient {
+		c := NewPeerClient(addr, PeerClientConfig{})
+		c.sweepGap = sweepGap
+		t.Cleanup(func() { c.Close() })
+		if _, err := c.Call(context.Background(), "echo", []byte("connect")); err != nil {
+			t.Fatal(err)
+		}
+		return c
 	}
+	c := connected(time.Hour) // no sweep takes the lazy call out
 	lazy := make(chan error, 1)
 	lazyEcho(c, lazy)
 	if c.Queued() {
@@ -869,12 +860,7 @@ func TestPeerLazyCallsLeaveWithTheNextCall(t *testing.T) {
 		t.Fatal("the lazy call was not answered before the call sent after it")
 	}
 
-	c2 := NewPeerClient(addr, PeerClientConfig{})
-	defer c2.Close()
-	if _, err := c2.Call(context.Background(), "echo", []byte("connect")); err != nil {
-		t.Fatal(err)
-	}
-	lazyEcho(c2, lazy)
+	lazyEcho(connected(sweepEvery), lazy)
 	select {
 	case err := <-lazy:
 		if err != nil {
@@ -886,12 +872,7 @@ func TestPeerLazyCallsLeaveWithTheNextCall(t *testing.T) {
 
 	// Lazy calls that fill the buffer leave as soon as another call needs
 	// room, not at the sweep.
-	c3 := NewPeerClient(addr, PeerClientConfig{})
-	c3.sweepGap = time.Hour
-	defer c3.Close()
-	if _, err := c3.Call(context.Background(), "echo", []byte("connect")); err != nil {
-		t.Fatal(err)
-	}
+	c3 := connected(time.Hour)
 	many := make(chan error, maxPeerQueued)
 	for range maxPeerQueued {
 		lazyEcho(c3, many)
