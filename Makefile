@@ -34,6 +34,7 @@ unit: ## unit, property and fuzz-seed tests; the race detector on the packages w
 	$(GO) test -count=1 ./crdt/... -rapid.checks=2000
 	$(GO) test -count=1 $(PURE_PKGS)
 	$(GO) test -race -count=1 $(RACE_PKGS)
+	$(GO) test -count=1 -run 'Allocate' $(RACE_PKGS) # allocation counts, which -race's instrumentation changes
 
 e2e: ## end-to-end tests: the real binary driven by go-redis, raw bytes, HTTP and SIGKILL
 	$(GO) test -count=1 ./cmd/...

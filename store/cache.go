@@ -1,6 +1,7 @@
 package store
 
 import (
+	"bytes"
 	"encoding/binary"
 	"hash/maphash"
 	"sync"
@@ -37,7 +38,7 @@ type objectCache struct {
 	shards    [cacheShards]cacheShard
 	maxBytes  int64 // per shard
 	seed      maphash.Seed
-	hash      func(seed maphash.Seed, k []byte) uint64 // maphash.Bytes; a test's collisions
+	hash      func(seed maphash.Seed, k []byte) uint64 // nil: maphash.Bytes; a test's collisions
 	hits      atomic.Int64
 	misses    atomic.Int64
 	evictions atomic.Int64
@@ -65,7 +66,7 @@ func newObjectCache(maxBytes int64) *objectCache {
 	if maxBytes <= 0 {
 		return nil
 	}
-	c := &objectCache{maxBytes: max(maxBytes/cacheShards, 1), seed: maphash.MakeSeed(), hash: maphash.Bytes}
+	c := &objectCache{maxBytes: max(maxBytes/cacheShards, 1), seed: maphash.MakeSeed()}
 	for i := range c.shards {
 		c.shards[i].m = map[uint64][]byte{}
 	}
@@ -73,7 +74,14 @@ func newObjectCache(maxBytes int64) *objectCache {
 }
 
 func (c *objectCache) locate(k []byte) (*cacheShard, uint64) {
-	h := c.hash(c.seed, k)
+	var h uint64
+	if c.hash == nil {
+		h = maphash.Bytes(c.seed, k)
+	} else {
+		// A call through a func value makes its arguments escape: a
+		// copy keeps the callers' stack-built keys on the stack.
+		h = c.hash(c.seed, bytes.Clone(k))
+	}
 	return &c.shards[h>>(64-6)], h // cacheShards = 1<<6
 }
 

@@ -55,3 +55,26 @@ func TestObjectCacheEntries(t *testing.T) {
 		}
 	}
 }
+
+// A read the object cache answers allocates nothing: the store key is
+// built on the caller's stack (an allocation a request, before the cache
+// and pebble's Get stopped making it escape), and the cached encoding is
+// shared, not copied.
+func TestCachedReadsDoNotAllocate(t *testing.T) {
+	if testing.CoverMode() != "" || raceEnabled {
+		t.Skip("instrumented builds allocate differently")
+	}
+	s := open(t, Options{})
+	set(t, s, 3, "greeting", "hello")
+	if raw, ok, err := s.GetEncoded(3, []byte("greeting")); err != nil || !ok || len(raw) == 0 {
+		t.Fatalf("GetEncoded = %d bytes, %v, %v", len(raw), ok, err)
+	}
+	key := []byte("greeting")
+	if n := testing.AllocsPerRun(100, func() { s.GetEncoded(3, key) }); n != 0 {
+		t.Errorf("a cached GetEncoded allocates %v times, want 0", n)
+	}
+	missing := []byte("nobody")
+	if n := testing.AllocsPerRun(100, func() { s.GetEncoded(3, missing) }); n != 0 {
+		t.Errorf("a GetEncoded of a key the store does not hold allocates %v times, want 0", n)
+	}
+}

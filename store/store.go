@@ -48,6 +48,7 @@
 package store
 
 import (
+	"bytes"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -529,7 +530,10 @@ func (s *Store) current(k []byte) ([]byte, bool, error) {
 
 // read returns a copy of what pebble holds for store key k.
 func (s *Store) read(k []byte) ([]byte, bool, error) {
-	v, closer, err := s.db.Get(k)
+	// pebble's Get makes its key escape, and with it the stack buffer
+	// every caller builds k in (an allocation each request, also the ones
+	// the object cache answers): a copy, on this path only, keeps it there.
+	v, closer, err := s.db.Get(bytes.Clone(k))
 	if errors.Is(err, pebble.ErrNotFound) {
 		return nil, false, nil
 	}
@@ -544,7 +548,7 @@ func (s *Store) read(k []byte) ([]byte, bool, error) {
 func decode(k, raw []byte) (crdt.Object, bool, error) {
 	obj, err := crdt.Decode(raw)
 	if err != nil {
-		return crdt.Object{}, false, fmt.Errorf("store: key %q: %w", k[3:], err)
+		return crdt.Object{}, false, fmt.Errorf("store: key %q: %w", string(k[3:]), err) // a copy: k stays on its caller's stack
 	}
 	return obj, true, nil
 }
