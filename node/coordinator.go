@@ -388,11 +388,12 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	// Sloppy: the copies a write would make now, then the other fallbacks
 	// (in case a copy fails): a stand-in answers with what it holds.
 	// Strict: every preferred replica (an unreachable one fails fast).
-	var copies []copySlot
+	var copyBuf [maxStackCopies]copySlot
+	copies := copyBuf[:0]
 	var spare spares // strict: none
 	if c.sloppy(ctx) {
 		spare = rt.spares(c, "", nil, true)
-		copies = planCopies(rt.reps, &spare)
+		copies = planCopies(copyBuf[:0], rt.reps, &spare)
 	} else {
 		for _, r := range rt.reps {
 			copies = append(copies, copySlot{node: r})
@@ -415,17 +416,14 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		raw []byte
 		ok  bool
 	}
-	called := false // a call is out: own is not written again
+	pending := 0 // answers to wait for
 	ask := func(s copySlot) {
-		if s.node == c.cfg.Self { // the local answer needs no goroutine
-			o, raw, _, err := c.cfg.Store.GetWithEncoding(part, key)
-			if !called {
-				own.obj, own.raw, own.ok = o, raw, err == nil
-			}
+		pending++
+		if s.node == c.cfg.Self { // a stand-in's copy here: no goroutine
+			o, _, _, err := c.cfg.Store.GetWithEncoding(part, key)
 			answers <- answer{from: s, obj: o, err: err}
 			return
 		}
-		called = true
 		ownObj, ownRaw, ownOK := own.obj, own.raw, own.ok // copied into the callback: own stays on the stack
 		c.tr.Go(callCtx, s.node, "get", [][]byte{key}, func(res [][]byte, err error) {
 			if err == nil && ownOK && len(res) == 1 && bytes.Equal(res[0], ownRaw) {
@@ -440,10 +438,14 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	// first, if it holds one), and one more whenever an answer fails or
 	// none came within the hedge delay: a healthy read costs R-1 peer calls
 	// instead of N-1, and a black-holed replica costs a read the hedge
-	// delay, not the timeout.
+	// delay, not the timeout. This node's own answer is taken at once,
+	// not through the channel (a send and a select less a read).
 	remotes := copies
+	var local answer
 	if i := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self }); i >= 0 {
-		ask(copies[i])
+		local.from = copies[i]
+		local.obj, own.raw, _, local.err = c.cfg.Store.GetWithEncoding(part, key)
+		own.obj, own.ok = local.obj, local.err == nil
 		remotes = slices.Delete(copies, i, i+1) // copies is this call's own; only its length counts below
 	}
 	// more refills remotes from the spare fallbacks once it runs out.
@@ -461,45 +463,57 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		ask(remotes[0])
 		remotes, asked = remotes[1:], asked+1
 	}
-	hedge := c.readHedges.get().Done() // closes HedgeAfter from now, give or take a tenth
 	var merged crdt.Object
-	var got []answer
-	pending := asked
+	var gotBuf [4]answer
+	got := gotBuf[:0]
+	// take settles an answer, asking one more copy for a failed one; it
+	// reports whether the read has its R answers (merged is its result).
+	take := func(a answer) bool {
+		if a.err != nil {
+			c.cfg.Logger.Debug("replica read failed", "replica", a.from.node, "err", a.err)
+			if more() {
+				ask(remotes[0])
+				remotes = remotes[1:]
+			}
+			return false
+		}
+		if !a.same { // a same answer's object is own's, merged already: own's answer is taken before any other
+			merged = crdt.Merge(merged, a.obj)
+		}
+		got = append(got, a)
+		return len(got) >= need
+	}
+	done := func() (crdt.Object, error) {
+		for _, g := range got {
+			if g.from.hintFor == "" && !g.obj.Descends(merged) {
+				c.repair(part, key, g.from.node, merged, false)
+			}
+		}
+		if c.cfg.ReadRepairChance > 0 && rand.Float64() < c.cfg.ReadRepairChance {
+			for _, s := range remotes {
+				if s.hintFor == "" { // a preferred replica this read did not ask
+					c.repair(part, key, s.node, merged, true)
+				}
+			}
+		}
+		return merged, nil
+	}
+	if local.from.node != "" && take(local) {
+		return done()
+	}
+	hedge := c.readHedges.get().Done() // closes HedgeAfter from now, give or take a tenth
 	for pending > 0 {
 		select {
 		case a := <-answers:
 			pending--
-			if a.err != nil {
-				c.cfg.Logger.Debug("replica read failed", "replica", a.from.node, "err", a.err)
-				if more() {
-					ask(remotes[0])
-					remotes, pending = remotes[1:], pending+1
-				}
-				continue
-			}
-			if !a.same { // a same answer's object is own's, merged already: its answer was sent before any call went out
-				merged = crdt.Merge(merged, a.obj)
-			}
-			if got = append(got, a); len(got) >= need {
-				for _, g := range got {
-					if g.from.hintFor == "" && !g.obj.Descends(merged) {
-						c.repair(part, key, g.from.node, merged, false)
-					}
-				}
-				if c.cfg.ReadRepairChance > 0 && rand.Float64() < c.cfg.ReadRepairChance {
-					for _, s := range remotes {
-						if s.hintFor == "" { // a preferred replica this read did not ask
-							c.repair(part, key, s.node, merged, true)
-						}
-					}
-				}
-				return merged, nil
+			if take(a) {
+				return done()
 			}
 		case <-hedge:
 			hedge = nil // closed: waits no more unless renewed
 			if more() {
 				ask(remotes[0])
-				remotes, pending = remotes[1:], pending+1
+				remotes = remotes[1:]
 				hedge = c.readHedges.get().Done()
 			}
 		case <-ctx.Done(): // the server is shutting down
@@ -645,6 +659,10 @@ func (c *Coordinator) Incr(ctx context.Context, key []byte, delta int64) (int64,
 // (hintFor empty), or on a stand-in holding it for hintFor.
 type copySlot struct{ node, hintFor string }
 
+// maxStackCopies is how many copies a request plans in a buffer on its
+// stack (N is 3 in most clusters); more take an allocation.
+const maxStackCopies = 5
+
 // notACopy is the hintFor of a fallback a read asks beyond the copies
 // (when copies fail): it answers with what it holds, and being no
 // replica it is never repaired.
@@ -718,9 +736,11 @@ func (sp *spares) next() (string, bool) {
 // a read asks: each preferred replica (reps) that is reachable
 // (sp.reachable), and, when sloppy, for each one that is not, the next
 // spare as its stand-in. sp then holds the spares left, for stand-ins of
-// copies that fail later. Pure, given pure arguments.
-func planCopies(reps []string, sp *spares) []copySlot {
-	copies := make([]copySlot, 0, len(reps))
+// copies that fail later. It appends them to dst (a caller's stack
+// buffer: a request's copies were an allocation). Pure, given pure
+// arguments.
+func planCopies(dst []copySlot, reps []string, sp *spares) []copySlot {
+	copies := dst[:0]
 	for _, r := range reps {
 		if sp.reachable(r) {
 			copies = append(copies, copySlot{node: r})
@@ -830,7 +850,8 @@ func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w in
 		exclude = reps
 	}
 	spare := rt.spares(c, c.cfg.Self, exclude, sloppy)
-	copies := planCopies(reps, &spare)
+	var copyBuf [maxStackCopies]copySlot
+	copies := planCopies(copyBuf[:0], reps, &spare)
 	local := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self })
 	if local < 0 { // cannot happen: this node is a replica or a stand-in
 		return nil, &QuorumError{Op: "write", Got: 0, Need: w, Replicas: n}
@@ -874,9 +895,10 @@ func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w in
 		// key may reach a replica in any order; they are causally
 		// ordered objects, and merging is order-free.
 		done := make(chan error, 1)
-		sp := spare // the goroutine's own: spare stays on this stack
+		sp := spare                // the goroutine's own: spare stays on this stack,
+		cp := slices.Clone(copies) // and so do copies
 		go func() {
-			done <- c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, &sp, rt.members, w, n)
+			done <- c.replicate(ctx, part, key, enc, cp, local, localOK, localWait, &sp, rt.members, w, n)
 		}()
 		g.Defer(func() error { return <-done })
 		return nil, nil
@@ -926,9 +948,14 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 	// the coordinator's timeout.
 	callCtx := c.calls.get()
 	results := make(chan result, len(copies)+members) // every copy, every stand-in
-	acked := make([]bool, len(copies))
-	inFlight := make([]int, len(copies)) // attempts out per slot
-	mergeArgs := [][]byte{key, enc}      // shared by the preferred copies' calls: read only
+	var ackedBuf [maxStackCopies]bool
+	var inFlightBuf [maxStackCopies]int
+	acked, inFlight := ackedBuf[:], inFlightBuf[:] // attempts out per slot
+	if len(copies) > maxStackCopies {
+		acked, inFlight = make([]bool, len(copies)), make([]int, len(copies))
+	}
+	acked, inFlight = acked[:len(copies)], inFlight[:len(copies)]
+	mergeArgs := [][]byte{key, enc} // shared by the preferred copies' calls: read only
 	acks, pending := 0, 0
 	send := func(slot int, s copySlot) {
 		inFlight[slot]++
@@ -972,7 +999,8 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 	case localWait != nil:
 		inFlight[local]++
 		pending++
-		go func() { results <- result{local, copies[local], localWait()} }()
+		ls := copies[local] // not copies itself: it stays on the caller's stack
+		go func() { results <- result{local, ls, localWait()} }()
 	case localOK:
 		acked[local], acks = true, 1
 		if copies[local].hintFor != "" {

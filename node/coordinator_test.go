@@ -542,6 +542,43 @@ func TestReadsMergeWhatEachCopyHolds(t *testing.T) {
 	}
 }
 
+// A read of R=1 on a replica is answered by the replica's own copy, taken
+// at once: it asks no other replica, so it neither sees what only they
+// hold nor needs them up.
+func TestAReadOfOneIsAnsweredByTheOwnCopy(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W = 3, 1, 3
+		cfg.ReadRepairChance = 0
+		cfg.Handoff.Interval = -1
+	})
+	ctx := context.Background()
+	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("a"), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	var other crdt.Object
+	other.Reg = other.Reg.Update(0xfeed, nil, []byte("b"), false, 2) // concurrent with a
+	for _, name := range []string{"n2", "n3"} {
+		if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte("k"), 64), []byte("k"), other); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if got := valueCtx(t, ctx, tc.nodes["n1"], "k"); got != "[a]" {
+		t.Errorf("R=1 read via n1 = %s, want n1's own copy [a]", got)
+	}
+	if got := tc.local(t, "n2", "k"); got != "[a b]" {
+		t.Fatalf("n2 holds %s, want [a b]", got)
+	}
+	tc.net.Down("n2")
+	tc.net.Down("n3")
+	if got := valueCtx(t, ctx, tc.nodes["n1"], "k"); got != "[a]" {
+		t.Errorf("R=1 read via n1 with the other replicas down = %s, want [a]", got)
+	}
+	if _, err := tc.nodes["n1"].Get(wire.WithQuorum(ctx, wire.Quorum{R: 2}), []byte("k")); err == nil {
+		t.Error("R=2 read with two of three replicas down succeeded")
+	}
+}
+
 // queuedSet is a queuedTransport saying calls wait for the members in it.
 type queuedSet map[string]bool
 

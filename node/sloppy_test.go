@@ -45,13 +45,13 @@ func TestPlanCopies(t *testing.T) {
 	} {
 		if tc.name == "all up" { // a healthy plan never computes the fallbacks
 			sp := spares{fallbacks: func() []string { t.Fatal("fallbacks computed for a healthy plan"); return nil }, reachableFn: tc.reachable, sloppy: true}
-			if copies := planCopies(rank[:3], &sp); len(copies) != 3 {
+			if copies := planCopies(nil, rank[:3], &sp); len(copies) != 3 {
 				t.Fatalf("healthy plan: %v", copies)
 			}
 		}
 		loads := 0
 		sp := spares{fallbacks: func() []string { loads++; return rank[3:] }, self: tc.self, reachableFn: tc.reachable, sloppy: tc.sloppy}
-		copies := planCopies(rank[:3], &sp)
+		copies := planCopies(nil, rank[:3], &sp)
 		var spare []string
 		for f, ok := sp.next(); ok; f, ok = sp.next() {
 			spare = append(spare, f)
@@ -79,7 +79,7 @@ func TestSparesFollowThePlacementsRanking(t *testing.T) {
 		rt := route{part: part, reps: reps, members: 6, place: p}
 		sp := rt.spares(nil, "", nil, true)
 		sp.reachableFn = func(n string) bool { return n != down }
-		copies := planCopies(reps, &sp)
+		copies := planCopies(nil, reps, &sp)
 		want := []copySlot{{reps[0], ""}, {rank[3], down}, {reps[2], ""}}
 		var left []string
 		for f, ok := sp.next(); ok; f, ok = sp.next() {
