@@ -150,8 +150,14 @@ func (c *objectCache) put(k []byte, v []byte) {
 	if sh.bytes <= c.maxBytes {
 		return // starting a map iteration is not free: only when over budget
 	}
+	// Evict down to a little under the budget, so that one iteration's
+	// start serves the next few dozen puts too: a full cache evicting for
+	// each put spent a fifth of a put (with a lookup) starting iterations
+	// (go test -bench of a get and a put of a new key each: 415 ns against
+	// about 300 ns).
+	low := c.maxBytes - c.maxBytes/evictSlack
 	for victim, old := range sh.m {
-		if sh.bytes <= c.maxBytes {
+		if sh.bytes <= low {
 			break
 		}
 		if victim == h {
@@ -162,6 +168,9 @@ func (c *objectCache) put(k []byte, v []byte) {
 		c.evictions.Add(1)
 	}
 }
+
+// evictSlack: a full shard evicts down to 1/evictSlack under its budget.
+const evictSlack = 32
 
 func (c *objectCache) remove(k []byte) {
 	sh, h := c.locate(k)

@@ -1,6 +1,7 @@
 package store
 
 import (
+	"fmt"
 	"hash/maphash"
 	"testing"
 )
@@ -76,5 +77,37 @@ func TestCachedReadsDoNotAllocate(t *testing.T) {
 	missing := []byte("nobody")
 	if n := testing.AllocsPerRun(100, func() { s.GetEncoded(3, missing) }); n != 0 {
 		t.Errorf("a GetEncoded of a key the store does not hold allocates %v times, want 0", n)
+	}
+}
+
+// A full shard evicts down to a little under its budget, never past the
+// entry just put, and no shard ever ends a put over its budget.
+func TestObjectCacheStaysWithinItsBudget(t *testing.T) {
+	c := newObjectCache(cacheShards * 4096)
+	low := c.maxBytes - c.maxBytes/evictSlack
+	val := make([]byte, 100)
+	for i := range 20000 {
+		k := []byte(fmt.Sprintf("key:%08d", i))
+		sh, _ := c.locate(k)
+		before := c.evictions.Load()
+		c.put(k, val)
+		sh.mu.Lock()
+		bytes := sh.bytes
+		sh.mu.Unlock()
+		if bytes > c.maxBytes {
+			t.Fatalf("put %d: shard holds %d bytes, over its budget of %d", i, bytes, c.maxBytes)
+		}
+		if c.evictions.Load() > before && bytes > low {
+			t.Fatalf("put %d evicted down to %d bytes, want at most %d", i, bytes, low)
+		}
+		if got, ok := c.get(k); !ok || len(got) != len(val) {
+			t.Fatalf("put %d: the entry just put is gone", i)
+		}
+	}
+	if c.evictions.Load() == 0 {
+		t.Fatal("20,000 entries in a 256 KiB cache evicted nothing")
+	}
+	if bytes, _ := c.size(); bytes > cacheShards*c.maxBytes {
+		t.Fatalf("cache holds %d bytes", bytes)
 	}
 }
