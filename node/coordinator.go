@@ -464,7 +464,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		remotes, asked = remotes[1:], asked+1
 	}
 	var merged crdt.Object
-	var gotBuf [4]answer
+	var gotBuf [maxStackCopies]answer
 	got := gotBuf[:0]
 	// take settles an answer, asking one more copy for a failed one; it
 	// reports whether the read has its R answers (merged is its result).

@@ -132,6 +132,43 @@ func siblings(o crdt.Object) string {
 	return fmt.Sprint(vals)
 }
 
+// A key with more replicas than a request plans on its stack
+// (maxStackCopies) is written and read like any other, all its copies
+// counted, also with one replica down and a stand-in for it.
+func TestMoreReplicasThanAStackPlan(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5", "n6", "n7", "n8"}
+	n := maxStackCopies + 2
+	tc := newTestCluster(t, names, n, n, n)
+	ctx := context.Background()
+	if err := tc.nodes["n1"].Put(ctx, []byte("wide"), []byte("a"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("Put with W=%d: %v", n, err)
+	}
+	if v, err := tc.nodes["n2"].Incr(ctx, []byte("wide-ctr"), 5); err != nil || v != 5 {
+		t.Fatalf("Incr with W=%d = %d, %v", n, v, err)
+	}
+	for _, name := range names {
+		if got := value(t, tc.nodes[name], "wide"); got != "[a]" {
+			t.Fatalf("R=%d read via %s = %s", n, name, got)
+		}
+	}
+	reps := tc.replicasOf("wide")
+	for _, r := range reps {
+		if got := tc.local(t, r, "wide"); got != "[a]" {
+			t.Fatalf("replica %s holds %s after a W=%d write", r, got, n)
+		}
+	}
+	// One replica down: a sloppy write of W=N still gets N copies, one on
+	// the node left out of the N, as a hint.
+	tc.net.Down(reps[0])
+	via := tc.nodes[reps[1]]
+	if err := via.Put(ctx, []byte("wide"), []byte("b"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("Put with %s down: %v", reps[0], err)
+	}
+	if got := value(t, via, "wide"); got != "[b]" {
+		t.Fatalf("read with %s down = %s", reps[0], got)
+	}
+}
+
 func TestWritesAndReadsThroughAnyNode(t *testing.T) {
 	names := []string{"n1", "n2", "n3", "n4", "n5"}
 	tc := newTestCluster(t, names, 3, 2, 2)
