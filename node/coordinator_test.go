@@ -555,13 +555,7 @@ func TestReadsMergeWhatEachCopyHolds(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "every copy of sib", func() bool {
 		return tc.local(t, "n2", "sib") == "[a]" && tc.local(t, "n3", "sib") == "[a]"
 	})
-	var other crdt.Object
-	other.Reg = other.Reg.Update(0xfeed, nil, []byte("b"), false, 2) // an actor no node has, no context: concurrent
-	for _, name := range []string{"n2", "n3"} {
-		if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte("sib"), 64), []byte("sib"), other); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tc.mergeConcurrent(t, "sib", "b", "n2", "n3")
 	if got := valueCtx(t, ctx, tc.nodes["n1"], "sib"); got != "[a b]" {
 		t.Errorf("read of sib via n1 (n1 holds %s, n2 %s): %s, want [a b]", tc.local(t, "n1", "sib"), tc.local(t, "n2", "sib"), got)
 	}
@@ -575,6 +569,20 @@ func TestReadsMergeWhatEachCopyHolds(t *testing.T) {
 	for _, q := range []context.Context{ctx, all} {
 		if got := valueCtx(t, q, tc.nodes["n1"], "same"); got != "[s]" {
 			t.Errorf("read of same via n1: %s, want [s]", got)
+		}
+	}
+}
+
+// mergeConcurrent merges value into key's copies on the named nodes'
+// stores, as a sibling written by an actor no node has, without a
+// context: concurrent with whatever they hold.
+func (tc *testCluster) mergeConcurrent(t *testing.T, key, value string, names ...string) {
+	t.Helper()
+	var other crdt.Object
+	other.Reg = other.Reg.Update(0xfeed, nil, []byte(value), false, 2)
+	for _, name := range names {
+		if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte(key), 64), []byte(key), other); err != nil {
+			t.Fatal(err)
 		}
 	}
 }
@@ -593,13 +601,7 @@ func TestAReadOfOneIsAnsweredByTheOwnCopy(t *testing.T) {
 	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("a"), wire.WriteOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	var other crdt.Object
-	other.Reg = other.Reg.Update(0xfeed, nil, []byte("b"), false, 2) // concurrent with a
-	for _, name := range []string{"n2", "n3"} {
-		if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte("k"), 64), []byte("k"), other); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tc.mergeConcurrent(t, "k", "b", "n2", "n3")
 	if got := valueCtx(t, ctx, tc.nodes["n1"], "k"); got != "[a]" {
 		t.Errorf("R=1 read via n1 = %s, want n1's own copy [a]", got)
 	}
