@@ -6,7 +6,7 @@ BASE     ?= HEAD~1
 RACE_PKGS = ./store/... ./wire/... ./node/... ./gossip/... ./internal/...
 PURE_PKGS = ./ring/...
 
-.PHONY: help build cluster cluster-down node test lint unit e2e bench bench-cluster ab bench-faults bench-go bench-deps fuzz clean
+.PHONY: help build cluster cluster-down node test lint unit e2e bench bench-cluster ab bench-faults bench-go bench-deps pgo fuzz clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -54,6 +54,9 @@ bench-faults: ## 5 processes under partition, heal, kill and restart: lost write
 
 bench-go: ## Go benchmarks: store writes and reads, RESP parsing, peer calls, placement, the coordinator in one process
 	$(GO) test -run=NONE -bench=. -benchmem -benchtime=2s ./store ./wire ./ring ./node
+
+pgo: build ## regenerate cmd/rumor/default.pgo, the CPU profile go build optimizes the binary with: a node and a 3-node cluster under redis-benchmark (PROFILE_SECONDS; needs: make bench-deps)
+	scripts/pgo.sh
 
 bench-deps: ## install redis-server and redis-tools (Debian) for make bench
 	command -v redis-benchmark >/dev/null || (apt-get update && apt-get install -y redis-server redis-tools)
