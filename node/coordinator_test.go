@@ -549,28 +549,36 @@ func TestReadsMergeWhatEachCopyHolds(t *testing.T) {
 		}
 	}
 	// A sibling only the remote copies hold, beside one every copy holds.
-	if err := tc.nodes["n1"].Put(ctx, []byte("sib"), []byte("a"), wire.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 5*time.Second, "every copy of sib", func() bool {
-		return tc.local(t, "n2", "sib") == "[a]" && tc.local(t, "n3", "sib") == "[a]"
-	})
+	tc.putEverywhere(t, "sib", "a")
 	tc.mergeConcurrent(t, "sib", "b", "n2", "n3")
 	if got := valueCtx(t, ctx, tc.nodes["n1"], "sib"); got != "[a b]" {
 		t.Errorf("read of sib via n1 (n1 holds %s, n2 %s): %s, want [a b]", tc.local(t, "n1", "sib"), tc.local(t, "n2", "sib"), got)
 	}
 	// Copies in agreement: the read returns them as they are.
-	if err := tc.nodes["n1"].Put(ctx, []byte("same"), []byte("s"), wire.WriteOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	testutil.Eventually(t, 5*time.Second, "every copy of same", func() bool {
-		return tc.local(t, "n2", "same") == "[s]" && tc.local(t, "n3", "same") == "[s]"
-	})
+	tc.putEverywhere(t, "same", "s")
 	for _, q := range []context.Context{ctx, all} {
 		if got := valueCtx(t, q, tc.nodes["n1"], "same"); got != "[s]" {
 			t.Errorf("read of same via n1: %s, want [s]", got)
 		}
 	}
+}
+
+// putEverywhere writes value to key through n1 and waits until every node
+// of the cluster holds exactly it.
+func (tc *testCluster) putEverywhere(t *testing.T, key, value string) {
+	t.Helper()
+	if err := tc.nodes["n1"].Put(context.Background(), []byte(key), []byte(value), wire.WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	want := "[" + value + "]"
+	testutil.Eventually(t, 5*time.Second, "every copy of "+key, func() bool {
+		for name := range tc.nodes {
+			if tc.local(t, name, key) != want {
+				return false
+			}
+		}
+		return true
+	})
 }
 
 // mergeConcurrent merges value into key's copies on the named nodes'

@@ -33,7 +33,7 @@
 # median of each over the rounds and NEW/OLD.
 set -euo pipefail
 # shellcheck source=scripts/benchlib.sh
-source "$(dirname "$0")/benchlib.sh" # http_get, free_base
+source "$(dirname "$0")/benchlib.sh" # http_get, free_base, free_tcp_port
 
 BASE=${BASE:-HEAD~1}
 OLD=${OLD:-}
@@ -102,7 +102,6 @@ else
   oldname=$OLD
 fi
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
 tck=$(getconf CLK_TCK)
 # cpu_of PID...: the clock ticks (user + system) the processes have used.
 cpu_of() {
@@ -133,8 +132,8 @@ run_node() {
       die "the $label cluster did not start: $(tail -3 "$TMP/node.log")"
     read -r -a pids <<<"$(python3 -c 'import json,sys; print(" ".join(str(n["pid"]) for n in json.load(open(sys.argv[1]))["nodes"]))' "$TMP/cluster/cluster.json")"
   else
-    port=$(free_port)
-    hport=$(free_port)
+    port=$(free_tcp_port)
+    hport=$(free_tcp_port)
     dir="$TMP/data-$label"
     rm -rf "$dir"
     env "${envs[@]}" "$bin" node --name ab --data-dir "$dir" --client-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$hport" \

@@ -42,17 +42,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
-
-wait_pong() {
-  for _ in $(seq 200); do
-    [ "$(redis-cli -p "$1" PING 2>/dev/null)" = PONG ] && return 0
-    sleep 0.1
-  done
-  echo "bench-cluster.sh: nothing answers PING on port $1" >&2
-  exit 1
-}
-
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)
 
@@ -165,7 +154,7 @@ for pairing in durable fast; do
   # issue's command finds them), taking turns test by test, the order
   # swapped every round: what else loads the machine weighs on both alike.
   for round in $(seq "$ROUNDS"); do
-    rport=$(free_port)
+    rport=$(free_tcp_port)
     rm -rf "$TMP/redis-$pairing"
     mkdir -p "$TMP/redis-$pairing"
     redis-server --port "$rport" --bind 127.0.0.1 --appendonly yes --appendfsync "$fsync" --save '' --dir "$TMP/redis-$pairing" >/dev/null &

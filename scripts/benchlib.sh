@@ -76,3 +76,17 @@ for _ in range(100):
         break
 PY
 }
+
+# free_tcp_port: a TCP port on 127.0.0.1 that is free now.
+free_tcp_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
+
+# wait_pong PORT: wait up to 20 s for a RESP server on 127.0.0.1:PORT to
+# answer PING; exit the script if none does.
+wait_pong() {
+  for _ in $(seq 200); do
+    [ "$(redis-cli -p "$1" PING 2>/dev/null)" = PONG ] && return 0
+    sleep 0.1
+  done
+  echo "$(basename "$0"): nothing answers PING on port $1" >&2
+  exit 1
+}

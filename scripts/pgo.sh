@@ -17,7 +17,7 @@
 # bench-deps), curl and python3.
 set -euo pipefail
 # shellcheck source=scripts/benchlib.sh
-. "$(dirname "$0")/benchlib.sh" # free_base
+. "$(dirname "$0")/benchlib.sh" # free_base, free_tcp_port, wait_pong
 
 RUMOR=${RUMOR:-./bin/rumor}
 SECS=${PROFILE_SECONDS:-20}
@@ -49,16 +49,6 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1]); s.close()'; }
-
-wait_pong() {
-  for _ in $(seq 100); do
-    [[ $(redis-cli -p "$1" PING 2>/dev/null) == PONG ]] && return 0
-    sleep 0.1
-  done
-  die "nothing answers PING on port $1"
-}
-
 # profile NAME PORT HPORT...: CPU profiles of the nodes serving HTTP on
 # HPORT... ($TMP/NAME-HPORT.pprof) over SECS seconds, while redis-benchmark
 # sends SET, GET and INCR in turns to the client port PORT.
@@ -83,8 +73,8 @@ profile() {
 }
 
 for sync in false true; do
-  port=$(free_port)
-  hport=$(free_port)
+  port=$(free_tcp_port)
+  hport=$(free_tcp_port)
   "$RUMOR" node --name pgo --data-dir "$TMP/node-$sync" --client-addr "127.0.0.1:$port" --http-addr "127.0.0.1:$hport" \
     --sync="$sync" --procs 1 --pprof >"$TMP/node.log" 2>&1 &
   NODE_PID=$!
