@@ -17,7 +17,7 @@
 #   PROCS        rumor --procs (GOMAXPROCS): how many threads run the node's
 #                Go code; 0 = Go's default, one per CPU (default 1: like
 #                single-threaded redis-server, the node leaves the other CPU
-#                of a 2-CPU machine to redis-benchmark; see README)
+#                of a 2-CPU machine to redis-benchmark; see README, "Performance")
 #   ONLY         durable | fast: run just that pairing     (default: both)
 #   SKIP_MEMORY  1 = skip the memory test
 #   SAMPLE       random keys verified after the load       (default 100)

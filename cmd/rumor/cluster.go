@@ -304,7 +304,7 @@ func clusterUp(c *cli.Context) error {
 // between them shows as latency and as CPU spent scheduling: on 2 CPUs, 3
 // nodes with GOMAXPROCS=1 spent 80 µs of CPU a durable SET instead of 112
 // and served 0.25x of redis instead of 0.19x; without --sync, throughput
-// was within noise (make bench-cluster, README).
+// was within noise (make bench-cluster; docs/performance.md).
 func shareProcs(cpus, n int) int {
 	return max(1, cpus/max(n, 1))
 }
