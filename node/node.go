@@ -158,11 +158,27 @@ type Node struct {
 	faults     Faults        // used only with cfg.AllowFaults
 	left       chan struct{} // closed when the node left its cluster
 	leftOnce   sync.Once
+	failure    *storeFailure
 }
+
+// storeFailure's done is closed when the store fails
+// (store.Options.OnFailure, which the store calls once).
+type storeFailure struct{ done chan struct{} }
+
+func (f *storeFailure) report(error) { close(f.done) }
 
 // Left is closed when the node has left its cluster for good (CLUSTER
 // LEAVE); the process should then shut down.
 func (n *Node) Left() <-chan struct{} { return n.left }
+
+// Failed is closed when the node's store has failed (a WAL fsync returned
+// an error: see store.Options.OnFailure). The store then refuses every read
+// and write, so the process should shut down, and be restarted, which
+// replays what reached the disk. StoreErr says why.
+func (n *Node) Failed() <-chan struct{} { return n.failure.done }
+
+// StoreErr is why the store failed, or nil.
+func (n *Node) StoreErr() error { return n.st.Err() }
 
 // Start opens the store, listens on the configured addresses and serves.
 func Start(cfg Config) (*Node, error) {
@@ -170,10 +186,12 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.ensureDefaults()
+	failure := &storeFailure{done: make(chan struct{})}
 	st, err := store.Open(store.Options{
 		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval, SyncWindow: cfg.SyncWindow,
 		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize,
 		ObjectCacheSize: cfg.ObjectCacheSize, MaxHints: cfg.MaxHints, Logger: cfg.Logger, FS: cfg.storeFS,
+		OnFailure: failure.report,
 	})
 	if err != nil {
 		return nil, err
@@ -182,7 +200,7 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger.Warn("the data directory was not closed cleanly; this node now writes under a new actor id, so no write lost in the crash can be mistaken for a new one",
 			"actor", fmt.Sprintf("%016x", st.Actor()))
 	}
-	n := &Node{cfg: cfg, st: st, started: cfg.Clock(), registry: prometheus.NewRegistry(), left: make(chan struct{})}
+	n := &Node{cfg: cfg, st: st, started: cfg.Clock(), registry: prometheus.NewRegistry(), left: make(chan struct{}), failure: failure}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), st.Collector())
 	metrics := wire.NewMetrics(n.registry)
 

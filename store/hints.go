@@ -219,8 +219,8 @@ func (s *Store) AddHint(p uint32, key []byte, target string) error {
 	if target == "" {
 		return errors.New("store: a hint needs a target")
 	}
-	if !s.enter() {
-		return ErrClosed
+	if err := s.enter(); err != nil {
+		return err
 	}
 	defer s.leave()
 	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
@@ -267,8 +267,8 @@ func (s *Store) ScanHints(target string, after *Hint, limit int, fn func(h Hint)
 	if err := checkTarget(target); err != nil {
 		return err
 	}
-	if !s.enter() {
-		return ErrClosed
+	if err := s.enter(); err != nil {
+		return err
 	}
 	defer s.leave()
 	lo := appendHintTarget(nil, target)
@@ -326,8 +326,8 @@ func (s *Store) DeleteHint(h Hint) (bool, error) {
 	if err := checkTarget(h.Target); err != nil {
 		return false, err
 	}
-	if !s.enter() {
-		return false, ErrClosed
+	if err := s.enter(); err != nil {
+		return false, err
 	}
 	defer s.leave()
 	k := objectKey(make([]byte, 0, 3+len(h.Key)), h.Partition, h.Key)

@@ -43,8 +43,13 @@
 // DeleteHint, which keeps a hint rewritten in the meantime. Hints are
 // bounded by Options.MaxHints and counted per target in memory (Hints).
 //
-// All methods are safe for concurrent use. Objects returned are owned by
-// the caller.
+// All methods are safe for concurrent use. Objects returned, and the
+// current object an Update hands its fn, are the caller's, except for the
+// bytes of their sibling values, which may be the object cache's own (a
+// cached object is decoded without copying them): treat those as
+// read-only, as crdt's operations do, and build new values instead of
+// editing them in place. (An edit would change what later reads of the
+// key return, and a failed Update's edit would outlive it.)
 package store
 
 import (
@@ -65,10 +70,12 @@ import (
 	"github.com/rumor-kv/rumor/crdt"
 )
 
-// Errors returned by Open, and by every call after Close.
+// Errors returned by Open, by every call after Close, and by every call
+// after the store failed (errors.Is(err, ErrFailed); see Options.OnFailure).
 var (
 	ErrPartitionsMismatch = errors.New("store: data directory was created with another partition count")
 	ErrClosed             = errors.New("store: closed")
+	ErrFailed             = errors.New("store: failed")
 )
 
 // Options configure a Store. The zero value of each field means its default.
@@ -113,6 +120,16 @@ type Options struct {
 	FS vfs.FS
 	// Logger receives pebble's messages. Default: discard.
 	Logger *slog.Logger
+	// OnFailure is called once, with the cause, when the store fails: a
+	// WAL fsync that returned an error. What the failed sync covered may be
+	// in the memtable and not on disk, and the WAL accepts no more writes,
+	// so from then on every call returns an error wrapping ErrFailed rather
+	// than serve or build on writes that may be lost (pebble treats a failed
+	// commit the same way, as fatal; PostgreSQL too, after fsync failures
+	// were found to lose data silently when retried). Only a restart, which
+	// replays what reached the disk, brings the store back. The node shuts
+	// down. It must not block or call the store.
+	OnFailure func(error)
 }
 
 // Validate reports every problem with the options at once.
@@ -190,6 +207,8 @@ type Store struct {
 	closing   atomic.Bool
 	drained   chan struct{}
 	drainOnce sync.Once
+	failed    atomic.Pointer[error] // the cause, once the store failed (see fail)
+	onFailure func(error)
 
 	writes   atomic.Uint64 // updates applied, for the periodic WAL sync
 	synced   atomic.Uint64 // periodic WAL syncs done (for tests)
@@ -275,7 +294,7 @@ func Open(o Options) (*Store, error) {
 		return nil, openError(o.Dir, err)
 	}
 	s := &Store{db: db, cache: cache, fs: fs, spares: spares, releaseFS: releaseFS, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,
-		maxHints: max(o.MaxHints, 0), drained: make(chan struct{})}
+		maxHints: max(o.MaxHints, 0), drained: make(chan struct{}), onFailure: o.OnFailure}
 	if o.Sync {
 		s.wo = pebble.Sync
 	}
@@ -293,7 +312,7 @@ func Open(o Options) (*Store, error) {
 		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
 		go s.syncLoop(o.FlushInterval, o.Logger)
 	}
-	s.enter() // the scan is a call in flight: Close waits for it to stop
+	_ = s.enter() // the scan is a call in flight: Close waits for it to stop (nothing has closed or failed yet)
 	go s.scanKeys(o.Logger)
 	return s, nil
 }
@@ -365,14 +384,37 @@ func (s *Store) syncLoop(interval time.Duration, logger *slog.Logger) {
 			if n == last {
 				continue
 			}
-			if err := s.db.LogData(nil, pebble.Sync); err != nil {
+			if err := s.syncWAL(); err != nil {
 				logger.Error("periodic WAL sync failed", "err", err)
-				continue
+				return // the store has failed: nothing more to sync
 			}
 			last = n
 			s.synced.Add(1)
 		}
 	}
+}
+
+// syncWAL fsyncs the WAL (an empty record, synced), as the periodic sync
+// does without Options.Sync. A failed fsync fails the store (see
+// Options.OnFailure), as with Sync: through pebble's Apply it would be a
+// panic in this goroutine, and the next write's a panic in a request's.
+func (s *Store) syncWAL() error {
+	if err := s.enter(); err != nil {
+		return err
+	}
+	defer s.leave()
+	b := s.db.NewBatch()
+	defer b.Close()
+	if err := b.LogData(nil, nil); err != nil {
+		return err
+	}
+	if err := s.db.ApplyNoSyncWait(b, pebble.Sync); err != nil {
+		return s.fail(fmt.Errorf("WAL write: %w", err))
+	}
+	if err := b.SyncWait(); err != nil {
+		return s.fail(fmt.Errorf("WAL fsync: %w", err))
+	}
+	return nil
 }
 
 func (s *Store) initMeta() error {
@@ -490,8 +532,8 @@ func (s *Store) GetEncoded(p uint32, key []byte) ([]byte, bool, error) {
 
 // getEncoded returns the encoding stored for store key k.
 func (s *Store) getEncoded(k []byte) ([]byte, bool, error) {
-	if !s.enter() {
-		return nil, false, ErrClosed
+	if err := s.enter(); err != nil {
+		return nil, false, err
 	}
 	defer s.leave()
 	if raw, ok := s.objs.get(k); ok {
@@ -594,8 +636,8 @@ func (s *Store) apply(p uint32, key []byte, target string, fn func(cur crdt.Obje
 		hk = hintKey(make([]byte, 0, 5+len(target)+len(key)), target, p, key)
 	}
 	k := objectKey(make([]byte, 0, 3+len(key)), p, key)
-	if !s.enter() {
-		return crdt.Object{}, nil, nil, ErrClosed
+	if err := s.enter(); err != nil {
+		return crdt.Object{}, nil, nil, err
 	}
 	mu := &s.locks[stripe(k)]
 	mu.Lock()
@@ -706,11 +748,13 @@ func (s *Store) batchWait(b *pebble.Batch) func() error {
 	return func() error { // made only here: a closure that escapes costs an allocation
 		err := b.SyncWait()
 		b.Close()
-		s.leave()
 		if err != nil {
-			return fmt.Errorf("store: update: %w", err)
+			// The batch is in the memtable (and maybe the object cache),
+			// readable, but not on disk: fail before anyone reads it.
+			err = s.fail(fmt.Errorf("WAL fsync: %w", err))
 		}
-		return nil
+		s.leave()
+		return err
 	}
 }
 
@@ -726,8 +770,8 @@ func (s *Store) Merge(p uint32, key []byte, obj crdt.Object) (crdt.Object, error
 // passed to fn is only valid during the call. Scan stops at fn's first error
 // and returns it.
 func (s *Store) Scan(p uint32, fn func(key []byte, obj crdt.Object) error) error {
-	if !s.enter() {
-		return ErrClosed
+	if err := s.enter(); err != nil {
+		return err
 	}
 	defer s.leave()
 	lo := objectKey(nil, p, nil)
@@ -755,7 +799,7 @@ func (s *Store) Scan(p uint32, fn func(key []byte, obj crdt.Object) error) error
 
 // Metrics returns pebble's figures; all zero once the store is closed.
 func (s *Store) Metrics() *pebble.Metrics {
-	if !s.enter() {
+	if s.enter() != nil {
 		return &pebble.Metrics{}
 	}
 	defer s.leave()
@@ -764,21 +808,44 @@ func (s *Store) Metrics() *pebble.Metrics {
 
 // Flush writes the memtable to disk (for tests and orderly shutdowns).
 func (s *Store) Flush() error {
-	if !s.enter() {
-		return ErrClosed
+	if err := s.enter(); err != nil {
+		return err
 	}
 	defer s.leave()
 	return s.db.Flush()
 }
 
 // enter counts a call in flight, or reports false once Close has begun.
-func (s *Store) enter() bool {
+func (s *Store) enter() error {
 	s.users.Add(1)
 	if s.closing.Load() { // after the Add: Close either sees this call or this call sees Close
 		s.leave()
-		return false
+		return ErrClosed
 	}
-	return true
+	if err := s.failed.Load(); err != nil {
+		s.leave()
+		return *err
+	}
+	return nil
+}
+
+// fail puts the store in its failed state (see Options.OnFailure): every
+// later call returns an error wrapping ErrFailed and cause. The first cause
+// is kept and reported.
+func (s *Store) fail(cause error) error {
+	err := fmt.Errorf("%w: %w; refusing reads and writes until restarted", ErrFailed, cause)
+	if s.failed.CompareAndSwap(nil, &err) && s.onFailure != nil {
+		s.onFailure(err)
+	}
+	return *s.failed.Load()
+}
+
+// Err returns why the store failed (wrapping ErrFailed), or nil.
+func (s *Store) Err() error {
+	if err := s.failed.Load(); err != nil {
+		return *err
+	}
+	return nil
 }
 
 // leave ends a call that entered; the last one out lets a waiting Close go on.
@@ -800,7 +867,10 @@ func (s *Store) Close() error {
 			close(s.stopSync)
 			<-s.syncDone
 		}
-		err := s.db.Set(metaClean, nil, pebble.Sync)
+		var err error
+		if s.Err() == nil { // a failed WAL takes no writes: pebble would treat this one's failure as fatal
+			err = s.db.Set(metaClean, nil, pebble.Sync)
+		}
 		s.closeErr = errors.Join(err, s.db.Close())
 		s.cache.Unref()
 		s.releaseFS()

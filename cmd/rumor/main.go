@@ -5,6 +5,7 @@
 package main
 
 import (
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -134,18 +135,25 @@ func runNode(c *cli.Context) error {
 	}
 	fmt.Fprintln(os.Stderr, ready)
 
+	var failed error
 	select {
 	case sig := <-sigs:
 		logger.Info("shutting down; a second signal exits at once", "signal", sig.String())
 	case <-n.Left():
 		logger.Info("left the cluster for good; shutting down")
+	case <-n.Failed():
+		// Fail-stop: the store refuses reads and writes, and a restart
+		// replays what reached the disk (the process exits non-zero, so a
+		// supervisor restarts it; the other replicas serve meanwhile).
+		failed = n.StoreErr()
+		logger.Error("the store failed; shutting down: restart the node", "err", failed)
 	}
 	go func() {
 		<-sigs
 		fmt.Fprintln(os.Stderr, "rumor: second signal, exiting now")
 		os.Exit(130)
 	}()
-	return n.Close()
+	return errors.Join(failed, n.Close())
 }
 
 // nodeGCMinHeap returns --gc-min-heap, checked: 0 leaves the collector to
