@@ -510,8 +510,12 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 				return done()
 			}
 		case <-hedge:
+			// Another copy, not a fallback that holds none: a fallback
+			// stands in for a copy that failed (take), never for one that
+			// is only slow, whose answer may be the acknowledged write an
+			// empty answer would hide (R+W>N).
 			hedge = nil // closed: waits no more unless renewed
-			if more() {
+			if len(remotes) > 0 {
 				ask(remotes[0])
 				remotes = remotes[1:]
 				hedge = c.readHedges.get().Done()
@@ -663,9 +667,9 @@ type copySlot struct{ node, hintFor string }
 // stack (N is 3 in most clusters); more take an allocation.
 const maxStackCopies = 5
 
-// notACopy is the hintFor of a fallback a read asks beyond the copies
-// (when copies fail): it answers with what it holds, and being no
-// replica it is never repaired.
+// notACopy is the hintFor of a fallback a read asks beyond the copies,
+// only when a copy's call has failed (not when it is slow): it answers
+// with what it holds, and being no replica it is never repaired.
 const notACopy = "?"
 
 // spares yields the stand-ins for the copies of a request: the fallbacks
