@@ -372,9 +372,20 @@ type PeerClient struct {
 
 	mu       sync.Mutex
 	conn     *peerConn
+	dial     *peerDial // the dial in progress, if any
 	nextID   uint64
 	closed   bool
 	sweepGap time.Duration // each connection's; sweepEvery but in tests
+	stop     context.Context
+	cancel   context.CancelFunc // Close: ends a dial in progress
+}
+
+// peerDial is a connection attempt that the calls needing it wait for,
+// each until its own deadline: done is closed when it ended, with err set
+// if it failed.
+type peerDial struct {
+	done chan struct{}
+	err  error
 }
 
 // NewPeerClient returns a client for the peer at addr. It connects on the
@@ -390,7 +401,8 @@ func NewPeerClient(addr string, cfg PeerClientConfig) *PeerClient {
 		var d net.Dialer
 		cfg.Dial = func(ctx context.Context, addr string) (net.Conn, error) { return d.DialContext(ctx, "tcp", addr) }
 	}
-	return &PeerClient{addr: addr, cfg: cfg, sweepGap: sweepEvery}
+	stop, cancel := context.WithCancel(context.Background())
+	return &PeerClient{addr: addr, cfg: cfg, sweepGap: sweepEvery, stop: stop, cancel: cancel}
 }
 
 type peerCall struct {
@@ -673,33 +685,70 @@ func (pc *peerConn) sweep() {
 	}
 }
 
-// connection returns the live connection, dialing if there is none.
+// connection returns the live connection and an id for a call on it,
+// dialing if there is none. The dial runs on its own (up to DialTimeout),
+// not under the client's lock: every call waits for it only until its own
+// deadline, so a peer that drops connection attempts costs each call at
+// most its deadline, not the dial's time for each call queued behind it.
 func (p *PeerClient) connection(ctx context.Context) (*peerConn, uint64, error) {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	if p.closed {
-		return nil, 0, fmt.Errorf("%w: %w: %s: client closed", ErrPeerUnavailable, ErrNotSent, p.addr)
-	}
-	p.nextID++
-	if p.conn != nil {
+	for {
+		p.mu.Lock()
+		if p.closed {
+			p.mu.Unlock()
+			return nil, 0, fmt.Errorf("%w: %w: %s: client closed", ErrPeerUnavailable, ErrNotSent, p.addr)
+		}
+		if pc := p.conn; pc != nil {
+			select {
+			case <-pc.broken:
+				p.conn = nil
+			default:
+				p.nextID++
+				id := p.nextID
+				p.mu.Unlock()
+				return pc, id, nil
+			}
+		}
+		d := p.dial
+		if d == nil {
+			d = &peerDial{done: make(chan struct{})}
+			p.dial = d
+			go p.connect(d)
+		}
+		p.mu.Unlock()
 		select {
-		case <-p.conn.broken:
-			p.conn = nil
-		default:
-			return p.conn, p.nextID, nil
+		case <-d.done:
+			if d.err != nil {
+				return nil, 0, d.err
+			}
+			// Connected: take it (or dial again, had it broken already).
+		case <-ctx.Done():
+			return nil, 0, fmt.Errorf("%w: %w: %s: waiting for the connection: %w", ErrPeerUnavailable, ErrNotSent, p.addr, ctx.Err())
 		}
 	}
-	dctx, cancel := context.WithTimeout(ctx, p.cfg.DialTimeout)
-	defer cancel()
+}
+
+// connect runs dial d and makes its connection the client's.
+func (p *PeerClient) connect(d *peerDial) {
+	dctx, cancel := context.WithTimeout(p.stop, p.cfg.DialTimeout)
 	c, err := p.cfg.Dial(dctx, p.addr)
-	if err != nil {
-		return nil, 0, fmt.Errorf("%w: %w: %s: %v", ErrPeerUnavailable, ErrNotSent, p.addr, err)
+	cancel()
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	p.dial = nil
+	defer close(d.done)
+	switch {
+	case err != nil:
+		d.err = fmt.Errorf("%w: %w: %s: %v", ErrPeerUnavailable, ErrNotSent, p.addr, err)
+		return
+	case p.closed:
+		c.Close()
+		d.err = fmt.Errorf("%w: %w: %s: client closed", ErrPeerUnavailable, ErrNotSent, p.addr)
+		return
 	}
 	pc := &peerConn{c: c, addr: p.addr, kick: make(chan struct{}, 1), broken: make(chan struct{}), pending: map[uint64]*peerCall{}, sweepGap: p.sweepGap}
 	go pc.writeLoop()
 	go pc.readLoop()
 	p.conn = pc
-	return pc, p.nextID, nil
 }
 
 // fail breaks the connection and fails every call in flight.
@@ -828,6 +877,7 @@ func (pc *peerConn) dispatch(v Value) error {
 
 // Close closes the connection and fails calls in flight. Safe to call twice.
 func (p *PeerClient) Close() error {
+	p.cancel() // a dial in progress ends, and its waiters with it
 	p.mu.Lock()
 	defer p.mu.Unlock()
 	p.closed = true

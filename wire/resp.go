@@ -545,7 +545,17 @@ type Reader struct {
 	p    cmdParser // progress through the command at buf[r]
 	perr error     // sticky protocol error
 	rerr error     // sticky error from rd
+	// beforeRead, if set, runs before each read from rd, that is whenever
+	// no complete command is buffered; its error ends ReadCommand.
+	beforeRead func() error
 }
+
+// BeforeRead sets f to run before each read from the underlying reader:
+// each time ReadCommand has no complete command buffered and must wait for
+// more bytes. A server writes its pending replies there (a client that
+// sent a command and a blank line, or half of its next command, waits for
+// them). An error from f is returned by ReadCommand.
+func (r *Reader) BeforeRead(f func() error) { r.beforeRead = f }
 
 // NewReader returns a Reader that parses commands from r within lim
 // (zero fields of lim take their defaults).
@@ -592,6 +602,11 @@ func (r *Reader) ReadCommand() ([][]byte, error) {
 				return nil, io.ErrUnexpectedEOF
 			}
 			return nil, r.rerr
+		}
+		if r.beforeRead != nil {
+			if err := r.beforeRead(); err != nil {
+				return nil, err
+			}
 		}
 		r.fill()
 	}

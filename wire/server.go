@@ -131,6 +131,9 @@ func (s *Server) Close() error {
 	return nil
 }
 
+// errReplyNotSent ends a connection whose replies could not be written.
+var errReplyNotSent = errors.New("wire: reply not sent")
+
 // idleSlack is how much later than its idle timeout a connection may be
 // closed: 1/64 of the timeout, at most a second.
 func idleSlack(idle time.Duration) time.Duration { return min(idle/64, time.Second) }
@@ -196,6 +199,7 @@ func (s *Server) serveConn(c net.Conn) {
 			// before every write it follows is stored, and a write that
 			// could not be gets its error as its reply.
 			out = sess.syncs.settle(out)
+			sess.now = time.Time{} // the waits took time: the deadlines below count from now
 		}
 		if len(out) == 0 {
 			return true
@@ -223,47 +227,55 @@ func (s *Server) serveConn(c net.Conn) {
 	}
 	defer flush()
 	var armedAt time.Time
+	// Replies wait while complete commands are buffered (one write answers
+	// a pipeline), and leave before the connection waits for more bytes:
+	// when nothing is buffered, and also when what is buffered is a blank
+	// line or the start of the next command (a client that sent a command
+	// and "\r\n", or half of its next one, waits for the reply; Redis
+	// answers after each read too). The idle deadline is re-armed there,
+	// so it counts from the last bytes received, as Redis's timeout does:
+	// a client streaming commands split across its writes is not idle.
+	r.BeforeRead(func() error {
+		if s.ctx.Err() != nil {
+			return s.ctx.Err() // the server is closing: the deferred flush sends what is owed
+		}
+		if len(out) > 0 && sess.syncs.Pending() == 0 {
+			// Let the other connections that have a command run
+			// theirs before this reply leaves, so that replies leave
+			// together, as Redis writes its replies after each pass
+			// over the ready connections. A reply that wakes a client
+			// sleeping on another CPU costs an interrupt there (most
+			// of a write's cost on a VM); one write in a burst wakes
+			// it and the others find it awake. The yielded goroutine
+			// runs again before the runtime next polls the network,
+			// so no new command overtakes this reply.
+			runtime.Gosched()
+		}
+		if !flush() {
+			return errReplyNotSent
+		}
+		if s.cfg.IdleTimeout > 0 {
+			// Re-arming the deadline costs a runtime timer update per
+			// read, so do it at most once per slack: an idle connection
+			// closes between IdleTimeout and IdleTimeout+slack after the
+			// last bytes it sent, never earlier.
+			now := sess.now
+			if now.IsZero() {
+				now = time.Now()
+			}
+			sess.now = time.Time{}
+			if now.Sub(armedAt) >= idleSlack(s.cfg.IdleTimeout) {
+				c.SetReadDeadline(now.Add(s.cfg.IdleTimeout + idleSlack(s.cfg.IdleTimeout)))
+				armedAt = now
+			}
+		}
+		return nil
+	})
 	for {
-		// Replies wait while more commands are buffered (one write answers
-		// a pipeline), but never pile up past maxPendingReplies, nor
-		// past maxDeferredSyncs writes waiting for their fsync.
+		// Replies never pile up past maxPendingReplies, nor past
+		// maxDeferredSyncs writes waiting for their fsync.
 		if (len(out) > maxPendingReplies || sess.syncs.Pending() >= maxDeferredSyncs) && !flush() {
 			return
-		}
-		if r.Buffered() == 0 {
-			if s.ctx.Err() != nil {
-				return // the server is closing: the deferred flush sends what is owed
-			}
-			if len(out) > 0 && sess.syncs.Pending() == 0 {
-				// Let the other connections that have a command run
-				// theirs before this reply leaves, so that replies leave
-				// together, as Redis writes its replies after each pass
-				// over the ready connections. A reply that wakes a client
-				// sleeping on another CPU costs an interrupt there (most
-				// of a write's cost on a VM); one write in a burst wakes
-				// it and the others find it awake. The yielded goroutine
-				// runs again before the runtime next polls the network,
-				// so no new command overtakes this reply.
-				runtime.Gosched()
-			}
-			if !flush() {
-				return
-			}
-			if s.cfg.IdleTimeout > 0 {
-				// Re-arming the deadline costs a runtime timer update per
-				// read, so do it at most once per slack: an idle connection
-				// closes between IdleTimeout and IdleTimeout+slack after its
-				// last command, never earlier.
-				now := sess.now
-				if now.IsZero() {
-					now = time.Now()
-				}
-				sess.now = time.Time{}
-				if now.Sub(armedAt) >= idleSlack(s.cfg.IdleTimeout) {
-					c.SetReadDeadline(now.Add(s.cfg.IdleTimeout + idleSlack(s.cfg.IdleTimeout)))
-					armedAt = now
-				}
-			}
 		}
 		args, err := r.ReadCommand()
 		if err != nil {
@@ -273,6 +285,8 @@ func (s *Server) serveConn(c net.Conn) {
 			case s.ctx.Err() != nil:
 				// Closing (acceptor.close made the read fail): no error
 				// reply, only the replies owed (the deferred flush).
+			case errors.Is(err, errReplyNotSent):
+				// The client is gone or stopped reading: nothing to say.
 			case errors.As(err, &pe):
 				s.protocolErrors.Add(1)
 				s.cfg.Metrics.disconnect("protocol_error")
