@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"fmt"
 	"math/rand/v2"
 	"slices"
 	"sort"
@@ -67,6 +68,10 @@ type handoff struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	backoff   map[string]*targetBackoff
+	// cursor is, for a target gone for good, the last hint a pass got to:
+	// the next pass goes on after it, so hints held up by a replica that
+	// is down do not stop the ones after them (see deliverHints).
+	cursor map[string]*store.Hint
 
 	mu      sync.Mutex
 	revived map[string]bool // targets gossip saw come back: their backoff is over
@@ -79,7 +84,7 @@ type targetBackoff struct {
 
 func (c *Coordinator) startHandoff() {
 	c.handoff = handoff{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		backoff: map[string]*targetBackoff{}}
+		backoff: map[string]*targetBackoff{}, cursor: map[string]*store.Hint{}}
 	if c.cfg.Handoff.Interval < 0 {
 		close(c.handoff.done)
 		return
@@ -201,10 +206,19 @@ func (c *Coordinator) handoffPass(budget int) {
 // deletes the hints it acknowledged. It stops at the first failure. For a
 // target that left for good (retired), each object goes instead to the
 // key's preferred replicas now, other than this node (which holds it), and
-// its hint is deleted once all of them acknowledged it.
+// its hint is deleted once all of them acknowledged it; a hint one of
+// whose replicas fails stays, and the others go on (each key has its own
+// replicas: one that is down must not hold up the keys it does not
+// replicate). The next pass starts after the last hint this one reached,
+// wrapping around at the end; a pass reports a failure (and the target
+// backs off) only if it delivered nothing.
 func (c *Coordinator) deliverHints(target string, limit int, retired bool) (int, error) {
+	var after *store.Hint
+	if retired {
+		after = c.handoff.cursor[target]
+	}
 	var hints []store.Hint
-	err := c.cfg.Store.ScanHints(target, nil, limit, func(h store.Hint) error {
+	err := c.cfg.Store.ScanHints(target, after, limit, func(h store.Hint) error {
 		h.Key = bytes.Clone(h.Key)
 		hints = append(hints, h)
 		return nil
@@ -212,6 +226,16 @@ func (c *Coordinator) deliverHints(target string, limit int, retired bool) (int,
 	if err != nil {
 		return 0, err
 	}
+	if retired {
+		if limit > 0 && len(hints) == limit {
+			c.handoff.cursor[target] = &hints[len(hints)-1]
+		} else {
+			delete(c.handoff.cursor, target) // the end: the next pass starts over
+		}
+	}
+	var failed error
+	delivered := 0
+hints:
 	for i, h := range hints {
 		obj, found, err := c.cfg.Store.Get(h.Partition, h.Key)
 		if err != nil {
@@ -229,11 +253,23 @@ func (c *Coordinator) deliverHints(target string, limit int, retired bool) (int,
 				if r == c.cfg.Self {
 					continue
 				}
+				if retired && !c.reachable(r) {
+					if failed == nil {
+						failed = fmt.Errorf("node: hints for %s: replica %s is unreachable", target, r)
+					}
+					continue hints // no call to a replica known to be down
+				}
 				ctx, cancel := context.WithTimeout(context.Background(), c.cfg.Timeout)
 				_, err = c.tr.Call(ctx, r, "merge", h.Key, enc)
 				cancel()
 				if err != nil {
-					return i, err
+					if !retired {
+						return i, err
+					}
+					if failed == nil {
+						failed = err
+					}
+					continue hints // this hint stays; the next key's replicas may be up
 				}
 			}
 		}
@@ -244,8 +280,14 @@ func (c *Coordinator) deliverHints(target string, limit int, retired bool) (int,
 		if deleted {
 			c.stats.hintsDelivered.Add(1)
 		}
+		delivered++
 	}
-	return len(hints), nil
+	if delivered > 0 {
+		// Progress: no backoff for the target; the held-up hints are
+		// retried when the passes come round to them again.
+		failed = nil
+	}
+	return len(hints), failed
 }
 
 // PeerStatus is what this node knows of another member's reachability.
