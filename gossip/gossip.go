@@ -17,6 +17,16 @@
 // same SnapshotPath rejoins the members it knew without anyone's help.
 // Only Leave, an explicit removal, takes a node out for good.
 //
+// A failed member stays a ring member everywhere, also on a node that
+// joins or restarts while it is down: memberlist forgets a dead member
+// after GossipToTheDead, and serf then tells newcomers nothing of it, so
+// each node asks the others (a serf query, when members join and every
+// four push-pull intervals) which members they know as failed or gone for
+// good, and lists those serf does not know here: failed ones as failed
+// (reaped when the first node to see them fail reaps them), gone ones as
+// left or reaped. Otherwise a node that restarted while another was down
+// would place keys on other replicas than the rest of the cluster.
+//
 // A Config.Filter puts a fault filter between the node and the network
 // (see Filter): tests and `rumor cluster partition` use it to black-hole
 // or delay gossip with chosen members, as a real partition would.
@@ -27,6 +37,7 @@
 package gossip
 
 import (
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -250,7 +261,14 @@ type Gossip struct {
 	notifyMu sync.Mutex
 
 	mu     sync.Mutex
-	reaped map[string]Member // failed members serf forgot, by name
+	reaped map[string]Member // failed members serf forgot, by name (and gone ones learned of: see learn)
+	// Failed members this node learned of from the others (askFailed)
+	// that serf does not know: memberlist forgets a dead member after
+	// GossipToTheDead, and serf tells a node that joins (or restarts)
+	// later nothing of it, yet it is still a ring member everywhere else.
+	learned  map[string]Member
+	failedAt map[string]time.Time // when each failed member failed, as near as this node knows
+	asking   bool                 // an askFailed is running
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -332,7 +350,8 @@ func New(cfg Config) (*Gossip, error) {
 	sc.RejoinAfterLeave = false
 	sc.Logger = log.New(logWriter, "", 0)
 	sc.Merge = mergeCheck{q: cfg.Tags.Partitions}
-	g := &Gossip{cfg: cfg, events: make(chan serf.Event, 256), done: make(chan struct{}), reaped: map[string]Member{}}
+	g := &Gossip{cfg: cfg, events: make(chan serf.Event, 256), done: make(chan struct{}), reaped: map[string]Member{},
+		learned: map[string]Member{}, failedAt: map[string]time.Time{}}
 	sc.EventCh = g.events
 	s, err := serf.Create(sc)
 	if err != nil {
@@ -394,6 +413,12 @@ func (g *Gossip) Members() []Member {
 	g.mu.Lock()
 	for name, m := range g.reaped {
 		if !known[name] { // not back yet (its join event clears it)
+			out = append(out, m)
+			known[name] = true
+		}
+	}
+	for name, m := range g.learned {
+		if !known[name] {
 			out = append(out, m)
 		}
 	}
@@ -472,14 +497,30 @@ func (g *Gossip) Shutdown() error {
 	return g.shutdownErr
 }
 
-// loop turns serf's member events into OnChange calls.
+// loop turns serf's member events into OnChange calls, answers the
+// others' questions about failed members, and asks its own (askFailed)
+// when members join and every askEvery.
 func (g *Gossip) loop() {
+	ask := time.NewTicker(g.askEvery())
+	defer ask.Stop()
+	reap := time.NewTicker(min(15*time.Second, max(g.cfg.ReconnectTimeout/10, 10*time.Millisecond))) // as serf's ReapInterval
+	defer reap.Stop()
 	for {
 		select {
 		case <-g.done:
 			return
+		case <-ask.C:
+			g.askFailed()
+		case <-reap.C:
+			if g.reapLearned(time.Now()) {
+				g.notify()
+			}
 		case e := <-g.events:
 			switch e.EventType() {
+			case serf.EventQuery:
+				if q, ok := e.(*serf.Query); ok && q.Name == failedQuery {
+					g.answerFailed(q)
+				}
 			case serf.EventMemberReap:
 				// Serf reaps members that left (after TombstoneTimeout,
 				// long after the others saw them left) and members failed
@@ -500,18 +541,206 @@ func (g *Gossip) loop() {
 				}
 				g.notify()
 			case serf.EventMemberJoin:
-				if me, ok := e.(serf.MemberEvent); ok { // a reaped member back
+				others := false
+				if me, ok := e.(serf.MemberEvent); ok { // a reaped or failed member back
 					g.mu.Lock()
 					for _, m := range me.Members {
 						delete(g.reaped, m.Name)
+						delete(g.learned, m.Name)
+						delete(g.failedAt, m.Name)
+						others = others || m.Name != g.cfg.Name
 					}
 					g.mu.Unlock()
 				}
 				g.notify()
-			case serf.EventMemberLeave, serf.EventMemberFailed, serf.EventMemberUpdate:
+				if others {
+					// Joined, rejoined after a restart, or a partition
+					// healed: what failed that the new company knows of?
+					g.askFailed()
+				}
+			case serf.EventMemberFailed:
+				if me, ok := e.(serf.MemberEvent); ok {
+					now := time.Now()
+					g.mu.Lock()
+					for _, m := range me.Members {
+						if _, ok := g.failedAt[m.Name]; !ok {
+							g.failedAt[m.Name] = now
+						}
+					}
+					g.mu.Unlock()
+				}
+				g.notify()
+			case serf.EventMemberLeave, serf.EventMemberUpdate:
 				g.notify()
 			}
 		}
+	}
+}
+
+// failedQuery is the serf query a node asks the others which members they
+// know as failed or gone for good (askFailed).
+const failedQuery = "rumor-failed"
+
+// failedEntry is one member in an answer to failedQuery.
+type failedEntry struct {
+	Name     string `json:"n"`
+	Addr     string `json:"a,omitempty"`
+	Peer     string `json:"p,omitempty"`
+	FailedAt int64  `json:"t,omitempty"` // Unix ms, for a failed member
+	Gone     bool   `json:"g,omitempty"` // left or reaped: gone for good
+	Left     bool   `json:"l,omitempty"` // gone by leaving (else reaped)
+}
+
+// askEvery is how often a node asks the others about failed members
+// besides when members join: a safety net for an answer lost on the way.
+func (g *Gossip) askEvery() time.Duration { return 4 * g.cfg.Timing.PushPull }
+
+// askFailed asks every member which members it knows as failed or gone
+// for good, in the background, and adds those serf does not know here:
+// failed ones to the members (learned; they are ring members everywhere
+// else, and reaped at the time the others reap them), gone ones as reaped
+// (what was kept for them goes to the replicas). One at a time.
+func (g *Gossip) askFailed() {
+	g.mu.Lock()
+	if g.asking {
+		g.mu.Unlock()
+		return
+	}
+	g.asking = true
+	g.mu.Unlock()
+	go func() {
+		defer func() { g.mu.Lock(); g.asking = false; g.mu.Unlock() }()
+		resp, err := g.serf.Query(failedQuery, nil, nil)
+		if err != nil {
+			g.cfg.Logger.Debug("asking for failed members", "err", err)
+			return
+		}
+		changed := false
+		for r := range resp.ResponseCh() {
+			var entries []failedEntry
+			if err := json.Unmarshal(r.Payload, &entries); err != nil {
+				g.cfg.Logger.Warn("bad answer about failed members", "from", r.From, "err", err)
+				continue
+			}
+			changed = g.learn(entries) || changed
+		}
+		if g.reapLearned(time.Now()) || changed {
+			g.notify()
+		}
+	}()
+}
+
+// learn adds what entries say of members serf does not know here, and
+// reports whether anything changed.
+func (g *Gossip) learn(entries []failedEntry) bool {
+	known := map[string]bool{}
+	for _, m := range g.serf.Members() {
+		known[m.Name] = true
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	changed := false
+	for _, e := range entries {
+		if e.Name == "" || e.Name == g.cfg.Name || known[e.Name] {
+			continue // serf's own view of a member it knows is the authority
+		}
+		if _, ok := g.reaped[e.Name]; ok {
+			continue // gone for good here already
+		}
+		m := Member{Name: e.Name, Addr: e.Addr, Tags: Tags{PeerAddr: e.Peer, Partitions: g.cfg.Tags.Partitions, Proto: ProtocolVersion}, Status: StatusFailed}
+		if e.Gone {
+			m.Status = StatusReaped
+			if e.Left {
+				m.Status = StatusLeft
+			}
+			g.reaped[e.Name] = m
+			delete(g.learned, e.Name)
+			delete(g.failedAt, e.Name)
+			changed = true
+			continue
+		}
+		at := time.UnixMilli(e.FailedAt)
+		if old, ok := g.failedAt[e.Name]; !ok || at.Before(old) {
+			g.failedAt[e.Name] = at // the earliest anyone saw: reaped when the first of them reaps it
+		}
+		if _, ok := g.learned[e.Name]; !ok {
+			g.learned[e.Name] = m
+			changed = true
+		}
+	}
+	return changed
+}
+
+// reapLearned moves the learned members failed for ReconnectTimeout to
+// the reaped ones, as serf does with the failed members it knows, and
+// reports whether it moved any.
+func (g *Gossip) reapLearned(now time.Time) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	moved := false
+	for name, m := range g.learned {
+		if at, ok := g.failedAt[name]; ok && now.Sub(at) >= g.cfg.ReconnectTimeout {
+			m.Status = StatusReaped
+			g.reaped[name] = m
+			delete(g.learned, name)
+			delete(g.failedAt, name)
+			moved = true
+		}
+	}
+	return moved
+}
+
+// answerFailed answers a failedQuery with the members this node knows as
+// failed (serf's and learned ones) or gone for good, as many as fit.
+func (g *Gossip) answerFailed(q *serf.Query) {
+	now := time.Now()
+	var entries []failedEntry
+	g.mu.Lock()
+	failedAt := func(name string) int64 {
+		at, ok := g.failedAt[name]
+		if !ok {
+			at = now
+		}
+		return at.UnixMilli()
+	}
+	for _, m := range g.serf.Members() {
+		switch m.Status {
+		case serf.StatusFailed:
+			e := failedEntry{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), Peer: m.Tags["peer"], FailedAt: failedAt(m.Name)}
+			entries = append(entries, e)
+		case serf.StatusLeft:
+			entries = append(entries, failedEntry{Name: m.Name, Gone: true, Left: true})
+		}
+	}
+	for name, m := range g.learned {
+		entries = append(entries, failedEntry{Name: name, Addr: m.Addr, Peer: m.Tags.PeerAddr, FailedAt: failedAt(name)})
+	}
+	for name, m := range g.reaped {
+		entries = append(entries, failedEntry{Name: name, Gone: true, Left: m.Status == StatusLeft})
+	}
+	g.mu.Unlock()
+	// Most urgent first if they do not all fit: failed members change
+	// placement; gone ones only where their hints go.
+	slices.SortStableFunc(entries, func(a, b failedEntry) int {
+		switch {
+		case a.Gone == b.Gone:
+			return strings.Compare(a.Name, b.Name)
+		case b.Gone:
+			return -1
+		}
+		return 1
+	})
+	for len(entries) > 0 {
+		b, _ := json.Marshal(entries)
+		err := q.Respond(b)
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "exceeds limit") {
+			g.cfg.Logger.Debug("answering about failed members", "err", err)
+			return
+		}
+		entries = entries[:len(entries)*3/4]
 	}
 }
 
