@@ -131,10 +131,18 @@ func (c Context) Token() string {
 	return base64.RawURLEncoding.EncodeToString(c.appendBinary([]byte{tokenVersion}))
 }
 
+// MaxEventCounter is the most events of one actor a context may have seen.
+// Decoding refuses more: a write's next dot is one past its context's
+// counter, and a token carrying a counter near 2^64 (anyone can paste one)
+// would make it wrap to a dot its own context does not cover, which every
+// replica then refuses to decode. No actor gets near it: at a million
+// writes a second it takes 146,000 years.
+const MaxEventCounter = 1<<62 - 1
+
 // ParseToken reads a context from its Token form. It rejects anything that
 // Token could not have produced with an error wrapping ErrCorrupt.
 func ParseToken(tok string) (Context, error) {
-	b, err := base64.RawURLEncoding.DecodeString(tok)
+	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
 	if err != nil {
 		return nil, fmt.Errorf("%w: context token is not base64url: %v", ErrCorrupt, err)
 	}
@@ -148,6 +156,11 @@ func ParseToken(tok string) (Context, error) {
 	}
 	if d.err != nil {
 		return nil, d.err
+	}
+	if c.Token() != tok {
+		// Decoded, but not as Token writes it (an overlong number, a
+		// line break the decoder skipped): not a token of ours.
+		return nil, fmt.Errorf("%w: context token is not in canonical form", ErrCorrupt)
 	}
 	return c, nil
 }

@@ -3,6 +3,7 @@ package crdt
 import (
 	"errors"
 	"math"
+	"math/bits"
 )
 
 // ErrOverflow is returned by Counter.Add when the change would take the
@@ -27,12 +28,33 @@ type Counter struct {
 
 // Value is the counter's total: everything added minus everything
 // subtracted since the last delete each entry had seen.
+//
+// Add keeps the total in int64's range as this replica sees it, but
+// replicas add through their own actors, so a merge can go past it: the
+// total is then held at math.MaxInt64 or math.MinInt64 (and an INCR past
+// it fails with ErrOverflow), never wrapped round.
 func (c Counter) Value() int64 {
-	var v uint64 // wraps like int64 arithmetic; the true total fits because Add checks it
+	// Sums in 128 bits: added and subtracted, each up to 2^64 an actor.
+	var incHi, incLo, decHi, decLo uint64
 	for _, e := range c.Entries {
-		v += (e.Inc - e.IncBase) - (e.Dec - e.DecBase)
+		var carry uint64
+		incLo, carry = bits.Add64(incLo, e.Inc-e.IncBase, 0)
+		incHi += carry
+		decLo, carry = bits.Add64(decLo, e.Dec-e.DecBase, 0)
+		decHi += carry
 	}
-	return int64(v)
+	if incHi == 0 && decHi == 0 && incLo <= math.MaxInt64 && decLo <= math.MaxInt64 {
+		return int64(incLo) - int64(decLo) // the usual case: no overflow possible
+	}
+	lo, borrow := bits.Sub64(incLo, decLo, 0)
+	hi := incHi - decHi - borrow // two's complement, 128 bits
+	switch {
+	case int64(hi) < -1 || (int64(hi) == -1 && lo < 1<<63):
+		return math.MinInt64
+	case int64(hi) > 0 || (hi == 0 && lo > math.MaxInt64):
+		return math.MaxInt64
+	}
+	return int64(lo)
 }
 
 // Live reports whether the counter exists: some actor changed it since the

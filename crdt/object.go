@@ -262,6 +262,9 @@ func (d *decoder) context() Context {
 		if d.err == nil && dot.Counter == 0 {
 			d.fail("context entry with zero counter")
 		}
+		if d.err == nil && dot.Counter > MaxEventCounter {
+			d.fail("context counter %d above %d", dot.Counter, uint64(MaxEventCounter))
+		}
 		if d.err == nil && i > 0 && dot.Actor <= c[i-1].Actor {
 			d.fail("context actors not strictly ascending")
 		}
@@ -274,6 +277,9 @@ func (d *decoder) register() Register {
 	var r Register
 	r.Context = d.context()
 	n := d.count(11)
+	if d.err == nil && n == 0 && len(r.Context) == 0 {
+		d.fail("empty register section") // AppendEncoding writes none
+	}
 	if n > 0 {
 		r.Siblings = make([]Sibling, 0, n)
 	}

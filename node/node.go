@@ -358,7 +358,7 @@ func (n *Node) Delete(ctx context.Context, key []byte, opts wire.WriteOptions) (
 		return n.cluster.coord.Delete(ctx, key, opts)
 	}
 	var existed bool
-	_, err := n.st.UpdateDeferred(n.partition(key), key, deleteFn(n.st.Actor(), opts, n.cfg.Clock, &existed), deferSync(ctx))
+	_, err := n.st.UpdateDeferred(n.partition(key), key, deleteFn(n.st.Actor(), opts, crdt.Counter{}, n.cfg.Clock, &existed), deferSync(ctx))
 	if errors.Is(err, errNothingToDo) {
 		err = nil
 	}
@@ -400,11 +400,16 @@ func putFn(actor uint64, value []byte, opts wire.WriteOptions, clock func() time
 var errNothingToDo = errors.New("node: nothing to do")
 
 // deleteFn deletes what the context covers (without one, what this
-// replica holds) and resets the counter; *existed reports whether the
-// replica held a value. With nothing to delete and no context it writes
-// nothing (errNothingToDo).
-func deleteFn(actor uint64, opts wire.WriteOptions, clock func() time.Time, existed *bool) func(crdt.Object, bool) (crdt.Object, error) {
+// replica holds) and resets the counter, with the increments of seen (what
+// a coordinator's quorum read found; empty otherwise), which may not have
+// reached this replica yet; *existed reports whether the replica held a
+// value. With nothing to delete and no context it writes nothing
+// (errNothingToDo).
+func deleteFn(actor uint64, opts wire.WriteOptions, seen crdt.Counter, clock func() time.Time, existed *bool) func(crdt.Object, bool) (crdt.Object, error) {
 	return func(cur crdt.Object, _ bool) (crdt.Object, error) {
+		if len(seen.Entries) > 0 {
+			cur.Cnt = crdt.MergeCounters(cur.Cnt, seen)
+		}
 		*existed = cur.Kind() != crdt.KindNone
 		if !*existed && !opts.HasContext {
 			return cur, errNothingToDo

@@ -19,6 +19,7 @@ import (
 func FuzzHandlePeer(f *testing.F) {
 	obj := crdt.Object{Reg: crdt.Register{}.Update(7, crdt.Context{}, []byte("v"), false, 1)}
 	tok := obj.Reg.Context.Token()
+	cnt, _ := crdt.Counter{}.Add(9, 3)
 	call := func(method string, args ...string) []byte {
 		if len(args) == 0 {
 			return []byte(method)
@@ -33,7 +34,10 @@ func FuzzHandlePeer(f *testing.F) {
 		call("hint", "k", string(obj.Encode()), "a"),
 		call("put", "k", "v", "-", "1", "0"),
 		call("put", "k", "v", tok, "2", "1"),
-		call("del", "k", "-", "1", "0"),
+		call("del", "k", "-", "-", "1", "0"),
+		call("del", "k", tok, string(crdt.Object{Cnt: cnt}.Encode()), "1", "0"),
+		call("del", "k", "-", string(obj.Encode()), "1", "0"), // a register where the counter goes
+		call("del", "k", "-", "not an object", "1", "0"),
 		call("incr", "c", "5", "1", "0"),
 		call("incr", "c", "9223372036854775807", "1", "0"),
 		call("incr", "c", "-9223372036854775808", "1", "0"),
