@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -241,8 +242,17 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	}
 	peerAddr := cc.PeerAddr
 	if peerAddr == "" {
+		// The client address's host, or the gossip address's if that one
+		// listens on every interface: the others dial what this node
+		// advertises, and "::" or "0.0.0.0" is nowhere on another host.
 		host, _, _ := net.SplitHostPort(n.ClientAddr())
-		peerAddr = host + ":0"
+		if ip := net.ParseIP(host); ip == nil || ip.IsUnspecified() {
+			host, _, _ = net.SplitHostPort(cc.GossipAddr)
+		}
+		if ip := net.ParseIP(host); host == "" || (ip != nil && ip.IsUnspecified()) {
+			return fmt.Errorf("node: --client-addr and --gossip-addr listen on every interface: set --peer-addr to an address the other nodes can reach")
+		}
+		peerAddr = net.JoinHostPort(host, "0")
 	}
 	ln, err := net.Listen("tcp", peerAddr)
 	if err != nil {
@@ -275,6 +285,14 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	if faults != nil {
 		gc.Filter = cs.gossipFilter(faults)
 	}
+	// A node restarted on its data directory knows its cluster from the
+	// snapshot, and serf rejoins whichever of those members is up: the
+	// --join addresses, needed to find the cluster the first time, may
+	// then be down (a seed restarted, a node stopped).
+	restart := false
+	if fi, err := os.Stat(gc.SnapshotPath); err == nil && fi.Size() > 0 {
+		restart = true
+	}
 	g, err := gossip.New(gc)
 	if err != nil {
 		cs.peers.Close()
@@ -283,9 +301,12 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	cs.gossip = g
 	if len(cc.Join) > 0 {
 		if _, err := g.Join(cc.Join); err != nil {
-			g.Shutdown()
-			cs.peers.Close()
-			return err
+			if !restart {
+				g.Shutdown()
+				cs.peers.Close()
+				return err
+			}
+			n.cfg.Logger.Warn("could not reach the --join addresses; rejoining the members this node knew before its restart", "err", err)
 		}
 	}
 	// Serve with the members the join brought, not just this node: the

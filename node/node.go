@@ -299,14 +299,25 @@ func (n *Node) HTTPAddr() string {
 // Actor is this node's actor id.
 func (n *Node) Actor() uint64 { return n.st.Actor() }
 
+// Name is this node's name (Config.Name, or the host's name by default).
+func (n *Node) Name() string { return n.cfg.Name }
+
 // Close stops serving, waits for in-flight requests and closes the store.
 // It is safe to call more than once.
 func (n *Node) Close() error {
 	n.closeOnce.Do(func() {
 		var errs []error
 		if n.httpSrv != nil {
+			// Requests in flight get 5 seconds; then the connections still
+			// open (a client that stalled mid-body, a long profile) are
+			// cut. That is the shutdown working, not a failure of it.
 			ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-			errs = append(errs, n.httpSrv.Shutdown(ctx))
+			if err := n.httpSrv.Shutdown(ctx); errors.Is(err, context.DeadlineExceeded) {
+				n.cfg.Logger.Warn("HTTP requests still running after 5s; closing their connections")
+				errs = append(errs, n.httpSrv.Close())
+			} else {
+				errs = append(errs, err)
+			}
 			cancel()
 		}
 		errs = append(errs, n.resp.Close())

@@ -63,20 +63,20 @@ func clusterCommand() *cli.Command {
 					&cli.IntFlag{Name: "procs", Usage: "each node's --procs (GOMAXPROCS); 0: this machine's CPUs shared among the nodes, at least one each (the nodes share the CPUs anyway: more threads than CPUs only add scheduling)"},
 					&cli.StringSliceFlag{Name: "node-arg", Usage: "extra flag for every node, e.g. --node-arg=--sync=false"},
 				},
-				Action: clusterUp,
+				Action: locked(clusterUp),
 			},
 			{Name: "status", Usage: "show each node: pid, addresses, state as gossip sees it, what it sees of the others, its faults", Flags: []cli.Flag{dir, &cli.BoolFlag{Name: "json", Usage: "print JSON"}}, Action: clusterStatus},
-			{Name: "stop", Usage: "stop NODE with SIGTERM (it stays a member, seen as failed)", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterSignal(syscall.SIGTERM)},
-			{Name: "kill", Usage: "kill NODE with SIGKILL", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterSignal(syscall.SIGKILL)},
-			{Name: "start", Usage: "restart a stopped NODE with its data; it rejoins by itself", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterStart},
-			{Name: "add", Usage: "start one more node that joins the cluster", Flags: []cli.Flag{dir}, Action: clusterAdd},
-			{Name: "remove", Usage: "remove NODE from the cluster for good: a running node leaves and exits, a stopped one is forgotten", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: clusterRemove},
-			{Name: "down", Usage: "stop every node (SIGTERM)", Flags: []cli.Flag{dir}, Action: clusterDown},
+			{Name: "stop", Usage: "stop NODE with SIGTERM (it stays a member, seen as failed)", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: locked(clusterSignal(syscall.SIGTERM))},
+			{Name: "kill", Usage: "kill NODE with SIGKILL", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: locked(clusterSignal(syscall.SIGKILL))},
+			{Name: "start", Usage: "restart a stopped NODE with its data; it rejoins by itself", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: locked(clusterStart)},
+			{Name: "add", Usage: "start one more node that joins the cluster", Flags: []cli.Flag{dir}, Action: locked(clusterAdd)},
+			{Name: "remove", Usage: "remove NODE from the cluster for good: a running node leaves and exits, a stopped one is forgotten", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: locked(clusterRemove)},
+			{Name: "down", Usage: "stop every node (SIGTERM)", Flags: []cli.Flag{dir}, Action: locked(clusterDown)},
 			{Name: "partition", Usage: "split the cluster into groups that cannot reach each other (nodes not named form one more group): gossip and peer traffic between groups vanishes, calls time out",
-				ArgsUsage: "GROUP GROUP... (a group is node names separated by commas, e.g. n1,n2 n3)", Flags: []cli.Flag{dir}, Action: faultCommand(partitionFaults)},
-			{Name: "isolate", Usage: "cut NODE off from every other node", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: faultCommand(isolateFaults)},
-			{Name: "delay", Usage: "delay all traffic from every other node to NODE and from NODE by DURATION (0 removes it)", ArgsUsage: "NODE DURATION", Flags: []cli.Flag{dir}, Action: faultCommand(delayFaults)},
-			{Name: "heal", Usage: "remove every partition and delay", Flags: []cli.Flag{dir}, Action: faultCommand(healFaults)},
+				ArgsUsage: "GROUP GROUP... (a group is node names separated by commas, e.g. n1,n2 n3)", Flags: []cli.Flag{dir}, Action: locked(faultCommand(partitionFaults))},
+			{Name: "isolate", Usage: "cut NODE off from every other node", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: locked(faultCommand(isolateFaults))},
+			{Name: "delay", Usage: "delay all traffic from every other node to NODE and from NODE by DURATION (0 removes it)", ArgsUsage: "NODE DURATION", Flags: []cli.Flag{dir}, Action: locked(faultCommand(delayFaults))},
+			{Name: "heal", Usage: "remove every partition and delay", Flags: []cli.Flag{dir}, Action: locked(faultCommand(healFaults))},
 		},
 	}
 }
@@ -97,6 +97,35 @@ func nodeArgs(c *cli.Context) (node, dir string, err error) {
 		return "", "", fmt.Errorf("unexpected argument %q", args[1])
 	}
 	return args[0], dir, nil
+}
+
+// locked runs a command that changes the cluster (its processes or its
+// state file) holding an exclusive lock on the cluster's directory, so
+// that two such commands at once (two `start`s from two terminals) do not
+// each save what they read before the other's change, losing a node's pid.
+// The lock is the kernel's (flock): a command that dies drops it.
+func locked(action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		_, dir, err := positionals(c) // --dir may come after a NODE argument
+		if err != nil {
+			return err
+		}
+		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			return action(c) // no cluster there (up makes the directory)
+		}
+		f, err := os.OpenFile(filepath.Join(dir, "cluster.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+		if err != nil {
+			return err
+		}
+		defer f.Close()
+		if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+			fmt.Fprintf(os.Stderr, "waiting for another rumor cluster command on %s to finish\n", dir)
+			if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX); err != nil {
+				return fmt.Errorf("lock %s: %w", f.Name(), err)
+			}
+		}
+		return action(c)
+	}
 }
 
 func loadState(dir string) (*clusterState, error) {
@@ -151,13 +180,37 @@ func namedNode(c *cli.Context) (*clusterState, *clusterNode, string, error) {
 
 // waitExit waits up to 30s for a node's process to exit.
 func waitExit(nd *clusterNode, after string) error {
-	for deadline := time.Now().Add(30 * time.Second); alive(nd.PID); {
+	for deadline := time.Now().Add(30 * time.Second); running(nd); {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("%s (pid %d) still runs 30s after %s", nd.Name, nd.PID, after)
 		}
 		time.Sleep(20 * time.Millisecond)
 	}
 	return nil
+}
+
+// running reports whether nd's process runs: its pid is alive and is
+// still this node (a rumor node on nd's data directory), not another
+// process that was given the pid after the node exited (pids wrap: this
+// machine's go round in a day of tests).
+func running(nd *clusterNode) bool {
+	if !alive(nd.PID) {
+		return false
+	}
+	cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", nd.PID))
+	if err != nil {
+		return !errors.Is(err, os.ErrNotExist) // no procfs: trust kill; gone meanwhile: not running
+	}
+	if len(cmdline) == 0 {
+		return true // exiting: its main thread is a zombie, and alive saw other threads
+	}
+	args := strings.Split(string(cmdline), "\x00")
+	for i := 0; i+1 < len(args); i++ {
+		if args[i] == "--data-dir" && args[i+1] == nd.DataDir {
+			return true
+		}
+	}
+	return false
 }
 
 // alive reports whether process pid runs: a zombie, exited but not yet
@@ -189,6 +242,9 @@ func alive(pid int) bool {
 // newNode describes node i (1-based) of a cluster at base port p.
 func newNode(dir string, p, i int, join string, extra []string) *clusterNode {
 	name := fmt.Sprint("n", i)
+	if abs, err := filepath.Abs(dir); err == nil {
+		dir = abs // the node may be restarted from another working directory
+	}
 	addr := func(off int) string { return "127.0.0.1:" + strconv.Itoa(p+off+i-1) }
 	n := &clusterNode{Name: name, ClientAddr: addr(0), HTTPAddr: addr(100), GossipAddr: addr(200), PeerAddr: addr(300),
 		DataDir: filepath.Join(dir, name), Log: filepath.Join(dir, name+".log"), Extra: extra}
@@ -226,6 +282,22 @@ func launch(n *clusterNode) error {
 	return nil
 }
 
+// maxClusterNodes is the most nodes `cluster up` and `add` run: each kind
+// of port (RESP, HTTP, gossip, peer) has a block of 100 from the base.
+const maxClusterNodes = 100
+
+// smallClusterQuorum is the node flags of a cluster of fewer than three
+// nodes: N no larger than the nodes (a key needs N distinct nodes), and R
+// and W a majority of it, so that it serves with the defaults instead of
+// refusing every request ("W=2 exceeds the 1 replicas of the key").
+func smallClusterQuorum(nodes int) []string {
+	if nodes >= 3 {
+		return nil
+	}
+	q := strconv.Itoa(nodes/2 + 1)
+	return []string{"--replicas=" + strconv.Itoa(nodes), "--r=" + q, "--w=" + q}
+}
+
 func checkFree(addrs ...string) error {
 	for _, a := range addrs {
 		l, err := net.Listen("tcp", a)
@@ -239,12 +311,15 @@ func checkFree(addrs ...string) error {
 
 func clusterUp(c *cli.Context) error {
 	dir, n, p := c.String("dir"), c.Int("nodes"), c.Int("base-port")
-	if n < 1 || p < 1024 || p+300+n > 65535 {
-		return fmt.Errorf("need --nodes >= 1 and a --base-port that leaves room for %d ports", 4*n)
+	if n < 1 || n > maxClusterNodes {
+		return fmt.Errorf("--nodes must be between 1 and %d (each kind of port has a block of %d), not %d", maxClusterNodes, maxClusterNodes, n)
+	}
+	if p < 1024 || p+300+n-1 > 65535 {
+		return fmt.Errorf("--base-port must be between 1024 and %d for %d nodes (ports P to P+%d), not %d", 65535-300-n+1, n, 300+n-1, p)
 	}
 	if st, err := loadState(dir); err == nil {
 		for _, nd := range st.Nodes {
-			if alive(nd.PID) {
+			if running(nd) {
 				return fmt.Errorf("a cluster is already running in %s (%s, pid %d): `rumor cluster down --dir %s` first", dir, nd.Name, nd.PID, dir)
 			}
 		}
@@ -258,7 +333,8 @@ func clusterUp(c *cli.Context) error {
 	}
 	// Before the user's --node-arg flags, so that a --node-arg=--procs=K
 	// there wins; kept with them so that `cluster add` passes it on.
-	extra := append([]string{"--procs=" + strconv.Itoa(procs)}, c.StringSlice("node-arg")...)
+	extra := append([]string{"--procs=" + strconv.Itoa(procs)}, smallClusterQuorum(n)...)
+	extra = append(extra, c.StringSlice("node-arg")...)
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
@@ -357,10 +433,10 @@ func logTail(path string, n int) string {
 func waitServing(n *clusterNode, d time.Duration) error {
 	deadline := time.Now().Add(d)
 	for {
-		if v, err := respCommand(n.ClientAddr, "PING"); err == nil && string(v.Str) == "PONG" {
-			return nil
+		if v, err := respCommand(n.ClientAddr, "PING"); err == nil && string(v.Str) == "PONG" && running(n) {
+			return nil // and the answer was not another process's on that port: ours still runs
 		}
-		if !alive(n.PID) {
+		if !running(n) {
 			return fmt.Errorf("%s exited; the end of %s:\n%s", n.Name, n.Log, logTail(n.Log, 8))
 		}
 		if time.Now().After(deadline) {
@@ -402,7 +478,7 @@ func waitMembers(st *clusterState, n int, d time.Duration) error {
 				break
 			}
 			for _, other := range st.Nodes { // one that exited will not join: say so now
-				if !alive(other.PID) {
+				if !running(other) {
 					return fmt.Errorf("%s exited; the end of %s:\n%s", other.Name, other.Log, logTail(other.Log, 8))
 				}
 			}
@@ -433,7 +509,7 @@ type nodeStatus struct {
 func collectStatus(st *clusterState) []nodeStatus {
 	var rows []nodeStatus
 	for _, nd := range st.Nodes {
-		r := nodeStatus{clusterNode: nd, Running: alive(nd.PID)}
+		r := nodeStatus{clusterNode: nd, Running: running(nd)}
 		if r.Running {
 			r.View, _ = gossipStates(nd.ClientAddr)
 			if v, err := faultsRequest(nd, "GET", nil); err != nil {
@@ -566,7 +642,7 @@ func clusterSignal(sig syscall.Signal) cli.ActionFunc {
 		if err != nil {
 			return err
 		}
-		if !alive(nd.PID) {
+		if !running(nd) {
 			return fmt.Errorf("%s is not running", nd.Name)
 		}
 		if err := syscall.Kill(nd.PID, sig); err != nil {
@@ -585,7 +661,7 @@ func clusterStart(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if alive(nd.PID) {
+	if running(nd) {
 		return fmt.Errorf("%s is already running (pid %d)", nd.Name, nd.PID)
 	}
 	if nd.Removed {
@@ -612,7 +688,7 @@ func clusterAdd(c *cli.Context) error {
 	}
 	var join string
 	for _, nd := range st.Nodes {
-		if alive(nd.PID) {
+		if running(nd) {
 			join = nd.GossipAddr
 			break
 		}
@@ -624,7 +700,11 @@ func clusterAdd(c *cli.Context) error {
 	if len(st.Nodes) > 0 {
 		extra = st.Nodes[0].Extra
 	}
-	nd := newNode(dir, st.BasePort, len(st.Nodes)+1, join, extra)
+	i := len(st.Nodes) + 1
+	if i > maxClusterNodes || st.BasePort+300+i-1 > 65535 {
+		return fmt.Errorf("the cluster has %d nodes: with base port %d, node %d's ports would overlap another node's or pass 65535", len(st.Nodes), st.BasePort, i)
+	}
+	nd := newNode(dir, st.BasePort, i, join, extra)
 	if err := checkFree(nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr, nd.PeerAddr); err != nil {
 		return err
 	}
@@ -647,7 +727,7 @@ func clusterRemove(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	if alive(nd.PID) {
+	if running(nd) {
 		if v, err := respCommand(nd.ClientAddr, "CLUSTER", "LEAVE"); err != nil || v.Kind == wire.Error {
 			return fmt.Errorf("%s did not leave: %v %s", nd.Name, err, v.Str)
 		}
@@ -657,7 +737,7 @@ func clusterRemove(c *cli.Context) error {
 	} else {
 		var done bool
 		for _, other := range st.Nodes {
-			if other == nd || !alive(other.PID) {
+			if other == nd || !running(other) {
 				continue
 			}
 			// A node killed a moment ago is still alive to gossip until its
@@ -693,16 +773,16 @@ func clusterDown(c *cli.Context) error {
 		return err
 	}
 	for _, nd := range st.Nodes {
-		if alive(nd.PID) {
+		if running(nd) {
 			syscall.Kill(nd.PID, syscall.SIGTERM)
 		}
 	}
 	deadline := time.Now().Add(30 * time.Second)
 	for _, nd := range st.Nodes {
-		for alive(nd.PID) && time.Now().Before(deadline) {
+		for running(nd) && time.Now().Before(deadline) {
 			time.Sleep(20 * time.Millisecond)
 		}
-		if alive(nd.PID) {
+		if running(nd) {
 			syscall.Kill(nd.PID, syscall.SIGKILL)
 		}
 	}

@@ -759,33 +759,56 @@ func TestLocalClusterCommand(t *testing.T) {
 	}
 	t.Logf("a SIGKILLed node was seen failed by gossip after %v", time.Since(killed).Round(100*time.Millisecond))
 	run("start", "n2")
-	deadline := time.Now().Add(30 * time.Second)
-	for {
-		var status struct {
-			Nodes []struct {
-				Name  string `json:"name"`
-				State string `json:"state"`
-			} `json:"nodes"`
-		}
-		json.Unmarshal([]byte(run("status", "--json")), &status)
-		rows := status.Nodes
-		alive := 0
-		for _, r := range rows {
-			if r.State == "alive" {
-				alive++
+	waitAllAlive := func(what string) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for {
+			var status struct {
+				Nodes []struct {
+					Name  string `json:"name"`
+					State string `json:"state"`
+				} `json:"nodes"`
 			}
+			json.Unmarshal([]byte(run("status", "--json")), &status)
+			rows := status.Nodes
+			alive := 0
+			for _, r := range rows {
+				if r.State == "alive" {
+					alive++
+				}
+			}
+			if alive == 3 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: %+v", what, rows)
+			}
+			time.Sleep(100 * time.Millisecond)
 		}
-		if alive == 3 {
-			break
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("n2 did not rejoin: %+v", rows)
-		}
-		time.Sleep(100 * time.Millisecond)
 	}
+	waitAllAlive("n2 did not rejoin")
 	if v, err := client(2).Get(ctx, "user:2").Result(); err != nil || v != "bob" {
 		t.Fatalf("GET through the restarted n2: %q, %v", v, err)
 	}
+	// A node restarts while the node it first joined through (n1, its
+	// --join) is down: it rejoins through its snapshot, by whichever member
+	// is up. And two commands at once on the cluster (each takes the
+	// directory's lock) both take effect.
+	run("stop", "n1")
+	run("stop", "n3")
+	both := make(chan string, 2)
+	for _, n := range []string{"n3", "n1"} {
+		go func() {
+			out, err := clusterCmd(dir, "start", n)
+			both <- fmt.Sprintf("start %s: %v %s", n, err, out)
+		}()
+	}
+	for range 2 {
+		if out := <-both; !strings.Contains(out, "<nil>") {
+			t.Fatalf("%s", out)
+		}
+	}
+	waitAllAlive("n1 and n3 did not both rejoin, started together with n1 (n3's --join) down")
 	if out := run("add"); !strings.Contains(out, "n4 added") {
 		t.Fatalf("cluster add: %s", out)
 	}
@@ -798,8 +821,8 @@ func TestLocalClusterCommand(t *testing.T) {
 	// Removing a running node: it leaves and exits, the others see it left,
 	// and writes go on among the rest.
 	run("remove", "n4")
-	for !strings.Contains(c1.Info(ctx, "cluster").Val(), "member_n4:status=left") {
-		if time.Now().After(deadline.Add(30 * time.Second)) {
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(c1.Info(ctx, "cluster").Val(), "member_n4:status=left"); {
+		if time.Now().After(deadline) {
 			t.Fatalf("n4 not seen left:\n%s", c1.Info(ctx, "cluster").Val())
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -810,8 +833,8 @@ func TestLocalClusterCommand(t *testing.T) {
 	// Removing a killed node: a live member forgets it.
 	run("kill", "n3")
 	run("remove", "n3")
-	for !strings.Contains(c1.Info(ctx, "cluster").Val(), "member_n3:status=left") {
-		if time.Now().After(deadline.Add(60 * time.Second)) {
+	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(c1.Info(ctx, "cluster").Val(), "member_n3:status=left"); {
+		if time.Now().After(deadline) {
 			t.Fatalf("n3 not seen left:\n%s", c1.Info(ctx, "cluster").Val())
 		}
 		time.Sleep(50 * time.Millisecond)
@@ -1108,7 +1131,8 @@ func TestClusterUpRefusesBadArguments(t *testing.T) {
 		args []string
 		want string
 	}{
-		{[]string{"--nodes", "0"}, "need --nodes >= 1"},
+		{[]string{"--nodes", "0"}, "--nodes must be between 1 and 100"},
+		{[]string{"--nodes", "101"}, "--nodes must be between 1 and 100"},
 		{[]string{"--base-port", "80"}, "base-port"},
 		{[]string{"--base-port", "65500", "--nodes", "3"}, "base-port"},
 		{[]string{"--procs", "-1"}, "--procs must not be negative"},

@@ -107,6 +107,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		{"--partitions", "0"}, {"--join", "127.0.0.1:5"}, {"--gossip-addr", "127.0.0.1:3", "--reconnect-timeout", "0s"},
 		{"--cache-size", "lots"}, {"--log-level", "loud"}, {"--procs", "-1"}, {"--procs", "1025"}, {"--procs", "two"},
 		{"--gc-min-heap", "-1MB"}, {"--gc-min-heap", "some"},
+		{"--gossip-addr", "127.0.0.1:3", "--request-timeout", "-1s"},
 	} {
 		if _, err := parseNodeFlags(t, args...); err == nil {
 			t.Errorf("rumor node %v: no error", args)

@@ -129,7 +129,7 @@ func runNode(c *cli.Context) error {
 	if err != nil {
 		return err
 	}
-	ready := fmt.Sprintf("rumor node %s ready: redis-cli -p %s", cfg.Name, port(n.ClientAddr()))
+	ready := fmt.Sprintf("rumor node %s ready: redis-cli -p %s", n.Name(), port(n.ClientAddr()))
 	if n.HTTPAddr() != "" {
 		ready += fmt.Sprintf(" | curl http://%s/health", n.HTTPAddr())
 	}
@@ -258,6 +258,9 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 			Replicas: c.Int("replicas"), R: c.Int("r"), W: c.Int("w"), Timeout: c.Duration("request-timeout"),
 			Strict: !c.Bool("sloppy"), ReadRepairChance: c.Float64("read-repair-chance"),
 			ReconnectTimeout: c.Duration("reconnect-timeout"),
+		}
+		if cfg.Cluster.Timeout < 0 {
+			return node.Config{}, fmt.Errorf("--request-timeout must not be negative, not %v", cfg.Cluster.Timeout)
 		}
 		if cfg.Cluster.ReconnectTimeout <= 0 {
 			return node.Config{}, fmt.Errorf("--reconnect-timeout must be positive, not %v", cfg.Cluster.ReconnectTimeout)
