@@ -171,17 +171,58 @@ func (p *Placement) assign(limit int) {
 			}
 			if bestFree.member >= 0 {
 				best = bestFree
+			} else if y, ok := p.swapIn(part, filled, limit); ok {
+				best.member = y // full, but it gave a slot elsewhere to one that is not
 			}
 			p.owners[part*n+filled[part]] = best.member
 			filled[part]++
 			p.loads[best.member]++
 		}
-		// Preference order is rendezvous order among the replicas.
-		owners := p.owners[part*n : (part+1)*n]
-		slices.SortFunc(owners, func(a, b int32) int {
-			return claim{w: weight(uint32(part), p.hashes[a]), member: a}.compare(claim{w: weight(uint32(part), p.hashes[b]), member: b})
-		})
+		p.sortOwners(part)
 	}
+}
+
+// sortOwners puts part's replicas in preference order: rendezvous order.
+func (p *Placement) sortOwners(part int) {
+	owners := p.owners[part*p.n : (part+1)*p.n]
+	slices.SortFunc(owners, func(a, b int32) int {
+		return claim{w: weight(uint32(part), p.hashes[a]), member: a}.compare(claim{w: weight(uint32(part), p.hashes[b]), member: b})
+	})
+}
+
+// swapIn makes room for part, which lacks a replica while every member
+// that does not hold it is full (the greedy pass can end so when Q is
+// small): a member x below the limit (so one of part's owners) takes the
+// slot of a full member y in another partition that x does not hold, and
+// y is returned to fill part. y's load is unchanged in the end, x's grows
+// by one, and the bound holds. Deterministic: the first such x, partition
+// and y, in member and partition order. False if there is none.
+func (p *Placement) swapIn(part int, filled []int, limit int) (int32, bool) {
+	n := p.n
+	owners := p.owners[part*n : part*n+filled[part]]
+	for x := range p.hashes {
+		if p.loads[x] >= limit {
+			continue
+		}
+		for p2 := range filled {
+			o2 := p.owners[p2*n : p2*n+filled[p2]]
+			if p2 == part || slices.Contains(o2, int32(x)) {
+				continue
+			}
+			for j, y := range o2 {
+				if !slices.Contains(owners, y) {
+					o2[j] = int32(x)
+					p.loads[x]++
+					p.loads[y]--
+					if p2 < part { // already in preference order: keep it so
+						p.sortOwners(p2)
+					}
+					return y, true
+				}
+			}
+		}
+	}
+	return -1, false
 }
 
 // candidateSlack is how many members beyond N each partition first
