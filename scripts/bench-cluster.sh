@@ -40,7 +40,9 @@ cleanup() {
   [ -f "$TMP/cluster/cluster.json" ] && "$RUMOR" cluster down --dir "$TMP/cluster" >/dev/null 2>&1 || true
   rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT # the EXIT trap cleans up; a signal must also stop the script
+trap 'exit 143' TERM
 
 cpu_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
 CLK_TCK=$(getconf CLK_TCK)

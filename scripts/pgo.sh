@@ -47,7 +47,9 @@ cleanup() {
   fi
   rm -rf "$TMP"
 }
-trap cleanup EXIT INT TERM
+trap cleanup EXIT
+trap 'exit 130' INT # the EXIT trap cleans up; a signal must also stop the script (a profile half made must not replace default.pgo)
+trap 'exit 143' TERM
 
 # profile NAME PORT HPORT...: CPU profiles of the nodes serving HTTP on
 # HPORT... ($TMP/NAME-HPORT.pprof) over SECS seconds, while redis-benchmark
