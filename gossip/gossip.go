@@ -624,6 +624,11 @@ func (g *Gossip) askFailed() {
 			}
 			changed = g.learn(entries) || changed
 		}
+		select {
+		case <-g.done:
+			return // shut down meanwhile: no more OnChange calls
+		default:
+		}
 		if g.reapLearned(time.Now()) || changed {
 			g.notify()
 		}

@@ -11,24 +11,9 @@ import (
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/redis/go-redis/v9"
+	"github.com/rumor-kv/rumor/internal/testutil"
 	"github.com/rumor-kv/rumor/store"
 )
-
-// walSyncFails fails every sync of a write-ahead log once fail is set, as a
-// disk returning EIO does.
-type walSyncFails struct{ fail *atomic.Bool }
-
-func (w walSyncFails) String() string { return "walSyncFails" }
-
-func (w walSyncFails) MaybeError(op errorfs.Op) error {
-	switch op.Kind {
-	case errorfs.OpFileSync, errorfs.OpFileSyncData, errorfs.OpFileSyncTo:
-		if w.fail.Load() && strings.HasSuffix(op.Path, ".log") {
-			return errors.New("injected EIO")
-		}
-	}
-	return nil
-}
 
 // TestStoreFailureStopsTheNode: with --sync, a SET whose WAL fsync fails
 // gets an error, not +OK; the value it wrote is not served afterwards (a
@@ -38,7 +23,7 @@ func (w walSyncFails) MaybeError(op errorfs.Op) error {
 func TestStoreFailureStopsTheNode(t *testing.T) {
 	var fail atomic.Bool
 	n, err := Start(Config{Name: "t", DataDir: "/db", ClientAddr: "127.0.0.1:0", HTTPAddr: "-", Partitions: 64, Sync: true,
-		storeFS: errorfs.Wrap(vfs.NewMem(), walSyncFails{&fail})})
+		storeFS: errorfs.Wrap(vfs.NewMem(), testutil.WALSyncFails{Fail: &fail})})
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -61,16 +61,7 @@ func TestHintsForALeftMemberAreNotHeldUpByADownReplica(t *testing.T) {
 		t.Fatal("every key has n4 as a replica: the test proves nothing")
 	}
 	deadline := time.Now().Add(5 * time.Second)
-	delivered := func() bool {
-		for _, k := range free {
-			for _, r := range tc.replicasOf(k) {
-				if tc.local(t, r, k) != "[v]" {
-					return false
-				}
-			}
-		}
-		return true
-	}
+	delivered := func() bool { return everyReplicaHolds(t, tc, free, "[v]") }
 	for time.Now().Before(deadline) && !delivered() {
 		time.Sleep(20 * time.Millisecond)
 	}
@@ -113,16 +104,7 @@ func TestHintsForALeftMemberGoRoundHeldUpOnes(t *testing.T) {
 	for _, c := range tc.nodes {
 		c.SetLeft([]string{"n5"})
 	}
-	delivered := func() bool {
-		for _, k := range free {
-			for _, r := range tc.replicasOf(k) {
-				if tc.local(t, r, k) != "[v]" {
-					return false
-				}
-			}
-		}
-		return true
-	}
+	delivered := func() bool { return everyReplicaHolds(t, tc, free, "[v]") }
 	for deadline := time.Now().Add(10 * time.Second); !delivered(); time.Sleep(10 * time.Millisecond) {
 		if time.Now().After(deadline) {
 			t.Fatalf("hints for n5 (left): %d pending after 10 s; the %d keys whose replicas are up were not all delivered", n1.cfg.Store.Hints()["n5"], len(free))
@@ -131,4 +113,17 @@ func TestHintsForALeftMemberGoRoundHeldUpOnes(t *testing.T) {
 	if got := n1.cfg.Store.Hints()["n5"]; got != len(held) {
 		t.Errorf("%d hints for n5 pending, want the %d whose keys n4 (down) replicates", got, len(held))
 	}
+}
+
+// everyReplicaHolds reports whether every replica of each key holds want.
+func everyReplicaHolds(t *testing.T, tc *testCluster, keys []string, want string) bool {
+	t.Helper()
+	for _, k := range keys {
+		for _, r := range tc.replicasOf(k) {
+			if tc.local(t, r, k) != want {
+				return false
+			}
+		}
+	}
+	return true
 }

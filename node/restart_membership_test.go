@@ -37,19 +37,7 @@ func TestRestartedNodeComputesTheSamePlacementWhileAMemberIsDown(t *testing.T) {
 
 	// Restart n1 with its data directory and gossip address: it rejoins
 	// the others through its snapshot.
-	old := nodes[0]
-	cfg := old.cfg
-	gaddr := old.cluster.gossip.Addr()
-	old.Close()
-	cc := *cfg.Cluster
-	cc.GossipAddr, cc.Join = gaddr, nil
-	cfg.Cluster = &cc
-	cfg.ClientAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	n1, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { n1.Close() })
+	n1 := restartNode(t, nodes[0])
 	nodes[0] = n1
 	testutil.Eventually(t, 20*time.Second, "restarted n1 sees the others alive", func() bool {
 		for _, name := range []string{"n2", "n3", "n4", "n6"} {
@@ -141,22 +129,10 @@ func TestHintsOfARestartedStandInForAReapedMemberAreDelivered(t *testing.T) {
 		t.Fatal("no hints for n4")
 	}
 	time.Sleep(time.Second) // past GossipToTheDead (a timer, nothing to poll)
-	old := nodes[si]
-	cfg := old.cfg
-	gaddr := old.cluster.gossip.Addr()
-	old.Close()
-	cc := *cfg.Cluster
-	cc.GossipAddr, cc.Join = gaddr, nil
-	cfg.Cluster = &cc
-	cfg.ClientAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
-	s, err := Start(cfg)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { s.Close() })
+	s := restartNode(t, nodes[si])
 	nodes[si] = s
 	held := s.cluster.coord.Stats().HintsPending["n4"]
-	t.Logf("restarted stand-in %s holds %d hints for n4", cfg.Name, held)
+	t.Logf("restarted stand-in %s holds %d hints for n4", s.Name(), held)
 	testutil.Eventually(t, 20*time.Second, "the others reap n4", func() bool {
 		for i := 0; i < 3; i++ {
 			if i != si && statusIn(nodes[i], "n4") != "reaped" {
@@ -171,6 +147,25 @@ func TestHintsOfARestartedStandInForAReapedMemberAreDelivered(t *testing.T) {
 	}
 	if h := s.cluster.coord.Stats().HintsPending["n4"]; h > 0 {
 		t.Fatalf("restarted stand-in %s still holds %d hints for n4 (its status there: %s) 10s after the others reaped it",
-			cfg.Name, h, statusIn(s, "n4"))
+			s.Name(), h, statusIn(s, "n4"))
 	}
+}
+
+// restartNode stops old and starts it again on its data directory and
+// gossip address, without --join: it rejoins through its gossip snapshot.
+func restartNode(t *testing.T, old *Node) *Node {
+	t.Helper()
+	cfg := old.cfg
+	gaddr := old.cluster.gossip.Addr()
+	old.Close()
+	cc := *cfg.Cluster
+	cc.GossipAddr, cc.Join = gaddr, nil
+	cfg.Cluster = &cc
+	cfg.ClientAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	n, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n.Close() })
+	return n
 }

@@ -3,59 +3,15 @@ package store
 import (
 	"bytes"
 	"errors"
-	"strings"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
-
-// failSyncFS fails every sync of a write-ahead log once fail is set, as a
-// disk that returns EIO does. Writes still succeed: the data is in the
-// file's pages, not known to be on the disk.
-type failSyncFS struct {
-	vfs.FS
-	fail *atomic.Bool
-}
-
-func (fs failSyncFS) Create(name string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.Create(name, c)
-	if err != nil || !strings.HasSuffix(name, ".log") {
-		return f, err
-	}
-	return failSyncFile{f, fs.fail}, nil
-}
-
-func (fs failSyncFS) ReuseForWrite(oldname, newname string, c vfs.DiskWriteCategory) (vfs.File, error) {
-	f, err := fs.FS.ReuseForWrite(oldname, newname, c)
-	if err != nil || !strings.HasSuffix(newname, ".log") {
-		return f, err
-	}
-	return failSyncFile{f, fs.fail}, nil
-}
-
-type failSyncFile struct {
-	vfs.File
-	fail *atomic.Bool
-}
-
-var errInjectedEIO = errors.New("injected EIO")
-
-func (f failSyncFile) Sync() error {
-	if f.fail.Load() {
-		return errInjectedEIO
-	}
-	return f.File.Sync()
-}
-
-func (f failSyncFile) SyncData() error {
-	if f.fail.Load() {
-		return errInjectedEIO
-	}
-	return f.File.SyncData()
-}
 
 func putFn(s *Store, v string) func(crdt.Object, bool) (crdt.Object, error) {
 	return func(cur crdt.Object, _ bool) (crdt.Object, error) {
@@ -86,7 +42,7 @@ func TestFailedWALSyncFailsTheStore(t *testing.T) {
 		var fail atomic.Bool
 		var got failures
 		s, err := Open(Options{Dir: "/db", Partitions: 16, Sync: true, ObjectCacheSize: cache,
-			FS: failSyncFS{vfs.NewMem(), &fail}, OnFailure: got.record})
+			FS: errorfs.Wrap(vfs.NewMem(), testutil.WALSyncFails{Fail: &fail}), OnFailure: got.record})
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -95,7 +51,7 @@ func TestFailedWALSyncFailsTheStore(t *testing.T) {
 		}
 		fail.Store(true)
 		_, err = s.Update(1, []byte("k"), putFn(s, "v2"))
-		if !errors.Is(err, ErrFailed) || !errors.Is(err, errInjectedEIO) {
+		if !errors.Is(err, ErrFailed) || !errors.Is(err, testutil.ErrInjectedEIO) {
 			t.Fatalf("cache=%d: an Update whose fsync failed returned %v, want ErrFailed wrapping the cause", cache, err)
 		}
 		if n := got.calls.Load(); n != 1 || !errors.Is(*got.err.Load(), ErrFailed) {
@@ -131,7 +87,7 @@ func TestFailedPeriodicSyncFailsTheStore(t *testing.T) {
 	var fail atomic.Bool
 	var got failures
 	s, err := Open(Options{Dir: "/db", Partitions: 16, FlushInterval: time.Millisecond,
-		FS: failSyncFS{vfs.NewMem(), &fail}, OnFailure: got.record})
+		FS: errorfs.Wrap(vfs.NewMem(), testutil.WALSyncFails{Fail: &fail}), OnFailure: got.record})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -148,7 +104,7 @@ func TestFailedPeriodicSyncFailsTheStore(t *testing.T) {
 			t.Fatal("the periodic sync failed for 10 s and the store did not fail")
 		}
 	}
-	if !errors.Is(s.Err(), errInjectedEIO) || got.calls.Load() != 1 {
+	if !errors.Is(s.Err(), testutil.ErrInjectedEIO) || got.calls.Load() != 1 {
 		t.Fatalf("Err() = %v after %d OnFailure calls, want the injected cause, once", s.Err(), got.calls.Load())
 	}
 	if _, err := s.Update(1, []byte("k"), putFn(s, "v3")); !errors.Is(err, ErrFailed) {
