@@ -438,14 +438,14 @@ func TestEncodedLenIsExact(t *testing.T) {
 	rapid.Check(t, func(t *rapid.T) {
 		h := genHistory(t, true)
 		o := h.draw(t, "object")
-		if got, want := o.encodedLen(), len(o.AppendEncoding(nil)); got != want {
+		if got, want := o.EncodedLen(), len(o.AppendEncoding(nil)); got != want {
 			t.Fatalf("encodedLen = %d, encoding is %d bytes: %v", got, want, o)
 		}
 		// Times of any sign, including the extremes.
 		tm := rapid.Int64().Draw(t, "time")
 		r := o.Reg.Update(7, nil, []byte("v"), false, tm)
-		if p := (Object{Reg: r}); p.encodedLen() != len(p.AppendEncoding(nil)) {
-			t.Fatalf("time %d: encodedLen %d != %d", tm, p.encodedLen(), len(p.AppendEncoding(nil)))
+		if p := (Object{Reg: r}); p.EncodedLen() != len(p.AppendEncoding(nil)) {
+			t.Fatalf("time %d: encodedLen %d != %d", tm, p.EncodedLen(), len(p.AppendEncoding(nil)))
 		}
 	})
 }

@@ -119,10 +119,10 @@ func (o Object) AppendEncoding(b []byte) []byte {
 }
 
 // Encode returns the binary form of o, in one allocation.
-func (o Object) Encode() []byte { return o.AppendEncoding(make([]byte, 0, o.encodedLen())) }
+func (o Object) Encode() []byte { return o.AppendEncoding(make([]byte, 0, o.EncodedLen())) }
 
-// encodedLen is the length of o's encoding.
-func (o Object) encodedLen() int {
+// EncodedLen is the length of o's encoding, computed without encoding.
+func (o Object) EncodedLen() int {
 	n := 1
 	if len(o.Cnt.Entries) > 0 {
 		n += 1 + uvarintLen(uint64(len(o.Cnt.Entries)))

@@ -471,14 +471,23 @@ func (g *Gossip) Leave() error {
 	return g.Shutdown()
 }
 
+// ErrUnknownMember: Forget of a name that is not a member.
+var ErrUnknownMember = errors.New("no member named")
+
 // Forget removes a failed member for good: the others mark it left (and
-// placement drops it). It fails for a member that is alive: that one must
-// Leave itself.
+// placement drops it). It fails for a member that is alive (that one must
+// Leave itself) and, with ErrUnknownMember, for a name this node does not
+// know.
 func (g *Gossip) Forget(name string) error {
+	known := false
 	for _, m := range g.Members() {
 		if m.Name == name && m.Status == StatusAlive {
 			return fmt.Errorf("gossip: %s is alive; a running node leaves by itself", name)
 		}
+		known = known || m.Name == name
+	}
+	if !known { // a typo must not look like a removal (Redis: "Unknown node")
+		return fmt.Errorf("gossip: %w %q (never joined, or already removed or reaped)", ErrUnknownMember, name)
 	}
 	if err := g.serf.RemoveFailedNode(name); err != nil {
 		return fmt.Errorf("gossip: forget %s: %w", name, err)

@@ -1,13 +1,15 @@
 package gossip
 
 import (
+	"errors"
 	"fmt"
-	"github.com/rumor-kv/rumor/internal/testutil"
 	"path/filepath"
 	"strings"
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
 // testTiming detects failures in well under a second on loopback, and
@@ -301,4 +303,28 @@ func TestFailedMemberIsReapedAfterReconnectTimeout(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "n2 alive again, no longer reaped", func() bool {
 		return summary(n1.Members()) == "n1=alive n2=alive"
 	})
+}
+
+// TestForget: a failed member is forgotten for good; an alive one and a
+// name that is no member are refused (a typo in `CLUSTER FORGET` must
+// not look like a removal).
+func TestForget(t *testing.T) {
+	n1 := start(t, "n1", 64, "", nil)
+	n2 := start(t, "n2", 64, "", nil)
+	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "n1 sees n2 alive", func() bool { return statusOf(n1, "n2") == StatusAlive })
+	if err := n1.Forget("n2"); err == nil || !strings.Contains(err.Error(), "is alive") {
+		t.Errorf("Forget of an alive member: %v, want refused", err)
+	}
+	if err := n1.Forget("n-2"); !errors.Is(err, ErrUnknownMember) {
+		t.Errorf("Forget of a name that is no member: %v, want ErrUnknownMember", err)
+	}
+	n2.Shutdown()
+	testutil.Eventually(t, 10*time.Second, "n2 seen failed", func() bool { return statusOf(n1, "n2") == StatusFailed })
+	if err := n1.Forget("n2"); err != nil {
+		t.Fatalf("Forget of a failed member: %v", err)
+	}
+	testutil.Eventually(t, 10*time.Second, "n2 left", func() bool { return statusOf(n1, "n2") == StatusLeft })
 }

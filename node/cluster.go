@@ -216,8 +216,8 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	coord, err := NewCoordinator(CoordinatorConfig{
 		Self: n.cfg.Name, Store: n.st, Transport: cs.tr,
 		Replicas: cc.Replicas, R: cc.R, W: cc.W, Timeout: cc.Timeout, Strict: cc.Strict,
-		ReadRepairChance: cc.ReadRepairChance,
-		Clock:            n.cfg.Clock, Logger: n.cfg.Logger,
+		ReadRepairChance: cc.ReadRepairChance, Objects: n.cfg.Objects,
+		Clock: n.cfg.Clock, Logger: n.cfg.Logger,
 	})
 	if err != nil {
 		return err
@@ -258,7 +258,7 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	if err != nil {
 		return fmt.Errorf("node: peer address: %w", err)
 	}
-	cs.peers = wire.NewPeerServer(coord.HandlePeer, n.cfg.Server.Limits, n.cfg.Logger)
+	cs.peers = wire.NewPeerServer(coord.HandlePeer, peerLimits(n.cfg.Server.Limits, n.cfg.Objects.MaxSize), n.cfg.Logger)
 	cs.peers.Inline(inlinePeerMethods...)
 	served := peerLatency("rumor_peer_serve_duration_seconds",
 		"Calls from other nodes that this node served, from reading one to writing its reply (with --sync, a copy's fsync included), by method.")
@@ -506,4 +506,17 @@ func b2i(b bool) int {
 		return 1
 	}
 	return 0
+}
+
+// peerLimits are the peer server's limits: the clients' (argument counts,
+// inline lines), except that one argument, an object's copy, may be as
+// large as a whole request, and at least four objects of the largest size
+// a write may make. Merges are never refused, so concurrent writes can
+// take an object past that size: a copy the peer refused would fail, and
+// its hint stay, for ever.
+func peerLimits(l wire.Limits, maxObject int) wire.Limits {
+	l = l.WithDefaults()
+	l.MaxRequest = max(l.MaxRequest, 4*maxObject)
+	l.MaxBulk = l.MaxRequest
+	return l
 }

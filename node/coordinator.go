@@ -9,6 +9,7 @@ import (
 	"math/rand/v2"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -83,6 +84,9 @@ type CoordinatorConfig struct {
 	Breaker BreakerConfig
 	// Handoff tunes hinted handoff.
 	Handoff HandoffConfig
+	// Objects bounds what a client's write may grow an object to (the
+	// node's Config.Objects); zero: no bound.
+	Objects ObjectLimits
 	// Clock gives write times. Default time.Now.
 	Clock func() time.Time
 	// Logger; default discards.
@@ -383,7 +387,7 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		need = q
 	}
 	if need > n {
-		return crdt.Object{}, fmt.Errorf("R=%d exceeds the %d replicas of the key", need, n)
+		return crdt.Object{}, &QuorumTooLargeError{Param: "R", Need: need, Replicas: n}
 	}
 	// Sloppy: the copies a write would make now, then the other fallbacks
 	// (in case a copy fails): a stand-in answers with what it holds.
@@ -617,7 +621,7 @@ func decodeFetched(res [][]byte, err error) (crdt.Object, error) {
 
 // Put implements wire.Backend.
 func (c *Coordinator) Put(ctx context.Context, key, value []byte, opts wire.WriteOptions) error {
-	_, err := c.write(ctx, key, "put", [][]byte{key, value, encodeOpts(opts)}, putFn(c.cfg.Store.Actor(), value, opts, c.cfg.Clock), true)
+	_, err := c.write(ctx, key, "put", [][]byte{key, value, encodeOpts(opts)}, putFn(c.cfg.Store.Actor(), value, opts, c.cfg.Clock, c.cfg.Objects), true)
 	return err
 }
 
@@ -781,7 +785,7 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 		w = q
 	}
 	if w > n {
-		return nil, fmt.Errorf("W=%d exceeds the %d replicas of the key", w, n)
+		return nil, &QuorumTooLargeError{Param: "W", Need: w, Replicas: n}
 	}
 	sloppy := c.sloppy(ctx)
 	if slices.Contains(reps, c.cfg.Self) {
@@ -821,7 +825,7 @@ func (c *Coordinator) write(ctx context.Context, key []byte, method string, args
 			turn.leave()
 			return nil, err
 		}
-		fn = putFn(c.cfg.Store.Actor(), fargs[1], opts, c.cfg.Clock)
+		fn = putFn(c.cfg.Store.Actor(), fargs[1], opts, c.cfg.Clock, c.cfg.Objects)
 		bg := wire.WithSyncGroup(ctx, nil)
 		done := make(chan error, 1)
 		go func() {
@@ -933,6 +937,23 @@ func (c *Coordinator) hintLocally(part uint32, key []byte, target string) {
 }
 
 var _ wire.Unavailable = (*QuorumError)(nil)
+
+// QuorumTooLargeError is a request's R or W above the key's replicas:
+// no state of the cluster could meet it, so it is the request's fault
+// (wire.BadRequest: HTTP 400), not the cluster's.
+type QuorumTooLargeError struct {
+	Param          string // "R" or "W"
+	Need, Replicas int
+}
+
+func (e *QuorumTooLargeError) Error() string {
+	return fmt.Sprintf("%s=%d exceeds the %d replicas of the key", e.Param, e.Need, e.Replicas)
+}
+
+// BadRequest marks it as the request's fault (wire.BadRequest).
+func (e *QuorumTooLargeError) BadRequest() bool { return true }
+
+var _ wire.BadRequest = (*QuorumTooLargeError)(nil)
 
 var (
 	errNotReplica         = errors.New("node: this node is not a replica of the key (placement changed); retry")
@@ -1104,6 +1125,9 @@ func peerError(pe *wire.PeerError) error {
 			return e
 		}
 	}
+	if strings.HasPrefix(pe.Msg, objectTooLargePrefix) {
+		return fmt.Errorf("%w: %s", wire.ErrObjectTooLarge, strings.TrimPrefix(pe.Msg, objectTooLargePrefix))
+	}
 	return errors.New(pe.Msg)
 }
 
@@ -1229,7 +1253,7 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 		if err != nil {
 			return nil, err
 		}
-		_, err = c.write(ctx, key, method, nil, putFn(c.cfg.Store.Actor(), args[1], opts, c.cfg.Clock), false)
+		_, err = c.write(ctx, key, method, nil, putFn(c.cfg.Store.Actor(), args[1], opts, c.cfg.Clock, c.cfg.Objects), false)
 		return nil, err
 	case "del":
 		opts, err := decodeOpts(args[1])

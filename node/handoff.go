@@ -3,6 +3,7 @@ package node
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"math/rand/v2"
 	"slices"
@@ -11,6 +12,7 @@ import (
 	"time"
 
 	"github.com/rumor-kv/rumor/store"
+	"github.com/rumor-kv/rumor/wire"
 )
 
 // Hinted handoff: a node that stood in for an unreachable replica holds
@@ -68,9 +70,10 @@ type handoff struct {
 	done      chan struct{}
 	closeOnce sync.Once
 	backoff   map[string]*targetBackoff
-	// cursor is, for a target gone for good, the last hint a pass got to:
-	// the next pass goes on after it, so hints held up by a replica that
-	// is down do not stop the ones after them (see deliverHints).
+	// cursor is, per target, the last hint a pass got past: the next pass
+	// goes on after it, so that a hint that keeps failing (for a target
+	// gone for good, one of whose replicas is down; for any target, one
+	// the target refuses) does not stop the ones after it (deliverHints).
 	cursor map[string]*store.Hint
 
 	mu      sync.Mutex
@@ -203,22 +206,23 @@ func (c *Coordinator) handoffPass(budget int) {
 }
 
 // deliverHints sends up to limit of target's hinted objects to it and
-// deletes the hints it acknowledged. It stops at the first failure. For a
-// target that left for good (retired), each object goes instead to the
-// key's preferred replicas now, other than this node (which holds it), and
-// its hint is deleted once all of them acknowledged it; a hint one of
-// whose replicas fails stays, and the others go on (each key has its own
+// deletes the hints it acknowledged. For a target that left for good
+// (retired), each object goes instead to the key's preferred replicas now,
+// other than this node (which holds it), and its hint is deleted once all
+// of them acknowledged it.
+//
+// A hint that fails stays. One the target refused (it answered the call
+// with an error: a copy it cannot take) is passed over, as is, for a
+// retired target, one a replica of whose key failed (each key has its own
 // replicas: one that is down must not hold up the keys it does not
-// replicate). The next pass starts after the last hint this one reached,
+// replicate). Any other failure of a call to a target that is not retired
+// (unreachable, timed out) ends the pass there: the target is likely
+// down. The next pass starts after the last hint this one got past,
 // wrapping around at the end; a pass reports a failure (and the target
 // backs off) only if it delivered nothing.
 func (c *Coordinator) deliverHints(target string, limit int, retired bool) (int, error) {
-	var after *store.Hint
-	if retired {
-		after = c.handoff.cursor[target]
-	}
 	var hints []store.Hint
-	err := c.cfg.Store.ScanHints(target, after, limit, func(h store.Hint) error {
+	err := c.cfg.Store.ScanHints(target, c.handoff.cursor[target], limit, func(h store.Hint) error {
 		h.Key = bytes.Clone(h.Key)
 		hints = append(hints, h)
 		return nil
@@ -226,11 +230,13 @@ func (c *Coordinator) deliverHints(target string, limit int, retired bool) (int,
 	if err != nil {
 		return 0, err
 	}
-	if retired {
-		if limit > 0 && len(hints) == limit {
-			c.handoff.cursor[target] = &hints[len(hints)-1]
-		} else {
+	// reached records how far the pass got: the next starts after it.
+	reached := func(i int) {
+		switch {
+		case i == len(hints)-1 && len(hints) < limit:
 			delete(c.handoff.cursor, target) // the end: the next pass starts over
+		case i >= 0:
+			c.handoff.cursor[target] = &hints[i]
 		}
 	}
 	var failed error
@@ -239,12 +245,14 @@ hints:
 	for i, h := range hints {
 		obj, found, err := c.cfg.Store.Get(h.Partition, h.Key)
 		if err != nil {
+			reached(i - 1)
 			return i, err
 		}
 		if found {
 			to := []string{target}
 			if retired {
 				if _, to, err = c.replicas(h.Key); err != nil {
+					reached(i - 1)
 					return i, err
 				}
 			}
@@ -263,18 +271,21 @@ hints:
 				_, err = c.tr.Call(ctx, r, "merge", h.Key, enc)
 				cancel()
 				if err != nil {
-					if !retired {
+					var refused *wire.PeerError
+					if !retired && !errors.As(err, &refused) {
+						reached(i - 1)
 						return i, err
 					}
 					if failed == nil {
 						failed = err
 					}
-					continue hints // this hint stays; the next key's replicas may be up
+					continue hints // this hint stays
 				}
 			}
 		}
 		deleted, err := c.cfg.Store.DeleteHint(h)
 		if err != nil {
+			reached(i - 1)
 			return i, err
 		}
 		if deleted {
@@ -282,6 +293,7 @@ hints:
 		}
 		delivered++
 	}
+	reached(len(hints) - 1)
 	if delivered > 0 {
 		// Progress: no backoff for the target; the held-up hints are
 		// retried when the passes come round to them again.

@@ -35,6 +35,7 @@ import (
 	"runtime"
 	"runtime/metrics"
 	"strconv"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,6 +79,10 @@ type Config struct {
 	// Server holds the client protocol's limits; Backend, Info and
 	// Metrics are filled in by the node.
 	Server wire.ServerConfig
+	// Objects bounds what a client's write may grow a key's object to. A
+	// zero field means its default (100 siblings; 16 MiB or four values
+	// of the largest size, whichever is more), a negative one no bound.
+	Objects ObjectLimits
 	// MaxHints bounds the hinted copies kept for unreachable replicas
 	// (store.Options.MaxHints; default 1,000,000).
 	MaxHints int
@@ -114,6 +119,9 @@ func (c Config) Validate() error {
 	if c.CacheSize < 0 {
 		errs = append(errs, fmt.Errorf("node: CacheSize must not be negative"))
 	}
+	if c.Objects.MaxSize > 0 && c.Objects.MaxSize < c.Server.MaxValueSize {
+		errs = append(errs, fmt.Errorf("node: max object size %d is below max value size %d: no value that size could be written", c.Objects.MaxSize, c.Server.MaxValueSize))
+	}
 	return errors.Join(errs...)
 }
 
@@ -135,6 +143,12 @@ func (c *Config) ensureDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.Objects.MaxSiblings == 0 {
+		c.Objects.MaxSiblings = DefaultMaxSiblings
+	}
+	if c.Objects.MaxSize == 0 {
+		c.Objects.MaxSize = max(DefaultMaxObjectSize, 4*c.Server.MaxValueSize)
 	}
 }
 
@@ -350,7 +364,7 @@ func (n *Node) Put(ctx context.Context, key, value []byte, opts wire.WriteOption
 	if n.cluster != nil {
 		return n.cluster.coord.Put(ctx, key, value, opts)
 	}
-	_, err := n.st.UpdateDeferred(n.partition(key), key, putFn(n.st.Actor(), value, opts, n.cfg.Clock), deferSync(ctx))
+	_, err := n.st.UpdateDeferred(n.partition(key), key, putFn(n.st.Actor(), value, opts, n.cfg.Clock, n.cfg.Objects), deferSync(ctx))
 	return err
 }
 
@@ -392,8 +406,9 @@ func (n *Node) Incr(ctx context.Context, key []byte, delta int64) (int64, error)
 // them (a single node, or a Coordinator).
 
 // putFn writes value as a register: WRONGTYPE on a counter; without a
-// client context it supersedes what this replica holds.
-func putFn(actor uint64, value []byte, opts wire.WriteOptions, clock func() time.Time) func(crdt.Object, bool) (crdt.Object, error) {
+// client context it supersedes what this replica holds. A write that would
+// grow the object past lim is refused (ObjectTooLargeError).
+func putFn(actor uint64, value []byte, opts wire.WriteOptions, clock func() time.Time, lim ObjectLimits) func(crdt.Object, bool) (crdt.Object, error) {
 	return func(cur crdt.Object, _ bool) (crdt.Object, error) {
 		if cur.Kind() == crdt.KindCounter {
 			return cur, wire.ErrWrongType
@@ -402,10 +417,69 @@ func putFn(actor uint64, value []byte, opts wire.WriteOptions, clock func() time
 		if opts.HasContext {
 			ctx = opts.Context
 		}
-		cur.Reg = cur.Reg.Update(actor, ctx, value, false, clock().UnixNano())
-		return cur, nil
+		next := cur
+		next.Reg = cur.Reg.Update(actor, ctx, value, false, clock().UnixNano())
+		if err := lim.check(cur, next); err != nil {
+			return cur, err
+		}
+		return next, nil
 	}
 }
+
+// Default object limits (Config.Objects), as Riak's max_siblings and, at
+// a size that keeps an object well inside one peer message, its
+// max_object_size.
+const (
+	DefaultMaxSiblings   = 100
+	DefaultMaxObjectSize = 16 << 20
+)
+
+// ObjectLimits bound what a client's write may grow a key's object to.
+// Siblings pile up when writes race through different coordinators or
+// carry stale contexts, and without a bound a key grows until it can no
+// longer be read cheaply, replicated or handed off. Only a client's write
+// is refused, never a merge of copies (that would lose acknowledged
+// writes): concurrent writes can still take an object past the bounds,
+// and a write that resolves siblings is always taken.
+type ObjectLimits struct {
+	MaxSiblings int // siblings; 0 or less: no bound
+	MaxSize     int // bytes of the object's encoding; 0 or less: no bound
+}
+
+// check refuses next, cur after a write, if it passes a bound and grows
+// the object in what it passes.
+func (l ObjectLimits) check(cur, next crdt.Object) error {
+	if n := len(next.Reg.Siblings); l.MaxSiblings > 0 && n > l.MaxSiblings && n > len(cur.Reg.Siblings) {
+		return &ObjectTooLargeError{Siblings: n, MaxSiblings: l.MaxSiblings}
+	}
+	if l.MaxSize > 0 {
+		if size := next.EncodedLen(); size > l.MaxSize && size > cur.EncodedLen() {
+			return &ObjectTooLargeError{Siblings: len(next.Reg.Siblings), Size: size, MaxSize: l.MaxSize}
+		}
+	}
+	return nil
+}
+
+// ObjectTooLargeError is a write refused by ObjectLimits. It wraps
+// wire.ErrObjectTooLarge.
+type ObjectTooLargeError struct {
+	Siblings, MaxSiblings int // MaxSiblings set: the siblings bound
+	Size, MaxSize         int // MaxSize set: the size bound
+}
+
+// objectTooLargePrefix starts every ObjectTooLargeError's text, so that
+// a forwarded write's error is known again (peerError).
+const objectTooLargePrefix = "object too large: "
+
+func (e *ObjectTooLargeError) Error() string {
+	const fix = "; resolve the siblings with a write that carries their context (VGET, then PUT key value CTX token)"
+	if e.MaxSiblings > 0 {
+		return fmt.Sprintf("%sthe write would make %d siblings, over max-siblings %d%s", objectTooLargePrefix, e.Siblings, e.MaxSiblings, fix)
+	}
+	return fmt.Sprintf("%sthe write would make the key's object %d bytes (%d siblings), over max-object-size %d%s", objectTooLargePrefix, e.Size, e.Siblings, e.MaxSize, fix)
+}
+
+func (e *ObjectTooLargeError) Unwrap() error { return wire.ErrObjectTooLarge }
 
 // errNothingToDo aborts an Update that would write nothing new.
 var errNothingToDo = errors.New("node: nothing to do")
@@ -467,6 +541,7 @@ func (n *Node) info() []wire.InfoSection {
 			{"uptime_in_seconds", strconv.FormatInt(int64(uptime/time.Second), 10)},
 			{"data_dir", n.cfg.DataDir},
 		}},
+		memoryInfo(m.BlockCache.Size),
 		{Name: "Persistence", Fields: [][2]string{
 			{"sync", yesno[n.cfg.Sync]},
 			{"fsync", n.st.FsyncMode()},
@@ -482,6 +557,63 @@ func (n *Node) info() []wire.InfoSection {
 		n.clusterInfo(),
 		n.faultsInfo(),
 	}
+}
+
+// memoryInfo is INFO's Memory section. used_memory, which redis-cli
+// --stat and monitoring tools read, is the process's resident memory:
+// pebble's memtables and block cache live outside the Go heap.
+func memoryInfo(blockCache int64) wire.InfoSection {
+	rss := residentBytes()
+	s := []metrics.Sample{{Name: "/memory/classes/heap/objects:bytes"}, {Name: "/memory/classes/total:bytes"}, {Name: "/memory/classes/heap/released:bytes"}}
+	metrics.Read(s)
+	goHeap, goTotal := s[0].Value.Uint64(), s[1].Value.Uint64()-s[2].Value.Uint64()
+	if rss == 0 { // no /proc: what the Go runtime holds
+		rss = goTotal
+	}
+	u := func(v uint64) string { return strconv.FormatUint(v, 10) }
+	return wire.InfoSection{Name: "Memory", Fields: [][2]string{
+		{"used_memory", u(rss)},
+		{"used_memory_human", humanBytes(rss)},
+		{"used_memory_rss", u(rss)},
+		{"used_memory_go_heap", u(goHeap)},
+		{"used_memory_go_runtime", u(goTotal)},
+		{"used_memory_block_cache", strconv.FormatInt(blockCache, 10)},
+		{"maxmemory", "0"},
+		{"maxmemory_policy", "noeviction"}, // rumor never evicts keys
+	}}
+}
+
+// residentBytes is the process's resident set size, or 0 where
+// /proc/self/statm cannot tell.
+func residentBytes() uint64 {
+	b, err := os.ReadFile("/proc/self/statm")
+	if err != nil {
+		return 0
+	}
+	f := strings.Fields(string(b))
+	if len(f) < 2 {
+		return 0
+	}
+	pages, err := strconv.ParseUint(f[1], 10, 64)
+	if err != nil {
+		return 0
+	}
+	return pages * uint64(os.Getpagesize())
+}
+
+// humanBytes writes n as Redis's INFO does: 1.50M, 812.00K, 96B.
+func humanBytes(n uint64) string {
+	f := float64(n)
+	for _, unit := range []string{"B", "K", "M", "G", "T"} {
+		if f < 1024 || unit == "T" {
+			if unit == "B" {
+				return strconv.FormatUint(n, 10) + "B"
+			}
+			return strconv.FormatFloat(f, 'f', 2, 64) + unit
+		}
+		f /= 1024
+	}
+	return ""
 }
 
 func (n *Node) health() map[string]any {

@@ -14,12 +14,21 @@ var (
 	// ErrFaultsDisabled: a fault control request to a node that was not
 	// started to take them. HTTP answers it with 403.
 	ErrFaultsDisabled = errors.New("faults are disabled on this node; start it with --allow-faults")
+	// ErrObjectTooLarge is wrapped by the error for a write that would grow
+	// a key's object (its siblings) past the node's bounds. HTTP answers
+	// it with 413.
+	ErrObjectTooLarge = errors.New("object too large")
 )
 
 // Unavailable is implemented by errors that mean the cluster could not
 // serve the request now (too few replicas answered) rather than that the
 // request or the node is at fault; HTTP answers them with 503.
 type Unavailable interface{ Unavailable() bool }
+
+// BadRequest is implemented by errors that mean the request itself
+// cannot be served by any state of the cluster (an R or W above the key's
+// replicas); HTTP answers them with 400.
+type BadRequest interface{ BadRequest() bool }
 
 // WriteOptions qualify a write.
 type WriteOptions struct {

@@ -48,6 +48,10 @@ func init() {
 		{"select", 2, "fast", cmdSelect},
 		{"client", -2, "admin", cmdClient},
 		{"cluster", -2, "admin", cmdCluster},
+		{"multi", 1, "fast", cmdMulti},
+		{"exec", 1, "fast", cmdExec},
+		{"discard", 1, "fast", cmdDiscard},
+		{"auth", -2, "fast", cmdAuth},
 	} {
 		commandTable[c.name] = c
 	}
@@ -71,6 +75,9 @@ func lookup(name []byte) *command {
 
 func (s *Server) exec(c *session, args [][]byte, out []byte) []byte {
 	cmd := lookup(args[0])
+	if c.inMulti && (cmd == nil || (cmd.name != "exec" && cmd.name != "discard" && cmd.name != "quit")) {
+		return AppendError(out, "ERR command not run: it follows a refused MULTI (rumor has no transactions), up to EXEC or DISCARD")
+	}
 	if cmd == nil {
 		return AppendError(out, unknownCommand(args))
 	}
@@ -192,11 +199,19 @@ func cmdMGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 			return out
 		}
 	}
+	// The reply is built whole (a key that fails must fail the command,
+	// not cut an array short), so what it holds is bounded: a short
+	// command naming a large key many times would otherwise take all the
+	// node's memory. The bound is the largest request a client may send.
 	objs := make([]crdt.Object, len(args)-1)
+	held := 0
 	for i, k := range args[1:] {
 		o, err := s.cfg.Backend.Get(c.ctx, k)
 		if err != nil {
 			return errReply(out, err)
+		}
+		if held += o.EncodedLen(); held > s.cfg.Limits.MaxRequest {
+			return AppendError(out, fmt.Sprintf("ERR MGET reply of more than %d bytes exceeds max-request %d; ask for fewer keys at once", held, s.cfg.Limits.MaxRequest))
 		}
 		objs[i] = o
 	}
@@ -375,6 +390,13 @@ func cmdVDel(s *Server, c *session, args [][]byte, out []byte) []byte {
 	return AppendInt(out, 0)
 }
 
+// parseInteger reads an int64 written as Redis writes and accepts one:
+// decimal, an optional minus, no plus sign, no leading zeros, no spaces.
+func parseInteger(b []byte) (int64, bool) {
+	v, err := strconv.ParseInt(string(b), 10, 64)
+	return v, err == nil && strconv.FormatInt(v, 10) == string(b)
+}
+
 // INCR, DECR, INCRBY, DECRBY.
 func cmdIncr(s *Server, c *session, args [][]byte, out []byte) []byte {
 	out, ok := s.checkKey(out, args[1])
@@ -386,8 +408,8 @@ func cmdIncr(s *Server, c *session, args [][]byte, out []byte) []byte {
 		if len(args) < 3 {
 			return AppendError(out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", strings.ToLower(string(args[0]))))
 		}
-		d, err := strconv.ParseInt(string(args[2]), 10, 64)
-		if err != nil {
+		d, ok := parseInteger(args[2])
+		if !ok {
 			return AppendError(out, "ERR value is not an integer or out of range")
 		}
 		delta, rest = d, args[3:]
@@ -416,6 +438,48 @@ func cmdIncr(s *Server, c *session, args [][]byte, out []byte) []byte {
 func cmdQuit(s *Server, c *session, args [][]byte, out []byte) []byte {
 	c.quit = true
 	return AppendSimple(out, "OK")
+}
+
+// MULTI is refused: a Dynamo-style store has no transactions. Clients
+// send MULTI, the commands and EXEC in one write, so the commands up to
+// EXEC or DISCARD are refused as well (as Redis refuses a transaction
+// whose queueing failed): a client that sees its transaction fail must
+// not find part of it applied.
+func cmdMulti(s *Server, c *session, args [][]byte, out []byte) []byte {
+	c.inMulti = true
+	return AppendError(out, "ERR MULTI is not supported: rumor has no transactions (the commands up to EXEC or DISCARD are refused)")
+}
+
+func cmdExec(s *Server, c *session, args [][]byte, out []byte) []byte {
+	if !c.inMulti {
+		return AppendError(out, "ERR EXEC without MULTI")
+	}
+	c.inMulti = false
+	return AppendError(out, "EXECABORT Transaction discarded: rumor has no transactions, and ran none of its commands")
+}
+
+func cmdDiscard(s *Server, c *session, args [][]byte, out []byte) []byte {
+	if !c.inMulti {
+		return AppendError(out, "ERR DISCARD without MULTI")
+	}
+	c.inMulti = false
+	return AppendSimple(out, "OK")
+}
+
+// AUTH answers as Redis does with no password set (its default user,
+// "nopass"): a password alone is an error that says so, the default user
+// with any password is accepted, any other user is not.
+func cmdAuth(s *Server, c *session, args [][]byte, out []byte) []byte {
+	switch len(args) {
+	case 2:
+		return AppendError(out, "ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?")
+	case 3:
+		if string(args[1]) == "default" {
+			return AppendSimple(out, "OK")
+		}
+		return AppendError(out, "WRONGPASS invalid username-password pair or user is disabled.")
+	}
+	return AppendError(out, "ERR syntax error")
 }
 
 func cmdSelect(s *Server, c *session, args [][]byte, out []byte) []byte {
@@ -491,12 +555,26 @@ func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
 		return AppendBulkString(out, c.name)
 	case sub == "ID" && len(args) == 2:
 		return AppendInt(out, c.id)
-	case sub == "SETINFO" && len(args) == 4, sub == "NO-EVICT" || sub == "NO-TOUCH":
+	case sub == "SETINFO" && len(args) == 4:
+		if opt := strings.ToUpper(string(args[2])); opt != "LIB-NAME" && opt != "LIB-VER" {
+			return AppendError(out, fmt.Sprintf("ERR Unrecognized option '%s'", printable(args[2], 32)))
+		}
+		return AppendSimple(out, "OK")
+	case sub == "NO-EVICT" || sub == "NO-TOUCH":
 		return AppendSimple(out, "OK")
 	case (sub == "INFO" && len(args) == 2) || (sub == "LIST" && len(args) == 2):
-		return AppendBulkString(out, fmt.Sprintf("id=%d addr=%s name=%s db=0 resp=2\n", c.id, c.conn.RemoteAddr(), c.name))
+		return AppendBulkString(out, c.info())
 	}
 	return AppendError(out, fmt.Sprintf("ERR unknown subcommand or wrong number of arguments for 'client|%s' command", strings.ToLower(printable(args[1], 32))))
+}
+
+// info is the connection's line of CLIENT INFO and CLIENT LIST, with
+// every field Redis 7 gives (clients parse some of them as integers);
+// the ones rumor does not track are 0, as on an idle Redis connection.
+func (c *session) info() string {
+	age := int64(time.Since(c.born) / time.Second)
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=0 name=%s age=%d idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp=2 lib-name= lib-ver=\n",
+		c.id, c.conn.RemoteAddr(), c.conn.LocalAddr(), c.name, age)
 }
 
 // CLUSTER LEAVE | FORGET name: membership changes, served by the node.
@@ -587,7 +665,10 @@ func cmdCommand(s *Server, c *session, args [][]byte, out []byte) []byte {
 		}
 		return out
 	case "DOCS":
-		return AppendArray(out, 0)
+		// redis-cli builds its HELP and argument hints from COMMAND DOCS,
+		// and falls back to its own table only on an error: an empty
+		// reply would leave it with no help at all.
+		return AppendError(out, "ERR COMMAND DOCS is not supported by rumor")
 	case "INFO":
 		out = AppendArray(out, len(args)-2)
 		for _, a := range args[2:] {

@@ -142,9 +142,18 @@ func (h *httpAPI) backendError(w http.ResponseWriter, err error) {
 		httpError(w, http.StatusConflict, "%s", ErrWrongType.Error())
 	case isUnavailable(err):
 		httpError(w, http.StatusServiceUnavailable, "%v", err)
+	case errors.Is(err, ErrObjectTooLarge):
+		httpError(w, http.StatusRequestEntityTooLarge, "%v", err)
+	case isBadRequest(err):
+		httpError(w, http.StatusBadRequest, "%v", err)
 	default:
 		httpError(w, http.StatusInternalServerError, "%v", err)
 	}
+}
+
+func isBadRequest(err error) bool {
+	var b BadRequest
+	return errors.As(err, &b) && b.BadRequest()
 }
 
 func isUnavailable(err error) bool {
@@ -210,14 +219,21 @@ func requestContext(w http.ResponseWriter, r *http.Request, count string) (conte
 
 // jsonValue renders stored bytes as JSON: as themselves if they are a JSON
 // document that is not a bare string, otherwise as a JSON string.
+//
+// PUT stores a JSON string as its text and any other JSON value as its
+// JSON text without surrounding white space, so text that starts or ends
+// with white space was a string (" 42 " comes back as " 42 "). A string
+// whose text is JSON without such space ("123", "true") cannot be told
+// from the value it spells, and comes back as that value.
 func jsonValue(b []byte) json.RawMessage {
-	t := bytes.TrimSpace(b)
-	if len(t) > 0 && t[0] != '"' && json.Valid(t) {
-		return json.RawMessage(t)
+	if len(b) > 0 && b[0] != '"' && !isJSONSpace(b[0]) && !isJSONSpace(b[len(b)-1]) && json.Valid(b) {
+		return json.RawMessage(b)
 	}
 	enc, _ := json.Marshal(string(b))
 	return enc
 }
+
+func isJSONSpace(c byte) bool { return c == ' ' || c == '\t' || c == '\n' || c == '\r' }
 
 func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 	key, ok := h.key(w, r)

@@ -168,6 +168,11 @@ type session struct {
 	quit bool
 	now  time.Time // when the last command finished, if measured
 
+	// inMulti: the client sent MULTI, which rumor refuses (it has no
+	// transactions); the commands up to EXEC or DISCARD are refused too.
+	inMulti bool
+	born    time.Time // when the connection was accepted, for CLIENT INFO
+
 	// ctx is the context of the command being run: the server's, or
 	// pipelined (the server's with syncs) when more commands are buffered.
 	ctx       context.Context
@@ -188,7 +193,7 @@ func (s *Server) serveConn(c net.Conn) {
 	s.cfg.Metrics.conns(1)
 	defer s.cfg.Metrics.conns(-1)
 
-	sess := &session{id: s.nextID.Add(1), conn: c, ctx: s.ctx}
+	sess := &session{id: s.nextID.Add(1), conn: c, ctx: s.ctx, born: time.Now()}
 	sess.pipelined = WithSyncGroup(s.ctx, &sess.syncs)
 	r := NewReader(c, s.cfg.Limits)
 	out := make([]byte, 0, 4096)

@@ -290,6 +290,13 @@ func TestServerCommands(t *testing.T) {
 			{srvArgs("EXISTS", "n"), `:1`},
 			{srvArgs("INCRBY", "n", "abc"), `-"ERR value is not an integer or out of range"`},
 			{srvArgs("INCRBY", "n", "1.5"), `-"ERR value is not an integer or out of range"`},
+			// As Redis reads integers: no plus sign, no leading zeros, no spaces.
+			{srvArgs("INCRBY", "n", "+5"), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("INCRBY", "n", "05"), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("INCRBY", "n", "-0"), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("INCRBY", "n", " 5"), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("INCRBY", "n", ""), `-"ERR value is not an integer or out of range"`},
+			{srvArgs("DECRBY", "n", "0"), `:0`},
 			{srvArgs("INCRBY", "n", ""), `-"ERR value is not an integer or out of range"`},
 			{srvArgs("INCRBY", "n", "9223372036854775808"), `-"ERR value is not an integer or out of range"`},
 			{srvArgs("DECRBY", "n", "x"), `-"ERR value is not an integer or out of range"`},
@@ -399,8 +406,10 @@ func TestServerCommands(t *testing.T) {
 		}},
 		{"command", []srvStep{
 			{srvArgs("COMMAND", "COUNT"), ":" + strconv.Itoa(len(commandTable))},
-			{srvArgs("COMMAND", "DOCS"), `*[]`},
-			{srvArgs("COMMAND", "DOCS", "get"), `*[]`},
+			// An error, not an empty list: redis-cli then uses its own
+			// help table for HELP and its argument hints.
+			{srvArgs("COMMAND", "DOCS"), `-"ERR COMMAND DOCS is not supported by rumor"`},
+			{srvArgs("COMMAND", "DOCS", "get"), `-"ERR COMMAND DOCS is not supported by rumor"`},
 			{srvArgs("COMMAND", "INFO", "get", "nosuch", "MGET"), `*[*[$"get", :-2, *[+"readonly", +"fast"], :1, :1, :1], *nil, *[$"mget", :-2, *[+"readonly", +"fast"], :1, :-1, :1]]`},
 			{srvArgs("COMMAND", "INFO", "ping"), `*[*[$"ping", :-1, *[+"fast"], :0, :0, :0]]`},
 			{srvArgs("COMMAND", "BOGUS"), `-"ERR unknown subcommand 'BOGUS'. Try COMMAND COUNT, DOCS, INFO or LIST"`},
@@ -563,11 +572,79 @@ func TestServerClientIDsAndInfo(t *testing.T) {
 	}
 	c1.check(`+"OK"`, "CLIENT", "SETNAME", "one")
 	c2.check(`$nil`, "CLIENT", "GETNAME") // names are per connection
-	info := c1.do("CLIENT", "INFO")
-	wantInfo := fmt.Sprintf("id=%d addr=%s name=one db=0 resp=2\n", id1.Int, c1.conn.LocalAddr())
-	if info.Kind != Bulk || string(info.Str) != wantInfo {
-		t.Errorf("CLIENT INFO: got %s, want %q", info, wantInfo)
+	c1.check(`+"OK"`, "CLIENT", "SETINFO", "lib-name", "redis-py")
+	c1.check(`+"OK"`, "CLIENT", "SETINFO", "LIB-VER", "4.3.4")
+	c1.check(`-"ERR Unrecognized option 'bogus'"`, "CLIENT", "SETINFO", "bogus", "x")
+	for _, sub := range []string{"INFO", "LIST"} {
+		info := c1.do("CLIENT", sub)
+		line := string(info.Str)
+		if info.Kind != Bulk || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
+			t.Fatalf("CLIENT %s: got %s, want one line", sub, info)
+		}
+		fields := map[string]string{}
+		for _, kv := range strings.Fields(line) {
+			k, v, _ := strings.Cut(kv, "=")
+			fields[k] = v
+		}
+		for k, want := range map[string]string{"id": strconv.FormatInt(id1.Int, 10), "addr": c1.conn.LocalAddr().String(),
+			"laddr": c1.conn.RemoteAddr().String(), "name": "one", "db": "0", "resp": "2", "multi": "-1", "flags": "N"} {
+			if fields[k] != want {
+				t.Errorf("CLIENT %s: %s=%q, want %q (%q)", sub, k, fields[k], want, line)
+			}
+		}
+		// Clients parse these as integers (redis-py's client_info raises
+		// KeyError on a missing one): Redis 7 always sends them.
+		for _, k := range []string{"fd", "age", "idle", "sub", "psub", "ssub", "qbuf", "qbuf-free", "argv-mem", "multi-mem", "obl", "oll", "omem", "tot-mem", "redir"} {
+			if _, err := strconv.Atoi(fields[k]); err != nil {
+				t.Errorf("CLIENT %s: field %s=%q is not an integer (%q)", sub, k, fields[k], line)
+			}
+		}
 	}
+}
+
+// TestServerRefusedMultiRunsNothing: clients send MULTI, the commands and
+// EXEC in one write (redis-py's default pipeline, ioredis multi(),
+// go-redis TxPipelined). rumor has no transactions, so it refuses MULTI;
+// the commands up to EXEC must be refused too, or a client that sees its
+// transaction fail finds it applied (and retries an INCR).
+func TestServerRefusedMultiRunsNothing(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+	c.write(string(srvCommand("MULTI")) + string(srvCommand("SET", "tx", "1")) + string(srvCommand("INCR", "txc")) +
+		string(srvCommand("NOSUCH")) + string(srvCommand("EXEC")))
+	if v := c.read(); v.Kind != Error || !strings.HasPrefix(string(v.Str), "ERR MULTI is not supported") {
+		t.Fatalf("MULTI: got %s, want an error (rumor has no transactions)", v)
+	}
+	for _, cmd := range []string{"SET", "INCR", "NOSUCH"} {
+		if v := c.read(); v.Kind != Error || !strings.Contains(string(v.Str), "refused MULTI") {
+			t.Errorf("%s after a refused MULTI: got %s, want it refused", cmd, v)
+		}
+	}
+	if v := c.read(); v.Kind != Error || !strings.HasPrefix(string(v.Str), "EXECABORT ") {
+		t.Errorf("EXEC: got %s, want EXECABORT", v)
+	}
+	c.check(`$nil`, "GET", "tx")
+	c.check(`$nil`, "GET", "txc")
+	// The connection works as before once EXEC or DISCARD ends it.
+	c.check(`-"ERR EXEC without MULTI"`, "EXEC")
+	c.check(`-"ERR DISCARD without MULTI"`, "DISCARD")
+	c.check(`-"ERR MULTI is not supported: rumor has no transactions (the commands up to EXEC or DISCARD are refused)"`, "MULTI")
+	c.check(`-"ERR command not run: it follows a refused MULTI (rumor has no transactions), up to EXEC or DISCARD"`, "SET", "tx", "2")
+	c.check(`+"OK"`, "DISCARD")
+	c.check(`:1`, "INCR", "txc")
+	c.check(`+"OK"`, "SET", "tx", "3")
+	c.check(`$"3"`, "GET", "tx")
+}
+
+func TestServerAuthWithoutPassword(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+	c.check(`-"ERR AUTH <password> called without any password configured for the default user. Are you sure your configuration is correct?"`, "AUTH", "secret")
+	c.check(`+"OK"`, "AUTH", "default", "anything")
+	c.check(`-"WRONGPASS invalid username-password pair or user is disabled."`, "AUTH", "alice", "secret")
+	c.check(`+"PONG"`, "PING")
 }
 
 func TestServerInfo(t *testing.T) {
@@ -742,6 +819,24 @@ func TestServerKeyAndValueLimits(t *testing.T) {
 	if o := e.be.Object(key17); o.Kind() != crdt.KindNone {
 		t.Errorf("an over-long key was written: %v", o)
 	}
+}
+
+// TestServerMGetReplyIsBounded: MGET builds its reply whole, so a short
+// command naming a large key many times could take all the node's memory
+// (300 x a 4 MiB key took one to 4.7 GB). What one MGET holds is bounded
+// by max-request, with an error that says so; the connection stays.
+func TestServerMGetReplyIsBounded(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{Limits: Limits{MaxRequest: 1000}})
+	c := e.connect(t)
+	val := strings.Repeat("v", 200)
+	c.check(`+"OK"`, "SET", "big", val)
+	c.check(fmt.Sprintf("*[$%q, $%q]", val, val), "MGET", "big", "big")
+	keys := append([]string{"MGET"}, slices.Repeat([]string{"big"}, 10)...)
+	if v := c.do(keys...); v.Kind != Error || !strings.Contains(string(v.Str), "exceeds max-request 1000; ask for fewer keys at once") {
+		t.Errorf("MGET of ten 200-byte values with max-request 1000: %s", v)
+	}
+	c.check(`+"PONG"`, "PING")
 }
 
 func TestServerProtocolLimits(t *testing.T) {

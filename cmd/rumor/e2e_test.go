@@ -1063,6 +1063,24 @@ func TestClusterFaults(t *testing.T) {
 		t.Fatalf("after delay n2 0: %+v %+v", s.Faults, s.Nodes[1].Faults)
 	}
 
+	// A command whose output goes nowhere (`rumor cluster delay ... | head
+	// -1`) still applies its faults to every node: Go's default exit on a
+	// write to a closed pipe once stopped it after n1, with cluster.json
+	// already saying every node had them.
+	pr, pw, err := os.Pipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	pr.Close()
+	cmd := exec.Command(binary, "cluster", "delay", "n2", "5ms", "--dir", dir)
+	cmd.Stdout, cmd.Stderr = pw, pw
+	runErr := cmd.Run()
+	pw.Close()
+	if s := status(); fmt.Sprint(s.Nodes[0].Faults.Delays, s.Nodes[1].Faults.Delays, s.Nodes[2].Faults.Delays) != "map[n2:5ms] map[*:5ms] map[n2:5ms]" {
+		t.Errorf("delay n2 5ms with its output closed (%v): n1 %v, n2 %v, n3 %v", runErr, s.Nodes[0].Faults.Delays, s.Nodes[1].Faults.Delays, s.Nodes[2].Faults.Delays)
+	}
+	run("delay", "n2", "0")
+
 	// A copy that leaves after the quorum answered still goes under its own
 	// key: with n3 delayed, n1's copies to it start after n2 answered and
 	// the next SET has arrived on the same connection, in the same place of

@@ -86,6 +86,8 @@ func nodeCommand() *cli.Command {
 			&cli.StringFlag{Name: "memtable-size", EnvVars: env("memtable-size"), Value: "16MB", Usage: "size of one pebble memtable; up to four may be in memory while flushes catch up"},
 			&cli.StringFlag{Name: "max-key-size", EnvVars: env("max-key-size"), Value: "8kb", Usage: "largest key accepted"},
 			&cli.StringFlag{Name: "max-value-size", EnvVars: env("max-value-size"), Value: "4mb", Usage: "largest value accepted"},
+			&cli.IntFlag{Name: "max-siblings", EnvVars: env("max-siblings"), Value: node.DefaultMaxSiblings, Usage: "most siblings a write may leave on a key (concurrent writes and stale contexts make them): a write past it is refused until a write with their context resolves them, as Riak's max_siblings; 0: no bound"},
+			&cli.StringFlag{Name: "max-object-size", EnvVars: env("max-object-size"), Usage: "largest a write may make a key's object, all its siblings together, as Riak's max_object_size; default 16MB or four times --max-value-size, whichever is more; 0: no bound"},
 			&cli.StringFlag{Name: "max-bulk", EnvVars: env("max-bulk"), Value: "8mb", Usage: "largest RESP bulk string accepted (at least --max-value-size)"},
 			&cli.IntFlag{Name: "max-args", EnvVars: env("max-args"), Value: 65536, Usage: "most arguments in one command"},
 			&cli.StringFlag{Name: "max-inline", EnvVars: env("max-inline"), Value: "64kb", Usage: "longest inline (nc-style) command line"},
@@ -208,6 +210,23 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 		}
 		sizes[f] = v
 	}
+	objects := node.ObjectLimits{MaxSiblings: c.Int("max-siblings")}
+	if objects.MaxSiblings < 0 {
+		return node.Config{}, errors.New("--max-siblings must not be negative (0: no bound)")
+	}
+	if objects.MaxSiblings == 0 {
+		objects.MaxSiblings = -1 // the flag's 0 means no bound; the node's 0 means default
+	}
+	if v := c.String("max-object-size"); v != "" {
+		n, err := parseSize(v)
+		if err != nil {
+			return node.Config{}, fmt.Errorf("--max-object-size: %w", err)
+		}
+		objects.MaxSize = int(n)
+		if n == 0 {
+			objects.MaxSize = -1
+		}
+	}
 	if sizes["object-cache-size"] == 0 {
 		sizes["object-cache-size"] = -1 // the flag's 0 means none; the store's 0 means default
 	}
@@ -230,6 +249,7 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 		Logger:          logger,
 		Pprof:           c.Bool("pprof"),
 		MaxHints:        c.Int("max-hints"),
+		Objects:         objects,
 		AllowFaults:     c.Bool("allow-faults"),
 		Server: wire.ServerConfig{
 			Limits: wire.Limits{
