@@ -77,8 +77,9 @@ type CoordinatorConfig struct {
 	// and W, and a write fails rather than leave a hint.
 	Strict bool
 	// WriteHedge is how long a sloppy write waits for a preferred replica's
-	// acknowledgement before it also hands a hinted copy to a stand-in.
-	// Default 50ms.
+	// acknowledgement before it also hands a hinted copy to a stand-in,
+	// which counts towards W once the replica's own copy fails (not
+	// before: see replicate). Default 50ms.
 	WriteHedge time.Duration
 	// Breaker tunes the per-peer circuit breakers.
 	Breaker BreakerConfig
@@ -963,10 +964,15 @@ var (
 // replicate sends the encoded object enc to the copies other than the
 // local one and waits until w copies hold it durably: the local one once
 // localWait returns (nil: it already does; localOK false: it does not
-// count) and the others as they acknowledge. A copy that fails, or does not acknowledge within
-// WriteHedge, gets a stand-in from spare (a hinted copy) while any are
-// left. Calls that finish after the quorum still apply; all are bounded by
-// the coordinator's timeout.
+// count) and the others as they acknowledge. A copy that fails gets a
+// stand-in from spare (a hinted copy) while any are left. So does one not
+// acknowledged within WriteHedge, but that stand-in counts only once the
+// copy it stands for has failed (at the latest at the coordinator's
+// timeout): a replica that is merely slow still holds every write that
+// counted it, so that a read of R with R+W>N sees the write (as a read's
+// fallback stands in only for a copy that failed). Calls that finish
+// after the quorum still apply; all are bounded by the coordinator's
+// timeout.
 func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byte, copies []copySlot, local int, localOK bool, localWait func() error, spare *spares, members, w, n int) error {
 	type result struct {
 		slot int
@@ -978,13 +984,18 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 	// the coordinator's timeout.
 	callCtx := c.calls.get()
 	results := make(chan result, len(copies)+members) // every copy, every stand-in
-	var ackedBuf [maxStackCopies]bool
+	var ackedBuf, failedBuf, heldBuf [maxStackCopies]bool
 	var inFlightBuf [maxStackCopies]int
 	acked, inFlight := ackedBuf[:], inFlightBuf[:] // attempts out per slot
+	// failed: the slot's own copy failed. held: a stand-in acknowledged
+	// the slot's copy while its own was still out (it counts if that fails).
+	failed, held := failedBuf[:], heldBuf[:]
 	if len(copies) > maxStackCopies {
 		acked, inFlight = make([]bool, len(copies)), make([]int, len(copies))
+		failed, held = make([]bool, len(copies)), make([]bool, len(copies))
 	}
 	acked, inFlight = acked[:len(copies)], inFlight[:len(copies)]
+	failed, held = failed[:len(copies)], held[:len(copies)]
 	mergeArgs := [][]byte{key, enc} // shared by the preferred copies' calls: read only
 	acks, pending := 0, 0
 	send := func(slot int, s copySlot) {
@@ -1043,6 +1054,7 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 		}
 	}
 	if !localOK {
+		failed[local] = true
 		standIn(local)
 	}
 	hedge := c.writeHedges.get().Done() // closes WriteHedge from now, give or take a tenth
@@ -1051,15 +1063,26 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 		case r := <-results:
 			pending--
 			inFlight[r.slot]--
+			own := r.s.node == copies[r.slot].node
 			switch {
+			case r.err == nil && !acked[r.slot] && !own && !failed[r.slot]:
+				held[r.slot] = true // the slot's own copy is only slow so far
 			case r.err == nil && !acked[r.slot]:
 				acked[r.slot] = true
 				acks++
 				if r.s.hintFor != "" {
 					c.stats.hintedWrites.Add(1)
 				}
-			case r.err != nil && !acked[r.slot] && inFlight[r.slot] == 0:
-				standIn(r.slot)
+			case r.err != nil && own && held[r.slot] && !acked[r.slot]:
+				failed[r.slot] = true
+				acked[r.slot] = true // its stand-in already holds the copy
+				acks++
+				c.stats.hintedWrites.Add(1)
+			case r.err != nil && !acked[r.slot]:
+				failed[r.slot] = failed[r.slot] || own
+				if inFlight[r.slot] == 0 {
+					standIn(r.slot)
+				}
 			}
 		case <-hedge:
 			// Every other copy still unacknowledged gets one more stand-in,

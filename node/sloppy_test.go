@@ -410,32 +410,65 @@ func TestStandInCountersKeepEveryIncrement(t *testing.T) {
 }
 
 // TestSlowPeerIsNotWaitedFor: a replica that is slow but not down does not
-// hold up a W=2 write, a W=3 write completes through a stand-in within the
-// write hedge, and the slow replica still gets everything.
+// hold up a W=2 write. A W=3 write waits for it (a stand-in's copy counts
+// only for a copy that failed), so that a read of one copy through the
+// slow replica right after sees the write (R+W>N): a stand-in counted
+// after the 50 ms write hedge once let GET R 1 there miss an acknowledged
+// SET W 3. A black-holed replica costs a W=3 write the timeout, after
+// which the stand-in sent at the hedge counts; the slow replica still
+// gets everything.
 func TestSlowPeerIsNotWaitedFor(t *testing.T) {
-	names := []string{"n1", "n2", "n3", "n4"}
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
 	tc := newTestCluster(t, names, 3, 2, 2)
 	ctx := context.Background()
 	k := tc.keyLedBy(t, "n1")
 	slow := tc.replicasOf(k)[2]
 	tc.net.Slow(slow, 600*time.Millisecond) // inside the 1s timeout
+	start := time.Now()
 	if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("v"), wire.WriteOptions{}); err != nil {
 		t.Fatalf("W=2 with a slow replica: %v", err)
+	}
+	if took := time.Since(start); took > 400*time.Millisecond {
+		t.Errorf("W=2 with one replica slow took %v: it waited for the slow one", took)
 	}
 	if h := tc.nodes["n1"].Stats().HintedWrites; h != 0 {
 		t.Fatalf("W=2 needed %d stand-ins with only one replica slow", h)
 	}
-	if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{W: 3}), []byte(k+"x"), []byte("w"), wire.WriteOptions{}); err != nil {
-		t.Fatalf("W=3 with a slow replica: %v", err)
+	for i, sloppy := range []wire.Sloppy{wire.SloppyYes, wire.SloppyNo} {
+		v := fmt.Sprint("w", i)
+		if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{W: 3}), []byte(k), []byte(v), wire.WriteOptions{}); err != nil {
+			t.Fatalf("W=3 with a slow replica: %v", err)
+		}
+		if got := valueCtx(t, wire.WithQuorum(ctx, wire.Quorum{R: 1, Sloppy: sloppy}), tc.nodes[slow], k); got != "["+v+"]" {
+			t.Errorf("GET R 1 (sloppy %v) through the slow replica %s right after SET W 3 was acknowledged: %s, want [%s] (R+W>N)", sloppy, slow, got, v)
+		}
 	}
-	if h := tc.nodes["n1"].Stats().HintedWrites; h == 0 && slices.Contains(tc.replicasOf(k+"x"), slow) {
-		t.Fatalf("W=3 waited for the slow replica instead of a stand-in")
+	// Black-holed: the W=3 write waits for the copy's timeout, then counts
+	// the stand-in's.
+	tc.net.Slow(slow, 0)
+	var rest []string
+	for _, n := range names {
+		if n != slow {
+			rest = append(rest, n)
+		}
 	}
-	testutil.Eventually(t, 15*time.Second, "the slow replica to hold the write", func() bool { return tc.local(t, slow, k) == "[v]" })
+	tc.net.Partition([]string{slow}, rest)
+	hinted := tc.nodes["n1"].Stats().HintedWrites
+	start = time.Now()
+	if err := tc.nodes["n1"].Put(wire.WithQuorum(ctx, wire.Quorum{W: 3}), []byte(k), []byte("x"), wire.WriteOptions{}); err != nil {
+		t.Fatalf("W=3 with a replica black-holed: %v", err)
+	}
+	if took := time.Since(start); took < testTimeout || took > 3*testTimeout {
+		t.Errorf("W=3 with a replica black-holed took %v, want the call's timeout (%v)", took, testTimeout)
+	}
+	if h := tc.nodes["n1"].Stats().HintedWrites; h != hinted+1 {
+		t.Errorf("W=3 with a replica black-holed: %d stand-ins counted, want 1", h-hinted)
+	}
+	tc.net.Heal()
+	for _, r := range tc.replicasOf(k) {
+		testutil.Eventually(t, 15*time.Second, "every replica to hold the last write", func() bool { return tc.local(t, r, k) == "[x]" })
+	}
 	testutil.Eventually(t, 15*time.Second, "hints to drain", func() bool { return tc.hintsPending() == 0 })
-	for _, r := range tc.replicasOf(k + "x") {
-		testutil.Eventually(t, 15*time.Second, "every replica to hold the W=3 write", func() bool { return tc.local(t, r, k+"x") == "[w]" })
-	}
 }
 
 // TestReadRepairFixesAStaleReplica: a replica that missed a write (no
