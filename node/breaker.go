@@ -195,6 +195,18 @@ func (t *breakers) Allows(to string) bool {
 	return ok
 }
 
+// probeDue starts the half-open probe of every peer whose cooldown is
+// over. Calls and copy choices start it too, but on a cluster with no
+// traffic none come, and an open breaker would then show the peer
+// unreachable for ever, though it is back.
+func (t *breakers) probeDue() {
+	for name, b := range *t.peers.Load() {
+		if !b.clean.Load() {
+			t.Allows(name)
+		}
+	}
+}
+
 // reset closes to's breaker: gossip has just seen the peer come back, so
 // it gets calls again at once instead of after its cooldown (a peer that
 // still fails opens it again within Failures calls).

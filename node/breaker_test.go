@@ -3,12 +3,14 @@ package node
 import (
 	"context"
 	"errors"
+	"fmt"
 	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/rumor-kv/rumor/internal/testutil"
+	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
 )
 
@@ -158,6 +160,36 @@ func testBreakersFailFast(t *testing.T, call func(bs *breakers, ctx context.Cont
 	if n := tr.count("down get"); n != 2 {
 		t.Errorf("a client call was used as the probe: %d gets reached the peer", n)
 	}
+}
+
+// TestIdleBreakersAreProbed: with no traffic at all, a peer whose breaker
+// opened is probed once its cooldown is over (by the handoff loop), so it
+// shows reachable again once it is back; it stayed "open" in INFO for
+// ever on an idle cluster.
+func TestIdleBreakersAreProbed(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Breaker = BreakerConfig{Failures: 1, Cooldown: 50 * time.Millisecond, MaxCooldown: 50 * time.Millisecond, ProbeTimeout: 100 * time.Millisecond}
+		cfg.Handoff.Interval = 20 * time.Millisecond
+	})
+	n1 := tc.nodes["n1"]
+	tc.net.Partition([]string{"n1", "n2"}, []string{"n3"})
+	ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+	n1.tr.Call(ctx, "n3", "ping") // times out: the breaker opens
+	cancel()
+	state := func() string {
+		for _, p := range n1.Stats().Peers {
+			if p.Name == "n3" {
+				return fmt.Sprint(p.Breaker, " ", p.Reachable)
+			}
+		}
+		return "none"
+	}
+	if got := state(); got == "closed true" {
+		t.Fatalf("n3 after a timed-out call: %s, want the breaker open", got)
+	}
+	tc.net.Heal()
+	testutil.Eventually(t, 5*time.Second, "n3 reachable again with no traffic", func() bool { return state() == "closed true" })
 }
 
 func TestGossipRecoveryClosesTheBreaker(t *testing.T) {

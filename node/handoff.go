@@ -140,6 +140,7 @@ func (c *Coordinator) handoffLoop() {
 		case <-c.handoff.stop:
 			return
 		case <-t.C:
+			c.tr.probeDue()
 		case <-c.handoff.kick:
 		}
 		c.handoffPass(perPass)
