@@ -10,6 +10,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"reflect"
+	"runtime"
 	"strings"
 	"testing"
 
@@ -449,3 +450,42 @@ type unavailableErr struct{}
 
 func (unavailableErr) Error() string     { return "1 of 2 replicas answered" }
 func (unavailableErr) Unavailable() bool { return true }
+
+// TestHTTPPutRefusesALargeJSONValueBeforeDecodingIt: a body that is not a
+// JSON string is stored as its text, so one over max-value-size is
+// refused by its length, not after decoding: a 24 MiB "[0,0,...]" took
+// 250 MB and 7 s of CPU to be refused. Not parallel: it counts the bytes
+// the process allocates.
+func TestHTTPPutRefusesALargeJSONValueBeforeDecodingIt(t *testing.T) {
+	const maxValue = 256 << 10
+	h := NewHTTPHandler(HTTPConfig{Backend: newFakeBackend(), MaxValueSize: maxValue})
+	body := []byte("[")
+	for len(body) < 6*maxValue-2 {
+		body = append(body, "1,"...)
+	}
+	body = append(body, "1]"...)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	rec := httptest.NewRecorder()
+	h.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, "/kv/k", bytes.NewReader(body)))
+	runtime.ReadMemStats(&after)
+	if rec.Code != http.StatusRequestEntityTooLarge {
+		t.Fatalf("status %d, want 413: %s", rec.Code, rec.Body)
+	}
+	if allocated := after.TotalAlloc - before.TotalAlloc; allocated > uint64(4*len(body)) {
+		t.Errorf("refusing a %d KiB JSON array over max-value-size allocated %d KiB (%.0fx the body)", len(body)>>10, allocated>>10, float64(allocated)/float64(len(body)))
+	}
+	// A JSON string over the bound is refused too, and a bad value is 400.
+	str := append(append([]byte(`"`), bytes.Repeat([]byte("x"), maxValue+1)...), '"')
+	for _, tt := range []struct {
+		body []byte
+		code int
+	}{{str, http.StatusRequestEntityTooLarge}, {[]byte(`[1, 2`), http.StatusBadRequest}, {[]byte(`"unterminated`), http.StatusBadRequest}, {nil, http.StatusBadRequest}} {
+		rec := httptest.NewRecorder()
+		h.ServeHTTP(rec, httptest.NewRequest(http.MethodPut, "/kv/k", bytes.NewReader(tt.body)))
+		if rec.Code != tt.code {
+			t.Errorf("PUT of %.20q: %d %s, want %d", tt.body, rec.Code, rec.Body, tt.code)
+		}
+	}
+}
