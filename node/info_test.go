@@ -47,3 +47,31 @@ func TestHumanBytes(t *testing.T) {
 		}
 	}
 }
+
+// TestClientLimitsFitTheOpenFileLimit: past the open-file limit a client
+// connection takes the files pebble needs, and writes stall (450 stalled
+// HTTP connections at a limit of 400 did that): the RESP and HTTP limits
+// are fitted under it, leaving pebble's table cache and the peers theirs.
+func TestClientLimitsFitTheOpenFileLimit(t *testing.T) {
+	for _, tt := range []struct{ maxClients, fileLimit, resp, http int }{
+		{10000, 1 << 20, 10000, maxHTTPConns},
+		{10000, 20000, 10000, maxHTTPConns},
+		{10000, 4096, 4096 - reservedFiles - (4096-reservedFiles)/4, (4096 - reservedFiles) / 4},
+		{50, 4096, 50, (4096 - reservedFiles) / 4},
+		{10000, 400, 1, 4},
+	} {
+		resp, http := fitClients(tt.maxClients, tt.fileLimit)
+		if resp != tt.resp || http != tt.http {
+			t.Errorf("fitClients(%d, %d) = %d, %d; want %d, %d", tt.maxClients, tt.fileLimit, resp, http, tt.resp, tt.http)
+		}
+		if tt.fileLimit > reservedFiles+8 && resp+http+reservedFiles > tt.fileLimit {
+			t.Errorf("fitClients(%d, %d): %d + %d connections and %d reserved exceed the limit", tt.maxClients, tt.fileLimit, resp, http, reservedFiles)
+		}
+	}
+	// A node's HTTP server gives up a request that stalls, and bounds its
+	// headers (its connections are bounded by the listener).
+	n := start(t, t.TempDir())
+	if n.httpSrv.ReadTimeout <= 0 || n.httpSrv.WriteTimeout <= 0 || n.httpSrv.MaxHeaderBytes <= 0 || n.httpSrv.MaxHeaderBytes > 1<<20 {
+		t.Errorf("HTTP server: ReadTimeout %v, WriteTimeout %v, MaxHeaderBytes %d", n.httpSrv.ReadTimeout, n.httpSrv.WriteTimeout, n.httpSrv.MaxHeaderBytes)
+	}
+}

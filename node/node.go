@@ -23,6 +23,7 @@
 package node
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -46,6 +47,8 @@ import (
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
+	"golang.org/x/net/netutil"
+	"golang.org/x/sys/unix"
 )
 
 // Config configures a node. Zero fields mean their defaults.
@@ -220,6 +223,15 @@ func Start(cfg Config) (*Node, error) {
 
 	scfg := cfg.Server
 	scfg.Backend, scfg.Info, scfg.Metrics, scfg.Logger = n, n.info, metrics, cfg.Logger
+	httpConns := maxHTTPConns
+	if limit, err := openFileLimit(); err == nil {
+		want := cmp.Or(scfg.MaxClients, wire.DefaultMaxClients)
+		scfg.MaxClients, httpConns = fitClients(want, limit)
+		if scfg.MaxClients < want {
+			cfg.Logger.Warn("the open-file limit is too low for max-clients: max-clients lowered (raise `ulimit -n` to serve more)",
+				"open_file_limit", limit, "max_clients", want, "now", scfg.MaxClients, "http_connections", httpConns)
+		}
+	}
 	if cfg.Cluster != nil {
 		scfg.Cluster = n.clusterCommand
 	}
@@ -257,10 +269,18 @@ func Start(cfg Config) (*Node, error) {
 			mux.HandleFunc("/debug/pprof/trace", pprof.Trace)
 			handler = mux
 		}
+		// Bounded as the RESP side is: a request that stalls (headers,
+		// or a body that never ends) gives its connection up, and at most
+		// httpConns are served at once (more wait to be accepted), so that
+		// stalled clients cannot take every file the process may open.
+		n.httpLn = netutil.LimitListener(n.httpLn, httpConns)
 		n.httpSrv = &http.Server{
 			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
+			ReadTimeout:       httpReadTimeout,
+			WriteTimeout:      httpWriteTimeout,
 			IdleTimeout:       2 * time.Minute,
+			MaxHeaderBytes:    64 << 10,
 		}
 		n.wg.Add(1)
 		go func() {
@@ -557,6 +577,40 @@ func (n *Node) info() []wire.InfoSection {
 		n.clusterInfo(),
 		n.faultsInfo(),
 	}
+}
+
+// How long an HTTP request may take to arrive (headers and body) and its
+// response to leave: a client that stalls gives its connection up.
+const (
+	httpReadTimeout  = time.Minute
+	httpWriteTimeout = time.Minute
+)
+
+// Open files a node needs besides its clients' connections: pebble's
+// table cache (its MaxOpenFiles, 1000), its logs, the listeners, gossip
+// and the connections to peers.
+const (
+	reservedFiles = 1000 + 128
+	maxHTTPConns  = 1024
+)
+
+// fitClients fits the RESP and HTTP connection limits into the process's
+// open-file limit, as Redis lowers maxclients: past it a connection takes
+// the files pebble needs, and writes stall.
+func fitClients(maxClients, fileLimit int) (resp, http int) {
+	budget := fileLimit - reservedFiles
+	http = min(maxHTTPConns, max(budget/4, 4))
+	return min(maxClients, max(budget-http, 1)), http
+}
+
+// openFileLimit is the process's limit on open files (Go raises the soft
+// limit to the hard one when it starts).
+func openFileLimit() (int, error) {
+	var l unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &l); err != nil {
+		return 0, err
+	}
+	return int(min(l.Cur, math.MaxInt32)), nil
 }
 
 // memoryInfo is INFO's Memory section. used_memory, which redis-cli

@@ -260,7 +260,7 @@ func Open(o Options) (*Store, error) {
 		Cache:        cache,
 		MemTableSize: o.MemTableSize,
 		FS:           fs,
-		Logger:       pebbleLogger{o.Logger},
+		Logger:       &pebbleLogger{l: o.Logger},
 	}
 	var spares *spareFS
 	if o.FS == nil {
@@ -903,17 +903,38 @@ func stripe(k []byte) uint32 {
 	return h & (lockStripes - 1)
 }
 
-type pebbleLogger struct{ l *slog.Logger }
+// pebbleLogger passes pebble's messages on. Its errors are logged at
+// most once a second, with the count of those left out: a background
+// error that repeats (no file descriptor left, a full disk) came tens of
+// thousands of times a second and filled the log.
+type pebbleLogger struct {
+	l          *slog.Logger
+	last       atomic.Int64 // monotonic nanoseconds of the last error logged
+	suppressed atomic.Int64
+}
 
-func (p pebbleLogger) Infof(format string, args ...any) {
+func (p *pebbleLogger) Infof(format string, args ...any) {
 	p.l.Debug(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-func (p pebbleLogger) Errorf(format string, args ...any) {
+func (p *pebbleLogger) Errorf(format string, args ...any) {
+	now := int64(time.Since(processStart)) + 1 // 0 means never
+	last := p.last.Load()
+	if last != 0 && now-last < int64(time.Second) || !p.last.CompareAndSwap(last, now) {
+		p.suppressed.Add(1)
+		return
+	}
+	if n := p.suppressed.Swap(0); n > 0 {
+		p.l.Error(fmt.Sprintf(format, args...), "component", "pebble", "errors_not_logged_since_last", n)
+		return
+	}
 	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-func (p pebbleLogger) Fatalf(format string, args ...any) {
+// processStart anchors pebbleLogger's monotonic times.
+var processStart = time.Now()
+
+func (p *pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
 	panic(fmt.Sprintf(format, args...))
 }

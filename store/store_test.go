@@ -1,9 +1,11 @@
 package store
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"hash/maphash"
+	"log/slog"
 	"maps"
 	"math/rand/v2"
 	"runtime"
@@ -600,5 +602,50 @@ func TestSyncWindowSharesFsyncs(t *testing.T) {
 	put(s, "third")
 	if took := time.Since(start); took < 2*window {
 		t.Fatalf("two synced writes after a first took %v, less than two %v windows: the window is not applied", took, window)
+	}
+}
+
+// countingHandler counts the records logged at each level.
+type countingHandler struct {
+	mu      sync.Mutex
+	records []slog.Record
+}
+
+func (h *countingHandler) Enabled(context.Context, slog.Level) bool { return true }
+func (h *countingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	h.records = append(h.records, r)
+	h.mu.Unlock()
+	return nil
+}
+func (h *countingHandler) WithAttrs([]slog.Attr) slog.Handler { return h }
+func (h *countingHandler) WithGroup(string) slog.Handler      { return h }
+
+// TestPebbleErrorsAreRateLimited: a background error that repeats (no
+// file descriptor left) came tens of thousands of times a second and
+// filled the node's log: one a second is logged, with the count left out.
+func TestPebbleErrorsAreRateLimited(t *testing.T) {
+	h := &countingHandler{}
+	p := &pebbleLogger{l: slog.New(h)}
+	for range 10000 {
+		p.Errorf("background error: %s", "too many open files")
+	}
+	if len(h.records) != 1 {
+		t.Fatalf("%d records for 10,000 errors within a second, want 1", len(h.records))
+	}
+	p.last.Store(p.last.Load() - int64(time.Second)) // a second later
+	p.Errorf("background error: %s", "too many open files")
+	if len(h.records) != 2 {
+		t.Fatalf("%d records after a second, want 2", len(h.records))
+	}
+	var left int64
+	h.records[1].Attrs(func(a slog.Attr) bool {
+		if a.Key == "errors_not_logged_since_last" {
+			left = a.Value.Int64()
+		}
+		return true
+	})
+	if left != 9999 {
+		t.Errorf("the second record counts %d errors left out, want 9999", left)
 	}
 }

@@ -98,7 +98,16 @@ type PeerServer struct {
 	ctx     context.Context
 	cancel  context.CancelFunc
 	acc     acceptor
+	// writeTimeout bounds each write of replies (peerWriteTimeout).
+	writeTimeout time.Duration
 }
+
+// peerWriteTimeout bounds a write of replies to a peer: a peer reads its
+// replies as they come, so a connection whose replies have not left in
+// this long is not a peer that works (a rogue client that sends calls and
+// reads nothing pinned maxPeerInFlight workers a connection for ever). It
+// is closed, and its calls end.
+const peerWriteTimeout = 30 * time.Second
 
 // maxInlineBatch bounds the inline calls whose replies wait for the end
 // of what a connection has buffered.
@@ -112,7 +121,7 @@ func NewPeerServer(handler PeerHandler, limits Limits, logger *slog.Logger) *Pee
 	if logger == nil {
 		logger = slog.New(slog.DiscardHandler)
 	}
-	s := &PeerServer{handler: handler, limits: limits.WithDefaults(), logger: logger, inline: map[string]string{}}
+	s := &PeerServer{handler: handler, limits: limits.WithDefaults(), logger: logger, inline: map[string]string{}, writeTimeout: peerWriteTimeout}
 	s.ctx, s.cancel = context.WithCancel(context.Background())
 	return s
 }
@@ -161,9 +170,17 @@ func (s *PeerServer) serveConn(c net.Conn) {
 	// The reply writer and the reader's inline batches share the
 	// connection, one write at a time.
 	var wmu sync.Mutex
+	var armed time.Duration // monoNow of the write deadline's last arming
 	write := func(b []byte) error {
 		wmu.Lock()
 		defer wmu.Unlock()
+		// Re-armed at most once per tenth of the timeout: a write gets
+		// between nine tenths of it and all of it (a deadline set on every
+		// write costs a runtime timer update each).
+		if now := monoNow(); armed == 0 || now-armed > s.writeTimeout/10 {
+			c.SetWriteDeadline(time.Now().Add(s.writeTimeout))
+			armed = now
+		}
 		_, err := c.Write(b)
 		return err
 	}

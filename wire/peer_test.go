@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net"
 	"net/rpc"
+	"strconv"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -885,6 +886,50 @@ func TestPeerLazyCallsLeaveWithTheNextCall(t *testing.T) {
 	for range maxPeerQueued {
 		if err := <-many; err != nil {
 			t.Fatal(err)
+		}
+	}
+}
+
+// TestPeerServerClosesAConnectionThatReadsNoReplies: a rogue client that
+// sends calls and never reads their replies pinned the connection's
+// workers (up to maxPeerInFlight) and its writer for ever; a write of
+// replies that cannot leave within the write timeout closes it.
+func TestPeerServerClosesAConnectionThatReadsNoReplies(t *testing.T) {
+	big := bytes.Repeat([]byte("r"), 256<<10)
+	s := NewPeerServer(func(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
+		return [][]byte{big}, nil
+	}, Limits{}, nil)
+	s.writeTimeout = 200 * time.Millisecond
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	conn, err := net.Dial("tcp", l.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.(*net.TCPConn).SetReadBuffer(4096)
+	const calls = 200 // 50 MiB of replies: far more than the sockets hold
+	var req []byte
+	for i := range calls {
+		req = append(req, srvCommand("RPC", strconv.Itoa(PeerVersion), strconv.Itoa(i+1), "big")...)
+	}
+	if _, err := conn.Write(req); err != nil {
+		t.Fatal(err)
+	}
+	// The client reads nothing: the connection, and its calls' workers,
+	// must end soon after the write timeout.
+	conns := func() int {
+		s.acc.mu.Lock()
+		defer s.acc.mu.Unlock()
+		return len(s.acc.mu.conns)
+	}
+	for deadline := time.Now().Add(5 * time.Second); conns() > 0; time.Sleep(10 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("a connection whose client read none of its replies was still served after 5 s (write timeout %v)", s.writeTimeout)
 		}
 	}
 }

@@ -44,6 +44,9 @@ type ServerConfig struct {
 	Logger *slog.Logger
 }
 
+// DefaultMaxClients is ServerConfig.MaxClients's default, as Redis's.
+const DefaultMaxClients = 10000
+
 // Validate reports every problem with the configuration at once.
 func (c ServerConfig) Validate() error {
 	var errs []error
@@ -72,7 +75,7 @@ func (c *ServerConfig) ensureDefaults() {
 		c.IdleTimeout = 5 * time.Minute
 	}
 	if c.MaxClients == 0 {
-		c.MaxClients = 10000
+		c.MaxClients = DefaultMaxClients
 	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
