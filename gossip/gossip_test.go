@@ -1,6 +1,7 @@
 package gossip
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"path/filepath"
@@ -327,4 +328,26 @@ func TestForget(t *testing.T) {
 		t.Fatalf("Forget of a failed member: %v", err)
 	}
 	testutil.Eventually(t, 10*time.Second, "n2 left", func() bool { return statusOf(n1, "n2") == StatusLeft })
+}
+
+// TestGossipWithASecretKey: members with the same key join and see each
+// other; one without it, or with another, cannot join them.
+func TestGossipWithASecretKey(t *testing.T) {
+	key := bytes.Repeat([]byte{7}, 32)
+	withKey := func(k []byte) func(*Config) { return func(c *Config) { c.SecretKey = k } }
+	n1 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, withKey(key))
+	n2 := startWith(t, "n2", "127.0.0.1:0", 64, "", nil, withKey(key))
+	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
+		t.Fatalf("join with the key: %v", err)
+	}
+	testutil.Eventually(t, 5*time.Second, "n1 sees n2 alive", func() bool { return statusOf(n1, "n2") == StatusAlive })
+	for name, k := range map[string][]byte{"stranger": nil, "other": bytes.Repeat([]byte{8}, 32)} {
+		g := startWith(t, name, "127.0.0.1:0", 64, "", nil, withKey(k))
+		if _, err := g.Join([]string{n1.Addr()}); err == nil {
+			t.Errorf("%s (key %x) joined a cluster whose key it does not have", name, k)
+		}
+		if statusOf(n1, name) != -1 {
+			t.Errorf("n1 knows %s", name)
+		}
+	}
 }

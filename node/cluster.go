@@ -45,6 +45,10 @@ type ClusterConfig struct {
 	// failed member is kept before it is reaped, gone for good. Default
 	// 24 hours.
 	ReconnectTimeout time.Duration
+	// Key, if set (wire.ClusterKey of the operator's secret), encrypts
+	// gossip and is required of every peer connection: only nodes that
+	// hold it can join, or make calls to this one. 32 bytes.
+	Key []byte
 }
 
 // peerTransport reaches members by name through their advertised peer
@@ -54,14 +58,15 @@ type peerTransport struct {
 	addrs   map[string]string
 	clients map[string]*wire.PeerClient
 
+	key       []byte        // the cluster key the clients prove they hold; nil: none
 	faults    *Faults       // nil: none
 	closed    chan struct{} // ends calls held by a fault
 	closeOnce sync.Once
 	calls     *prometheus.HistogramVec // the calls' latency, by peer and method
 }
 
-func newPeerTransport(faults *Faults) *peerTransport {
-	return &peerTransport{addrs: map[string]string{}, clients: map[string]*wire.PeerClient{}, faults: faults, closed: make(chan struct{}),
+func newPeerTransport(faults *Faults, key []byte) *peerTransport {
+	return &peerTransport{addrs: map[string]string{}, clients: map[string]*wire.PeerClient{}, key: key, faults: faults, closed: make(chan struct{}),
 		calls: peerLatency("rumor_peer_call_duration_seconds",
 			"This node's calls to other nodes, from sending to the outcome (a reply, the peer's error, a broken connection or the deadline), by peer and method.", "peer")}
 }
@@ -118,7 +123,7 @@ func (t *peerTransport) client(to string) (*wire.PeerClient, error) {
 		return nil, fmt.Errorf("%w: %w: %s has no known peer address", wire.ErrPeerUnavailable, wire.ErrNotSent, to)
 	}
 	// A label value must be UTF-8; a member's name need not be.
-	c := wire.NewPeerClient(addr, wire.PeerClientConfig{Observe: observeByMethod(t.calls, strings.ToValidUTF8(to, "\uFFFD"))})
+	c := wire.NewPeerClient(addr, wire.PeerClientConfig{Key: t.key, Observe: observeByMethod(t.calls, strings.ToValidUTF8(to, "\uFFFD"))})
 	t.clients[to] = c
 	return c, nil
 }
@@ -212,7 +217,7 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	if n.cfg.AllowFaults {
 		faults = &n.faults
 	}
-	cs := &clusterState{cfg: cc, tr: newPeerTransport(faults)}
+	cs := &clusterState{cfg: cc, tr: newPeerTransport(faults, cc.Key)}
 	coord, err := NewCoordinator(CoordinatorConfig{
 		Self: n.cfg.Name, Store: n.st, Transport: cs.tr,
 		Replicas: cc.Replicas, R: cc.R, W: cc.W, Timeout: cc.Timeout, Strict: cc.Strict,
@@ -260,6 +265,9 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	}
 	cs.peers = wire.NewPeerServer(coord.HandlePeer, peerLimits(n.cfg.Server.Limits, n.cfg.Objects.MaxSize), n.cfg.Logger)
 	cs.peers.Inline(inlinePeerMethods...)
+	if cc.Key != nil {
+		cs.peers.RequireKey(cc.Key)
+	}
 	served := peerLatency("rumor_peer_serve_duration_seconds",
 		"Calls from other nodes that this node served, from reading one to writing its reply (with --sync, a copy's fsync included), by method.")
 	if err := n.registry.Register(served); err != nil {
@@ -279,8 +287,9 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 		SnapshotPath: filepath.Join(n.cfg.DataDir, "serf.snapshot"),
 		Tags: gossip.Tags{Actor: n.st.Actor(), ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
 			PeerAddr: ln.Addr().String(), Partitions: n.cfg.Partitions},
-		OnChange: cs.onChange(n),
-		Logger:   n.cfg.Logger,
+		OnChange:  cs.onChange(n),
+		SecretKey: cc.Key,
+		Logger:    n.cfg.Logger,
 	}
 	if faults != nil {
 		gc.Filter = cs.gossipFilter(faults)
@@ -446,6 +455,7 @@ func (n *Node) clusterInfo() wire.InfoSection {
 		{"replicas_n", strconv.Itoa(v.N)}, {"quorum_r", strconv.Itoa(v.R)}, {"quorum_w", strconv.Itoa(v.W)},
 		{"partition_replicas_here", strconv.Itoa(mine)},
 		{"partition_share", strconv.FormatFloat(share, 'f', 4, 64)},
+		{"cluster_key", map[bool]string{true: "set", false: "none"}[n.cfg.Cluster.Key != nil]},
 	}
 	for _, m := range v.Members {
 		sec.Fields = append(sec.Fields, [2]string{"member_" + m.Name,

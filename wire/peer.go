@@ -100,7 +100,17 @@ type PeerServer struct {
 	acc     acceptor
 	// writeTimeout bounds each write of replies (peerWriteTimeout).
 	writeTimeout time.Duration
+	// key, if set, is the cluster key a connection must prove it holds
+	// before its calls are served (RequireKey; see peerauth.go).
+	key []byte
 }
+
+// peerAuthTimeout bounds a connection's authentication.
+const peerAuthTimeout = 5 * time.Second
+
+// RequireKey makes the server serve only connections that prove they
+// hold key (ClusterKey). Call it before Serve.
+func (s *PeerServer) RequireKey(key []byte) { s.key = key }
 
 // peerWriteTimeout bounds a write of replies to a peer: a peer reads its
 // replies as they come, so a connection whose replies have not left in
@@ -287,6 +297,12 @@ func (s *PeerServer) serveConn(c net.Conn) {
 		}
 	}
 	r := NewReader(c, s.limits)
+	if s.key != nil {
+		if err := authenticatePeer(c, r, s.key, peerAuthTimeout); err != nil {
+			s.logger.Warn("peer connection not authenticated; closing it", "remote", c.RemoteAddr(), "err", err)
+			return
+		}
+	}
 	for {
 		if r.Buffered() == 0 || len(inl) >= maxInlineBatch {
 			flushInline() // before the read that may wait for more
@@ -375,6 +391,9 @@ type PeerClientConfig struct {
 	DialTimeout time.Duration
 	// Dial replaces net.Dial, for tests and fault injection.
 	Dial func(ctx context.Context, addr string) (net.Conn, error)
+	// Key, if set, is the cluster key (ClusterKey) this node proves it
+	// holds when it connects; the peer must ask for it.
+	Key []byte
 	// Observe, if set, gets each call that was sent (or may have been):
 	// its method, the time from its start to its outcome, and its error
 	// (nil for a reply; a *PeerError for the peer's own error). It runs
@@ -748,6 +767,12 @@ func (p *PeerClient) connection(ctx context.Context) (*peerConn, uint64, error) 
 func (p *PeerClient) connect(d *peerDial) {
 	dctx, cancel := context.WithTimeout(p.stop, p.cfg.DialTimeout)
 	c, err := p.cfg.Dial(dctx, p.addr)
+	if err == nil && p.cfg.Key != nil {
+		deadline, _ := dctx.Deadline()
+		if err = authenticateToPeer(c, p.cfg.Key, deadline); err != nil {
+			c.Close()
+		}
+	}
 	cancel()
 	p.mu.Lock()
 	defer p.mu.Unlock()

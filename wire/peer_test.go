@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/rpc"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -931,5 +933,56 @@ func TestPeerServerClosesAConnectionThatReadsNoReplies(t *testing.T) {
 		if time.Now().After(deadline) {
 			t.Fatalf("a connection whose client read none of its replies was still served after 5 s (write timeout %v)", s.writeTimeout)
 		}
+	}
+}
+
+// TestPeerServerRequiresTheClusterKey: a server with a cluster key serves
+// only clients that prove they hold it; the others' calls fail (not sent)
+// with an error that names the likely cause, and the key never crosses
+// the connection.
+func TestPeerServerRequiresTheClusterKey(t *testing.T) {
+	key := ClusterKey("s3cret")
+	s := NewPeerServer(echo, Limits{}, nil)
+	s.RequireKey(key)
+	l, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go s.Serve(l)
+	t.Cleanup(func() { s.Close() })
+	addr := l.Addr().String()
+	call := func(key []byte) error {
+		c := NewPeerClient(addr, PeerClientConfig{Key: key, DialTimeout: 300 * time.Millisecond})
+		defer c.Close()
+		_, err := c.Call(context.Background(), "echo", []byte("x"))
+		return err
+	}
+	if err := call(key); err != nil {
+		t.Fatalf("with the key: %v", err)
+	}
+	if err := call(ClusterKey("other")); !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), "a different --cluster-key?") {
+		t.Errorf("with another key: %v", err)
+	}
+	if err := call(nil); err == nil {
+		t.Errorf("without a key: served")
+	}
+	// A raw client that answers nothing gets nothing but the challenge.
+	conn, err := net.Dial("tcp", addr)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	conn.Write(srvCommand("RPC", strconv.Itoa(PeerVersion), "1", "echo", "x"))
+	conn.SetReadDeadline(time.Now().Add(5 * time.Second))
+	got, _ := io.ReadAll(conn)
+	if !bytes.HasPrefix(got, []byte(peerChallengePrefix)) || bytes.Count(got, []byte("\n")) != 1 || bytes.Contains(got, key) {
+		t.Errorf("a client without the key got %q, want the challenge alone, then the connection closed", got)
+	}
+	// A server without a key: a client with one is told it asked for none.
+	_, open := startPeer(t, echo)
+	c := NewPeerClient(open, PeerClientConfig{Key: key, DialTimeout: 300 * time.Millisecond})
+	defer c.Close()
+	if _, err := c.Call(context.Background(), "echo"); !errors.Is(err, ErrNotSent) || !strings.Contains(err.Error(), "does it have --cluster-key?") {
+		t.Errorf("a client with a key, a server without: %v", err)
 	}
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"bufio"
+	"crypto/rand"
+	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -48,6 +50,11 @@ type clusterState struct {
 	BasePort int            `json:"base_port"`
 	Nodes    []*clusterNode `json:"nodes"`
 	Faults   *faultSpec     `json:"faults,omitempty"` // see faults.go
+	// Key is the cluster's secret, made by up and given to every node it
+	// starts through RUMOR_CLUSTER_KEY (not on their command lines, which
+	// any user of the machine can read). Empty in a state written before
+	// there were keys: its nodes run without one.
+	Key string `json:"cluster_key,omitempty"`
 }
 
 func clusterCommand() *cli.Command {
@@ -158,7 +165,7 @@ func loadState(dir string) (*clusterState, error) {
 func (st *clusterState) save(dir string) error {
 	b, _ := json.MarshalIndent(st, "", "  ")
 	tmp := statePath(dir) + ".tmp"
-	if err := os.WriteFile(tmp, b, 0o644); err != nil {
+	if err := os.WriteFile(tmp, b, 0o600); err != nil { // it holds the cluster key
 		return err
 	}
 	return os.Rename(tmp, statePath(dir))
@@ -270,7 +277,7 @@ func newNode(dir string, p, i int, join string, extra []string) *clusterNode {
 
 // launch starts n as a detached process (its own session, so it outlives
 // this command and a terminal's signals), logging to n.Log.
-func launch(n *clusterNode) error {
+func launch(n *clusterNode, key string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -284,6 +291,9 @@ func launch(n *clusterNode) error {
 	}
 	defer log.Close()
 	cmd := exec.Command(exe, n.Args...)
+	if key != "" {
+		cmd.Env = append(os.Environ(), "RUMOR_CLUSTER_KEY="+key) // the last of a name wins
+	}
 	cmd.Stdout, cmd.Stderr = log, log
 	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true}
 	if err := cmd.Start(); err != nil {
@@ -350,7 +360,9 @@ func clusterUp(c *cli.Context) error {
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return err
 	}
-	st := &clusterState{BasePort: p}
+	var secret [16]byte
+	rand.Read(secret[:])
+	st := &clusterState{BasePort: p, Key: hex.EncodeToString(secret[:])}
 	for i := 1; i <= n; i++ {
 		join := ""
 		if i > 1 {
@@ -363,7 +375,7 @@ func clusterUp(c *cli.Context) error {
 		st.Nodes = append(st.Nodes, nd)
 	}
 	for i, nd := range st.Nodes {
-		if err := launch(nd); err != nil {
+		if err := launch(nd, st.Key); err != nil {
 			return err
 		}
 		if err := st.save(dir); err != nil {
@@ -679,7 +691,7 @@ func clusterStart(c *cli.Context) error {
 	if nd.Removed {
 		return fmt.Errorf("%s was removed from the cluster; `rumor cluster add` starts a new node", nd.Name)
 	}
-	if err := launch(nd); err != nil {
+	if err := launch(nd, st.Key); err != nil {
 		return err
 	}
 	if err := st.save(dir); err != nil {
@@ -720,7 +732,7 @@ func clusterAdd(c *cli.Context) error {
 	if err := checkFree(nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr, nd.PeerAddr); err != nil {
 		return err
 	}
-	if err := launch(nd); err != nil {
+	if err := launch(nd, st.Key); err != nil {
 		return err
 	}
 	st.Nodes = append(st.Nodes, nd)

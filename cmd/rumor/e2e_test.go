@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -731,6 +732,25 @@ func TestLocalClusterCommand(t *testing.T) {
 	for i := 1; i <= 3; i++ {
 		if p := infoProcs(t, client(i)); p != share {
 			t.Errorf("n%d runs with procs:%d, want its share %d of %d CPUs", i, p, share, runtime.NumCPU())
+		}
+	}
+	// The nodes hold the cluster key up made, given them through their
+	// environment: not on their command lines, which every user can read,
+	// and in a state file only its owner can.
+	var st clusterState
+	stateFile := filepath.Join(dir, "cluster.json")
+	if b, err := os.ReadFile(stateFile); err != nil || json.Unmarshal(b, &st) != nil || len(st.Key) < 32 {
+		t.Fatalf("cluster.json: no cluster key (%v)", err)
+	}
+	if fi, err := os.Stat(stateFile); err != nil || fi.Mode().Perm() != 0o600 {
+		t.Errorf("cluster.json holds the key with mode %v (%v), want 0600", fi.Mode().Perm(), err)
+	}
+	for i, nd := range st.Nodes {
+		if info, err := client(i+1).Info(context.Background(), "cluster").Result(); err != nil || !strings.Contains(info, "cluster_key:set") {
+			t.Errorf("%s: INFO cluster has no cluster_key:set (%v)", nd.Name, err)
+		}
+		if cmdline, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", nd.PID)); err != nil || bytes.Contains(cmdline, []byte(st.Key)) {
+			t.Errorf("%s: its command line shows the cluster key (%v)", nd.Name, err)
 		}
 	}
 	if err := c1.Set(ctx, "user:1", "alice", 0).Err(); err != nil {

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/rumor-kv/rumor/node"
+	"github.com/rumor-kv/rumor/wire"
 	"github.com/urfave/cli/v2"
 )
 
@@ -59,7 +60,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		"--cache-size", "10MB", "--object-cache-size", "1MB", "--memtable-size", "8MB",
 		"--max-key-size", "1kb", "--max-value-size", "2kb", "--max-bulk", "3kb", "--max-args", "9",
 		"--max-inline", "4kb", "--max-request", "5kb", "--idle-timeout", "7s", "--max-clients", "11",
-		"--max-siblings", "7", "--max-object-size", "6kb",
+		"--max-siblings", "7", "--max-object-size", "6kb", "--cluster-key", "s3cret",
 		"--procs", "3", "--gc-min-heap", "96MB", "--pprof", "--allow-faults", "--log-level", "debug")
 	if err != nil {
 		t.Fatal(err)
@@ -78,7 +79,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		"max-key-size": cfg.Server.MaxKeySize, "max-value-size": cfg.Server.MaxValueSize, "max-bulk": cfg.Server.Limits.MaxBulk,
 		"max-args": cfg.Server.Limits.MaxArgs, "max-inline": cfg.Server.Limits.MaxInline, "max-request": cfg.Server.Limits.MaxRequest,
 		"idle-timeout": cfg.Server.IdleTimeout, "max-clients": cfg.Server.MaxClients,
-		"max-siblings": cfg.Objects.MaxSiblings, "max-object-size": cfg.Objects.MaxSize,
+		"max-siblings": cfg.Objects.MaxSiblings, "max-object-size": cfg.Objects.MaxSize, "cluster-key": string(cl.Key),
 		"procs": ps.procs, "gc-min-heap": ps.gcMinHeap, "pprof": cfg.Pprof, "allow-faults": cfg.AllowFaults, "log-level": cfg.Logger.Enabled(t.Context(), -4),
 	}
 	want := map[string]any{
@@ -90,7 +91,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		"cache-size": int64(10 << 20), "object-cache-size": int64(1 << 20), "memtable-size": uint64(8 << 20),
 		"max-key-size": 1 << 10, "max-value-size": 2 << 10, "max-bulk": 3 << 10,
 		"max-args": 9, "max-inline": 4 << 10, "max-request": 5 << 10,
-		"idle-timeout": 7 * time.Second, "max-clients": 11, "max-siblings": 7, "max-object-size": 6 << 10,
+		"idle-timeout": 7 * time.Second, "max-clients": 11, "max-siblings": 7, "max-object-size": 6 << 10, "cluster-key": string(wire.ClusterKey("s3cret")),
 		"procs": 3, "gc-min-heap": uint64(96 << 20), "pprof": true, "allow-faults": true, "log-level": true,
 	}
 	for _, f := range nodeCommand().Flags {
@@ -110,7 +111,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		{"--cache-size", "lots"}, {"--log-level", "loud"}, {"--procs", "-1"}, {"--procs", "1025"}, {"--procs", "two"},
 		{"--gc-min-heap", "-1MB"}, {"--gc-min-heap", "some"},
 		{"--gossip-addr", "127.0.0.1:3", "--request-timeout", "-1s"},
-		{"--max-siblings", "-1"}, {"--max-object-size", "huge"},
+		{"--max-siblings", "-1"}, {"--max-object-size", "huge"}, {"--cluster-key", "k"},
 	} {
 		if _, err := parseNodeFlags(t, args...); err == nil {
 			t.Errorf("rumor node %v: no error", args)

@@ -75,6 +75,7 @@ func nodeCommand() *cli.Command {
 			&cli.BoolFlag{Name: "sloppy", EnvVars: env("sloppy"), Value: true, Usage: "sloppy quorum: count stand-ins holding hinted copies for unreachable replicas towards R and W; false demands the preferred replicas (a request may override it with SLOPPY yes|no) (cluster)"},
 			&cli.Float64Flag{Name: "read-repair-chance", EnvVars: env("read-repair-chance"), Value: 0.1, Usage: "share of reads that also check, and repair, the replicas they did not need to ask; 0 never (cluster)"},
 			&cli.IntFlag{Name: "max-hints", EnvVars: env("max-hints"), Value: 1000000, Usage: "most hinted copies this node keeps for unreachable replicas; past it a stand-in copy is refused and counted as dropped (cluster)"},
+			&cli.StringFlag{Name: "cluster-key", EnvVars: env("cluster-key"), Usage: "a secret every node of the cluster is given (cluster): gossip is encrypted with it and peer connections must prove they hold it, so that no other process can join or call the nodes. Empty: none (the peer and gossip ports must then be reachable by trusted hosts only). Prefer the environment variable: a command line is visible to every user of the machine"},
 			&cli.DurationFlag{Name: "reconnect-timeout", EnvVars: env("reconnect-timeout"), Value: 24 * time.Hour, Usage: "how long a failed member is kept and retried before it is forgotten (reaped) as gone for good, and the hints kept for it go to the replicas that now hold its partitions (cluster)"},
 			&cli.DurationFlag{Name: "request-timeout", EnvVars: env("request-timeout"), Value: time.Second, Usage: "bound on a request's calls to other nodes (cluster)"},
 			&cli.IntFlag{Name: "partitions", EnvVars: env("partitions"), Value: ring.DefaultPartitions, Usage: "number of partitions Q, a power of two; fixed when the data directory is created"},
@@ -279,6 +280,9 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 			Strict: !c.Bool("sloppy"), ReadRepairChance: c.Float64("read-repair-chance"),
 			ReconnectTimeout: c.Duration("reconnect-timeout"),
 		}
+		if key := c.String("cluster-key"); key != "" {
+			cfg.Cluster.Key = wire.ClusterKey(key)
+		}
 		if cfg.Cluster.Timeout < 0 {
 			return node.Config{}, fmt.Errorf("--request-timeout must not be negative, not %v", cfg.Cluster.Timeout)
 		}
@@ -290,6 +294,8 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 		}
 	} else if len(c.StringSlice("join")) > 0 {
 		return node.Config{}, fmt.Errorf("--join needs --gossip-addr")
+	} else if c.String("cluster-key") != "" {
+		return node.Config{}, fmt.Errorf("--cluster-key needs --gossip-addr")
 	}
 	if cfg.Partitions <= 0 {
 		return node.Config{}, fmt.Errorf("--partitions must be a positive power of two, not %d", cfg.Partitions)
