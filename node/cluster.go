@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -526,7 +527,10 @@ func b2i(b bool) int {
 // its hint stay, for ever.
 func peerLimits(l wire.Limits, maxObject int) wire.Limits {
 	l = l.WithDefaults()
+	if maxObject <= 0 { // no bound on objects: none on copies
+		l.MaxRequest = math.MaxInt
+	}
 	l.MaxRequest = max(l.MaxRequest, 4*maxObject)
 	l.MaxBulk = l.MaxRequest
-	return l
+	return l.WithDefaults() // capped where lengths cannot overflow
 }

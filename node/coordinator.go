@@ -1091,7 +1091,9 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 			// the timeout. The local copy is only waiting for its fsync,
 			// which a stand-in would wait for too.
 			for i := range copies {
-				if !acked[i] && i != local {
+				// A held slot has a stand-in holding its copy already:
+				// another would only use up a spare a failed slot needs.
+				if !acked[i] && !held[i] && i != local {
 					standIn(i)
 				}
 			}

@@ -50,22 +50,25 @@ func TestHumanBytes(t *testing.T) {
 
 // TestClientLimitsFitTheOpenFileLimit: past the open-file limit a client
 // connection takes the files pebble needs, and writes stall (450 stalled
-// HTTP connections at a limit of 400 did that): the RESP and HTTP limits
-// are fitted under it, leaving pebble's table cache and the peers theirs.
+// HTTP connections at a limit of 400 did that): pebble's table cache and
+// the RESP and HTTP limits are fitted under it. A common limit of 1024
+// still serves hundreds of clients (reserving pebble's default 1000 files
+// left one).
 func TestClientLimitsFitTheOpenFileLimit(t *testing.T) {
-	for _, tt := range []struct{ maxClients, fileLimit, resp, http int }{
-		{10000, 1 << 20, 10000, maxHTTPConns},
-		{10000, 20000, 10000, maxHTTPConns},
-		{10000, 4096, 4096 - reservedFiles - (4096-reservedFiles)/4, (4096 - reservedFiles) / 4},
-		{50, 4096, 50, (4096 - reservedFiles) / 4},
-		{10000, 400, 1, 4},
+	for _, tt := range []struct{ maxClients, fileLimit, resp, http, pebble int }{
+		{10000, 1 << 20, 10000, maxHTTPConns, maxPebbleFiles},
+		{10000, 20000, 10000, maxHTTPConns, maxPebbleFiles},
+		{10000, 1024, 600, 120, 240},
+		{50, 1024, 50, 120, 240},
+		{10000, 400, 210, 42, 84},
+		{10000, 10, 10, 2, 4},
 	} {
-		resp, http := fitClients(tt.maxClients, tt.fileLimit)
-		if resp != tt.resp || http != tt.http {
-			t.Errorf("fitClients(%d, %d) = %d, %d; want %d, %d", tt.maxClients, tt.fileLimit, resp, http, tt.resp, tt.http)
+		resp, http, pebble := fileBudget(tt.maxClients, tt.fileLimit)
+		if resp != tt.resp || http != tt.http || pebble != tt.pebble {
+			t.Errorf("fileBudget(%d, %d) = %d, %d, %d; want %d, %d, %d", tt.maxClients, tt.fileLimit, resp, http, pebble, tt.resp, tt.http, tt.pebble)
 		}
-		if tt.fileLimit > reservedFiles+8 && resp+http+reservedFiles > tt.fileLimit {
-			t.Errorf("fitClients(%d, %d): %d + %d connections and %d reserved exceed the limit", tt.maxClients, tt.fileLimit, resp, http, reservedFiles)
+		if tt.fileLimit > 100 && resp+http+pebble+reservedFiles > tt.fileLimit {
+			t.Errorf("fileBudget(%d, %d): %d + %d + %d and %d reserved exceed the limit", tt.maxClients, tt.fileLimit, resp, http, pebble, reservedFiles)
 		}
 	}
 	// A node's HTTP server gives up a request that stalls, and bounds its

@@ -122,8 +122,11 @@ func (c Config) Validate() error {
 	if c.CacheSize < 0 {
 		errs = append(errs, fmt.Errorf("node: CacheSize must not be negative"))
 	}
-	if c.Objects.MaxSize > 0 && c.Objects.MaxSize < c.Server.MaxValueSize {
-		errs = append(errs, fmt.Errorf("node: max object size %d is below max value size %d: no value that size could be written", c.Objects.MaxSize, c.Server.MaxValueSize))
+	// A value of the largest size, alone, must fit in an object: the
+	// value, its dot and time, the context (one entry each for a few
+	// actors) take under objectOverhead more.
+	if value := cmp.Or(c.Server.MaxValueSize, wire.DefaultMaxValueSize); c.Objects.MaxSize > 0 && c.Objects.MaxSize < value+objectOverhead {
+		errs = append(errs, fmt.Errorf("node: max object size %d leaves no room for a value of max value size %d (it takes %d more bytes): no value that size could be written", c.Objects.MaxSize, value, objectOverhead))
 	}
 	return errors.Join(errs...)
 }
@@ -203,10 +206,19 @@ func Start(cfg Config) (*Node, error) {
 		return nil, err
 	}
 	cfg.ensureDefaults()
+	maxClients, httpConns, pebbleFiles := cmp.Or(cfg.Server.MaxClients, wire.DefaultMaxClients), maxHTTPConns, 0 // 0: pebble's default
+	if limit, err := openFileLimit(); err == nil {
+		want := maxClients
+		maxClients, httpConns, pebbleFiles = fileBudget(want, limit)
+		if maxClients < want || pebbleFiles < maxPebbleFiles {
+			cfg.Logger.Warn("the open-file limit is too low for max-clients and pebble's table cache: both lowered (raise `ulimit -n`)",
+				"open_file_limit", limit, "max_clients", want, "now", maxClients, "http_connections", httpConns, "pebble_open_files", pebbleFiles)
+		}
+	}
 	failure := &storeFailure{done: make(chan struct{})}
 	st, err := store.Open(store.Options{
 		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval, SyncWindow: cfg.SyncWindow,
-		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize,
+		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, MaxOpenFiles: pebbleFiles,
 		ObjectCacheSize: cfg.ObjectCacheSize, MaxHints: cfg.MaxHints, Logger: cfg.Logger, FS: cfg.storeFS,
 		OnFailure: failure.report,
 	})
@@ -223,15 +235,7 @@ func Start(cfg Config) (*Node, error) {
 
 	scfg := cfg.Server
 	scfg.Backend, scfg.Info, scfg.Metrics, scfg.Logger = n, n.info, metrics, cfg.Logger
-	httpConns := maxHTTPConns
-	if limit, err := openFileLimit(); err == nil {
-		want := cmp.Or(scfg.MaxClients, wire.DefaultMaxClients)
-		scfg.MaxClients, httpConns = fitClients(want, limit)
-		if scfg.MaxClients < want {
-			cfg.Logger.Warn("the open-file limit is too low for max-clients: max-clients lowered (raise `ulimit -n` to serve more)",
-				"open_file_limit", limit, "max_clients", want, "now", scfg.MaxClients, "http_connections", httpConns)
-		}
-	}
+	scfg.MaxClients = maxClients
 	if cfg.Cluster != nil {
 		scfg.Cluster = n.clusterCommand
 	}
@@ -454,6 +458,10 @@ const (
 	DefaultMaxObjectSize = 16 << 20
 )
 
+// objectOverhead is what an object of one value takes beyond the value,
+// with room for a context of several actors.
+const objectOverhead = 1 << 10
+
 // ObjectLimits bound what a client's write may grow a key's object to.
 // Siblings pile up when writes race through different coordinators or
 // carry stale contexts, and without a bound a key grows until it can no
@@ -586,21 +594,27 @@ const (
 	httpWriteTimeout = time.Minute
 )
 
-// Open files a node needs besides its clients' connections: pebble's
-// table cache (its MaxOpenFiles, 1000), its logs, the listeners, gossip
-// and the connections to peers.
+// The open files of a node: reservedFiles for its logs, listeners,
+// gossip and the connections to peers; pebble's table cache (up to
+// maxPebbleFiles, pebble's default); HTTP connections (up to
+// maxHTTPConns); the rest for RESP clients.
 const (
-	reservedFiles = 1000 + 128
-	maxHTTPConns  = 1024
+	reservedFiles  = 64
+	maxPebbleFiles = 1000
+	maxHTTPConns   = 1024
 )
 
-// fitClients fits the RESP and HTTP connection limits into the process's
-// open-file limit, as Redis lowers maxclients: past it a connection takes
-// the files pebble needs, and writes stall.
-func fitClients(maxClients, fileLimit int) (resp, http int) {
-	budget := fileLimit - reservedFiles
-	http = min(maxHTTPConns, max(budget/4, 4))
-	return min(maxClients, max(budget-http, 1)), http
+// fileBudget shares the process's open-file limit among pebble's table
+// cache, HTTP and RESP connections, as Redis lowers maxclients to fit:
+// past the limit a connection takes the files pebble needs, and writes
+// stall. A low limit shrinks pebble's table cache (a quarter of what is
+// left) and HTTP's share (an eighth) before the RESP clients' (at least
+// five eighths: 600 of a common 1024).
+func fileBudget(maxClients, fileLimit int) (resp, http, pebbleFiles int) {
+	budget := max(fileLimit-reservedFiles, 16)
+	pebbleFiles = min(maxPebbleFiles, max(budget/4, 2))
+	http = min(maxHTTPConns, max(budget/8, 2))
+	return min(maxClients, budget-pebbleFiles-http), http, pebbleFiles
 }
 
 // openFileLimit is the process's limit on open files (Go raises the soft

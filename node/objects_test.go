@@ -134,9 +134,30 @@ func TestObjectLimitsCheck(t *testing.T) {
 	if err := (ObjectLimits{}).check(reg(1, 10), reg(200, 10)); err != nil {
 		t.Errorf("no bounds: %v", err)
 	}
-	cfg := Config{DataDir: "x", Server: wire.ServerConfig{MaxValueSize: 4096}, Objects: ObjectLimits{MaxSize: 1000}}
-	if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "max object size 1000 is below max value size 4096") {
-		t.Errorf("an object bound below the value bound: %v", err)
+	// A bound that a value of the largest size cannot fit under, with its
+	// dot, time and context, is refused: equal to the value bound too,
+	// and against the default value bound when none is given.
+	for _, tt := range []struct{ value, object int }{{4096, 1000}, {4096, 4096}, {0, 4 << 20}} {
+		cfg := Config{DataDir: "x", Server: wire.ServerConfig{MaxValueSize: tt.value}, Objects: ObjectLimits{MaxSize: tt.object}}
+		if err := cfg.Validate(); err == nil || !strings.Contains(err.Error(), "leaves no room for a value of max value size") {
+			t.Errorf("max value size %d, max object size %d: %v", tt.value, tt.object, err)
+		}
+	}
+	if err := (Config{DataDir: "x", Server: wire.ServerConfig{MaxValueSize: 4096}, Objects: ObjectLimits{MaxSize: 4096 + objectOverhead}}).Validate(); err != nil {
+		t.Errorf("room for one value: %v", err)
+	}
+	// A value of the largest size fits under the smallest bound allowed.
+	var one crdt.Object
+	ctx := crdt.Context{}
+	for a := range 8 { // a context of several actors
+		var o crdt.Object
+		o.Reg = o.Reg.Update(uint64(a+1)<<40, ctx, nil, false, 1)
+		ctx = o.Reg.Context
+		one.Reg.Context = ctx
+	}
+	one.Reg = one.Reg.Update(1<<62, one.Reg.Context, bytes.Repeat([]byte{'x'}, 4096), false, 1<<62)
+	if one.EncodedLen() > 4096+objectOverhead {
+		t.Errorf("a 4096-byte value with %d context entries encodes to %d bytes: over the overhead allowed", len(one.Reg.Context), one.EncodedLen())
 	}
 }
 
@@ -247,6 +268,9 @@ func TestAHintTheTargetRefusesDoesNotHoldUpTheOthers(t *testing.T) {
 func TestCopiesLargerThanAClientArgumentReplicate(t *testing.T) {
 	if l := peerLimits(wire.Limits{MaxBulk: 64 << 10}, 16<<20); l.MaxBulk < 64<<20 || l.MaxRequest < 64<<20 {
 		t.Errorf("peer limits %+v: want room for four 16 MiB objects", l)
+	}
+	if l := peerLimits(wire.Limits{}, -1); l.MaxBulk < 1<<40 || l.MaxRequest < 1<<40 {
+		t.Errorf("peer limits with no bound on objects %+v: want none on copies", l)
 	}
 	var nodes []*Node
 	for i := 1; i <= 3; i++ {

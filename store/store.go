@@ -110,6 +110,9 @@ type Options struct {
 	// MemTableSize is the size of one pebble memtable. Default 16 MiB; up
 	// to four may be in memory while flushes catch up.
 	MemTableSize uint64
+	// MaxOpenFiles bounds the files pebble keeps open (its table cache).
+	// Default pebble's, 1000.
+	MaxOpenFiles int
 	// MaxHints is the most hint records kept (see UpdateHinted). Past it a
 	// stand-in refuses hinted writes with ErrHintsFull rather than let the
 	// hints for a long-dead node fill the disk; the caller then fails the
@@ -259,6 +262,7 @@ func Open(o Options) (*Store, error) {
 	popts := &pebble.Options{
 		Cache:        cache,
 		MemTableSize: o.MemTableSize,
+		MaxOpenFiles: o.MaxOpenFiles,
 		FS:           fs,
 		Logger:       &pebbleLogger{l: o.Logger},
 	}

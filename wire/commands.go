@@ -75,8 +75,8 @@ func lookup(name []byte) *command {
 
 func (s *Server) exec(c *session, args [][]byte, out []byte) []byte {
 	cmd := lookup(args[0])
-	if c.inMulti && (cmd == nil || (cmd.name != "exec" && cmd.name != "discard" && cmd.name != "quit")) {
-		return AppendError(out, "ERR command not run: it follows a refused MULTI (rumor has no transactions), up to EXEC or DISCARD")
+	if c.inMulti && (cmd == nil || (cmd.name != "exec" && cmd.name != "discard" && cmd.name != "multi" && cmd.name != "quit")) {
+		return AppendError(out, "ERR command not run: rumor has no transactions, so commands between MULTI and EXEC or DISCARD are refused, and EXEC discards the transaction")
 	}
 	if cmd == nil {
 		return AppendError(out, unknownCommand(args))
@@ -440,14 +440,22 @@ func cmdQuit(s *Server, c *session, args [][]byte, out []byte) []byte {
 	return AppendSimple(out, "OK")
 }
 
-// MULTI is refused: a Dynamo-style store has no transactions. Clients
-// send MULTI, the commands and EXEC in one write, so the commands up to
-// EXEC or DISCARD are refused as well (as Redis refuses a transaction
-// whose queueing failed): a client that sees its transaction fail must
-// not find part of it applied.
+// MULTI opens a transaction as Redis's does, but rumor has no
+// transactions (a Dynamo-style store cannot apply several keys' writes
+// at once): every command up to EXEC or DISCARD is refused instead of
+// queued, and EXEC answers EXECABORT, as Redis answers a transaction a
+// command of which could not be queued. Clients send MULTI, the commands
+// and EXEC in one write, so refusing MULTI alone would have run the
+// commands, and a client that saw its transaction fail would find it
+// applied; answering MULTI with an error and refusing what follows would
+// leave a client that reads MULTI's reply first (and so opens nothing)
+// with a connection that refuses everything.
 func cmdMulti(s *Server, c *session, args [][]byte, out []byte) []byte {
+	if c.inMulti {
+		return AppendError(out, "ERR MULTI calls can not be nested")
+	}
 	c.inMulti = true
-	return AppendError(out, "ERR MULTI is not supported: rumor has no transactions (the commands up to EXEC or DISCARD are refused)")
+	return AppendSimple(out, "OK")
 }
 
 func cmdExec(s *Server, c *session, args [][]byte, out []byte) []byte {

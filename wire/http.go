@@ -305,7 +305,7 @@ func (h *httpAPI) put(w http.ResponseWriter, r *http.Request) {
 	// stored as its text, so its length is checked before it is parsed at
 	// all, and then it is only validated: decoding a large array into Go
 	// values took 50 times its size in memory.
-	value := bytes.TrimSpace(body)
+	value := bytes.Trim(body, " \t\r\n") // JSON's white space only: "[1]\v" is not JSON
 	if len(value) > 0 && value[0] == '"' {
 		var str string
 		if err := json.Unmarshal(value, &str); err != nil {

@@ -47,6 +47,10 @@ type ServerConfig struct {
 // DefaultMaxClients is ServerConfig.MaxClients's default, as Redis's.
 const DefaultMaxClients = 10000
 
+// DefaultMaxValueSize is ServerConfig.MaxValueSize's default (less if
+// Limits.MaxBulk is).
+const DefaultMaxValueSize = 4 << 20
+
 // Validate reports every problem with the configuration at once.
 func (c ServerConfig) Validate() error {
 	var errs []error
@@ -69,7 +73,7 @@ func (c *ServerConfig) ensureDefaults() {
 		c.MaxKeySize = 8 << 10
 	}
 	if c.MaxValueSize == 0 {
-		c.MaxValueSize = min(4<<20, c.Limits.MaxBulk)
+		c.MaxValueSize = min(DefaultMaxValueSize, c.Limits.MaxBulk)
 	}
 	if c.IdleTimeout == 0 {
 		c.IdleTimeout = 5 * time.Minute
