@@ -283,13 +283,36 @@ func Open(o Options) (*Store, error) {
 		popts.FS, popts.Lock = spares, lock
 		releaseFS = func() { spares.close(); lock.Close(); release() } // after the DB's Close
 	}
-	popts.FS = newYieldingFS(popts.FS)
+	var failer atomic.Pointer[Store] // the store, once made: for what fails it from pebble's side
+	popts.FS = walWatchFS{FS: newYieldingFS(popts.FS), onErr: func(err error) bool {
+		s := failer.Load()
+		if s != nil {
+			s.fail(fmt.Errorf("writing the WAL: %w", err))
+		}
+		return s != nil
+	}}
 	// Bloom filters on every level (later levels inherit L0's): a write to
 	// a new key, and a GET of a missing one, then skip the sstables that
 	// cannot hold the key instead of searching each one's index.
 	popts.Levels[0].FilterPolicy = bloom.FilterPolicy(10)
 	if w := o.SyncWindow; w > 0 {
 		popts.WALMinSyncInterval = func() time.Duration { return w }
+	}
+	// A flush or compaction that fails (a full disk, an I/O error, a
+	// corrupt table) fails the store, as a failed WAL fsync does: pebble
+	// retries a failed flush at once and for ever, so the node spun a CPU
+	// while its writes stalled, looking healthy to gossip and clients.
+	popts.EventListener = &pebble.EventListener{
+		FlushEnd: func(info pebble.FlushInfo) {
+			if s := failer.Load(); s != nil && info.Err != nil && info.Err.Error() != "pebble: empty table" {
+				s.fail(fmt.Errorf("pebble: flushing a memtable: %w", info.Err))
+			}
+		},
+		CompactionEnd: func(info pebble.CompactionInfo) {
+			if s := failer.Load(); s != nil && info.Err != nil && !errors.Is(info.Err, pebble.ErrCancelledCompaction) {
+				s.fail(fmt.Errorf("pebble: compacting: %w", info.Err))
+			}
+		},
 	}
 	db, err := pebble.Open(o.Dir, popts)
 	if err != nil {
@@ -302,6 +325,7 @@ func Open(o Options) (*Store, error) {
 	if o.Sync {
 		s.wo = pebble.Sync
 	}
+	failer.Store(s)
 	err = s.initMeta()
 	if err == nil {
 		err = s.loadHints(time.Now())
@@ -706,10 +730,13 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 		b.Close()
 		return crdt.Object{}, nil, nil, fmt.Errorf("store: update: %w", err)
 	}
-	if s.wo.Sync {
-		err = s.db.ApplyNoSyncWait(b, s.wo)
-	} else {
-		err = s.db.Apply(b, s.wo)
+	if failed := s.failed.Load(); failed != nil { // since this call entered: a WAL write failed
+		b.Close()
+		return crdt.Object{}, nil, nil, *failed
+	}
+	err = s.applyBatch(b)
+	if failed := s.failed.Load(); err == nil && failed != nil {
+		err = *failed // its WAL write may have failed (walWatchFS)
 	}
 	if err != nil {
 		if s.objs != nil {
@@ -721,6 +748,22 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 	s.writes.Add(1)
 	s.objs.put(k, enc)
 	return next, enc, b, nil
+}
+
+// applyBatch applies b to pebble, without waiting for its fsync. Pebble
+// panics when a write to its WAL fails (a full disk): the panic fails the
+// store instead (fail-stop, as a failed fsync does), rather than crash the
+// process in a request's goroutine with a stripe lock held.
+func (s *Store) applyBatch(b *pebble.Batch) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = s.fail(fmt.Errorf("pebble: writing the WAL: %v", r))
+		}
+	}()
+	if s.wo.Sync {
+		return s.db.ApplyNoSyncWait(b, s.wo)
+	}
+	return s.db.Apply(b, s.wo)
 }
 
 // syncBatch finishes a batch applied by applyLocked: with Options.Sync it
@@ -756,6 +799,10 @@ func (s *Store) batchWait(b *pebble.Batch) func() error {
 			// The batch is in the memtable (and maybe the object cache),
 			// readable, but not on disk: fail before anyone reads it.
 			err = s.fail(fmt.Errorf("WAL fsync: %w", err))
+		} else if failed := s.failed.Load(); failed != nil {
+			// A WAL write failed (walWatchFS): the fsync may have
+			// covered a write that never reached the file.
+			err = *failed
 		}
 		s.leave()
 		return err

@@ -2,6 +2,7 @@ package store
 
 import (
 	"runtime"
+	"strings"
 
 	"github.com/cockroachdb/pebble/v2/vfs"
 )
@@ -63,6 +64,52 @@ func (f *yieldingFile) Write(p []byte) (int, error) {
 	if f.unyielded += n; f.unyielded >= yieldEvery {
 		f.unyielded = 0
 		f.yield()
+	}
+	return n, err
+}
+
+// walWatchFS fails the store on a failed write to a write-ahead log.
+// Pebble panics on one, in a commit or in rotating the log, and there the
+// panic becomes a fatal error (an unlock of an unlocked mutex) that no
+// recover catches: so once onErr has failed the store (it returns true),
+// the write is reported to pebble as done. Nothing is acknowledged after
+// that: every write checks the store's failure after its apply and after
+// its fsync (which covers a write that never reached the file).
+type walWatchFS struct {
+	vfs.FS
+	onErr func(error) bool
+}
+
+func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
+
+func (fs walWatchFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.Create(name, cat)
+	if err != nil || !isWAL(name) {
+		return f, err
+	}
+	return walWatchFile{File: f, onErr: fs.onErr}, nil
+}
+
+func (fs walWatchFS) ReuseForWrite(oldname, newname string, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	f, err := fs.FS.ReuseForWrite(oldname, newname, cat)
+	if err != nil || !isWAL(newname) {
+		return f, err
+	}
+	return walWatchFile{File: f, onErr: fs.onErr}, nil
+}
+
+// Unwrap lets pebble see the file system underneath.
+func (fs walWatchFS) Unwrap() vfs.FS { return fs.FS }
+
+type walWatchFile struct {
+	vfs.File
+	onErr func(error) bool
+}
+
+func (f walWatchFile) Write(p []byte) (int, error) {
+	n, err := f.File.Write(p)
+	if err != nil && f.onErr(err) {
+		return len(p), nil
 	}
 	return n, err
 }

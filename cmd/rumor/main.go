@@ -156,8 +156,24 @@ func runNode(c *cli.Context) error {
 		fmt.Fprintln(os.Stderr, "rumor: second signal, exiting now")
 		os.Exit(130)
 	}()
-	return errors.Join(failed, n.Close())
+	if failed == nil {
+		return n.Close()
+	}
+	// A failed store may not close: pebble waits for a flush it retries
+	// for ever on a full disk. The process exits anyway, non-zero.
+	closed := make(chan error, 1)
+	go func() { closed <- n.Close() }()
+	select {
+	case err := <-closed:
+		return errors.Join(failed, err)
+	case <-time.After(failedCloseTimeout):
+		logger.Error("the node did not close within its time after the store failed; exiting without it", "wait", failedCloseTimeout)
+		return failed
+	}
 }
+
+// failedCloseTimeout bounds the shutdown of a node whose store failed.
+const failedCloseTimeout = 10 * time.Second
 
 // nodeGCMinHeap returns --gc-min-heap, checked: 0 leaves the collector to
 // Go's default.

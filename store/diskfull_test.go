@@ -1,0 +1,128 @@
+package store
+
+import (
+	"errors"
+	"fmt"
+	"strings"
+	"sync/atomic"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/cockroachdb/pebble/v2/vfs"
+	"github.com/cockroachdb/pebble/v2/vfs/errorfs"
+)
+
+// sstCreateFails makes every creation of an sstable fail with ENOSPC once
+// fail is set (a full disk as a flush or compaction meets it), and counts
+// the attempts.
+type sstCreateFails struct {
+	fail     *atomic.Bool
+	attempts *atomic.Int64
+}
+
+func (f sstCreateFails) String() string { return "sstCreateFails" }
+func (f sstCreateFails) MaybeError(op errorfs.Op) error {
+	if op.Kind == errorfs.OpCreate && strings.HasSuffix(op.Path, ".sst") && f.fail.Load() {
+		f.attempts.Add(1)
+		return syscall.ENOSPC
+	}
+	return nil
+}
+
+// TestFailedFlushFailsTheStore: a flush that cannot write its sstable (a
+// full disk) is retried by pebble at once and for ever (its flush has
+// "TODO: count consecutive flush errors and backoff"). The store did not
+// fail: once the memtables were full every write blocked for ever, while a
+// goroutine spun on flush attempts, and the node looked healthy. It
+// fail-stops now, as for a failed WAL fsync.
+func TestFailedFlushFailsTheStore(t *testing.T) {
+	var fail atomic.Bool
+	var attempts atomic.Int64
+	var got failures
+	s, err := Open(Options{Dir: "/db", Partitions: 16, Sync: true, MemTableSize: 256 << 10, ObjectCacheSize: -1,
+		FS: errorfs.Wrap(vfs.NewMem(), sstCreateFails{&fail, &attempts}),
+		OnFailure: func(err error) {
+			got.record(err)
+			// The disk recovers once the store has failed, as the node's
+			// exit would end pebble's retries: a write held up by the
+			// write stall then returns, and Close does not wait for ever.
+			fail.Store(false)
+		}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { s.Close() })
+	fail.Store(true)
+	val := strings.Repeat("x", 1000)
+	done := make(chan error, 1)
+	go func() {
+		for i := 0; i < 5000; i++ {
+			if _, err := s.Update(1, []byte(fmt.Sprint("k", i)), putFn(s, val)); err != nil {
+				done <- err
+				return
+			}
+		}
+		done <- nil
+	}()
+	select {
+	case err := <-done:
+		if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "flushing a memtable") {
+			t.Errorf("5000 writes of 1 KB with every flush failing: %v, want ErrFailed", err)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatalf("a write has been blocked for 10 s with every flush failing: Err()=%v, OnFailure calls=%d; pebble tried to create an sstable %d times",
+			s.Err(), got.calls.Load(), attempts.Load())
+	}
+	if got.calls.Load() != 1 {
+		t.Errorf("OnFailure called %d times, want 1", got.calls.Load())
+	}
+}
+
+// walWriteFails makes every write to a write-ahead log fail with ENOSPC
+// once fail is set.
+type walWriteFails struct{ fail *atomic.Bool }
+
+func (f walWriteFails) String() string { return "walWriteFails" }
+func (f walWriteFails) MaybeError(op errorfs.Op) error {
+	if f.fail.Load() && op.Kind == errorfs.OpFileWrite && strings.HasSuffix(op.Path, ".log") {
+		return syscall.ENOSPC
+	}
+	return nil
+}
+
+// TestFailedWALWriteFailsTheStore: a write to the WAL that fails (ENOSPC)
+// made pebble's commit panic inside Update, in the request's goroutine,
+// with the key's stripe lock held: the process died of a panic. It fails
+// the store now, as a failed fsync does (ErrFailed, OnFailure).
+func TestFailedWALWriteFailsTheStore(t *testing.T) {
+	var fail atomic.Bool
+	var got failures
+	s, err := Open(Options{Dir: "/db", Partitions: 16, FlushInterval: 50 * time.Millisecond,
+		FS: errorfs.Wrap(vfs.NewMem(), walWriteFails{&fail}), OnFailure: got.record})
+	if err != nil {
+		t.Fatal(err)
+	}
+	fail.Store(true)
+	val := strings.Repeat("x", 1000)
+	deadline := time.Now().Add(10 * time.Second)
+	for i := 0; ; i++ {
+		var perr any
+		func() {
+			defer func() { perr = recover() }()
+			_, err = s.Update(1, []byte(fmt.Sprint("k", i)), putFn(s, val))
+		}()
+		if perr != nil {
+			t.Fatalf("write %d after the WAL's writes began to fail: Update panicked (%v) instead of returning ErrFailed", i, perr)
+		}
+		if errors.Is(err, ErrFailed) {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d writes and 10 s after the WAL's writes began to fail, the store has not failed", i)
+		}
+	}
+	if got.calls.Load() != 1 || !errors.Is(s.Err(), ErrFailed) {
+		t.Errorf("OnFailure called %d times, Err() = %v", got.calls.Load(), s.Err())
+	}
+}
