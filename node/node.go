@@ -220,10 +220,14 @@ func Start(cfg Config) (*Node, error) {
 		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval, SyncWindow: cfg.SyncWindow,
 		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, MaxOpenFiles: pebbleFiles,
 		ObjectCacheSize: cfg.ObjectCacheSize, MaxHints: cfg.MaxHints, Logger: cfg.Logger, FS: cfg.storeFS,
-		OnFailure: failure.report,
+		OnFailure: failure.report, Owner: cfg.Name,
 	})
 	if err != nil {
 		return nil, err
+	}
+	if prev := st.PreviousOwner(); prev != "" {
+		cfg.Logger.Warn("the data directory was another node's (copied, or this node was renamed): this node writes under a new actor id, so that the two never write under one",
+			"previous_name", prev, "actor", fmt.Sprintf("%016x", st.Actor()))
 	}
 	if st.ReplacedActor() {
 		cfg.Logger.Warn("the data directory was not closed cleanly; this node now writes under a new actor id, so no write lost in the crash can be mistaken for a new one",

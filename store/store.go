@@ -133,6 +133,12 @@ type Options struct {
 	// replays what reached the disk, brings the store back. The node shuts
 	// down. It must not block or call the store.
 	OnFailure func(error)
+	// Owner names the node the directory belongs to. A directory first
+	// opened under another name (another node's data copied, or a node
+	// restarted with another --name) gets a new actor id, as after a
+	// crash: two nodes writing under one actor would lose each other's
+	// increments and reuse each other's dots. Empty: not checked.
+	Owner string
 }
 
 // Validate reports every problem with the options at once.
@@ -188,7 +194,9 @@ type Store struct {
 	keys      *keyFilter // every object key held, to skip looking for new ones
 	wo        *pebble.WriteOptions
 	actor     uint64
-	newActor  bool // the actor id was replaced after an unclean shutdown
+	newActor  bool   // the actor id was replaced after an unclean shutdown
+	prevOwner string // the actor id was replaced: the directory was this other node's
+	owner     string // Options.Owner
 	q         int
 	locks     [lockStripes]sync.Mutex
 	maxHints  int           // 0: no hints allowed
@@ -223,6 +231,7 @@ var (
 	metaActor      = []byte("\x00actor")
 	metaClean      = []byte("\x00clean")
 	metaPartitions = []byte("\x00partitions")
+	metaOwner      = []byte("\x00owner")
 )
 
 const objectPrefix = 0x01
@@ -321,7 +330,7 @@ func Open(o Options) (*Store, error) {
 		return nil, openError(o.Dir, err)
 	}
 	s := &Store{db: db, cache: cache, fs: fs, spares: spares, releaseFS: releaseFS, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,
-		maxHints: max(o.MaxHints, 0), drained: make(chan struct{}), onFailure: o.OnFailure}
+		maxHints: max(o.MaxHints, 0), drained: make(chan struct{}), onFailure: o.OnFailure, owner: o.Owner}
 	if o.Sync {
 		s.wo = pebble.Sync
 	}
@@ -474,10 +483,15 @@ func (s *Store) initMeta() error {
 	if err != nil {
 		return err
 	}
+	owner, hasOwner, err := s.getMeta(metaOwner)
+	if err != nil {
+		return err
+	}
+	renamed := hasOwner && s.owner != "" && string(owner) != s.owner
 	switch {
 	case ok && len(a) != 8:
 		return fmt.Errorf("store: corrupt actor id %x", a)
-	case ok && clean:
+	case ok && clean && !renamed:
 		s.actor = binary.BigEndian.Uint64(a)
 	default:
 		var buf [8]byte
@@ -485,8 +499,14 @@ func (s *Store) initMeta() error {
 			return fmt.Errorf("store: actor id: %w", err)
 		}
 		s.actor = binary.BigEndian.Uint64(buf[:])
-		s.newActor = ok // an existing directory that was not closed cleanly
+		s.newActor = ok && !clean // an existing directory that was not closed cleanly
+		if renamed {
+			s.prevOwner = string(owner)
+		}
 		b.Set(metaActor, buf[:], nil)
+	}
+	if s.owner != "" && string(owner) != s.owner {
+		b.Set(metaOwner, []byte(s.owner), nil)
 	}
 	// Until Close marks it again, the directory counts as not closed cleanly.
 	if clean {
@@ -943,6 +963,10 @@ func (s *Store) FsyncMode() string {
 // ReplacedActor reports whether Open gave this directory a new actor id
 // because it had not been closed cleanly.
 func (s *Store) ReplacedActor() bool { return s.newActor }
+
+// PreviousOwner is the other node the directory belonged to when it was
+// opened under a new name (and so with a new actor id), or "".
+func (s *Store) PreviousOwner() string { return s.prevOwner }
 
 // stripe hashes a store key to its lock (FNV-1a).
 func stripe(k []byte) uint32 {

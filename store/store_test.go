@@ -649,3 +649,40 @@ func TestPebbleErrorsAreRateLimited(t *testing.T) {
 		t.Errorf("the second record counts %d errors left out, want 9999", left)
 	}
 }
+
+// TestADirectoryOfAnotherNodeGetsANewActor: a data directory copied from
+// another node (a backup restored, a copy to seed a new node), or opened
+// by a node renamed, gets a new actor id even after a clean close: two
+// nodes writing under one actor lost each other's increments (both take
+// the actor's entry from k to k+1; the merge keeps one). The same name
+// keeps its actor; a directory of no recorded owner takes the first.
+func TestADirectoryOfAnotherNodeGetsANewActor(t *testing.T) {
+	fs := vfs.NewMem()
+	openAs := func(owner string) (uint64, string, bool) {
+		t.Helper()
+		s, err := Open(Options{Dir: "/db", Partitions: 16, FS: fs, Owner: owner})
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer s.Close()
+		return s.Actor(), s.PreviousOwner(), s.ReplacedActor()
+	}
+	legacy, _, _ := openAs("") // a directory made before owners were recorded
+	a1, prev, _ := openAs("n1")
+	if a1 != legacy || prev != "" {
+		t.Fatalf("the first owner of a directory: actor %x (was %x), previous owner %q", a1, legacy, prev)
+	}
+	if a, prev, _ := openAs("n1"); a != a1 || prev != "" {
+		t.Fatalf("reopened by n1: actor %x, want %x; previous owner %q", a, a1, prev)
+	}
+	a2, prev, crashed := openAs("n2")
+	if a2 == a1 || prev != "n1" || crashed {
+		t.Fatalf("opened by n2 after n1: actor %x (n1's %x), previous owner %q, replaced as after a crash %v", a2, a1, prev, crashed)
+	}
+	if a, prev, _ := openAs("n2"); a != a2 || prev != "" {
+		t.Fatalf("reopened by n2: actor %x, want %x; previous owner %q", a, a2, prev)
+	}
+	if a, _, _ := openAs(""); a != a2 {
+		t.Fatalf("opened with no owner given: actor %x, want %x (unchecked)", a, a2)
+	}
+}
