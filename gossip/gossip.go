@@ -44,6 +44,7 @@ import (
 	"log"
 	"log/slog"
 	"net"
+	"os"
 	"slices"
 	"strconv"
 	"strings"
@@ -168,6 +169,12 @@ type Config struct {
 	OnChange func([]Member)
 	// Transport replaces the network, for tests (memberlist.MockNetwork).
 	Transport memberlist.NodeAwareTransport
+	// MembersPath, if set, keeps the members this node knows as failed or
+	// gone for good, so that after a restart it still counts them: serf's
+	// snapshot keeps only the members to rejoin, so a member stopped while
+	// every other node restarted was forgotten by all of them (and its
+	// partitions placed elsewhere, its hints dropped). Empty: not kept.
+	MembersPath string
 	// SecretKey, if set, encrypts and authenticates all gossip (AES-GCM,
 	// memberlist's keyring): a member without it cannot join or be heard.
 	// 16, 24 or 32 bytes.
@@ -369,9 +376,39 @@ func New(cfg Config) (*Gossip, error) {
 		return nil, fmt.Errorf("gossip: start %s on %s: %w", cfg.Name, cfg.BindAddr, err)
 	}
 	g.serf = s
+	if cfg.MembersPath != "" {
+		if b, err := os.ReadFile(cfg.MembersPath); err == nil {
+			var entries []failedEntry
+			if err := json.Unmarshal(b, &entries); err != nil {
+				cfg.Logger.Warn("ignoring the failed members kept from the last run", "path", cfg.MembersPath, "err", err)
+			} else {
+				g.learn(entries)
+				g.reapLearned(time.Now())
+			}
+		} else if !errors.Is(err, os.ErrNotExist) {
+			cfg.Logger.Warn("reading the failed members kept from the last run", "path", cfg.MembersPath, "err", err)
+		}
+	}
 	go g.loop()
 	g.notify()
 	return g, nil
+}
+
+// saveMembers keeps the failed and gone members in MembersPath (written
+// aside and renamed, so that a crash leaves the old list or the new).
+func (g *Gossip) saveMembers() {
+	if g.cfg.MembersPath == "" {
+		return
+	}
+	b, _ := json.Marshal(g.failedEntries())
+	tmp := g.cfg.MembersPath + ".tmp"
+	err := os.WriteFile(tmp, b, 0o644)
+	if err == nil {
+		err = os.Rename(tmp, g.cfg.MembersPath)
+	}
+	if err != nil {
+		g.cfg.Logger.Warn("keeping the failed members for the next run", "path", g.cfg.MembersPath, "err", err)
+	}
 }
 
 // mergeCheck refuses members (a joiner, or a cluster being joined) whose
@@ -715,6 +752,25 @@ func (g *Gossip) reapLearned(now time.Time) bool {
 // answerFailed answers a failedQuery with the members this node knows as
 // failed (serf's and learned ones) or gone for good, as many as fit.
 func (g *Gossip) answerFailed(q *serf.Query) {
+	entries := g.failedEntries()
+	for len(entries) > 0 {
+		b, _ := json.Marshal(entries)
+		err := q.Respond(b)
+		if err == nil {
+			return
+		}
+		if !strings.Contains(err.Error(), "exceeds limit") {
+			g.cfg.Logger.Debug("answering about failed members", "err", err)
+			return
+		}
+		entries = entries[:len(entries)*3/4]
+	}
+}
+
+// failedEntries lists the members this node knows as failed (serf's and
+// learned ones) or gone for good, most urgent first: failed members
+// change placement; gone ones only where their hints go.
+func (g *Gossip) failedEntries() []failedEntry {
 	now := time.Now()
 	var entries []failedEntry
 	g.mu.Lock()
@@ -741,8 +797,6 @@ func (g *Gossip) answerFailed(q *serf.Query) {
 		entries = append(entries, failedEntry{Name: name, Gone: true, Left: m.Status == StatusLeft})
 	}
 	g.mu.Unlock()
-	// Most urgent first if they do not all fit: failed members change
-	// placement; gone ones only where their hints go.
 	slices.SortStableFunc(entries, func(a, b failedEntry) int {
 		switch {
 		case a.Gone == b.Gone:
@@ -752,18 +806,7 @@ func (g *Gossip) answerFailed(q *serf.Query) {
 		}
 		return 1
 	})
-	for len(entries) > 0 {
-		b, _ := json.Marshal(entries)
-		err := q.Respond(b)
-		if err == nil {
-			return
-		}
-		if !strings.Contains(err.Error(), "exceeds limit") {
-			g.cfg.Logger.Debug("answering about failed members", "err", err)
-			return
-		}
-		entries = entries[:len(entries)*3/4]
-	}
+	return entries
 }
 
 // Notify calls Config.OnChange with the current members, in order with
@@ -773,12 +816,12 @@ func (g *Gossip) answerFailed(q *serf.Query) {
 func (g *Gossip) Notify() { g.notify() }
 
 func (g *Gossip) notify() {
-	if g.cfg.OnChange == nil {
-		return
-	}
 	g.notifyMu.Lock()
 	defer g.notifyMu.Unlock()
-	g.cfg.OnChange(g.Members())
+	g.saveMembers()
+	if g.cfg.OnChange != nil {
+		g.cfg.OnChange(g.Members())
+	}
 }
 
 // slogWriter feeds serf's and memberlist's log lines to slog, at debug

@@ -351,3 +351,40 @@ func TestGossipWithASecretKey(t *testing.T) {
 		}
 	}
 }
+
+// TestFailedMembersAreKeptAcrossRestarts: n3 stops; then n1 and n2
+// restart. Serf's snapshot keeps only members to rejoin, so both forgot
+// n3 (and placed its partitions elsewhere, and dropped what was kept for
+// it), though a stopped node stays a member until it is removed. The
+// failed members a node knew are kept in MembersPath.
+func TestFailedMembersAreKeptAcrossRestarts(t *testing.T) {
+	dir := t.TempDir()
+	withFile := func(name string) func(*Config) {
+		return func(c *Config) { c.MembersPath = filepath.Join(dir, name+".members") }
+	}
+	n1 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, withFile("n1"))
+	n2 := startWith(t, "n2", "127.0.0.1:0", 64, "", nil, withFile("n2"))
+	n3 := startWith(t, "n3", "127.0.0.1:0", 64, "", nil, withFile("n3"))
+	for _, g := range []*Gossip{n2, n3} {
+		if _, err := g.Join([]string{n1.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return summary(n1.Members()) == "n1=alive n2=alive n3=alive" })
+	n3.Shutdown()
+	testutil.Eventually(t, 10*time.Second, "n3 seen failed by both", func() bool {
+		return statusOf(n1, "n3") == StatusFailed && statusOf(n2, "n3") == StatusFailed
+	})
+	n1.Shutdown()
+	n2.Shutdown()
+	n1 = startWith(t, "n1", "127.0.0.1:0", 64, "", nil, withFile("n1"))
+	n2 = startWith(t, "n2", "127.0.0.1:0", 64, "", nil, withFile("n2"))
+	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*Gossip{n1, n2} {
+		testutil.Eventually(t, 5*time.Second, "n3 still a failed member after the others restarted", func() bool {
+			return summary(g.Members()) == "n1=alive n2=alive n3=failed"
+		})
+	}
+}
