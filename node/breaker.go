@@ -195,13 +195,13 @@ func (t *breakers) Allows(to string) bool {
 	return ok
 }
 
-// probeDue starts the half-open probe of every peer whose cooldown is
+// probeDue starts the half-open probe of every member whose cooldown is
 // over. Calls and copy choices start it too, but on a cluster with no
 // traffic none come, and an open breaker would then show the peer
 // unreachable for ever, though it is back.
-func (t *breakers) probeDue() {
+func (t *breakers) probeDue(member func(string) bool) {
 	for name, b := range *t.peers.Load() {
-		if !b.clean.Load() {
+		if !b.clean.Load() && member(name) { // not a member any more (left, reaped): never probed
 			t.Allows(name)
 		}
 	}

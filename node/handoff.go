@@ -140,11 +140,21 @@ func (c *Coordinator) handoffLoop() {
 		case <-c.handoff.stop:
 			return
 		case <-t.C:
-			c.tr.probeDue()
+			c.tr.probeDue(c.isMember)
 		case <-c.handoff.kick:
 		}
 		c.handoffPass(perPass)
 	}
+}
+
+// isMember reports whether name is a member of the current placement.
+func (c *Coordinator) isMember(name string) bool {
+	p := c.place.Load()
+	if p == nil {
+		return false
+	}
+	_, ok := slices.BinarySearch(p.Members(), name)
+	return ok
 }
 
 // handoffPass delivers up to budget hints, target by target.

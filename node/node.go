@@ -282,11 +282,15 @@ func Start(cfg Config) (*Node, error) {
 		// httpConns are served at once (more wait to be accepted), so that
 		// stalled clients cannot take every file the process may open.
 		n.httpLn = netutil.LimitListener(n.httpLn, httpConns)
+		writeTimeout := httpWriteTimeout
+		if cfg.Pprof {
+			writeTimeout = 0 // a CPU profile or trace may take longer than any bound
+		}
 		n.httpSrv = &http.Server{
 			Handler:           handler,
 			ReadHeaderTimeout: 10 * time.Second,
 			ReadTimeout:       httpReadTimeout,
-			WriteTimeout:      httpWriteTimeout,
+			WriteTimeout:      writeTimeout,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
 		}
