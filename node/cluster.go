@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"math"
 	"net"
 	"os"
 	"path/filepath"
@@ -18,6 +17,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/rumor-kv/rumor/gossip"
 	"github.com/rumor-kv/rumor/wire"
+	"golang.org/x/net/netutil"
 )
 
 // ClusterConfig makes a node a member of a cluster: it gossips on
@@ -278,7 +278,11 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := cs.peers.Serve(ln); !errors.Is(err, wire.ErrServerClosed) {
+		// At most maxPeerConns at once, within the open-file budget
+		// (fileBudget): connections that have not authenticated yet are
+		// held up to 5 s each, and without a bound a flood of them took
+		// the files pebble needed.
+		if err := cs.peers.Serve(netutil.LimitListener(ln, maxPeerConns)); !errors.Is(err, wire.ErrServerClosed) {
 			n.setServeErr(fmt.Errorf("node: peer protocol: %w", err))
 		}
 	}()
@@ -527,8 +531,8 @@ func b2i(b bool) int {
 // its hint stay, for ever.
 func peerLimits(l wire.Limits, maxObject int) wire.Limits {
 	l = l.WithDefaults()
-	if maxObject <= 0 { // no bound on objects: none on copies
-		l.MaxRequest = math.MaxInt
+	if maxObject <= 0 { // no bound on objects: copies of up to a GiB
+		l.MaxRequest = max(l.MaxRequest, 1<<30)
 	}
 	l.MaxRequest = max(l.MaxRequest, 4*maxObject)
 	l.MaxBulk = l.MaxRequest

@@ -58,16 +58,16 @@ func TestClientLimitsFitTheOpenFileLimit(t *testing.T) {
 	for _, tt := range []struct{ maxClients, fileLimit, resp, http, pebble int }{
 		{10000, 1 << 20, 10000, maxHTTPConns, maxPebbleFiles},
 		{10000, 20000, 10000, maxHTTPConns, maxPebbleFiles},
-		{10000, 1024, 600, 120, 240},
-		{50, 1024, 50, 120, 240},
-		{10000, 400, 210, 42, 84},
+		{10000, 1024, 440, 88, 176},
+		{50, 1024, 50, 88, 176},
+		{10000, 400, 50, 10, 20},
 		{10000, 10, 10, 2, 4},
 	} {
 		resp, http, pebble := fileBudget(tt.maxClients, tt.fileLimit)
 		if resp != tt.resp || http != tt.http || pebble != tt.pebble {
 			t.Errorf("fileBudget(%d, %d) = %d, %d, %d; want %d, %d, %d", tt.maxClients, tt.fileLimit, resp, http, pebble, tt.resp, tt.http, tt.pebble)
 		}
-		if tt.fileLimit > 100 && resp+http+pebble+reservedFiles > tt.fileLimit {
+		if tt.fileLimit > 2*reservedFiles && resp+http+pebble+reservedFiles > tt.fileLimit {
 			t.Errorf("fileBudget(%d, %d): %d + %d + %d and %d reserved exceed the limit", tt.maxClients, tt.fileLimit, resp, http, pebble, reservedFiles)
 		}
 	}

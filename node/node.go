@@ -603,11 +603,12 @@ const (
 )
 
 // The open files of a node: reservedFiles for its logs, listeners,
-// gossip and the connections to peers; pebble's table cache (up to
-// maxPebbleFiles, pebble's default); HTTP connections (up to
-// maxHTTPConns); the rest for RESP clients.
+// gossip, its connections to peers and theirs to it (maxPeerConns);
+// pebble's table cache (up to maxPebbleFiles, pebble's default); HTTP
+// connections (up to maxHTTPConns); the rest for RESP clients.
 const (
-	reservedFiles  = 64
+	maxPeerConns   = 256
+	reservedFiles  = 64 + maxPeerConns
 	maxPebbleFiles = 1000
 	maxHTTPConns   = 1024
 )

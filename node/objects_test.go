@@ -269,8 +269,8 @@ func TestCopiesLargerThanAClientArgumentReplicate(t *testing.T) {
 	if l := peerLimits(wire.Limits{MaxBulk: 64 << 10}, 16<<20); l.MaxBulk < 64<<20 || l.MaxRequest < 64<<20 {
 		t.Errorf("peer limits %+v: want room for four 16 MiB objects", l)
 	}
-	if l := peerLimits(wire.Limits{}, -1); l.MaxBulk < 1<<40 || l.MaxRequest < 1<<40 {
-		t.Errorf("peer limits with no bound on objects %+v: want none on copies", l)
+	if l := peerLimits(wire.Limits{}, -1); l.MaxBulk != 1<<30 || l.MaxRequest != 1<<30 {
+		t.Errorf("peer limits with no bound on objects %+v: want copies of up to a GiB", l)
 	}
 	var nodes []*Node
 	for i := 1; i <= 3; i++ {

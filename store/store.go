@@ -54,6 +54,7 @@ package store
 
 import (
 	"bytes"
+	"cmp"
 	"crypto/rand"
 	"encoding/binary"
 	"errors"
@@ -133,6 +134,8 @@ type Options struct {
 	// replays what reached the disk, brings the store back. The node shuts
 	// down. It must not block or call the store.
 	OnFailure func(error)
+	// storageErrorGrace, in tests, replaces storageErrorGrace.
+	storageErrorGrace time.Duration
 	// Owner names the node the directory belongs to. A directory first
 	// opened under another name (another node's data copied, or a node
 	// restarted with another --name) gets a new actor id, as after a
@@ -293,10 +296,10 @@ func Open(o Options) (*Store, error) {
 		releaseFS = func() { spares.close(); lock.Close(); release() } // after the DB's Close
 	}
 	var failer atomic.Pointer[Store] // the store, once made: for what fails it from pebble's side
-	popts.FS = walWatchFS{FS: newYieldingFS(popts.FS), onErr: func(err error) bool {
+	popts.FS = walWatchFS{FS: newYieldingFS(popts.FS), onErr: func(op string, err error) bool {
 		s := failer.Load()
 		if s != nil {
-			s.fail(fmt.Errorf("writing the WAL: %w", err))
+			s.fail(fmt.Errorf("%s: %w", op, err))
 		}
 		return s != nil
 	}}
@@ -307,19 +310,25 @@ func Open(o Options) (*Store, error) {
 	if w := o.SyncWindow; w > 0 {
 		popts.WALMinSyncInterval = func() time.Duration { return w }
 	}
-	// A flush or compaction that fails (a full disk, an I/O error, a
-	// corrupt table) fails the store, as a failed WAL fsync does: pebble
-	// retries a failed flush at once and for ever, so the node spun a CPU
-	// while its writes stalled, looking healthy to gossip and clients.
+	// Flushes and compactions that keep failing (a full disk, an I/O
+	// error, a corrupt table) fail the store, as a failed WAL fsync does:
+	// pebble retries a failed flush at once and for ever, so the node spun
+	// a CPU while its writes stalled, looking healthy to gossip and
+	// clients. One that fails and then succeeds (a moment without file
+	// descriptors) does not.
+	var flushErrs, compactErrs errorRun
+	grace := cmp.Or(o.storageErrorGrace, storageErrorGrace)
 	popts.EventListener = &pebble.EventListener{
 		FlushEnd: func(info pebble.FlushInfo) {
-			if s := failer.Load(); s != nil && info.Err != nil && info.Err.Error() != "pebble: empty table" {
-				s.fail(fmt.Errorf("pebble: flushing a memtable: %w", info.Err))
+			s := failer.Load()
+			if err := info.Err; s != nil && flushErrs.persists(err != nil && err.Error() != "pebble: empty table", grace) {
+				s.fail(fmt.Errorf("pebble: flushing a memtable failed for %v: %w", grace, err))
 			}
 		},
 		CompactionEnd: func(info pebble.CompactionInfo) {
-			if s := failer.Load(); s != nil && info.Err != nil && !errors.Is(info.Err, pebble.ErrCancelledCompaction) {
-				s.fail(fmt.Errorf("pebble: compacting: %w", info.Err))
+			s := failer.Load()
+			if err := info.Err; s != nil && compactErrs.persists(err != nil && !errors.Is(err, pebble.ErrCancelledCompaction), grace) {
+				s.fail(fmt.Errorf("pebble: compactions failed for %v: %w", grace, err))
 			}
 		},
 	}
@@ -768,6 +777,27 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 	s.writes.Add(1)
 	s.objs.put(k, enc)
 	return next, enc, b, nil
+}
+
+// storageErrorGrace is how long flushes or compactions may keep failing
+// before the store fails.
+const storageErrorGrace = 5 * time.Second
+
+// errorRun follows a run of failures of one kind of pebble job.
+type errorRun struct{ since atomic.Int64 } // monotonic ns of the run's first failure; 0: none
+
+var monoStart = time.Now()
+
+// persists records a job's outcome and reports whether its kind has
+// been failing, with no success between, for at least grace.
+func (r *errorRun) persists(failed bool, grace time.Duration) bool {
+	if !failed {
+		r.since.Store(0)
+		return false
+	}
+	now := int64(time.Since(monoStart)) + 1
+	r.since.CompareAndSwap(0, now)
+	return now-r.since.Load() >= int64(grace)
 }
 
 // applyBatch applies b to pebble, without waiting for its fsync. Pebble

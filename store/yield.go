@@ -68,32 +68,42 @@ func (f *yieldingFile) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// walWatchFS fails the store on a failed write to a write-ahead log.
-// Pebble panics on one, in a commit or in rotating the log, and there the
-// panic becomes a fatal error (an unlock of an unlocked mutex) that no
-// recover catches: so once onErr has failed the store (it returns true),
-// the write is reported to pebble as done. Nothing is acknowledged after
-// that: every write checks the store's failure after its apply and after
-// its fsync (which covers a write that never reached the file).
+// walWatchFS fails the store when writing, syncing or creating a
+// write-ahead log fails. Pebble panics on such a failure, in a commit or
+// in rotating the log, and there the panic becomes a fatal error (an
+// unlock of an unlocked mutex) that no recover catches: so once onErr has
+// failed the store (it returns true), the operation is reported to pebble
+// as done (a log that cannot be created is replaced by one in memory).
+// Nothing is acknowledged after that: every write checks the store's
+// failure after its apply and after its fsync.
 type walWatchFS struct {
 	vfs.FS
-	onErr func(error) bool
+	onErr func(op string, err error) bool
 }
 
 func isWAL(name string) bool { return strings.HasSuffix(name, ".log") }
 
 func (fs walWatchFS) Create(name string, cat vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.Create(name, cat)
-	if err != nil || !isWAL(name) {
-		return f, err
-	}
-	return walWatchFile{File: f, onErr: fs.onErr}, nil
+	return fs.watch(name, f, err, cat)
 }
 
 func (fs walWatchFS) ReuseForWrite(oldname, newname string, cat vfs.DiskWriteCategory) (vfs.File, error) {
 	f, err := fs.FS.ReuseForWrite(oldname, newname, cat)
-	if err != nil || !isWAL(newname) {
+	return fs.watch(newname, f, err, cat)
+}
+
+func (fs walWatchFS) watch(name string, f vfs.File, err error, cat vfs.DiskWriteCategory) (vfs.File, error) {
+	if !isWAL(name) {
 		return f, err
+	}
+	if err != nil {
+		if !fs.onErr("creating a WAL", err) {
+			return f, err
+		}
+		if f, err = vfs.NewMem().Create("discarded.log", cat); err != nil {
+			return nil, err
+		}
 	}
 	return walWatchFile{File: f, onErr: fs.onErr}, nil
 }
@@ -103,13 +113,37 @@ func (fs walWatchFS) Unwrap() vfs.FS { return fs.FS }
 
 type walWatchFile struct {
 	vfs.File
-	onErr func(error) bool
+	onErr func(op string, err error) bool
 }
 
 func (f walWatchFile) Write(p []byte) (int, error) {
 	n, err := f.File.Write(p)
-	if err != nil && f.onErr(err) {
+	if err != nil && f.onErr("writing the WAL", err) {
 		return len(p), nil
 	}
 	return n, err
+}
+
+func (f walWatchFile) Sync() error {
+	err := f.File.Sync()
+	if err != nil && f.onErr("WAL fsync", err) {
+		return nil
+	}
+	return err
+}
+
+func (f walWatchFile) SyncData() error {
+	err := f.File.SyncData()
+	if err != nil && f.onErr("WAL fsync", err) {
+		return nil
+	}
+	return err
+}
+
+func (f walWatchFile) SyncTo(length int64) (bool, error) {
+	full, err := f.File.SyncTo(length)
+	if err != nil && f.onErr("WAL fsync", err) {
+		return true, nil
+	}
+	return full, err
 }

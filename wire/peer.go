@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -100,6 +101,7 @@ type PeerServer struct {
 	acc     acceptor
 	// writeTimeout bounds each write of replies (peerWriteTimeout).
 	writeTimeout time.Duration
+	authWarn everySecond // rate of the log of connections refused by authentication
 	// key, if set, is the cluster key a connection must prove it holds
 	// before its calls are served (RequireKey; see peerauth.go).
 	key []byte
@@ -296,13 +298,15 @@ func (s *PeerServer) serveConn(c net.Conn) {
 			}
 		}
 	}
-	r := NewReader(c, s.limits)
 	if s.key != nil {
-		if err := authenticatePeer(c, r, s.key, peerAuthTimeout); err != nil {
-			s.logger.Warn("peer connection not authenticated; closing it", "remote", c.RemoteAddr(), "err", err)
+		if err := authenticatePeer(c, s.key, peerAuthTimeout); err != nil {
+			if s.authWarn.Allow() {
+				s.logger.Warn("peer connection not authenticated; closing it (this message at most once a second)", "remote", c.RemoteAddr(), "err", err)
+			}
 			return
 		}
 	}
+	r := NewReader(c, s.limits)
 	for {
 		if r.Buffered() == 0 || len(inl) >= maxInlineBatch {
 			flushInline() // before the read that may wait for more
@@ -928,4 +932,14 @@ func (p *PeerClient) Close() error {
 		p.conn = nil
 	}
 	return nil
+}
+
+// everySecond allows one event a second (a log line that could repeat
+// as fast as a client can connect).
+type everySecond struct{ last atomic.Int64 }
+
+func (e *everySecond) Allow() bool {
+	now := int64(monoNow())
+	last := e.last.Load()
+	return (last == 0 || now-last >= int64(time.Second)) && e.last.CompareAndSwap(last, now)
 }

@@ -6,12 +6,14 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"net"
 	"net/rpc"
 	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -977,6 +979,28 @@ func TestPeerServerRequiresTheClusterKey(t *testing.T) {
 	got, _ := io.ReadAll(conn)
 	if !bytes.HasPrefix(got, []byte(peerChallengePrefix)) || bytes.Count(got, []byte("\n")) != 1 || bytes.Contains(got, key) {
 		t.Errorf("a client without the key got %q, want the challenge alone, then the connection closed", got)
+	}
+	// A client without the key makes the server allocate nothing it
+	// declares: a bulk of 10^15 bytes, read with the peer's limits (with
+	// objects unbounded, any size), crashed the process.
+	huge := NewPeerServer(echo, Limits{MaxBulk: math.MaxInt, MaxRequest: math.MaxInt}, nil)
+	huge.RequireKey(key)
+	hl, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go huge.Serve(hl)
+	t.Cleanup(func() { huge.Close() })
+	hc, err := net.Dial("tcp", hl.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer hc.Close()
+	hc.Write([]byte("*2\r\n$4\r\nAUTH\r\n$1000000000000000\r\n"))
+	hc.SetReadDeadline(time.Now().Add(5 * time.Second))
+	// Closed at once, with what the client sent unread (a reset).
+	if got, err := io.ReadAll(hc); (err != nil && !errors.Is(err, syscall.ECONNRESET)) || !bytes.HasPrefix(got, []byte(peerChallengePrefix)) {
+		t.Errorf("a declared 10^15-byte answer: got %q, %v; want the challenge, then the connection closed", got, err)
 	}
 	// A server without a key: a client with one is told it asked for none.
 	_, open := startPeer(t, echo)

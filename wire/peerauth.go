@@ -50,8 +50,12 @@ func peerProof(key []byte, nonce string) string {
 }
 
 // authenticatePeer is the server's side: it sends the challenge and reads
-// the answer from r, within deadline.
-func authenticatePeer(c net.Conn, r *Reader, key []byte, deadline time.Duration) error {
+// the answer, within deadline. The answer has one form and one length, so
+// it is read as exactly that many bytes: nothing a client without the key
+// sends makes the server allocate more (a declared bulk length read with
+// the peer's limits, which may be huge, crashed it), and nothing past the
+// answer is taken from the connection.
+func authenticatePeer(c net.Conn, key []byte, deadline time.Duration) error {
 	var nonce [16]byte
 	rand.Read(nonce[:])
 	n := hex.EncodeToString(nonce[:])
@@ -60,19 +64,29 @@ func authenticatePeer(c net.Conn, r *Reader, key []byte, deadline time.Duration)
 	if _, err := c.Write([]byte(peerChallengePrefix + n + "\r\n")); err != nil {
 		return err
 	}
-	args, err := r.ReadCommand()
-	if err != nil {
-		return fmt.Errorf("reading its answer: %w", err)
+	want := peerAnswer(peerProof(key, n))
+	got := make([]byte, len(want))
+	// The prefix first: a client sending something else is told at once.
+	if _, err := io.ReadFull(c, got[:len(peerAnswerPrefix)]); err != nil {
+		return fmt.Errorf("reading its answer (does it have --cluster-key?): %w", err)
 	}
-	if len(args) != 2 || !bytes.EqualFold(args[0], []byte("AUTH")) {
+	if string(got[:len(peerAnswerPrefix)]) != peerAnswerPrefix {
 		return errors.New("it did not answer the challenge (does it have --cluster-key?)")
 	}
-	if !hmac.Equal(args[1], []byte(peerProof(key, n))) {
+	if _, err := io.ReadFull(c, got[len(peerAnswerPrefix):]); err != nil {
+		return fmt.Errorf("reading its answer: %w", err)
+	}
+	if !hmac.Equal(got, want) {
 		return errors.New("wrong cluster key")
 	}
-	_, err = c.Write([]byte("+OK\r\n"))
+	_, err := c.Write([]byte("+OK\r\n"))
 	return err
 }
+
+// peerAnswerPrefix starts the client's answer; the proof is 64 hex digits.
+const peerAnswerPrefix = "*2\r\n$4\r\nAUTH\r\n$64\r\n"
+
+func peerAnswer(proof string) []byte { return []byte(peerAnswerPrefix + proof + "\r\n") }
 
 // authenticateToPeer is the client's side, within deadline.
 func authenticateToPeer(c net.Conn, key []byte, deadline time.Time) error {
@@ -86,8 +100,7 @@ func authenticateToPeer(c net.Conn, key []byte, deadline time.Time) error {
 	if !ok || len(nonce) != 32 {
 		return fmt.Errorf("%w: it sent no challenge but %q", ErrPeerAuth, printable(line, 64))
 	}
-	proof := peerProof(key, string(nonce))
-	if _, err := c.Write(fmt.Appendf(nil, "*2\r\n$4\r\nAUTH\r\n$%d\r\n%s\r\n", len(proof), proof)); err != nil {
+	if _, err := c.Write(peerAnswer(peerProof(key, string(nonce)))); err != nil {
 		return fmt.Errorf("%w: %v", ErrPeerAuth, err)
 	}
 	line, err = readPeerLine(c)
