@@ -101,7 +101,7 @@ type PeerServer struct {
 	acc     acceptor
 	// writeTimeout bounds each write of replies (peerWriteTimeout).
 	writeTimeout time.Duration
-	authWarn everySecond // rate of the log of connections refused by authentication
+	authWarn     everySecond // rate of the log of connections refused by authentication
 	// key, if set, is the cluster key a connection must prove it holds
 	// before its calls are served (RequireKey; see peerauth.go).
 	key []byte
