@@ -765,7 +765,17 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 	}
 	err = s.applyBatch(b)
 	if failed := s.failed.Load(); err == nil && failed != nil {
-		err = *failed // its WAL write may have failed (walWatchFS)
+		// Applied, but a WAL write may have failed meanwhile (walWatchFS):
+		// not acknowledged. With Sync the batch may still be in the log
+		// writer's queue of syncs, so it is left to the collector, not
+		// closed (closing it raced with the queue).
+		if s.objs != nil {
+			s.objs.remove(k)
+		}
+		if !s.wo.Sync {
+			b.Close()
+		}
+		return crdt.Object{}, nil, nil, fmt.Errorf("store: update: %w", *failed)
 	}
 	if err != nil {
 		if s.objs != nil {
