@@ -75,9 +75,37 @@ type handoff struct {
 	// gone for good, one of whose replicas is down; for any target, one
 	// the target refuses) does not stop the ones after it (deliverHints).
 	cursor map[string]*store.Hint
+	// stuck is, per target, the hint whose call last failed after it was
+	// sent (the connection broke, or the call timed out), and in how many
+	// passes in a row: a hint the target's connection breaks on every
+	// time (a copy past its peer limits) is passed over after
+	// stuckHintPasses, so that it does not hold up the others for ever.
+	stuck map[string]stuckHint
 
 	mu      sync.Mutex
 	revived map[string]bool // targets gossip saw come back: their backoff is over
+}
+
+type stuckHint struct {
+	part   uint32
+	key    []byte
+	passes int
+}
+
+// stuckHintPasses is how many passes in a row a hint may break its call
+// before the passes go on past it.
+const stuckHintPasses = 3
+
+// stuckOn records that h's call to target failed after it was sent, and
+// returns in how many passes in a row it did.
+func (c *Coordinator) stuckOn(target string, h store.Hint) int {
+	st := c.handoff.stuck[target]
+	if st.part != h.Partition || !bytes.Equal(st.key, h.Key) {
+		st = stuckHint{part: h.Partition, key: h.Key}
+	}
+	st.passes++
+	c.handoff.stuck[target] = st
+	return st.passes
 }
 
 type targetBackoff struct {
@@ -87,7 +115,7 @@ type targetBackoff struct {
 
 func (c *Coordinator) startHandoff() {
 	c.handoff = handoff{kick: make(chan struct{}, 1), stop: make(chan struct{}), done: make(chan struct{}),
-		backoff: map[string]*targetBackoff{}, cursor: map[string]*store.Hint{}}
+		backoff: map[string]*targetBackoff{}, cursor: map[string]*store.Hint{}, stuck: map[string]stuckHint{}}
 	if c.cfg.Handoff.Interval < 0 {
 		close(c.handoff.done)
 		return
@@ -283,7 +311,8 @@ hints:
 				cancel()
 				if err != nil {
 					var refused *wire.PeerError
-					if !retired && !errors.As(err, &refused) {
+					if !retired && !errors.As(err, &refused) &&
+						(errors.Is(err, wire.ErrNotSent) || c.stuckOn(target, h) < stuckHintPasses) {
 						reached(i - 1)
 						return i, err
 					}
@@ -302,6 +331,7 @@ hints:
 		if deleted {
 			c.stats.hintsDelivered.Add(1)
 		}
+		delete(c.handoff.stuck, target)
 		delivered++
 	}
 	reached(len(hints) - 1)
