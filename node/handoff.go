@@ -312,7 +312,7 @@ hints:
 				if err != nil {
 					var refused *wire.PeerError
 					if !retired && !errors.As(err, &refused) &&
-						(errors.Is(err, wire.ErrNotSent) || c.stuckOn(target, h) < stuckHintPasses) {
+						(errors.Is(err, wire.ErrNotSent) || errors.Is(err, wire.ErrPeerUnavailable) || c.stuckOn(target, h) < stuckHintPasses) {
 						reached(i - 1)
 						return i, err
 					}

@@ -75,4 +75,3 @@ func TestAHintThatBreaksTheConnectionDoesNotHoldUpTheOthers(t *testing.T) {
 		t.Errorf("%d hints for n2 pending, want the one its connection breaks on (kept for later passes)", got)
 	}
 }
-
