@@ -908,16 +908,23 @@ func (c *Coordinator) coordinate(ctx context.Context, rt route, key []byte, w in
 		// for before any reply leaves. The copies of several writes of a
 		// key may reach a replica in any order; they are causally
 		// ordered objects, and merging is order-free.
+		// The copies leave before the pipeline's next command runs (the
+		// goroutine says when they are sent): a GET of the key next in
+		// the pipeline then reaches each replica after this write's copy
+		// on the same connection, instead of finding it stale and
+		// repairing it (every pipelined SET then GET of a key did).
 		done := make(chan error, 1)
+		sent := make(chan struct{})
 		sp := spare                // the goroutine's own: spare stays on this stack,
 		cp := slices.Clone(copies) // and so do copies
 		go func() {
-			done <- c.replicate(ctx, part, key, enc, cp, local, localOK, localWait, &sp, rt.members, w, n)
+			done <- c.replicate(ctx, part, key, enc, cp, local, localOK, localWait, &sp, rt.members, w, n, sent)
 		}()
+		<-sent
 		g.Defer(func() error { return <-done })
 		return nil, nil
 	}
-	return nil, c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, &spare, rt.members, w, n)
+	return nil, c.replicate(ctx, part, key, enc, copies, local, localOK, localWait, &spare, rt.members, w, n, nil)
 }
 
 // hintLocally records a hint for target on this node's copy of key: target
@@ -972,8 +979,8 @@ var (
 // counted it, so that a read of R with R+W>N sees the write (as a read's
 // fallback stands in only for a copy that failed). Calls that finish
 // after the quorum still apply; all are bounded by the coordinator's
-// timeout.
-func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byte, copies []copySlot, local int, localOK bool, localWait func() error, spare *spares, members, w, n int) error {
+// timeout. sent, if not nil, is closed once the copies are sent.
+func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byte, copies []copySlot, local int, localOK bool, localWait func() error, spare *spares, members, w, n int, sent chan<- struct{}) error {
 	type result struct {
 		slot int
 		s    copySlot
@@ -1056,6 +1063,9 @@ func (c *Coordinator) replicate(ctx context.Context, part uint32, key, enc []byt
 	if !localOK {
 		failed[local] = true
 		standIn(local)
+	}
+	if sent != nil {
+		close(sent) // the copies are on their way (queued on their connections)
 	}
 	hedge := c.writeHedges.get().Done() // closes WriteHedge from now, give or take a tenth
 	for acks < w && pending > 0 {
