@@ -290,6 +290,7 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	gc := gossip.Config{
 		Name: n.cfg.Name, BindAddr: cc.GossipAddr, Timing: cc.Timing, ReconnectTimeout: cc.ReconnectTimeout,
 		SnapshotPath: filepath.Join(n.cfg.DataDir, "serf.snapshot"),
+		MembersPath:  filepath.Join(n.cfg.DataDir, "members.json"),
 		Tags: gossip.Tags{Actor: n.st.Actor(), ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),
 			PeerAddr: ln.Addr().String(), Partitions: n.cfg.Partitions},
 		OnChange:  cs.onChange(n),

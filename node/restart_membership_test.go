@@ -169,3 +169,23 @@ func restartNode(t *testing.T, old *Node) *Node {
 	t.Cleanup(func() { n.Close() })
 	return n
 }
+
+// TestAFailedMemberOutlivesARestartOfAllOthers: n3 stops; then n1 and n2
+// restart. Serf's snapshot keeps only members to rejoin, so both forgot
+// n3 and placed its partitions on themselves (a helper's real cluster:
+// n3 "unknown", 16,384 replicas each on n1 and n2). Each node keeps the
+// failed members it knew in its data directory (members.json).
+func TestAFailedMemberOutlivesARestartOfAllOthers(t *testing.T) {
+	nodes := startClusterNodes(t, 3, false)
+	nodes[2].Close()
+	testutil.Eventually(t, 20*time.Second, "n3 seen failed", func() bool {
+		return statusIn(nodes[0], "n3") == "failed" && statusIn(nodes[1], "n3") == "failed"
+	})
+	n1 := restartNode(t, nodes[0])
+	n2 := restartNode(t, nodes[1])
+	for _, n := range []*Node{n1, n2} {
+		testutil.Eventually(t, 20*time.Second, "n3 still a failed member after the others restarted", func() bool {
+			return statusIn(n, "n3") == "failed" && statusIn(n, "n1") == "alive" && statusIn(n, "n2") == "alive"
+		})
+	}
+}
