@@ -98,6 +98,11 @@ type Config struct {
 	// traffic with named nodes (see Faults). For tests only; without it
 	// the control is refused and the node's network is untouched.
 	AllowFaults bool
+	// OnStoreFailure, if set, is called once when the store fails (as
+	// Failed is closed), also while Start is still opening it: a store
+	// that cannot flush while replaying its log on a full disk may never
+	// let Start return.
+	OnStoreFailure func(error)
 	// Clock gives write times for siblings. Default time.Now.
 	Clock func() time.Time
 	// Logger; default discards.
@@ -183,9 +188,20 @@ type Node struct {
 
 // storeFailure's done is closed when the store fails
 // (store.Options.OnFailure, which the store calls once).
-type storeFailure struct{ done chan struct{} }
+type storeFailure struct {
+	done   chan struct{}
+	once   sync.Once
+	notify func(error) // Config.OnStoreFailure
+}
 
-func (f *storeFailure) report(error) { close(f.done) }
+func (f *storeFailure) report(err error) {
+	f.once.Do(func() {
+		close(f.done)
+		if f.notify != nil {
+			f.notify(err)
+		}
+	})
+}
 
 // Left is closed when the node has left its cluster for good (CLUSTER
 // LEAVE); the process should then shut down.
@@ -215,7 +231,7 @@ func Start(cfg Config) (*Node, error) {
 				"open_file_limit", limit, "max_clients", want, "now", maxClients, "http_connections", httpConns, "pebble_open_files", pebbleFiles)
 		}
 	}
-	failure := &storeFailure{done: make(chan struct{})}
+	failure := &storeFailure{done: make(chan struct{}), notify: cfg.OnStoreFailure}
 	st, err := store.Open(store.Options{
 		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval, SyncWindow: cfg.SyncWindow,
 		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, MaxOpenFiles: pebbleFiles,

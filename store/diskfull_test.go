@@ -224,3 +224,60 @@ func TestWALFailuresAtRotationFailTheStore(t *testing.T) {
 		}
 	}
 }
+
+// TestAFlushFailingWhileOpeningIsReported: a node restarted on a full disk
+// replays its WAL, and the flush that follows fails, and is retried by
+// pebble at once and for ever, inside Open: the node never started, spun
+// a CPU and (not started yet) ignored SIGTERM. OnFailure is called then,
+// while Open still runs, so that the process can end.
+func TestAFlushFailingWhileOpeningIsReported(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	// A memtable large enough that nothing is flushed: all in the WAL.
+	s, err := Open(Options{Dir: "/db", Partitions: 16, FS: fs, Sync: true, MemTableSize: 64 << 20})
+	if err != nil {
+		t.Fatal(err)
+	}
+	val := strings.Repeat("x", 1000)
+	for i := range 1000 { // about four of the reopened store's memtables
+		if _, err := s.Update(1, []byte(fmt.Sprint("k", i)), putFn(s, val)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	crashed := fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0})
+	s.Close()
+
+	var fail atomic.Bool
+	var attempts atomic.Int64
+	fail.Store(true)
+	reported := make(chan error, 1)
+	opened := make(chan error, 1)
+	go func() {
+		r, err := Open(Options{Dir: "/db", Partitions: 16, FS: errorfs.Wrap(crashed, sstCreateFails{&fail, &attempts}), MemTableSize: 256 << 10,
+			storageErrorGrace: 100 * time.Millisecond,
+			OnFailure: func(err error) {
+				select {
+				case reported <- err:
+				default:
+				}
+				fail.Store(false) // the disk recovers: Open may end
+			}})
+		if err == nil {
+			r.Close()
+		}
+		opened <- err
+	}()
+	select {
+	case err := <-reported:
+		if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), "while opening") {
+			t.Errorf("OnFailure while opening: %v", err)
+		}
+	case err := <-opened:
+		if attempts.Load() == 0 {
+			t.Skipf("Open (%v) flushed nothing: the test proves nothing", err)
+		}
+		t.Fatalf("Open returned (%v) after %d failed flushes without OnFailure", err, attempts.Load())
+	case <-time.After(10 * time.Second):
+		t.Fatalf("10 s into an Open whose flushes fail (%d tries), OnFailure has not been called", attempts.Load())
+	}
+	<-opened
+}

@@ -317,12 +317,21 @@ func Open(o Options) (*Store, error) {
 	// clients. One that fails and then succeeds (a moment without file
 	// descriptors) does not.
 	var flushErrs, compactErrs errorRun
+	var openFailed atomic.Bool
 	grace := cmp.Or(o.storageErrorGrace, storageErrorGrace)
 	popts.EventListener = &pebble.EventListener{
 		FlushEnd: func(info pebble.FlushInfo) {
-			s := failer.Load()
-			if err := info.Err; s != nil && flushErrs.persists(err != nil && err.Error() != "pebble: empty table", grace) {
-				s.fail(fmt.Errorf("pebble: flushing a memtable failed for %v: %w", grace, err))
+			err := info.Err
+			if !flushErrs.persists(err != nil && err.Error() != "pebble: empty table", grace) {
+				return
+			}
+			err = fmt.Errorf("pebble: flushing a memtable failed for %v: %w", grace, err)
+			if s := failer.Load(); s != nil {
+				s.fail(err)
+			} else if o.OnFailure != nil && openFailed.CompareAndSwap(false, true) {
+				// While opening (replaying the WAL on a full disk, say):
+				// there is no store to fail yet, and Open may never return.
+				o.OnFailure(fmt.Errorf("%w: while opening: %w", ErrFailed, err))
 			}
 		},
 		CompactionEnd: func(info pebble.CompactionInfo) {

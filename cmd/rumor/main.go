@@ -128,9 +128,36 @@ func runNode(c *cli.Context) error {
 	// must shut it down cleanly, not end it where it stands.
 	sigs := make(chan os.Signal, 2)
 	signal.Notify(sigs, syscall.SIGINT, syscall.SIGTERM)
-	n, err := node.Start(cfg)
-	if err != nil {
-		return err
+	// Starting may not end: pebble replaying its log on a full disk
+	// retries its flush for ever. A signal, or the store failing, ends
+	// the process then (as a crash would: what is on disk stays).
+	startFailed := make(chan error, 1)
+	cfg.OnStoreFailure = func(err error) {
+		select {
+		case startFailed <- err:
+		default:
+		}
+	}
+	type startResult struct {
+		n   *node.Node
+		err error
+	}
+	startc := make(chan startResult, 1)
+	go func() {
+		n, err := node.Start(cfg)
+		startc <- startResult{n, err}
+	}()
+	var n *node.Node
+	select {
+	case r := <-startc:
+		if r.err != nil {
+			return r.err
+		}
+		n = r.n
+	case sig := <-sigs:
+		return fmt.Errorf("%s while the node was starting: exiting", sig)
+	case err := <-startFailed:
+		return fmt.Errorf("the store failed while the node was starting: %w", err)
 	}
 	ready := fmt.Sprintf("rumor node %s ready: redis-cli -p %s", n.Name(), port(n.ClientAddr()))
 	if n.HTTPAddr() != "" {
