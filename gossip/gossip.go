@@ -437,6 +437,13 @@ func (m mergeCheck) NotifyMerge(members []*serf.Member) error {
 func (g *Gossip) Join(addrs []string) (int, error) {
 	n, err := g.serf.Join(addrs, true)
 	if err != nil {
+		msg := err.Error()
+		switch {
+		case strings.Contains(msg, "encryption is not configured"):
+			err = fmt.Errorf("%w (the cluster's gossip is encrypted: give this node the cluster key, --cluster-key or RUMOR_CLUSTER_KEY; rumor cluster up keeps it in cluster.json as cluster_key)", err)
+		case strings.Contains(msg, "no installed keys could decrypt"), strings.Contains(msg, "encryption is configured but remote state is not encrypted"):
+			err = fmt.Errorf("%w (this node's cluster key is not the cluster's, or the cluster has none)", err)
+		}
 		return n, fmt.Errorf("gossip: join %s: %w", strings.Join(addrs, ","), err)
 	}
 	return n, nil

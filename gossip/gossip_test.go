@@ -343,8 +343,8 @@ func TestGossipWithASecretKey(t *testing.T) {
 	testutil.Eventually(t, 5*time.Second, "n1 sees n2 alive", func() bool { return statusOf(n1, "n2") == StatusAlive })
 	for name, k := range map[string][]byte{"stranger": nil, "other": bytes.Repeat([]byte{8}, 32)} {
 		g := startWith(t, name, "127.0.0.1:0", 64, "", nil, withKey(k))
-		if _, err := g.Join([]string{n1.Addr()}); err == nil {
-			t.Errorf("%s (key %x) joined a cluster whose key it does not have", name, k)
+		if _, err := g.Join([]string{n1.Addr()}); err == nil || !strings.Contains(err.Error(), "cluster key") {
+			t.Errorf("%s (key %x) joining a cluster whose key it does not have: %v, want an error that names the cluster key", name, k, err)
 		}
 		if statusOf(n1, name) != -1 {
 			t.Errorf("n1 knows %s", name)
