@@ -752,7 +752,9 @@ func clusterRemove(c *cli.Context) error {
 		return err
 	}
 	if running(nd) {
-		if v, err := respCommand(nd.ClientAddr, "CLUSTER", "LEAVE"); err != nil || v.Kind == wire.Error {
+		// The node may exit before its +OK reaches us (a reset): if it
+		// exits, it has left.
+		if v, err := respCommand(nd.ClientAddr, "CLUSTER", "LEAVE"); (err == nil && v.Kind == wire.Error) || (err != nil && waitExit(nd, "leaving") != nil) {
 			return fmt.Errorf("%s did not leave: %v %s", nd.Name, err, v.Str)
 		}
 		if err := waitExit(nd, "leaving"); err != nil {
