@@ -1,10 +1,15 @@
 package main
 
 import (
+	"fmt"
 	"os"
 	"os/exec"
 	"slices"
+	"strings"
 	"testing"
+	"time"
+
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
 // TestRunningIsTheNodeNotItsPid: a node's recorded pid counts as the node
@@ -17,6 +22,12 @@ func TestRunningIsTheNodeNotItsPid(t *testing.T) {
 		t.Skip("no sleep command:", err)
 	}
 	t.Cleanup(func() { other.Process.Kill(); other.Wait() })
+	// Until the child has exec'd sleep its command line may be empty,
+	// which running takes for an exiting node's: wait for sleep's.
+	testutil.Eventually(t, 5*time.Second, "the child to run sleep", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", other.Process.Pid))
+		return err != nil || strings.HasPrefix(string(b), "sleep\x00")
+	})
 	if running(&clusterNode{Name: "n1", PID: other.Process.Pid, DataDir: "/data/n1"}) {
 		t.Error("a process that is not the node, on the node's recorded pid, counts as the node running")
 	}
@@ -27,6 +38,10 @@ func TestRunningIsTheNodeNotItsPid(t *testing.T) {
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { node.Process.Kill(); node.Wait() })
+	testutil.Eventually(t, 5*time.Second, "the child to run sh", func() bool {
+		b, err := os.ReadFile(fmt.Sprintf("/proc/%d/cmdline", node.Process.Pid))
+		return err != nil || strings.Contains(string(b), "--data-dir")
+	})
 	if !running(&clusterNode{Name: "n1", PID: node.Process.Pid, DataDir: "/data/n1"}) {
 		t.Error("a process on the node's data directory does not count as the node running")
 	}
