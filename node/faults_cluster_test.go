@@ -112,14 +112,23 @@ func TestFaultsOverHTTP(t *testing.T) {
 // gossip, the rest joining the first, and waits until all see all alive.
 func startClusterNodes(t *testing.T, count int, allowFaults bool) []*Node {
 	t.Helper()
+	return startClusterNodesWith(t, count, func(c *Config) { c.AllowFaults = allowFaults })
+}
+
+// startClusterNodesWith is startClusterNodes with each node's
+// configuration passed through tweak.
+func startClusterNodesWith(t *testing.T, count int, tweak func(*Config)) []*Node {
+	t.Helper()
 	var nodes []*Node
 	for i := 1; i <= count; i++ {
 		cc := &ClusterConfig{GossipAddr: "127.0.0.1:0", Timing: fastTiming, Timeout: 300 * time.Millisecond}
 		if i > 1 {
 			cc.Join = []string{nodes[0].cluster.gossip.Addr()}
 		}
-		n, err := Start(Config{Name: fmt.Sprint("n", i), DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
-			Partitions: 64, Cluster: cc, AllowFaults: allowFaults})
+		cfg := Config{Name: fmt.Sprint("n", i), DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", HTTPAddr: "127.0.0.1:0",
+			Partitions: 64, Cluster: cc}
+		tweak(&cfg)
+		n, err := Start(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

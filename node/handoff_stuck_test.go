@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/internal/testutil"
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/store"
 )
@@ -64,13 +65,7 @@ func TestAHintThatBreaksTheConnectionDoesNotHoldUpTheOthers(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	deadline := time.Now().Add(10 * time.Second)
-	for tc.local(t, "n2", small) != "[s]" {
-		if time.Now().After(deadline) {
-			t.Fatalf("n2 never got %s's hint (after a hint of %s it cannot take): hints pending %v", small, big, n1.Hints())
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "n2 to get the hint behind one it cannot take", func() bool { return tc.local(t, "n2", small) == "[s]" })
 	if got := n1.Hints()["n2"]; got != 1 {
 		t.Errorf("%d hints for n2 pending, want the one its connection breaks on (kept for later passes)", got)
 	}

@@ -633,8 +633,8 @@ const (
 // cache, HTTP and RESP connections, as Redis lowers maxclients to fit:
 // past the limit a connection takes the files pebble needs, and writes
 // stall. A low limit shrinks pebble's table cache (a quarter of what is
-// left) and HTTP's share (an eighth) before the RESP clients' (at least
-// five eighths: 600 of a common 1024).
+// left) and HTTP's share (an eighth) before the RESP clients' (five
+// eighths of what is left: 440 of a common 1024).
 func fileBudget(maxClients, fileLimit int) (resp, http, pebbleFiles int) {
 	budget := max(fileLimit-reservedFiles, 16)
 	pebbleFiles = min(maxPebbleFiles, max(budget/4, 2))

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/internal/testutil"
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
@@ -249,11 +250,7 @@ func TestAHintTheTargetRefusesDoesNotHoldUpTheOthers(t *testing.T) {
 		}
 		return true
 	}
-	for deadline := time.Now().Add(10 * time.Second); !delivered(); time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("hints for n2 behind one it refuses: %d pending after 10 s, want 1", n1.cfg.Store.Hints()["n2"])
-		}
-	}
+	testutil.Eventually(t, 10*time.Second, "the hints for n2 behind one it refuses to be delivered", delivered)
 	if got := n1.cfg.Store.Hints()["n2"]; got != 1 {
 		t.Errorf("%d hints for n2 pending, want the one it refuses", got)
 	}
@@ -272,25 +269,10 @@ func TestCopiesLargerThanAClientArgumentReplicate(t *testing.T) {
 	if l := peerLimits(wire.Limits{}, -1); l.MaxBulk != 1<<30 || l.MaxRequest != 1<<30 {
 		t.Errorf("peer limits with no bound on objects %+v: want copies of up to a GiB", l)
 	}
-	var nodes []*Node
-	for i := 1; i <= 3; i++ {
-		cc := &ClusterConfig{GossipAddr: "127.0.0.1:0", Timing: fastTiming, Timeout: time.Second}
-		if i > 1 {
-			cc.Join = []string{nodes[0].cluster.gossip.Addr()}
-		}
-		n, err := Start(Config{Name: fmt.Sprint("n", i), DataDir: t.TempDir(), ClientAddr: "127.0.0.1:0", HTTPAddr: "-", Partitions: 64, Cluster: cc,
-			Server: wire.ServerConfig{Limits: wire.Limits{MaxBulk: 64 << 10}, MaxValueSize: 24 << 10}})
-		if err != nil {
-			t.Fatal(err)
-		}
-		t.Cleanup(func() { n.Close() })
-		nodes = append(nodes, n)
-	}
-	for deadline := time.Now().Add(10 * time.Second); !allSeeAlive(nodes); time.Sleep(20 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatal("the nodes do not all see each other alive")
-		}
-	}
+	nodes := startClusterNodesWith(t, 3, func(c *Config) {
+		c.Cluster.Timeout = time.Second
+		c.Server = wire.ServerConfig{Limits: wire.Limits{MaxBulk: 64 << 10}, MaxValueSize: 24 << 10}
+	})
 	ctx := context.Background()
 	for i := range 4 { // 4 x 24 KiB: 96 KiB, over the clients' 64 KiB max-bulk
 		if err := nodes[0].Put(ctx, []byte("grown"), bytes.Repeat([]byte{byte('a' + i)}, 24<<10), stale); err != nil {
@@ -298,14 +280,9 @@ func TestCopiesLargerThanAClientArgumentReplicate(t *testing.T) {
 		}
 	}
 	for _, n := range nodes {
-		for deadline := time.Now().Add(5 * time.Second); ; time.Sleep(20 * time.Millisecond) {
+		testutil.Eventually(t, 5*time.Second, n.cfg.Name+" to hold the 4 siblings", func() bool {
 			o, _, err := n.st.Get(n.partition([]byte("grown")), []byte("grown"))
-			if err == nil && len(o.Reg.Siblings) == 4 {
-				break
-			}
-			if time.Now().After(deadline) {
-				t.Fatalf("%s holds %d siblings (%v), want 4", n.cfg.Name, len(o.Reg.Siblings), err)
-			}
-		}
+			return err == nil && len(o.Reg.Siblings) == 4
+		})
 	}
 }

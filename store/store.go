@@ -805,8 +805,6 @@ const storageErrorGrace = 5 * time.Second
 // errorRun follows a run of failures of one kind of pebble job.
 type errorRun struct{ since atomic.Int64 } // monotonic ns of the run's first failure; 0: none
 
-var monoStart = time.Now()
-
 // persists records a job's outcome and reports whether its kind has
 // been failing, with no success between, for at least grace.
 func (r *errorRun) persists(failed bool, grace time.Duration) bool {
@@ -814,7 +812,7 @@ func (r *errorRun) persists(failed bool, grace time.Duration) bool {
 		r.since.Store(0)
 		return false
 	}
-	now := int64(time.Since(monoStart)) + 1
+	now := monoNow()
 	r.since.CompareAndSwap(0, now)
 	return now-r.since.Load() >= int64(grace)
 }
@@ -1042,7 +1040,7 @@ func (p *pebbleLogger) Infof(format string, args ...any) {
 }
 
 func (p *pebbleLogger) Errorf(format string, args ...any) {
-	now := int64(time.Since(processStart)) + 1 // 0 means never
+	now := monoNow()
 	last := p.last.Load()
 	if last != 0 && now-last < int64(time.Second) || !p.last.CompareAndSwap(last, now) {
 		p.suppressed.Add(1)
@@ -1055,8 +1053,12 @@ func (p *pebbleLogger) Errorf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")
 }
 
-// processStart anchors pebbleLogger's monotonic times.
+// processStart anchors monoNow.
 var processStart = time.Now()
+
+// monoNow is nanoseconds on the monotonic clock since the process started,
+// never 0 (which the callers keep for "never").
+func monoNow() int64 { return int64(time.Since(processStart)) + 1 }
 
 func (p *pebbleLogger) Fatalf(format string, args ...any) {
 	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")

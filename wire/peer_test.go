@@ -16,6 +16,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
 // startPeer serves handler on a free port, running the inline methods on
@@ -24,13 +26,20 @@ func startPeer(t testing.TB, handler PeerHandler, inline ...string) (*PeerServer
 	t.Helper()
 	s := NewPeerServer(handler, Limits{}, nil)
 	s.Inline(inline...)
+	return s, servePeer(t, s)
+}
+
+// servePeer serves s on a free port until the test ends, and returns the
+// address.
+func servePeer(t testing.TB, s *PeerServer) string {
+	t.Helper()
 	l, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go s.Serve(l)
 	t.Cleanup(func() { s.Close() })
-	return s, l.Addr().String()
+	return l.Addr().String()
 }
 
 // callFunc makes one call and waits for its outcome: PeerClient.Call, or
@@ -904,13 +913,7 @@ func TestPeerServerClosesAConnectionThatReadsNoReplies(t *testing.T) {
 		return [][]byte{big}, nil
 	}, Limits{}, nil)
 	s.writeTimeout = 200 * time.Millisecond
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
-	conn, err := net.Dial("tcp", l.Addr().String())
+	conn, err := net.Dial("tcp", servePeer(t, s))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -931,11 +934,7 @@ func TestPeerServerClosesAConnectionThatReadsNoReplies(t *testing.T) {
 		defer s.acc.mu.Unlock()
 		return len(s.acc.mu.conns)
 	}
-	for deadline := time.Now().Add(5 * time.Second); conns() > 0; time.Sleep(10 * time.Millisecond) {
-		if time.Now().After(deadline) {
-			t.Fatalf("a connection whose client read none of its replies was still served after 5 s (write timeout %v)", s.writeTimeout)
-		}
-	}
+	testutil.Eventually(t, 5*time.Second, "the connection whose client reads no replies closed after the write timeout", func() bool { return conns() == 0 })
 }
 
 // TestPeerServerRequiresTheClusterKey: a server with a cluster key serves
@@ -946,13 +945,7 @@ func TestPeerServerRequiresTheClusterKey(t *testing.T) {
 	key := ClusterKey("s3cret")
 	s := NewPeerServer(echo, Limits{}, nil)
 	s.RequireKey(key)
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go s.Serve(l)
-	t.Cleanup(func() { s.Close() })
-	addr := l.Addr().String()
+	addr := servePeer(t, s)
 	call := func(key []byte) error {
 		c := NewPeerClient(addr, PeerClientConfig{Key: key, DialTimeout: 300 * time.Millisecond})
 		defer c.Close()
@@ -985,13 +978,7 @@ func TestPeerServerRequiresTheClusterKey(t *testing.T) {
 	// objects unbounded, any size), crashed the process.
 	huge := NewPeerServer(echo, Limits{MaxBulk: math.MaxInt, MaxRequest: math.MaxInt}, nil)
 	huge.RequireKey(key)
-	hl, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	go huge.Serve(hl)
-	t.Cleanup(func() { huge.Close() })
-	hc, err := net.Dial("tcp", hl.Addr().String())
+	hc, err := net.Dial("tcp", servePeer(t, huge))
 	if err != nil {
 		t.Fatal(err)
 	}
