@@ -524,6 +524,7 @@ func unhex(c byte) byte {
 const (
 	readerBufSize  = 16 << 10 // first buffer, as Redis's PROTO_IOBUF_LEN
 	readerIdleMax  = 64 << 10 // an empty buffer above this is released
+	readerGrowStep = 64 << 10 // a partial command's buffer grows by at most twice its bytes and this
 	readerIdleArgs = 1024     // an args slice above this is released with it
 	maxEmptyReads  = 100      // (0, nil) reads in a row before io.ErrNoProgress
 )
@@ -626,8 +627,14 @@ func (r *Reader) fill() {
 			r.p.args = nil
 		}
 	}
-	// Room for the bytes the command is known to need, and at least one more.
-	want := max(r.p.room, r.w-r.r+1)
+	// Room for the bytes the command is known to need, and at least one
+	// more, but no more than twice the bytes buffered and a step: a client
+	// that declares a large argument gets the memory for it as its bytes
+	// arrive, not on its word (a few hundred connections each declaring
+	// max-bulk and sending nothing would otherwise hold gigabytes). A
+	// large argument that does arrive costs a few doublings and copies.
+	buffered := r.w - r.r
+	want := max(min(r.p.room, 2*buffered+readerGrowStep), buffered+1)
 	if r.buf == nil {
 		r.buf = make([]byte, max(r.size, want))
 	}

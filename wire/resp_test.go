@@ -7,6 +7,7 @@ import (
 	"io"
 	"math"
 	"runtime"
+	"strconv"
 	"strings"
 	"testing"
 	"testing/iotest"
@@ -707,6 +708,50 @@ func TestReaderReleasesLargeBuffer(t *testing.T) {
 	if len(r.buf) > readerIdleMax {
 		t.Errorf("idle buffer kept at %d bytes", len(r.buf))
 	}
+}
+
+// TestReaderDoesNotTrustDeclaredLengths: a client that declares an
+// argument of max-bulk bytes and sends a few of them gets a buffer sized by
+// what it sent, not by what it declared; the argument, once it arrives in
+// pieces, is read whole.
+func TestReaderDoesNotTrustDeclaredLengths(t *testing.T) {
+	const declared = 8 << 20
+	head := "*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$" + strconv.Itoa(declared) + "\r\n" + strings.Repeat("x", 100)
+	r := NewReader(strings.NewReader(head), Limits{MaxBulk: declared, MaxRequest: 2 * declared})
+	if _, err := r.ReadCommand(); err != io.ErrUnexpectedEOF {
+		t.Fatalf("err %v, want io.ErrUnexpectedEOF", err)
+	}
+	if len(r.buf) > 2*readerGrowStep {
+		t.Errorf("buffer of %d bytes for %d bytes received (declared %d)", len(r.buf), len(head), declared)
+	}
+
+	// The whole argument, in pieces of 64 KiB: read whole, and the
+	// buffer ends no larger than twice the command.
+	val := strings.Repeat("v", declared)
+	in := respMultibulkStrings("SET", "k", val)
+	r = NewReader(iotest.HalfReader(&chunked{s: in, n: 64 << 10}), Limits{MaxBulk: declared, MaxRequest: 2 * declared})
+	args, err := r.ReadCommand()
+	if err != nil || len(args) != 3 || string(args[2]) != val {
+		t.Fatalf("declared argument: %d args, %v", len(args), err)
+	}
+	if len(r.buf) > 2*len(in)+readerGrowStep {
+		t.Errorf("buffer of %d bytes for a command of %d", len(r.buf), len(in))
+	}
+}
+
+// chunked reads s at most n bytes at a time.
+type chunked struct {
+	s string
+	n int
+}
+
+func (c *chunked) Read(p []byte) (int, error) {
+	if len(c.s) == 0 {
+		return 0, io.EOF
+	}
+	k := copy(p[:min(len(p), c.n)], c.s)
+	c.s = c.s[k:]
+	return k, nil
 }
 
 // TestReaderTrickleIsLinear feeds large commands one byte per Read. A
