@@ -69,6 +69,7 @@ import (
 	"github.com/cockroachdb/pebble/v2/bloom"
 	"github.com/cockroachdb/pebble/v2/vfs"
 	"github.com/rumor-kv/rumor/crdt"
+	"github.com/rumor-kv/rumor/internal/every"
 )
 
 // Errors returned by Open, by every call after Close, and by every call
@@ -1030,9 +1031,8 @@ func stripe(k []byte) uint32 {
 // error that repeats (no file descriptor left, a full disk) came tens of
 // thousands of times a second and filled the log.
 type pebbleLogger struct {
-	l          *slog.Logger
-	last       atomic.Int64 // monotonic nanoseconds of the last error logged
-	suppressed atomic.Int64
+	l      *slog.Logger
+	errors every.Second
 }
 
 func (p *pebbleLogger) Infof(format string, args ...any) {
@@ -1040,14 +1040,12 @@ func (p *pebbleLogger) Infof(format string, args ...any) {
 }
 
 func (p *pebbleLogger) Errorf(format string, args ...any) {
-	now := monoNow()
-	last := p.last.Load()
-	if last != 0 && now-last < int64(time.Second) || !p.last.CompareAndSwap(last, now) {
-		p.suppressed.Add(1)
+	ok, refused := p.errors.Allow()
+	if !ok {
 		return
 	}
-	if n := p.suppressed.Swap(0); n > 0 {
-		p.l.Error(fmt.Sprintf(format, args...), "component", "pebble", "errors_not_logged_since_last", n)
+	if refused > 0 {
+		p.l.Error(fmt.Sprintf(format, args...), "component", "pebble", "errors_not_logged_since_last", refused)
 		return
 	}
 	p.l.Error(fmt.Sprintf(format, args...), "component", "pebble")

@@ -11,8 +11,9 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
-	"sync/atomic"
 	"time"
+
+	"github.com/rumor-kv/rumor/internal/every"
 )
 
 // Peer RPC: how nodes call each other. A call is a method name and byte
@@ -101,7 +102,7 @@ type PeerServer struct {
 	acc     acceptor
 	// writeTimeout bounds each write of replies (peerWriteTimeout).
 	writeTimeout time.Duration
-	authWarn     everySecond // rate of the log of connections refused by authentication
+	authWarn     every.Second // rate of the log of connections refused by authentication
 	// key, if set, is the cluster key a connection must prove it holds
 	// before its calls are served (RequireKey; see peerauth.go).
 	key []byte
@@ -300,7 +301,7 @@ func (s *PeerServer) serveConn(c net.Conn) {
 	}
 	if s.key != nil {
 		if err := authenticatePeer(c, s.key, peerAuthTimeout); err != nil {
-			if s.authWarn.Allow() {
+			if ok, _ := s.authWarn.Allow(); ok {
 				s.logger.Warn("peer connection not authenticated; closing it (this message at most once a second)", "remote", c.RemoteAddr(), "err", err)
 			}
 			return
@@ -932,14 +933,4 @@ func (p *PeerClient) Close() error {
 		p.conn = nil
 	}
 	return nil
-}
-
-// everySecond allows one event a second (a log line that could repeat
-// as fast as a client can connect).
-type everySecond struct{ last atomic.Int64 }
-
-func (e *everySecond) Allow() bool {
-	now := int64(monoNow())
-	last := e.last.Load()
-	return (last == 0 || now-last >= int64(time.Second)) && e.last.CompareAndSwap(last, now)
 }
