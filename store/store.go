@@ -60,6 +60,7 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"syscall"
@@ -222,7 +223,9 @@ type Store struct {
 	closing   atomic.Bool
 	drained   chan struct{}
 	drainOnce sync.Once
+	dir       string
 	failed    atomic.Pointer[error] // the cause, once the store failed (see fail)
+	failedCh  chan struct{}         // closed when failed is set
 	onFailure func(error)
 
 	writes   atomic.Uint64 // updates applied, for the periodic WAL sync
@@ -296,8 +299,14 @@ func Open(o Options) (*Store, error) {
 		popts.FS, popts.Lock = spares, lock
 		releaseFS = func() { spares.close(); lock.Close(); release() } // after the DB's Close
 	}
-	var failer atomic.Pointer[Store] // the store, once made: for what fails it from pebble's side
-	popts.FS = walWatchFS{FS: newYieldingFS(popts.FS), onErr: func(op string, err error) bool {
+	if err := checkMarker(o.Dir, popts.FS); err != nil {
+		cache.Unref()
+		releaseFS()
+		return nil, err
+	}
+	hold := newHoldRemovesFS(popts.FS) // see opencheck.go
+	var failer atomic.Pointer[Store]   // the store, once made: for what fails it from pebble's side
+	popts.FS = walWatchFS{FS: newYieldingFS(hold), onErr: func(op string, err error) bool {
 		s := failer.Load()
 		if s != nil {
 			s.fail(fmt.Errorf("%s: %w", op, err))
@@ -335,6 +344,17 @@ func Open(o Options) (*Store, error) {
 				o.OnFailure(fmt.Errorf("%w: while opening: %w", ErrFailed, err))
 			}
 		},
+		// A table or block that fails its checksum: pebble's default
+		// panics (every start, since the key filter's scan reads every
+		// block). The store fails instead, naming the file.
+		DataCorruption: func(info pebble.DataCorruptionInfo) {
+			err := fmt.Errorf("pebble: on-disk corruption in %s: %v. Restore the data directory from a backup, or move it away and start the node empty to refill from its replicas", info.Path, info.Details)
+			if s := failer.Load(); s != nil {
+				s.fail(err)
+			} else if o.OnFailure != nil && openFailed.CompareAndSwap(false, true) {
+				o.OnFailure(fmt.Errorf("%w: while opening: %w", ErrFailed, err))
+			}
+		},
 		CompactionEnd: func(info pebble.CompactionInfo) {
 			s := failer.Load()
 			if err := info.Err; s != nil && compactErrs.persists(err != nil && !errors.Is(err, pebble.ErrCancelledCompaction), grace) {
@@ -349,12 +369,15 @@ func Open(o Options) (*Store, error) {
 		return nil, openError(o.Dir, err)
 	}
 	s := &Store{db: db, cache: cache, fs: fs, spares: spares, releaseFS: releaseFS, objs: newObjectCache(o.ObjectCacheSize), keys: newKeyFilter(estimateKeys(db)), wo: pebble.NoSync, q: o.Partitions,
-		maxHints: max(o.MaxHints, 0), drained: make(chan struct{}), onFailure: o.OnFailure, owner: o.Owner}
+		maxHints: max(o.MaxHints, 0), drained: make(chan struct{}), onFailure: o.OnFailure, owner: o.Owner, dir: o.Dir, failedCh: make(chan struct{})}
 	if o.Sync {
 		s.wo = pebble.Sync
 	}
 	failer.Store(s)
-	err = s.initMeta()
+	err = s.initMeta(func() ([]string, error) { return unknownTables(db, hold, o.Dir) })
+	if err == nil {
+		err = hold.release()
+	}
 	if err == nil {
 		err = s.loadHints(time.Now())
 	}
@@ -473,10 +496,24 @@ func (s *Store) syncWAL() error {
 	return nil
 }
 
-func (s *Store) initMeta() error {
+// initMeta reads the directory's identity (partitions, actor, owner) or
+// writes a new one. unknown lists the tables in the directory that pebble
+// does not hold (and deletes as obsolete): a database without an identity
+// and with such tables lost its MANIFEST's record of them, and is refused.
+func (s *Store) initMeta(unknown func() ([]string, error)) error {
 	b := s.db.NewBatch()
 	defer b.Close()
 	q, ok, err := s.getMeta(metaPartitions)
+	var dropped []string
+	if err == nil && !ok {
+		dropped, err = unknown()
+	}
+	if err == nil && len(dropped) > 0 {
+		if _, hasActor, _ := s.getMeta(metaActor); !hasActor {
+			return fmt.Errorf("store: open %s: pebble opened it without the node's identity, and would delete tables it does not know (%s): its MANIFEST is damaged or is not this database's. Nothing was deleted. Restore the directory from a backup; to start this node empty instead, move the directory away",
+				s.dir, strings.Join(dropped, ", "))
+		}
+	}
 	switch {
 	case err != nil:
 		return err
@@ -953,8 +990,11 @@ func (s *Store) enter() error {
 // is kept and reported.
 func (s *Store) fail(cause error) error {
 	err := fmt.Errorf("%w: %w; refusing reads and writes until restarted", ErrFailed, cause)
-	if s.failed.CompareAndSwap(nil, &err) && s.onFailure != nil {
-		s.onFailure(err)
+	if s.failed.CompareAndSwap(nil, &err) {
+		close(s.failedCh)
+		if s.onFailure != nil {
+			s.onFailure(err)
+		}
 	}
 	return *s.failed.Load()
 }
@@ -989,12 +1029,42 @@ func (s *Store) Close() error {
 		var err error
 		if s.Err() == nil { // a failed WAL takes no writes: pebble would treat this one's failure as fatal
 			err = s.db.Set(metaClean, nil, pebble.Sync)
+			if err == nil {
+				err = s.flushForClose()
+			}
 		}
 		s.closeErr = errors.Join(err, s.db.Close())
 		s.cache.Unref()
 		s.releaseFS()
 	})
 	return s.closeErr
+}
+
+// closeFlushTimeout bounds how long Close waits for its flush.
+const closeFlushTimeout = 30 * time.Second
+
+// flushForClose writes the memtables to tables, so that a cleanly closed
+// directory needs no write-ahead log to hold its data: pebble replays the
+// newest log up to its first bad record (taking a torn tail for a crash),
+// so damage to the log of a cleanly stopped node silently dropped every
+// write after it, and the clean mark with them. It gives up, and Close
+// goes on, when the store fails (a flush failing for good on a full disk)
+// or after closeFlushTimeout.
+func (s *Store) flushForClose() error {
+	done, err := s.db.AsyncFlush()
+	if err != nil {
+		return fmt.Errorf("store: flush before close: %w", err)
+	}
+	t := time.NewTimer(closeFlushTimeout)
+	defer t.Stop()
+	select {
+	case <-done:
+		return nil
+	case <-s.failedCh:
+		return nil // Close reports the failure through Err
+	case <-t.C:
+		return fmt.Errorf("store: flush before close: not done after %v; the write-ahead log keeps the data", closeFlushTimeout)
+	}
 }
 
 // FsyncMode reports how the store's files are synced: "aio" (Linux AIO:
