@@ -377,16 +377,23 @@ func New(cfg Config) (*Gossip, error) {
 	}
 	g.serf = s
 	if cfg.MembersPath != "" {
-		if b, err := os.ReadFile(cfg.MembersPath); err == nil {
-			var entries []failedEntry
-			if err := json.Unmarshal(b, &entries); err != nil {
-				cfg.Logger.Warn("ignoring the failed members kept from the last run", "path", cfg.MembersPath, "err", err)
-			} else {
-				g.learn(entries)
-				g.reapLearned(time.Now())
-			}
-		} else if !errors.Is(err, os.ErrNotExist) {
-			cfg.Logger.Warn("reading the failed members kept from the last run", "path", cfg.MembersPath, "err", err)
+		// A list that cannot be read is an error, not a warning: started
+		// without it, the node would place keys on fewer members than
+		// the cluster has, and acknowledged writes would read as missing
+		// until the others rejoined.
+		b, err := os.ReadFile(cfg.MembersPath)
+		var entries []failedEntry
+		if err == nil {
+			err = json.Unmarshal(b, &entries)
+		}
+		switch {
+		case err == nil:
+			g.learn(entries)
+			g.reapLearned(time.Now())
+		case !errors.Is(err, os.ErrNotExist):
+			s.Shutdown() // and memberlist, and its transport
+			return nil, fmt.Errorf("gossip: the members kept from the last run, %s: %w (delete the file to start with only the members gossip finds: "+
+				"until every member is back, keys may be placed without the ones that are down, and writes read as missing)", cfg.MembersPath, err)
 		}
 	}
 	go g.loop()
@@ -400,15 +407,45 @@ func (g *Gossip) saveMembers() {
 	if g.cfg.MembersPath == "" {
 		return
 	}
-	b, _ := json.Marshal(g.failedEntries())
+	b, _ := json.Marshal(g.savedEntries())
 	tmp := g.cfg.MembersPath + ".tmp"
-	err := os.WriteFile(tmp, b, 0o644)
+	err := writeSynced(tmp, b)
 	if err == nil {
 		err = os.Rename(tmp, g.cfg.MembersPath)
 	}
 	if err != nil {
 		g.cfg.Logger.Warn("keeping the failed members for the next run", "path", g.cfg.MembersPath, "err", err)
 	}
+}
+
+// writeSynced writes b to a new file at path and syncs it.
+func writeSynced(path string, b []byte) error {
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o644)
+	if err != nil {
+		return err
+	}
+	_, err = f.Write(b)
+	if err == nil {
+		err = f.Sync()
+	}
+	return errors.Join(err, f.Close())
+}
+
+// savedEntries are what MembersPath keeps: the failed and gone members
+// (failedEntries), and the others this node sees, with no failure time.
+// A node restarted while some of those are down (every node of a cluster
+// stopped at once, some started again) counts them as failed members,
+// from its start, until they rejoin: they are still members, and keys
+// stay placed where they were.
+func (g *Gossip) savedEntries() []failedEntry {
+	entries := g.failedEntries()
+	for _, m := range g.serf.Members() {
+		if m.Name == g.cfg.Name || m.Status == serf.StatusFailed || m.Status == serf.StatusLeft {
+			continue
+		}
+		entries = append(entries, failedEntry{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), Peer: m.Tags["peer"]})
+	}
+	return entries
 }
 
 // mergeCheck refuses members (a joiner, or a cluster being joined) whose
@@ -554,6 +591,10 @@ func (g *Gossip) Shutdown() error {
 		g.shutdownErr = g.serf.Shutdown()
 		<-g.serf.ShutdownCh()
 		close(g.done)
+		// Wait out a notify in progress; later ones see done and do
+		// nothing (no OnChange, no write of MembersPath after Shutdown).
+		g.notifyMu.Lock()
+		g.notifyMu.Unlock()
 	})
 	return g.shutdownErr
 }
@@ -726,6 +767,9 @@ func (g *Gossip) learn(entries []failedEntry) bool {
 			continue
 		}
 		at := time.UnixMilli(e.FailedAt)
+		if e.FailedAt == 0 {
+			at = time.Now() // seen alive when the list was saved: failed from now
+		}
 		if old, ok := g.failedAt[e.Name]; !ok || at.Before(old) {
 			g.failedAt[e.Name] = at // the earliest anyone saw: reaped when the first of them reaps it
 		}
@@ -825,6 +869,11 @@ func (g *Gossip) Notify() { g.notify() }
 func (g *Gossip) notify() {
 	g.notifyMu.Lock()
 	defer g.notifyMu.Unlock()
+	select {
+	case <-g.done:
+		return
+	default:
+	}
 	g.saveMembers()
 	if g.cfg.OnChange != nil {
 		g.cfg.OnChange(g.Members())

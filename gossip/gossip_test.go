@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -386,5 +387,67 @@ func TestFailedMembersAreKeptAcrossRestarts(t *testing.T) {
 		testutil.Eventually(t, 5*time.Second, "n3 still a failed member after the others restarted", func() bool {
 			return summary(g.Members()) == "n1=alive n2=alive n3=failed"
 		})
+	}
+}
+
+// TestMembersAreKeptWhenEveryNodeStops: every node stops at once (rumor
+// cluster down), so none saw another fail; then n1 and n2 start again
+// without n3. They had forgotten n3 (placing keys on two members, so that
+// acknowledged writes read as missing when n3 came back); now each counts
+// it a failed member, and alive again once it rejoins.
+func TestMembersAreKeptWhenEveryNodeStops(t *testing.T) {
+	dir := t.TempDir()
+	withFile := func(name string) func(*Config) {
+		return func(c *Config) { c.MembersPath = filepath.Join(dir, name+".members") }
+	}
+	n1 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, withFile("n1"))
+	n2 := startWith(t, "n2", "127.0.0.1:0", 64, "", nil, withFile("n2"))
+	n3 := startWith(t, "n3", "127.0.0.1:0", 64, "", nil, withFile("n3"))
+	for _, g := range []*Gossip{n2, n3} {
+		if _, err := g.Join([]string{n1.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	for _, g := range []*Gossip{n1, n2, n3} {
+		testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return summary(g.Members()) == "n1=alive n2=alive n3=alive" })
+	}
+	n1.Shutdown()
+	n2.Shutdown()
+	n3.Shutdown()
+	n1 = startWith(t, "n1", "127.0.0.1:0", 64, "", nil, withFile("n1"))
+	n2 = startWith(t, "n2", "127.0.0.1:0", 64, "", nil, withFile("n2"))
+	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*Gossip{n1, n2} {
+		testutil.Eventually(t, 5*time.Second, "n3 a failed member after a full stop", func() bool {
+			return summary(g.Members()) == "n1=alive n2=alive n3=failed"
+		})
+	}
+	n3 = startWith(t, "n3", "127.0.0.1:0", 64, "", nil, withFile("n3"))
+	if _, err := n3.Join([]string{n1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*Gossip{n1, n2, n3} {
+		testutil.Eventually(t, 5*time.Second, "n3 alive again", func() bool { return summary(g.Members()) == "n1=alive n2=alive n3=alive" })
+	}
+}
+
+// TestADamagedMembersFileIsAnError: a members file that does not parse
+// stops the node with an error naming it, instead of a warning and a
+// start that forgot the members down.
+func TestADamagedMembersFileIsAnError(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "members.json")
+	if err := os.WriteFile(path, []byte(`[{"n":"n3","t":17`), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{Name: "n1", BindAddr: "127.0.0.1:0", Timing: testTiming, Tags: Tags{Partitions: 64}, MembersPath: path}
+	g, err := New(cfg)
+	if err == nil {
+		g.Shutdown()
+		t.Fatal("started with a damaged members file")
+	}
+	if !strings.Contains(err.Error(), path) {
+		t.Fatalf("error %q does not name %s", err, path)
 	}
 }
