@@ -2,6 +2,7 @@ package main
 
 import (
 	"bufio"
+	"bytes"
 	"crypto/rand"
 	"encoding/hex"
 	"encoding/json"
@@ -147,19 +148,43 @@ func locked(action cli.ActionFunc) cli.ActionFunc {
 	}
 }
 
+// errNoCluster: the directory holds no cluster.json.
+var errNoCluster = errors.New("no cluster")
+
 func loadState(dir string) (*clusterState, error) {
 	b, err := os.ReadFile(statePath(dir))
 	if errors.Is(err, os.ErrNotExist) {
-		return nil, fmt.Errorf("no cluster in %s: start one with `rumor cluster up --dir %s`", dir, dir)
+		return nil, fmt.Errorf("%w in %s: start one with `rumor cluster up --dir %s`", errNoCluster, dir, dir)
 	}
 	if err != nil {
 		return nil, err
 	}
 	var st clusterState
 	if err := json.Unmarshal(b, &st); err != nil {
-		return nil, fmt.Errorf("%s: %w", statePath(dir), err)
+		return nil, fmt.Errorf("%s cannot be read (%w): it lists the cluster's nodes, which may be running; "+
+			"find them with `pgrep -af 'rumor node.*%s'`, stop them, then remove the file (their data stays in %s)", statePath(dir), err, dir, dir)
 	}
 	return &st, nil
+}
+
+// heldDataDirs lists the node data directories under dir whose lock a
+// process holds: nodes running there, whatever cluster.json says.
+func heldDataDirs(dir string) []string {
+	locks, _ := filepath.Glob(filepath.Join(dir, "*", "LOCK"))
+	var held []string
+	for _, l := range locks {
+		f, err := os.OpenFile(l, os.O_RDWR, 0)
+		if err != nil {
+			continue
+		}
+		// pebble's lock: fcntl F_SETLK, which another process's holds.
+		lk := syscall.Flock_t{Type: syscall.F_WRLCK, Whence: 0}
+		if err := syscall.FcntlFlock(f.Fd(), syscall.F_GETLK, &lk); err == nil && lk.Type != syscall.F_UNLCK {
+			held = append(held, filepath.Dir(l))
+		}
+		f.Close()
+	}
+	return held
 }
 
 func (st *clusterState) save(dir string) error {
@@ -221,7 +246,10 @@ func running(nd *clusterNode) bool {
 		return !errors.Is(err, os.ErrNotExist) // no procfs: trust kill; gone meanwhile: not running
 	}
 	if len(cmdline) == 0 {
-		return true // exiting: its main thread is a zombie, and alive saw other threads
+		// Exiting: its main thread is a zombie, and alive saw other
+		// threads. Or a kernel thread that took the pid over: those have
+		// no command line either.
+		return !kernelThread(nd.PID)
 	}
 	args := strings.Split(string(cmdline), "\x00")
 	for i := 0; i+1 < len(args); i++ {
@@ -230,6 +258,25 @@ func running(nd *clusterNode) bool {
 		}
 	}
 	return false
+}
+
+// kernelThread reports whether pid is a kernel thread (PF_KTHREAD in the
+// flags of /proc/PID/stat, the 9th field).
+func kernelThread(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return false
+	}
+	i := bytes.LastIndexByte(b, ')') // the command name may hold spaces and parentheses
+	if i < 0 {
+		return false
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 7 {
+		return false
+	}
+	flags, err := strconv.ParseUint(f[6], 10, 64)
+	return err == nil && flags&0x00200000 != 0
 }
 
 // alive reports whether process pid runs: a zombie, exited but not yet
@@ -339,12 +386,19 @@ func clusterUp(c *cli.Context) error {
 	if p < 1024 || p+300+n-1 > 65535 {
 		return fmt.Errorf("--base-port must be between 1024 and %d for %d nodes (ports P to P+%d), not %d", 65535-300-n+1, n, 300+n-1, p)
 	}
-	if st, err := loadState(dir); err == nil {
-		for _, nd := range st.Nodes {
+	old, err := loadState(dir)
+	switch {
+	case err == nil:
+		for _, nd := range old.Nodes {
 			if running(nd) {
 				return fmt.Errorf("a cluster is already running in %s (%s, pid %d): `rumor cluster down --dir %s` first", dir, nd.Name, nd.PID, dir)
 			}
 		}
+	case !errors.Is(err, errNoCluster):
+		return err // a damaged cluster.json: its nodes may run, and a new one would lose them
+	}
+	if held := heldDataDirs(dir); len(held) > 0 {
+		return fmt.Errorf("a node is running on %s, which cluster.json does not list as running: stop it first (`pgrep -af 'rumor node.*%s'`)", held[0], held[0])
 	}
 	procs := c.Int("procs")
 	if procs < 0 {
@@ -395,6 +449,18 @@ func clusterUp(c *cli.Context) error {
 	fmt.Printf("\nconnect: redis-cli -p %s   |   nc 127.0.0.1 %s   |   curl http://%s/cluster\n",
 		port(st.Nodes[0].ClientAddr), port(st.Nodes[0].ClientAddr), st.Nodes[0].HTTPAddr)
 	fmt.Printf("control: rumor cluster status|stop|kill|start|add|remove|partition|isolate|delay|heal|down --dir %s\n", dir)
+	if old != nil {
+		var more []string
+		for _, nd := range old.Nodes {
+			if _, err := st.node(nd.Name); err != nil && !nd.Removed {
+				more = append(more, nd.Name)
+			}
+		}
+		if len(more) > 0 {
+			fmt.Printf("\nnote: %s held a cluster with %s too; the nodes' data still counts them as members (failed) until `rumor cluster remove NODE --dir %s`\n",
+				dir, strings.Join(more, ", "), dir)
+		}
+	}
 	return nil
 }
 
@@ -747,9 +813,22 @@ func clusterAdd(c *cli.Context) error {
 }
 
 func clusterRemove(c *cli.Context) error {
-	st, nd, dir, err := namedNode(c)
+	name, dir, err := nodeArgs(c)
 	if err != nil {
 		return err
+	}
+	st, err := loadState(dir)
+	if err != nil {
+		return err
+	}
+	nd, err := st.node(name)
+	unlisted := err != nil
+	if unlisted {
+		// Not one of this directory's nodes, but perhaps a member the
+		// nodes' data remembers (`cluster up` with fewer nodes on the
+		// directory of a bigger cluster; a node joined by hand): the
+		// running nodes forget it, if they know it.
+		nd = &clusterNode{Name: name}
 	}
 	if running(nd) {
 		// The node may exit before its +OK reaches us (a reset): if it
@@ -770,6 +849,9 @@ func clusterRemove(c *cli.Context) error {
 			// failure is detected (a few seconds): wait for that.
 			for deadline := time.Now().Add(30 * time.Second); ; {
 				v, err := respCommand(other.ClientAddr, "CLUSTER", "FORGET", nd.Name)
+				if unlisted && err == nil && v.Kind == wire.Error && strings.Contains(string(v.Str), gossip.ErrUnknownMember.Error()) {
+					return fmt.Errorf("no node %q in the cluster", name)
+				}
 				if err == nil && (v.Kind != wire.Error || strings.Contains(string(v.Str), gossip.ErrUnknownMember.Error())) {
 					break // forgotten, or no member any more (reaped after --reconnect-timeout)
 				}
@@ -784,6 +866,10 @@ func clusterRemove(c *cli.Context) error {
 		if !done {
 			return errors.New("no running node to tell")
 		}
+	}
+	if unlisted {
+		fmt.Printf("%s removed from the cluster (it was not one of %s's nodes)\n", name, dir)
+		return nil
 	}
 	nd.Removed = true
 	if err := st.save(dir); err != nil {
@@ -812,6 +898,6 @@ func clusterDown(c *cli.Context) error {
 			syscall.Kill(nd.PID, syscall.SIGKILL)
 		}
 	}
-	fmt.Printf("cluster in %s is down (data kept; `rumor cluster up` starts a new one)\n", c.String("dir"))
+	fmt.Printf("cluster in %s is down (data kept: `rumor cluster up --dir %s` starts it again on its data; remove the directory for a new cluster)\n", c.String("dir"), c.String("dir"))
 	return nil
 }

@@ -51,6 +51,20 @@ func TestRunningIsTheNodeNotItsPid(t *testing.T) {
 	if running(&clusterNode{Name: "n1", PID: 0, DataDir: "/data/n1"}) {
 		t.Error("pid 0 counts as running")
 	}
+	// A kernel thread that took the pid over has no command line, as an
+	// exiting node has: it is not the node (the node could not be started
+	// again, and kill and down waited 30 s for it).
+	if kernelThread(os.Getpid()) {
+		t.Error("this test counts as a kernel thread")
+	}
+	if b, err := os.ReadFile("/proc/2/comm"); err == nil && strings.TrimSpace(string(b)) == "kthreadd" {
+		if !kernelThread(2) {
+			t.Error("kthreadd (pid 2) does not count as a kernel thread")
+		}
+		if running(&clusterNode{Name: "n1", PID: 2, DataDir: "/data/n1"}) {
+			t.Error("kthreadd, on a node's recorded pid, counts as the node running")
+		}
+	}
 }
 
 // TestSmallClustersServeWithTheDefaults: `cluster up --nodes 1` or 2

@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"regexp"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -850,14 +851,60 @@ func TestLocalClusterCommand(t *testing.T) {
 	if err := c1.Set(ctx, "user:5", "erin", 0).Err(); err != nil {
 		t.Fatalf("SET after removing n4: %v", err)
 	}
-	// Removing a killed node: a live member forgets it.
+	// Removing a killed node: a live member forgets it. Here n3 is also
+	// missing from cluster.json, as a node of a bigger cluster that ran on
+	// this directory before is (`cluster up --nodes 3` over the data of 5):
+	// its data still counts it a member, and remove still removes it.
 	run("kill", "n3")
-	run("remove", "n3")
+	var st3 clusterState
+	if b, err := os.ReadFile(stateFile); err != nil || json.Unmarshal(b, &st3) != nil {
+		t.Fatalf("cluster.json: %v", err)
+	}
+	st3.Nodes = slices.DeleteFunc(st3.Nodes, func(n *clusterNode) bool { return n.Name == "n3" })
+	if err := st3.save(dir); err != nil {
+		t.Fatal(err)
+	}
+	if out := run("remove", "n3"); !strings.Contains(out, "was not one of") {
+		t.Errorf("cluster remove of a member not in cluster.json printed %q", out)
+	}
 	for deadline := time.Now().Add(30 * time.Second); !strings.Contains(c1.Info(ctx, "cluster").Val(), "member_n3:status=left"); {
 		if time.Now().After(deadline) {
 			t.Fatalf("n3 not seen left:\n%s", c1.Info(ctx, "cluster").Val())
 		}
 		time.Sleep(50 * time.Millisecond)
+	}
+	// A name no node knows is an error.
+	if out, err := exec.Command(binary, "cluster", "remove", "ghost", "--dir", dir).CombinedOutput(); err == nil || !strings.Contains(string(out), `no node "ghost"`) {
+		t.Errorf("cluster remove of an unknown node: %v\n%s", err, out)
+	}
+	// `up` over a cluster.json it cannot read, or none, while nodes run
+	// there: refused, the nodes untouched (it wrote a new cluster.json and
+	// started nodes that failed on the locked directories, and `down`
+	// then left the running ones running).
+	saved, err := os.ReadFile(stateFile)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, damage := range []struct {
+		name, want string
+		do         func() error
+	}{
+		{"truncated", "cannot be read", func() error { return os.WriteFile(stateFile, saved[:len(saved)/2], 0o600) }},
+		{"removed", "a node is running on", func() error { return os.Remove(stateFile) }},
+	} {
+		if err := damage.do(); err != nil {
+			t.Fatal(err)
+		}
+		out, err := exec.Command(binary, "cluster", "up", "--dir", dir, "--base-port", fmt.Sprint(freeBase(t, 3))).CombinedOutput()
+		if err == nil || !strings.Contains(string(out), damage.want) {
+			t.Errorf("cluster up over a %s cluster.json with nodes running: %v\n%s", damage.name, err, out)
+		}
+		if err := os.WriteFile(stateFile, saved, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if err := c1.Ping(ctx).Err(); err != nil {
+			t.Fatalf("n1 after cluster up over a %s cluster.json: %v", damage.name, err)
+		}
 	}
 	run("down")
 	if err := c1.Ping(ctx).Err(); err == nil {
