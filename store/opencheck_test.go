@@ -189,7 +189,7 @@ func TestACorruptTableFailsTheStore(t *testing.T) {
 	}
 	select {
 	case err := <-failed:
-		if !errors.Is(err, ErrFailed) || !strings.Contains(err.Error(), filepath.Base(tables[0])) {
+		if !errors.Is(err, ErrFailed) || !errors.Is(err, ErrCorrupt) || !strings.Contains(err.Error(), filepath.Base(tables[0])) {
 			t.Fatalf("failure %v, want ErrFailed naming %s", err, filepath.Base(tables[0]))
 		}
 	case <-time.After(10 * time.Second):

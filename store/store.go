@@ -79,6 +79,9 @@ var (
 	ErrPartitionsMismatch = errors.New("store: data directory was created with another partition count")
 	ErrClosed             = errors.New("store: closed")
 	ErrFailed             = errors.New("store: failed")
+	// ErrCorrupt is wrapped, with ErrFailed, by the failure of a store
+	// that found a table failing its checksum.
+	ErrCorrupt = errors.New("store: on-disk corruption")
 )
 
 // Options configure a Store. The zero value of each field means its default.
@@ -348,7 +351,7 @@ func Open(o Options) (*Store, error) {
 		// panics (every start, since the key filter's scan reads every
 		// block). The store fails instead, naming the file.
 		DataCorruption: func(info pebble.DataCorruptionInfo) {
-			err := fmt.Errorf("pebble: on-disk corruption in %s: %v. Restore the data directory from a backup, or move it away and start the node empty to refill from its replicas", info.Path, info.Details)
+			err := fmt.Errorf("%w in %s: %v. Restore the data directory from a backup, or move it away and start the node empty to refill from its replicas", ErrCorrupt, info.Path, info.Details)
 			if s := failer.Load(); s != nil {
 				s.fail(err)
 			} else if o.OnFailure != nil && openFailed.CompareAndSwap(false, true) {

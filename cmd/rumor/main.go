@@ -20,6 +20,7 @@ import (
 	"github.com/rumor-kv/rumor/internal/sysmon"
 	"github.com/rumor-kv/rumor/node"
 	"github.com/rumor-kv/rumor/ring"
+	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
 	"github.com/urfave/cli/v2"
 )
@@ -176,7 +177,11 @@ func runNode(c *cli.Context) error {
 		// replays what reached the disk (the process exits non-zero, so a
 		// supervisor restarts it; the other replicas serve meanwhile).
 		failed = n.StoreErr()
-		logger.Error("the store failed; shutting down: restart the node", "err", failed)
+		advice := "restart the node"
+		if errors.Is(failed, store.ErrCorrupt) {
+			advice = "restarting will not help: see the error"
+		}
+		logger.Error("the store failed; shutting down: "+advice, "err", failed)
 	}
 	go func() {
 		<-sigs
