@@ -324,7 +324,12 @@ func (t *breakers) startProbe(to string) {
 // record reports a call's outcome to to's breaker, unless the caller gave
 // up on it.
 func (t *breakers) record(ctx context.Context, to string, err error) {
-	if err != nil && errors.Is(ctx.Err(), context.Canceled) {
+	if err != nil && (errors.Is(ctx.Err(), context.Canceled) || errors.Is(err, wire.ErrPeerBusy)) {
+		// Given up on, or timed out behind this node's own backlog
+		// while the peer kept answering: nothing about the peer. (A
+		// review's 200 clients pipelining 100 SETs each opened every
+		// breaker of a healthy cluster: writes refused, hints piling up
+		// for live nodes.)
 		return
 	}
 	ok := err == nil || isPeerError(err)

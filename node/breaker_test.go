@@ -274,3 +274,31 @@ func TestBreakersCountFailuresInARow(t *testing.T) {
 		t.Errorf("a call after reset read the clock %d times, want 0", n)
 	}
 }
+
+// TestBreakersIgnoreCallsTimedOutBehindTheirOwnBacklog: a call that ran out
+// of time while the peer kept answering others (wire.ErrPeerBusy: this
+// node's own backlog) says nothing about the peer, however many in a row.
+func TestBreakersIgnoreCallsTimedOutBehindTheirOwnBacklog(t *testing.T) {
+	busy := fmt.Errorf("wire: peer p: put: %w: %w", context.DeadlineExceeded, wire.ErrPeerBusy)
+	var failWith atomic.Pointer[error]
+	failWith.Store(&busy)
+	tr := &scriptedTransport{calls: map[string]int{}, fn: func(context.Context, string, string) error {
+		return *failWith.Load()
+	}}
+	bs := newBreakers(tr, BreakerConfig{Failures: 3, Cooldown: time.Hour}, func() time.Time { return time.Unix(0, 0) })
+	for range 20 {
+		bs.Call(context.Background(), "p", "put")
+	}
+	if !bs.Allows("p") {
+		t.Fatal("calls that timed out while the peer was answering opened its breaker")
+	}
+	// The same deadline without the peer answering is a failure.
+	silent := fmt.Errorf("wire: peer p: put: %w", context.DeadlineExceeded)
+	failWith.Store(&silent)
+	for range 3 {
+		bs.Call(context.Background(), "p", "put")
+	}
+	if bs.Allows("p") {
+		t.Fatal("three calls timed out with the peer silent left the breaker closed")
+	}
+}

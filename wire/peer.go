@@ -11,6 +11,7 @@ import (
 	"runtime"
 	"strconv"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/rumor-kv/rumor/internal/every"
@@ -80,6 +81,13 @@ var ErrPeerUnavailable = errors.New("wire: peer unavailable")
 // any other failure (a connection that broke with the call in flight, a
 // deadline) may have been applied by the peer.
 var ErrNotSent = errors.New("request not sent")
+
+// ErrPeerBusy is wrapped, besides the context's error, by calls that ran
+// out of time while the peer kept answering other calls on the connection
+// (or waited for room in a full write queue while it did): a node
+// overloaded with its own requests, not a peer that is down. A circuit
+// breaker must not count them against the peer.
+var ErrPeerBusy = errors.New("the peer answered other calls meanwhile")
 
 // A PeerError is an error the peer's handler returned.
 type PeerError struct{ Msg string }
@@ -461,6 +469,9 @@ type peerCall struct {
 	// A Go's call observed (PeerClientConfig.Observe) has these.
 	observe func(method string, took time.Duration, err error)
 	start   time.Duration // monoNow
+	// reads is the connection's reads when the call was queued: more
+	// by the time it runs out of time, and the peer was answering.
+	reads uint64
 }
 
 // finish completes call, which its finisher has just taken out of the
@@ -500,6 +511,18 @@ type peerConn struct {
 	sweeping bool          // a sweep is scheduled
 	sweepGap time.Duration // sweepEvery, or a test's
 	err      error
+
+	reads atomic.Uint64 // reads from the connection so far: the peer answering (see ErrPeerBusy)
+}
+
+// timedOut is the error of a call to method that ran out of time (err,
+// ctx's) after reads from the connection had reached since: it wraps
+// ErrPeerBusy if the peer has answered since.
+func (pc *peerConn) timedOut(method string, err error, since uint64) error {
+	if pc.reads.Load() > since {
+		return fmt.Errorf("wire: peer %s: %s: %w: %w", pc.addr, method, err, ErrPeerBusy)
+	}
+	return fmt.Errorf("wire: peer %s: %s: %w", pc.addr, method, err)
 }
 
 // maxPeerQueued bounds the requests waiting in a connection's write
@@ -534,7 +557,7 @@ func (p *PeerClient) Call(ctx context.Context, method string, args ...[]byte) ([
 			<-call.done
 			break
 		}
-		call.err = fmt.Errorf("wire: peer %s: %s: %w", p.addr, method, ctx.Err())
+		call.err = pc.timedOut(method, ctx.Err(), call.reads)
 	}
 	if p.cfg.Observe != nil {
 		p.cfg.Observe(method, monoNow()-start, call.err)
@@ -627,6 +650,7 @@ func appendPeerRequest(b []byte, id uint64, method string, args [][]byte) []byte
 // ctx ended while the buffer was full; call is then not pending (nor
 // finished). A Go's call is finished by the sweep if ctx ends later.
 func (pc *peerConn) enqueue(ctx context.Context, call *peerCall, method string, args [][]byte, lazy bool) error {
+	call.reads = pc.reads.Load()
 	pc.mu.Lock()
 	for pc.err == nil && pc.queued >= maxPeerQueued {
 		if !pc.due { // lazy calls filled it: they go now
@@ -642,7 +666,7 @@ func (pc *peerConn) enqueue(ctx context.Context, call *peerCall, method string, 
 		case <-space:
 		case <-pc.broken:
 		case <-ctx.Done():
-			return fmt.Errorf("wire: peer %s: %s: %w (%d requests waiting to be written): %w", pc.addr, method, ctx.Err(), maxPeerQueued, ErrNotSent)
+			return fmt.Errorf("%w (%d requests waiting to be written): %w", pc.timedOut(method, ctx.Err(), call.reads), maxPeerQueued, ErrNotSent)
 		}
 		pc.mu.Lock()
 	}
@@ -722,7 +746,7 @@ func (pc *peerConn) sweep() {
 		if err == nil {
 			err = context.DeadlineExceeded // its own deadline (CallTimeout), or ctx's timer not yet run
 		}
-		call.finish(nil, fmt.Errorf("wire: peer %s: %s: %w", pc.addr, call.method, err))
+		call.finish(nil, pc.timedOut(call.method, err, call.reads))
 	}
 }
 
@@ -867,6 +891,7 @@ func (pc *peerConn) readLoop() {
 			pc.fail(err)
 			return
 		}
+		pc.reads.Add(1)
 		buf = append(buf, tmp[:n]...)
 		start := 0
 		for {

@@ -997,3 +997,67 @@ func TestPeerServerRequiresTheClusterKey(t *testing.T) {
 		t.Errorf("a client with a key, a server without: %v", err)
 	}
 }
+
+// TestATimeoutWhileThePeerAnswersIsBusyNotDown: a call that runs out of
+// time while the peer answers other calls on the connection wraps
+// ErrPeerBusy (this node's backlog, or one slow call: the peer is up, and
+// a circuit breaker must not open on it); one that runs out of time with
+// the peer silent does not.
+func TestATimeoutWhileThePeerAnswersIsBusyNotDown(t *testing.T) {
+	release := make(chan struct{})
+	defer close(release)
+	_, addr := startPeer(t, func(ctx context.Context, method string, args [][]byte) ([][]byte, error) {
+		if method == "slow" {
+			select {
+			case <-release:
+			case <-ctx.Done():
+			}
+		}
+		return nil, nil
+	})
+	c := NewPeerClient(addr, PeerClientConfig{})
+	defer c.Close()
+	if _, err := c.Call(context.Background(), "echo"); err != nil {
+		t.Fatal(err)
+	}
+	for _, caller := range []struct {
+		name string
+		call func(ctx context.Context) error
+	}{
+		{"Call", func(ctx context.Context) error { _, err := c.Call(ctx, "slow"); return err }},
+		{"Go", func(ctx context.Context) error {
+			done := make(chan error, 1)
+			c.Go(ctx, "slow", nil, func(_ [][]byte, err error) { done <- err })
+			return <-done
+		}},
+	} {
+		// Silent: nothing else answered while it waited.
+		ctx, cancel := context.WithTimeout(context.Background(), 50*time.Millisecond)
+		err := caller.call(ctx)
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) || errors.Is(err, ErrPeerBusy) {
+			t.Errorf("%s timed out with the peer silent: %v, want a deadline without ErrPeerBusy", caller.name, err)
+		}
+		// Answering: other calls come back while it waits.
+		ctx, cancel = context.WithTimeout(context.Background(), 100*time.Millisecond)
+		stop := make(chan struct{})
+		var wg sync.WaitGroup
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				c.Call(context.Background(), "echo")
+			}
+		})
+		err = caller.call(ctx)
+		cancel()
+		close(stop)
+		wg.Wait()
+		if !errors.Is(err, context.DeadlineExceeded) || !errors.Is(err, ErrPeerBusy) {
+			t.Errorf("%s timed out while the peer answered others: %v, want a deadline wrapping ErrPeerBusy", caller.name, err)
+		}
+	}
+}

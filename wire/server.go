@@ -32,6 +32,13 @@ type ServerConfig struct {
 	// MaxClients is the most connections served at once; more are told
 	// so and closed. Default 10000.
 	MaxClients int
+	// MaxDeferredWrites bounds the pipelined writes left in flight by all
+	// connections together (each connection also by maxDeferredSyncs):
+	// past it, a connection with writes in flight waits for them before
+	// it reads more, so that many clients pipelining at once slow down
+	// instead of queueing thousands of writes whose request timeouts run
+	// out in the node's own queues. Default 1024.
+	MaxDeferredWrites int
 	// Info returns the node's INFO sections (Server, Persistence, ...);
 	// the server adds Clients and Stats. May be nil.
 	Info func() []InfoSection
@@ -81,6 +88,9 @@ func (c *ServerConfig) ensureDefaults() {
 	if c.MaxClients == 0 {
 		c.MaxClients = DefaultMaxClients
 	}
+	if c.MaxDeferredWrites <= 0 {
+		c.MaxDeferredWrites = 1024
+	}
 	if c.WriteTimeout == 0 {
 		c.WriteTimeout = 30 * time.Second
 	}
@@ -104,6 +114,7 @@ type Server struct {
 	protocolErrors atomic.Int64
 	idleTimeouts   atomic.Int64
 	nextID         atomic.Int64
+	deferred       atomic.Int64 // pipelined writes in flight, all connections (MaxDeferredWrites)
 }
 
 // NewServer checks cfg and returns a server ready to Serve.
@@ -206,11 +217,12 @@ func (s *Server) serveConn(c net.Conn) {
 	out := make([]byte, 0, 4096)
 	var writeArmedAt time.Time
 	flush := func() bool {
-		if sess.syncs.Pending() > 0 {
+		if p := sess.syncs.Pending(); p > 0 {
 			// Pipelined writes left their waits to us: no reply leaves
 			// before every write it follows is stored, and a write that
 			// could not be gets its error as its reply.
 			out = sess.syncs.settle(out)
+			s.deferred.Add(-int64(p))
 			sess.now = time.Time{} // the waits took time: the deadlines below count from now
 		}
 		if len(out) == 0 {
@@ -285,8 +297,10 @@ func (s *Server) serveConn(c net.Conn) {
 	})
 	for {
 		// Replies never pile up past maxPendingReplies, nor past
-		// maxDeferredSyncs writes waiting for their fsync.
-		if (len(out) > maxPendingReplies || sess.syncs.Pending() >= maxDeferredSyncs) && !flush() {
+		// maxDeferredSyncs writes waiting for their fsync, nor past the
+		// server's MaxDeferredWrites in flight.
+		if p := sess.syncs.Pending(); (len(out) > maxPendingReplies || p >= maxDeferredSyncs ||
+			p > 0 && s.deferred.Load() >= int64(s.cfg.MaxDeferredWrites)) && !flush() {
 			return
 		}
 		args, err := r.ReadCommand()
@@ -326,6 +340,9 @@ func (s *Server) serveConn(c net.Conn) {
 		n, first := len(out), sess.syncs.Pending()
 		out = s.exec(sess, args, out)
 		sess.syncs.replied(first, n, len(out))
+		if d := sess.syncs.Pending() - first; d != 0 {
+			s.deferred.Add(int64(d))
+		}
 		if sess.quit {
 			return
 		}

@@ -84,10 +84,15 @@ func (c loggingConn) Write(b []byte) (int, error) {
 }
 
 func startDeferring(t *testing.T, failKey string) (*srvEnv, *syncLog) {
+	return startDeferringWith(t, failKey, ServerConfig{})
+}
+
+func startDeferringWith(t *testing.T, failKey string, cfg ServerConfig) (*srvEnv, *syncLog) {
 	t.Helper()
 	log := &syncLog{}
 	be := &deferringBackend{fakeBackend: newFakeBackend(), log: log, failKey: failKey}
-	srv, err := NewServer(ServerConfig{Backend: be})
+	cfg.Backend = be
+	srv, err := NewServer(cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -228,6 +233,54 @@ func TestDeferredSyncsAreBounded(t *testing.T) {
 	}
 	if most != maxDeferredSyncs || pending != 0 {
 		t.Fatalf("at most %d writes waited for their fsync at once (want %d), %d never waited", most, maxDeferredSyncs, pending)
+	}
+}
+
+// TestDeferredWritesAreBoundedAcrossConnections: many clients pipelining
+// at once leave at most about MaxDeferredWrites writes in flight together
+// (each connection waits for its own before reading more once the
+// server is at the bound). Without it, 200 clients pipelining 100 SETs
+// each queued 20,000 writes in a cluster node, whose peer queues then
+// timed them out: quorum errors with every node up.
+func TestDeferredWritesAreBoundedAcrossConnections(t *testing.T) {
+	t.Parallel()
+	const bound, conns, each = 8, 6, 60
+	e, log := startDeferringWith(t, "", ServerConfig{MaxDeferredWrites: bound})
+	var wg sync.WaitGroup
+	for i := range conns {
+		c := e.connect(t)
+		var batch []byte
+		for j := range each {
+			batch = fmt.Appendf(batch, "SET c%dk%d v\r\n", i, j)
+		}
+		wg.Go(func() {
+			c.write(string(batch))
+			for j := range each {
+				if got := c.read().String(); got != `+"OK"` {
+					t.Errorf("connection %d, reply %d: %s", i, j, got)
+					return
+				}
+			}
+		})
+	}
+	wg.Wait()
+	pending, most := 0, 0
+	for _, ev := range log.get() {
+		switch {
+		case strings.HasSuffix(ev, " deferred"):
+			pending++
+			most = max(most, pending)
+		case strings.HasPrefix(ev, "wait "):
+			pending--
+		}
+	}
+	// A connection checks the bound before each command: a few may pass
+	// it together, one write each.
+	if most > bound+conns || pending != 0 {
+		t.Fatalf("at most %d writes in flight at once over %d connections (want at most %d), %d never waited", most, conns, bound+conns, pending)
+	}
+	if most < bound {
+		t.Fatalf("at most %d writes in flight: the pipelines did not overlap (the test proves nothing)", most)
 	}
 }
 
