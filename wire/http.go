@@ -11,6 +11,7 @@ import (
 	"strconv"
 	"strings"
 	"time"
+	"unicode/utf8"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
@@ -256,6 +257,15 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 	case crdt.KindCounter:
 		writeJSON(w, http.StatusOK, map[string]any{"value": o.Cnt.Value(), "type": "counter"})
 	default:
+		for _, sib := range o.Reg.Siblings {
+			if !utf8.Valid(sib.Value) {
+				// JSON carries text only: encoding/json made each bad
+				// byte U+FFFD, and a client writing the value back with
+				// its context replaced the value with that, for good.
+				httpError(w, http.StatusNotAcceptable, "the value is not UTF-8 text, which JSON cannot carry: read it with the Redis protocol (GET, or VGET for siblings)")
+				return
+			}
+		}
 		n, _ := o.Reg.Newest()
 		resp := map[string]any{"value": jsonValue(n.Value)}
 		if len(o.Reg.Siblings) > 1 {

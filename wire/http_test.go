@@ -493,3 +493,27 @@ func TestHTTPPutRefusesALargeJSONValueBeforeDecodingIt(t *testing.T) {
 		}
 	}
 }
+
+// TestHTTPRefusesValuesJSONCannotCarry: a value (or a sibling) that is not
+// UTF-8 text came back with each bad byte replaced by U+FFFD and a 200,
+// and writing it back with its context replaced the value for good. Now
+// GET answers 406 and says how to read it; the value is untouched.
+func TestHTTPRefusesValuesJSONCannotCarry(t *testing.T) {
+	t.Parallel()
+	e := apiStart(t, HTTPConfig{})
+	bin := "\xff\xfe\x00ok\x80"
+	if err := e.be.Put(context.Background(), []byte("bin"), []byte(bin), WriteOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e.do(t, "GET", "/kv/bin", "").expectError(t, http.StatusNotAcceptable, "the value is not UTF-8 text, which JSON cannot carry: read it with the Redis protocol")
+	if got := e.be.Object("bin"); string(got.Reg.Siblings[0].Value) != bin {
+		t.Fatalf("value now %q", got.Reg.Siblings[0].Value)
+	}
+	// One binary sibling among text ones: the same.
+	e.be.Put(context.Background(), []byte("sibs"), []byte("text"), WriteOptions{})
+	e.be.PutConcurrent(fakeActor+1, "sibs", bin)
+	e.do(t, "GET", "/kv/sibs", "").expectError(t, http.StatusNotAcceptable, "the value is not UTF-8 text")
+	// UTF-8 text beyond ASCII is text.
+	e.be.Put(context.Background(), []byte("utf"), []byte("héllo ✓"), WriteOptions{})
+	e.do(t, "GET", "/kv/utf", "").expect(t, http.StatusOK, `{"value":"héllo ✓"}`)
+}
