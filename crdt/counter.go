@@ -69,8 +69,14 @@ func (c Counter) Live() bool {
 }
 
 // Add returns the counter with delta applied by actor. It fails with
-// ErrOverflow if the value would leave the int64 range or actor's running
-// totals would leave uint64's.
+// ErrOverflow if the value would leave the int64 range.
+//
+// An actor's running totals only grow (a delete only records what they
+// were), and they are uint64s: INCRBY of the largest int64 and DECRBY of
+// it, twice, saturate one. Add then goes on in an entry of its own under a
+// stand-in actor id derived from actor (standIn), which starts from zero:
+// entries are independent, and only this actor writes its stand-ins, so
+// merges stay sound.
 func (c Counter) Add(actor uint64, delta int64) (Counter, error) {
 	if delta == 0 {
 		return c, nil
@@ -79,12 +85,38 @@ func (c Counter) Add(actor uint64, delta int64) (Counter, error) {
 	if (delta > 0 && v > math.MaxInt64-delta) || (delta < 0 && v < math.MinInt64-delta) {
 		return c, ErrOverflow
 	}
-	out := Counter{Entries: make([]CounterEntry, 0, len(c.Entries)+1)}
+	for k := uint64(0); k < maxStandIns; k++ {
+		a := standIn(actor, k)
+		if out, ok := c.addAs(a, delta); ok {
+			return out, nil
+		}
+	}
+	return c, ErrOverflow
+}
+
+// maxStandIns bounds the entries an actor may use on one counter: each
+// holds 2^64 of increments and as much of decrements.
+const maxStandIns = 64
+
+// standIn is actor's k-th entry id: actor itself for k = 0, then ids
+// mixed from it (splitmix64), as unlikely as any random actor id to be
+// another's.
+func standIn(actor, k uint64) uint64 {
+	if k == 0 {
+		return actor
+	}
+	z := actor + k*0x9e3779b97f4a7c15
+	z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9
+	z = (z ^ (z >> 27)) * 0x94d049bb133111eb
+	return z ^ (z >> 31)
+}
+
+// addAs applies delta to actor's entry, if its running total has room.
+func (c Counter) addAs(actor uint64, delta int64) (Counter, bool) {
 	i := 0
 	for i < len(c.Entries) && c.Entries[i].Actor < actor {
 		i++
 	}
-	out.Entries = append(out.Entries, c.Entries[:i]...)
 	e := CounterEntry{Actor: actor}
 	rest := c.Entries[i:]
 	if len(rest) > 0 && rest[0].Actor == actor {
@@ -93,19 +125,21 @@ func (c Counter) Add(actor uint64, delta int64) (Counter, error) {
 	}
 	if delta >= 0 {
 		if e.Inc > math.MaxUint64-uint64(delta) {
-			return c, ErrOverflow
+			return c, false
 		}
 		e.Inc += uint64(delta)
 	} else {
 		d := uint64(-(delta + 1)) + 1 // |delta| without overflowing at MinInt64
 		if e.Dec > math.MaxUint64-d {
-			return c, ErrOverflow
+			return c, false
 		}
 		e.Dec += d
 	}
+	out := Counter{Entries: make([]CounterEntry, 0, len(c.Entries)+1)}
+	out.Entries = append(out.Entries, c.Entries[:i]...)
 	out.Entries = append(out.Entries, e)
 	out.Entries = append(out.Entries, rest...)
-	return out, nil
+	return out, true
 }
 
 // Reset returns the counter deleted as this replica sees it: every entry's

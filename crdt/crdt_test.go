@@ -422,15 +422,55 @@ func TestCounterOverflow(t *testing.T) {
 	if _, err := c.Add(1, -1); !errors.Is(err, ErrOverflow) {
 		t.Fatalf("MinInt64-1: err = %v", err)
 	}
-	// Running totals overflow even while the value stays in range.
-	var last error
-	for i := 0; i < 4 && last == nil; i++ {
-		if c, last = c.Add(1, math.MaxInt64); last == nil {
-			c, last = c.Add(1, math.MinInt64+1)
+}
+
+// TestCounterRunningTotalsDoNotWedgeIt: an actor's running totals only
+// grow, and INCRBY and DECRBY of the largest int64, twice, pass 2^64 with
+// the value at 0; Add refused every increment from then on, through DEL
+// too (a delete only records the totals). Now the actor goes on under a
+// stand-in entry, the value stays exact, and merges with the copies
+// before still agree.
+func TestCounterRunningTotalsDoNotWedgeIt(t *testing.T) {
+	c := Counter{}
+	var copies []Counter
+	var err error
+	for i := range 6 {
+		if c, err = c.Add(1, math.MaxInt64); err != nil {
+			t.Fatalf("round %d, INCRBY max: %v", i, err)
+		}
+		if c.Value() != math.MaxInt64 {
+			t.Fatalf("round %d: value %d after INCRBY max", i, c.Value())
+		}
+		copies = append(copies, c)
+		if c, err = c.Add(1, -math.MaxInt64); err != nil {
+			t.Fatalf("round %d, DECRBY max: %v", i, err)
+		}
+		if c.Value() != 0 {
+			t.Fatalf("round %d: value %d after DECRBY max", i, c.Value())
+		}
+		copies = append(copies, c)
+	}
+	if len(c.Entries) < 2 {
+		t.Fatalf("entries %v: the totals passed 2^64 in one entry", c.Entries)
+	}
+	c = c.Reset() // DEL
+	if c, err = c.Add(1, 5); err != nil || c.Value() != 5 {
+		t.Fatalf("INCRBY 5 after DEL: %d, %v", c.Value(), err)
+	}
+	// A replica holding any older copy, merged with the newest, agrees.
+	for i, old := range copies {
+		if m := MergeCounters(old, c); m.Value() != 5 || !m.Equal(c) {
+			t.Fatalf("merge of copy %d with the newest: %d, want 5", i, m.Value())
 		}
 	}
-	if !errors.Is(last, ErrOverflow) || (c.Value() != -1 && c.Value() != math.MinInt64) {
-		t.Fatalf("per-actor totals: err = %v, value = %d", last, c.Value())
+	// Other actors' entries are left alone.
+	d, _ := Counter{}.Add(2, 7)
+	m := MergeCounters(c, d)
+	if m.Value() != 12 {
+		t.Fatalf("merged with actor 2's 7: %d, want 12", m.Value())
+	}
+	if m, err = m.Add(1, 1); err != nil || m.Value() != 13 {
+		t.Fatalf("INCR after the merge: %d, %v", m.Value(), err)
 	}
 }
 
