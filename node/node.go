@@ -47,7 +47,6 @@ import (
 	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
-	"golang.org/x/net/netutil"
 	"golang.org/x/sys/unix"
 )
 
@@ -295,9 +294,11 @@ func Start(cfg Config) (*Node, error) {
 		}
 		// Bounded as the RESP side is: a request that stalls (headers,
 		// or a body that never ends) gives its connection up, and at most
-		// httpConns are served at once (more wait to be accepted), so that
-		// stalled clients cannot take every file the process may open.
-		n.httpLn = netutil.LimitListener(n.httpLn, httpConns)
+		// httpConns are served at once (more make the longest idle close,
+		// or wait to be accepted), so that stalled clients cannot take
+		// every file the process may open.
+		limit := newHTTPLimit(n.httpLn, httpConns)
+		n.httpLn = limit
 		writeTimeout := httpWriteTimeout
 		if cfg.Pprof {
 			writeTimeout = 0 // a CPU profile or trace may take longer than any bound
@@ -309,6 +310,7 @@ func Start(cfg Config) (*Node, error) {
 			WriteTimeout:      writeTimeout,
 			IdleTimeout:       2 * time.Minute,
 			MaxHeaderBytes:    64 << 10,
+			ConnState:         limit.state,
 		}
 		n.wg.Add(1)
 		go func() {
