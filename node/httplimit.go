@@ -14,36 +14,48 @@ import (
 // out of worker connections). With LimitListener, 1024 idle keep-alive
 // connections held every slot for the server's IdleTimeout (two minutes):
 // /health and /metrics went unanswered. Only when no connection is idle
-// does Accept wait. The server's ConnState must call state.
+// does the new one wait, for a slot or an idle connection. (It is accepted
+// from the kernel first, so one file more than max may be open.) The
+// server's ConnState must call state.
 type httpLimit struct {
 	net.Listener
 	slots chan struct{}
 
-	mu   sync.Mutex
-	idle map[net.Conn]time.Time // since when each idle connection has been
+	mu       sync.Mutex
+	idle     map[net.Conn]time.Time // since when each idle connection has been
+	wentIdle chan struct{}          // capacity 1: a connection went idle
 }
 
 func newHTTPLimit(l net.Listener, max int) *httpLimit {
-	return &httpLimit{Listener: l, slots: make(chan struct{}, max), idle: map[net.Conn]time.Time{}}
+	return &httpLimit{Listener: l, slots: make(chan struct{}, max), idle: map[net.Conn]time.Time{}, wentIdle: make(chan struct{}, 1)}
 }
 
 func (h *httpLimit) Accept() (net.Conn, error) {
-	select {
-	case h.slots <- struct{}{}:
-	default:
-		h.closeIdlest()
-		h.slots <- struct{}{} // freed when that connection's Close runs, or any other's
-	}
 	c, err := h.Listener.Accept()
 	if err != nil {
-		<-h.slots
 		return nil, err
 	}
-	return &limitedConn{Conn: c, release: func() { <-h.slots }}, nil
+	for {
+		select {
+		case h.slots <- struct{}{}:
+			return &limitedConn{Conn: c, release: func() { <-h.slots }}, nil
+		default:
+		}
+		if h.closeIdlest() {
+			continue // its Close frees its slot
+		}
+		// None idle: wait for a slot, or for a connection to go idle.
+		select {
+		case h.slots <- struct{}{}:
+			return &limitedConn{Conn: c, release: func() { <-h.slots }}, nil
+		case <-h.wentIdle:
+		}
+	}
 }
 
-// closeIdlest closes the connection idle the longest, if one is.
-func (h *httpLimit) closeIdlest() {
+// closeIdlest closes the connection idle the longest, if one is, and
+// reports whether it did.
+func (h *httpLimit) closeIdlest() bool {
 	h.mu.Lock()
 	var oldest net.Conn
 	var since time.Time
@@ -54,9 +66,11 @@ func (h *httpLimit) closeIdlest() {
 	}
 	delete(h.idle, oldest)
 	h.mu.Unlock()
-	if oldest != nil {
-		oldest.Close()
+	if oldest == nil {
+		return false
 	}
+	oldest.Close()
+	return true
 }
 
 // state tracks which connections are idle (http.Server.ConnState).
@@ -65,6 +79,10 @@ func (h *httpLimit) state(c net.Conn, s http.ConnState) {
 	defer h.mu.Unlock()
 	if s == http.StateIdle {
 		h.idle[c] = time.Now()
+		select {
+		case h.wentIdle <- struct{}{}:
+		default:
+		}
 	} else {
 		delete(h.idle, c)
 	}

@@ -124,6 +124,10 @@ func runNode(c *cli.Context) error {
 	}
 	logger := cfg.Logger
 	startGCFloor(gcMinHeap, logger)
+	// After a burst, memory goes back to the OS within seconds of the
+	// node going quiet, not at Go's forced collection minutes later.
+	// (The process exits when the node stops: no need to stop it.)
+	go gcfloor.ReleaseWhenIdle(idleReleaseEvery, nil)
 	// Before the node starts, and so before it says it is ready: a
 	// SIGTERM sent as soon as it is (by a supervisor, a script, a test)
 	// must shut it down cleanly, not end it where it stands.
@@ -216,6 +220,10 @@ func nodeGCMinHeap(c *cli.Context) (uint64, error) {
 	}
 	return uint64(floor), nil
 }
+
+// idleReleaseEvery is how long a node must go without a collection for
+// the memory a burst left to go back to the OS (gcfloor.ReleaseWhenIdle).
+const idleReleaseEvery = 10 * time.Second
 
 // startGCFloor applies --gc-min-heap (see package gcfloor), unless the
 // user set GOGC or GOMEMLIMIT, which then have the last word.
