@@ -317,6 +317,14 @@ func (t *breakers) startProbe(to string) {
 		ctx, cancel := context.WithTimeout(context.Background(), t.cfg.ProbeTimeout)
 		defer cancel()
 		_, err := t.next.Call(ctx, to, "ping")
+		if errors.Is(err, wire.ErrPeerBusy) {
+			// Queued behind a backlog the peer was working through:
+			// it answered other calls meanwhile, so it is up. (record
+			// skips busy calls; a probe's outcome must be reported, or
+			// the breaker stays half-open, refusing every call and
+			// sending no other probe.)
+			err = nil
+		}
 		t.record(ctx, to, err)
 	}()
 }

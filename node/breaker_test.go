@@ -302,3 +302,37 @@ func TestBreakersIgnoreCallsTimedOutBehindTheirOwnBacklog(t *testing.T) {
 		t.Fatal("three calls timed out with the peer silent left the breaker closed")
 	}
 }
+
+// TestABusyProbeClosesTheBreaker: the half-open probe timing out while the
+// peer answered other calls (queued behind its backlog) reports the peer
+// up. Skipped like other busy calls, it left the breaker half-open for
+// good: every call refused, no other probe sent, and gossip's reset skips
+// half-open breakers (a review's finding on the first version).
+func TestABusyProbeClosesTheBreaker(t *testing.T) {
+	var busy atomic.Bool
+	tr := &scriptedTransport{calls: map[string]int{}, fn: func(ctx context.Context, to, method string) error {
+		if busy.Load() {
+			return fmt.Errorf("wire: peer p: %s: %w: %w", method, context.DeadlineExceeded, wire.ErrPeerBusy)
+		}
+		return fmt.Errorf("wire: peer p: %s: %w", method, context.DeadlineExceeded) // silent
+	}}
+	now := time.Unix(0, 0)
+	var clock atomic.Pointer[time.Time]
+	clock.Store(&now)
+	bs := newBreakers(tr, BreakerConfig{Failures: 1, Cooldown: time.Second, MaxCooldown: time.Second}, func() time.Time { return *clock.Load() })
+	bs.Call(context.Background(), "p", "put") // silent: opens
+	if bs.Allows("p") {
+		t.Fatal("a silent timeout did not open the breaker")
+	}
+	busy.Store(true)
+	later := now.Add(2 * time.Second)
+	clock.Store(&later)
+	bs.Allows("p") // due: sends the probe, which comes back busy
+	bs.probes.Wait()
+	if tr.count("p ping") != 1 {
+		t.Fatalf("%d probes sent, want 1", tr.count("p ping"))
+	}
+	if got := bs.states(); len(got) != 1 || got[0].State != "closed" {
+		t.Fatalf("after a busy probe: %+v, want closed", got)
+	}
+}
