@@ -29,8 +29,11 @@ import (
 //     directory was created): a database that lost them while tables were
 //     to be deleted is refused, and the tables stay on disk.
 
-// checkMarker refuses dir if it holds pebble's files but no database
-// (pebble.Peek finds no manifest marker).
+// checkMarker refuses dir if it holds pebble's data (tables, or logs with
+// something in them) but no database (pebble.Peek finds no manifest
+// marker). A MANIFEST alone is what a crash during a node's first start
+// leaves (pebble writes it before the marker): nothing was stored yet,
+// and the directory opens as new.
 func checkMarker(dir string, fsys vfs.FS) error {
 	desc, err := pebble.Peek(dir, fsys)
 	if err != nil {
@@ -47,12 +50,17 @@ func checkMarker(dir string, fsys vfs.FS) error {
 		return fmt.Errorf("store: open %s: %w", dir, err)
 	}
 	for _, name := range names {
-		if pebbleDataFile(name) {
+		if pebbleDataFile(name) && !strings.HasPrefix(name, "MANIFEST-") && !emptyFile(fsys, fsys.PathJoin(dir, name)) {
 			return fmt.Errorf("store: open %s: the directory holds pebble's files (%s) but no manifest marker (marker.manifest.*), which names the current MANIFEST: "+
 				"opened, it would be an empty database and its files deleted. Restore the directory, or its marker, from a backup; to start this node empty instead, move the directory away", dir, name)
 		}
 	}
 	return nil
+}
+
+func emptyFile(fsys vfs.FS, path string) bool {
+	fi, err := fsys.Stat(path)
+	return err == nil && fi.Size() == 0
 }
 
 // pebbleDataFile reports whether a file name is one of pebble's tables,
