@@ -4,6 +4,7 @@ import (
 	"net"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
@@ -24,10 +25,14 @@ type httpLimit struct {
 	mu       sync.Mutex
 	idle     map[net.Conn]time.Time // since when each idle connection has been
 	wentIdle chan struct{}          // capacity 1: a connection went idle
+
+	closed    chan struct{} // closed by Close
+	closeOnce sync.Once
+	waiting   atomic.Bool // a connection waits for a slot (for tests)
 }
 
 func newHTTPLimit(l net.Listener, max int) *httpLimit {
-	return &httpLimit{Listener: l, slots: make(chan struct{}, max), idle: map[net.Conn]time.Time{}, wentIdle: make(chan struct{}, 1)}
+	return &httpLimit{Listener: l, slots: make(chan struct{}, max), idle: map[net.Conn]time.Time{}, wentIdle: make(chan struct{}, 1), closed: make(chan struct{})}
 }
 
 func (h *httpLimit) Accept() (net.Conn, error) {
@@ -44,13 +49,28 @@ func (h *httpLimit) Accept() (net.Conn, error) {
 		if h.closeIdlest() {
 			continue // its Close frees its slot
 		}
-		// None idle: wait for a slot, or for a connection to go idle.
+		// None idle: wait for a slot, for a connection to go idle, or
+		// for Close (http.Server.Shutdown waits for Serve to return
+		// before it looks at its deadline).
+		h.waiting.Store(true)
 		select {
 		case h.slots <- struct{}{}:
+			h.waiting.Store(false)
 			return &limitedConn{Conn: c, release: func() { <-h.slots }}, nil
 		case <-h.wentIdle:
+			h.waiting.Store(false)
+		case <-h.closed:
+			h.waiting.Store(false)
+			c.Close()
+			return nil, net.ErrClosed
 		}
 	}
+}
+
+// Close closes the listener and wakes an Accept waiting for a slot.
+func (h *httpLimit) Close() error {
+	h.closeOnce.Do(func() { close(h.closed) })
+	return h.Listener.Close()
 }
 
 // closeIdlest closes the connection idle the longest, if one is, and
