@@ -127,7 +127,7 @@ func runNode(c *cli.Context) error {
 	// After a burst, memory goes back to the OS within seconds of the
 	// node going quiet, not at Go's forced collection minutes later.
 	// (The process exits when the node stops: no need to stop it.)
-	go gcfloor.ReleaseWhenIdle(idleReleaseEvery, nil)
+	go gcfloor.ReleaseWhenIdle(idleReleaseEvery, max(2*gcMinHeap, idleReleaseMinHeld), nil)
 	// Before the node starts, and so before it says it is ready: a
 	// SIGTERM sent as soon as it is (by a supervisor, a script, a test)
 	// must shut it down cleanly, not end it where it stands.
@@ -224,6 +224,11 @@ func nodeGCMinHeap(c *cli.Context) (uint64, error) {
 // idleReleaseEvery is how long a node must go without a collection for
 // the memory a burst left to go back to the OS (gcfloor.ReleaseWhenIdle).
 const idleReleaseEvery = 10 * time.Second
+
+// idleReleaseMinHeld: a heap holding less (or less than twice
+// --gc-min-heap, under which the collector's floor lets it grow anyway)
+// is left as it is when the node goes quiet.
+const idleReleaseMinHeld = 128 << 20
 
 // startGCFloor applies --gc-min-heap (see package gcfloor), unless the
 // user set GOGC or GOMEMLIMIT, which then have the last word.

@@ -13,22 +13,47 @@ import (
 // collection two minutes later (a review saw 420 MB resident 30 s after
 // such a load, against redis's 70 MB a second after). Every interval in
 // which no collection ran after one in which some did, it runs
-// debug.FreeOSMemory once: a collection, then every free page back to
-// the OS. A busy process collects on its own and is left alone; an idle
-// one pays one collection per quiet spell. It runs until stop is closed.
-func ReleaseWhenIdle(every time.Duration, stop <-chan struct{}) {
+// debug.FreeOSMemory once (a collection, then every free page back to
+// the OS), if the heap holds more than minHeld bytes from the OS. A busy
+// process collects on its own and is left alone; an idle one pays at most
+// one collection per quiet spell, and a small one none. It runs until
+// stop is closed.
+func ReleaseWhenIdle(every time.Duration, minHeld uint64, stop <-chan struct{}) {
 	t := time.NewTicker(every)
 	defer t.Stop()
+	release := func() {
+		if heapHeld() > minHeld {
+			debug.FreeOSMemory()
+		}
+	}
 	var s idleRelease
-	s.look(collections(), debug.FreeOSMemory)
+	s.look(collections(), release)
 	for {
 		select {
 		case <-stop:
 			return
 		case <-t.C:
-			s.look(collections(), debug.FreeOSMemory)
+			s.look(collections(), release)
 		}
 	}
+}
+
+// heapHeld is the heap memory taken from the OS and not given back:
+// objects (live or not yet collected), free spans and unused parts.
+func heapHeld() uint64 {
+	sample := []metrics.Sample{
+		{Name: "/memory/classes/heap/objects:bytes"},
+		{Name: "/memory/classes/heap/free:bytes"},
+		{Name: "/memory/classes/heap/unused:bytes"},
+	}
+	metrics.Read(sample)
+	var n uint64
+	for _, s := range sample {
+		if s.Value.Kind() == metrics.KindUint64 {
+			n += s.Value.Uint64()
+		}
+	}
+	return n
 }
 
 // idleRelease decides, at each look, whether to release.
