@@ -84,6 +84,9 @@ func (s *Server) exec(c *session, args [][]byte, out []byte) []byte {
 	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
 		return AppendError(out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", cmd.name))
 	}
+	if c.last.Load() != cmd {
+		c.last.Store(cmd) // for CLIENT LIST
+	}
 	m := s.ops[cmd.name] // resolved once in NewServer: no lock per command
 	if m == nil {
 		return cmd.run(s, c, args, out)
@@ -92,6 +95,7 @@ func (s *Server) exec(c *session, args [][]byte, out []byte) []byte {
 	n := len(out)
 	out = cmd.run(s, c, args, out)
 	end := monoNow()
+	c.lastAt.Store(int64(end))
 	c.now = monoBase.Add(end) // also serves the idle deadline, saving a clock read
 	m.latency.Observe((end - start).Seconds())
 	m.requests.Inc()
@@ -515,7 +519,7 @@ func cmdHello(s *Server, c *session, args [][]byte, out []byte) []byte {
 				i += 2
 			case "SETNAME":
 				if i+1 < len(args) {
-					c.name = string(args[i+1])
+					c.setName(string(args[i+1]))
 				}
 				i++
 			default:
@@ -554,13 +558,13 @@ func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
 				return AppendError(out, "ERR Client names cannot contain spaces, newlines or special characters.")
 			}
 		}
-		c.name = string(args[2])
+		c.setName(string(args[2]))
 		return AppendSimple(out, "OK")
 	case sub == "GETNAME" && len(args) == 2:
-		if c.name == "" {
+		if c.getName() == "" {
 			return AppendNull(out)
 		}
-		return AppendBulkString(out, c.name)
+		return AppendBulkString(out, c.getName())
 	case sub == "ID" && len(args) == 2:
 		return AppendInt(out, c.id)
 	case sub == "SETINFO" && len(args) == 4:
@@ -570,19 +574,155 @@ func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
 		return AppendSimple(out, "OK")
 	case sub == "NO-EVICT" || sub == "NO-TOUCH":
 		return AppendSimple(out, "OK")
-	case (sub == "INFO" && len(args) == 2) || (sub == "LIST" && len(args) == 2):
-		return AppendBulkString(out, c.info())
+	case sub == "INFO" && len(args) == 2:
+		return AppendBulkString(out, c.info(c))
+	case sub == "LIST":
+		return clientList(s, c, args[2:], out)
+	case sub == "KILL" && len(args) >= 3:
+		return clientKill(s, c, args[2:], out)
 	}
 	return AppendError(out, fmt.Sprintf("ERR unknown subcommand or wrong number of arguments for 'client|%s' command", strings.ToLower(printable(args[1], 32))))
+}
+
+// clientList answers CLIENT LIST [TYPE normal|master|replica|pubsub]
+// [ID id ...]: every connection is a normal one.
+func clientList(s *Server, c *session, args [][]byte, out []byte) []byte {
+	var ids map[int64]bool
+	normal := true
+	for i := 0; i < len(args); i++ {
+		switch opt := strings.ToUpper(string(args[i])); {
+		case opt == "TYPE" && i+1 < len(args):
+			switch strings.ToLower(string(args[i+1])) {
+			case "normal":
+			case "master", "replica", "slave", "pubsub":
+				normal = false
+			default:
+				return AppendError(out, fmt.Sprintf("ERR Unknown client type '%s'", printable(args[i+1], 32)))
+			}
+			i++
+		case opt == "ID" && i+1 < len(args):
+			ids = map[int64]bool{}
+			for i++; i < len(args); i++ {
+				id, err := strconv.ParseInt(string(args[i]), 10, 64)
+				if err != nil || id <= 0 {
+					return AppendError(out, "ERR Invalid client ID")
+				}
+				ids[id] = true
+			}
+		default:
+			return AppendError(out, "ERR syntax error")
+		}
+	}
+	var b strings.Builder
+	if normal {
+		for _, other := range s.sessionList() {
+			if ids == nil || ids[other.id] {
+				b.WriteString(other.info(c))
+			}
+		}
+	}
+	return AppendBulkString(out, b.String())
+}
+
+// clientKill answers CLIENT KILL addr (+OK, or an error if no connection
+// has that address) and CLIENT KILL [ID id] [ADDR addr] [LADDR addr]
+// [TYPE type] [USER user] [MAXAGE seconds] [SKIPME yes|no] (how many it
+// closed), as Redis does. A connection killed is closed: a command of its
+// in flight still finishes, but its reply is not sent. The caller's own
+// connection (SKIPME no) closes once this reply is sent.
+func clientKill(s *Server, c *session, args [][]byte, out []byte) []byte {
+	if len(args) == 1 { // the old form
+		addr := string(args[0])
+		for _, other := range s.sessionList() {
+			if other.conn.RemoteAddr().String() == addr {
+				s.kill(c, other)
+				return AppendSimple(out, "OK")
+			}
+		}
+		return AppendError(out, "ERR No such client")
+	}
+	if len(args)%2 != 0 {
+		return AppendError(out, "ERR syntax error")
+	}
+	var filters []func(*session) bool
+	skipMe := true
+	for i := 0; i < len(args); i += 2 {
+		val := string(args[i+1])
+		switch strings.ToUpper(string(args[i])) {
+		case "ID":
+			id, err := strconv.ParseInt(val, 10, 64)
+			if err != nil || id <= 0 {
+				return AppendError(out, "ERR client-id should be greater than 0")
+			}
+			filters = append(filters, func(o *session) bool { return o.id == id })
+		case "ADDR":
+			filters = append(filters, func(o *session) bool { return o.conn.RemoteAddr().String() == val })
+		case "LADDR":
+			filters = append(filters, func(o *session) bool { return o.conn.LocalAddr().String() == val })
+		case "TYPE":
+			switch strings.ToLower(val) {
+			case "normal":
+			case "master", "replica", "slave", "pubsub":
+				filters = append(filters, func(*session) bool { return false })
+			default:
+				return AppendError(out, fmt.Sprintf("ERR Unknown client type '%s'", printable(args[i+1], 32)))
+			}
+		case "USER":
+			filters = append(filters, func(*session) bool { return val == "default" })
+		case "MAXAGE":
+			age, err := strconv.ParseInt(val, 10, 64)
+			if err != nil {
+				return AppendError(out, "ERR syntax error")
+			}
+			filters = append(filters, func(o *session) bool { return int64(time.Since(o.born)/time.Second) >= age })
+		case "SKIPME":
+			switch strings.ToLower(val) {
+			case "yes":
+				skipMe = true
+			case "no":
+				skipMe = false
+			default:
+				return AppendError(out, "ERR syntax error")
+			}
+		default:
+			return AppendError(out, "ERR syntax error")
+		}
+	}
+	killed := int64(0)
+next:
+	for _, other := range s.sessionList() {
+		if other == c && skipMe {
+			continue
+		}
+		for _, f := range filters {
+			if !f(other) {
+				continue next
+			}
+		}
+		s.kill(c, other)
+		killed++
+	}
+	return AppendInt(out, killed)
 }
 
 // info is the connection's line of CLIENT INFO and CLIENT LIST, with
 // every field Redis 7 gives (clients parse some of them as integers);
 // the ones rumor does not track are 0, as on an idle Redis connection.
-func (c *session) info() string {
+// asker is the connection asking: its command is the one running.
+func (c *session) info(asker *session) string {
 	age := int64(time.Since(c.born) / time.Second)
-	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=0 name=%s age=%d idle=0 flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=client|info user=default redir=-1 resp=2 lib-name= lib-ver=\n",
-		c.id, c.conn.RemoteAddr(), c.conn.LocalAddr(), c.name, age)
+	idle := int64(0)
+	if at := c.lastAt.Load(); at > 0 {
+		idle = max(int64((monoNow()-time.Duration(at))/time.Second), 0)
+	}
+	cmd := "NULL"
+	if c == asker {
+		cmd = "client|info"
+	} else if last := c.last.Load(); last != nil {
+		cmd = last.name
+	}
+	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=0 name=%s age=%d idle=%d flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=default redir=-1 resp=2 lib-name= lib-ver=\n",
+		c.id, c.conn.RemoteAddr(), c.conn.LocalAddr(), c.getName(), age, idle, cmd)
 }
 
 // CLUSTER LEAVE | FORGET name: membership changes, served by the node.

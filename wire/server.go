@@ -1,6 +1,7 @@
 package wire
 
 import (
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -8,6 +9,8 @@ import (
 	"log/slog"
 	"net"
 	"runtime"
+	"slices"
+	"sync"
 	"sync/atomic"
 	"time"
 )
@@ -115,6 +118,9 @@ type Server struct {
 	idleTimeouts   atomic.Int64
 	nextID         atomic.Int64
 	deferred       atomic.Int64 // pipelined writes in flight, all connections (MaxDeferredWrites)
+
+	sessMu   sync.Mutex
+	sessions map[int64]*session // the connections served, by id (CLIENT LIST, KILL)
 }
 
 // NewServer checks cfg and returns a server ready to Serve.
@@ -123,7 +129,7 @@ func NewServer(cfg ServerConfig) (*Server, error) {
 		return nil, err
 	}
 	cfg.ensureDefaults()
-	s := &Server{cfg: cfg}
+	s := &Server{cfg: cfg, sessions: map[int64]*session{}}
 	if cfg.Metrics != nil {
 		s.ops = make(map[string]*opMetrics, len(commandTable))
 		for name := range commandTable {
@@ -181,10 +187,14 @@ func lingerClose(c net.Conn) {
 // session is one client connection's state, owned by its goroutine.
 type session struct {
 	id   int64
-	name string
+	name atomic.Pointer[string] // CLIENT SETNAME; read by other connections' CLIENT LIST
 	conn net.Conn
 	quit bool
-	now  time.Time // when the last command finished, if measured
+	// For other connections' CLIENT LIST: the last command, and when it
+	// ended (monoNow; 0 if not measured).
+	last   atomic.Pointer[command]
+	lastAt atomic.Int64
+	now    time.Time // when the last command finished, if measured
 
 	// inMulti: the client sent MULTI, which rumor refuses (it has no
 	// transactions); the commands up to EXEC or DISCARD are refused too.
@@ -196,6 +206,37 @@ type session struct {
 	ctx       context.Context
 	pipelined context.Context
 	syncs     SyncGroup
+}
+
+func (c *session) getName() string {
+	if p := c.name.Load(); p != nil {
+		return *p
+	}
+	return ""
+}
+
+func (c *session) setName(name string) { c.name.Store(&name) }
+
+// sessionList returns the connections served, in the order they came.
+func (s *Server) sessionList() []*session {
+	s.sessMu.Lock()
+	list := make([]*session, 0, len(s.sessions))
+	for _, c := range s.sessions {
+		list = append(list, c)
+	}
+	s.sessMu.Unlock()
+	slices.SortFunc(list, func(a, b *session) int { return cmp.Compare(a.id, b.id) })
+	return list
+}
+
+// kill closes other's connection for CLIENT KILL run by c; c's own closes
+// once its reply is sent.
+func (s *Server) kill(c, other *session) {
+	if other == c {
+		c.quit = true
+		return
+	}
+	other.conn.Close()
 }
 
 func (s *Server) serveConn(c net.Conn) {
@@ -212,6 +253,14 @@ func (s *Server) serveConn(c net.Conn) {
 	defer s.cfg.Metrics.conns(-1)
 
 	sess := &session{id: s.nextID.Add(1), conn: c, ctx: s.ctx, born: time.Now()}
+	s.sessMu.Lock()
+	s.sessions[sess.id] = sess
+	s.sessMu.Unlock()
+	defer func() {
+		s.sessMu.Lock()
+		delete(s.sessions, sess.id)
+		s.sessMu.Unlock()
+	}()
 	sess.pipelined = WithSyncGroup(s.ctx, &sess.syncs)
 	r := NewReader(c, s.cfg.Limits)
 	out := make([]byte, 0, 4096)

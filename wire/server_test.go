@@ -390,7 +390,15 @@ func TestServerCommands(t *testing.T) {
 			{srvArgs("CLIENT", "SETINFO", "lib-ver", "9.0.0"), `+"OK"`},
 			{srvArgs("CLIENT", "NO-EVICT", "on"), `+"OK"`},
 			{srvArgs("CLIENT", "SETINFO", "lib-name"), `-"ERR unknown subcommand or wrong number of arguments for 'client|setinfo' command"`},
-			{srvArgs("CLIENT", "KILL", "x"), `-"ERR unknown subcommand or wrong number of arguments for 'client|kill' command"`},
+			{srvArgs("CLIENT", "KILL", "x"), `-"ERR No such client"`},
+			{srvArgs("CLIENT", "KILL", "ID"), `-"ERR No such client"`},
+			{srvArgs("CLIENT", "KILL", "ID", "x"), `-"ERR client-id should be greater than 0"`},
+			{srvArgs("CLIENT", "KILL", "BOGUS", "x"), `-"ERR syntax error"`},
+			{srvArgs("CLIENT", "KILL", "ID", "1", "SKIPME"), `-"ERR syntax error"`},
+			{srvArgs("CLIENT", "LIST", "TYPE", "bogus"), `-"ERR Unknown client type 'bogus'"`},
+			{srvArgs("CLIENT", "LIST", "TYPE", "pubsub"), `$""`},
+			{srvArgs("CLIENT", "LIST", "ID", "x"), `-"ERR Invalid client ID"`},
+			{srvArgs("CLIENT", "LIST", "BOGUS"), `-"ERR syntax error"`},
 			{srvArgs("CLIENT"), `-"ERR wrong number of arguments for 'client' command"`},
 		}},
 		{"config", []srvStep{
@@ -575,8 +583,8 @@ func TestServerClientIDsAndInfo(t *testing.T) {
 	c1.check(`+"OK"`, "CLIENT", "SETINFO", "lib-name", "redis-py")
 	c1.check(`+"OK"`, "CLIENT", "SETINFO", "LIB-VER", "4.3.4")
 	c1.check(`-"ERR Unrecognized option 'bogus'"`, "CLIENT", "SETINFO", "bogus", "x")
-	for _, sub := range []string{"INFO", "LIST"} {
-		info := c1.do("CLIENT", sub)
+	for _, sub := range [][]string{{"INFO"}, {"LIST", "ID", strconv.FormatInt(id1.Int, 10)}} {
+		info := c1.do(append([]string{"CLIENT"}, sub...)...)
 		line := string(info.Str)
 		if info.Kind != Bulk || !strings.HasSuffix(line, "\n") || strings.Count(line, "\n") != 1 {
 			t.Fatalf("CLIENT %s: got %s, want one line", sub, info)
@@ -599,6 +607,52 @@ func TestServerClientIDsAndInfo(t *testing.T) {
 				t.Errorf("CLIENT %s: field %s=%q is not an integer (%q)", sub, k, fields[k], line)
 			}
 		}
+	}
+}
+
+// TestServerClientListAndKill: CLIENT LIST shows every connection (it
+// showed only the caller's), with each one's name and last command, and
+// CLIENT KILL closes the ones it names, in Redis's old form (by address:
+// +OK) and new (by filters: how many), never the caller's own unless
+// SKIPME no, and then after the reply.
+func TestServerClientListAndKill(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c1, c2, c3 := e.connect(t), e.connect(t), e.connect(t)
+	id2 := c2.do("CLIENT", "ID").Int
+	c2.check(`+"OK"`, "CLIENT", "SETNAME", "worker")
+	c2.check(`+"OK"`, "SET", "k", "v")
+	list := string(c1.do("CLIENT", "LIST").Str)
+	lines := strings.Split(strings.TrimSuffix(list, "\n"), "\n")
+	if len(lines) != 3 {
+		t.Fatalf("CLIENT LIST with 3 connections:\n%s", list)
+	}
+	if !strings.Contains(lines[1], fmt.Sprintf("id=%d ", id2)) || !strings.Contains(lines[1], " name=worker ") || !strings.Contains(lines[1], " cmd=set ") {
+		t.Errorf("c2's line %q, want its id, name=worker and cmd=set", lines[1])
+	}
+	if got := string(c1.do("CLIENT", "LIST", "TYPE", "normal").Str); strings.Count(got, "\n") != 3 {
+		t.Errorf("CLIENT LIST TYPE normal: %q", got)
+	}
+	// The new form: by id, counted; the killed connection is closed.
+	c1.check(":1", "CLIENT", "KILL", "ID", strconv.FormatInt(id2, 10))
+	if v, err := c2.readReply(); err == nil {
+		t.Fatalf("c2 after CLIENT KILL ID: read %s, want the connection closed", v)
+	}
+	c1.check(":0", "CLIENT", "KILL", "ID", strconv.FormatInt(id2, 10))
+	// The old form: by address.
+	c1.check(`+"OK"`, "CLIENT", "KILL", c3.conn.LocalAddr().String())
+	if v, err := c3.readReply(); err == nil {
+		t.Fatalf("c3 after CLIENT KILL addr: read %s, want the connection closed", v)
+	}
+	testutil.Eventually(t, 5*time.Second, "the killed connections gone from CLIENT LIST", func() bool {
+		return strings.Count(string(c1.do("CLIENT", "LIST").Str), "\n") == 1
+	})
+	// Filters that match only the caller: skipped, unless SKIPME no,
+	// which closes it after the reply.
+	c1.check(":0", "CLIENT", "KILL", "USER", "default")
+	c1.check(":1", "CLIENT", "KILL", "USER", "default", "SKIPME", "no")
+	if v, err := c1.readReply(); err == nil {
+		t.Fatalf("c1 after killing itself: read %s, want the connection closed", v)
 	}
 }
 
