@@ -22,6 +22,12 @@ type command struct {
 	run   func(s *Server, c *session, args [][]byte, out []byte) []byte
 }
 
+// hasSubcommands reports whether CLIENT LIST names the command's last use
+// with its subcommand, as Redis does (cmd=client|setname).
+func hasSubcommands(name string) bool {
+	return name != "" && name[0] == 'c' && (name == "client" || name == "config" || name == "command" || name == "cluster")
+}
+
 var commandTable = map[string]*command{}
 
 func init() {
@@ -84,10 +90,8 @@ func (s *Server) exec(c *session, args [][]byte, out []byte) []byte {
 	if (cmd.arity > 0 && len(args) != cmd.arity) || (cmd.arity < 0 && len(args) < -cmd.arity) {
 		return AppendError(out, fmt.Sprintf("ERR wrong number of arguments for '%s' command", cmd.name))
 	}
-	if c.last.Load() != cmd {
-		c.last.Store(cmd) // for CLIENT LIST
-	}
-	m := s.ops[cmd.name] // resolved once in NewServer: no lock per command
+	c.noteCommand(cmd, args) // for CLIENT LIST
+	m := s.ops[cmd.name]     // resolved once in NewServer: no lock per command
 	if m == nil {
 		return cmd.run(s, c, args, out)
 	}
@@ -519,6 +523,9 @@ func cmdHello(s *Server, c *session, args [][]byte, out []byte) []byte {
 				i += 2
 			case "SETNAME":
 				if i+1 < len(args) {
+					if !validClientName(args[i+1]) {
+						return AppendError(out, "ERR Client names cannot contain spaces, newlines or special characters.")
+					}
 					c.setName(string(args[i+1]))
 				}
 				i++
@@ -549,14 +556,23 @@ var Version = "0.1.0"
 
 // CLIENT SETNAME/GETNAME/SETINFO/ID/INFO/LIST/NO-EVICT/NO-TOUCH: enough for
 // client libraries' connection setup.
+// validClientName: printable ASCII without spaces, as Redis requires
+// (a name is a word of CLIENT LIST's lines).
+func validClientName(name []byte) bool {
+	for _, ch := range name {
+		if ch <= ' ' || ch > '~' {
+			return false
+		}
+	}
+	return true
+}
+
 func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
 	sub := strings.ToUpper(string(args[1]))
 	switch {
 	case sub == "SETNAME" && len(args) == 3:
-		for _, ch := range args[2] {
-			if ch <= ' ' || ch > '~' {
-				return AppendError(out, "ERR Client names cannot contain spaces, newlines or special characters.")
-			}
+		if !validClientName(args[2]) {
+			return AppendError(out, "ERR Client names cannot contain spaces, newlines or special characters.")
 		}
 		c.setName(string(args[2]))
 		return AppendSimple(out, "OK")
@@ -575,51 +591,54 @@ func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
 	case sub == "NO-EVICT" || sub == "NO-TOUCH":
 		return AppendSimple(out, "OK")
 	case sub == "INFO" && len(args) == 2:
-		return AppendBulkString(out, c.info(c))
+		return AppendBulkString(out, c.info(c, "client|info"))
 	case sub == "LIST":
 		return clientList(s, c, args[2:], out)
-	case sub == "KILL" && len(args) >= 3:
+	case sub == "KILL":
+		if len(args) < 3 {
+			return AppendError(out, "ERR wrong number of arguments for 'client|kill' command")
+		}
 		return clientKill(s, c, args[2:], out)
 	}
 	return AppendError(out, fmt.Sprintf("ERR unknown subcommand or wrong number of arguments for 'client|%s' command", strings.ToLower(printable(args[1], 32))))
 }
 
 // clientList answers CLIENT LIST [TYPE normal|master|replica|pubsub]
-// [ID id ...]: every connection is a normal one.
+// or CLIENT LIST ID id [id ...] (one or the other, as Redis): every
+// connection is a normal one; ids are answered in the order given.
 func clientList(s *Server, c *session, args [][]byte, out []byte) []byte {
-	var ids map[int64]bool
-	normal := true
-	for i := 0; i < len(args); i++ {
-		switch opt := strings.ToUpper(string(args[i])); {
-		case opt == "TYPE" && i+1 < len(args):
-			switch strings.ToLower(string(args[i+1])) {
-			case "normal":
-			case "master", "replica", "slave", "pubsub":
-				normal = false
-			default:
-				return AppendError(out, fmt.Sprintf("ERR Unknown client type '%s'", printable(args[i+1], 32)))
-			}
-			i++
-		case opt == "ID" && i+1 < len(args):
-			ids = map[int64]bool{}
-			for i++; i < len(args); i++ {
-				id, err := strconv.ParseInt(string(args[i]), 10, 64)
-				if err != nil || id <= 0 {
-					return AppendError(out, "ERR Invalid client ID")
-				}
-				ids[id] = true
-			}
-		default:
-			return AppendError(out, "ERR syntax error")
-		}
-	}
 	var b strings.Builder
-	if normal {
+	switch {
+	case len(args) == 0:
 		for _, other := range s.sessionList() {
-			if ids == nil || ids[other.id] {
-				b.WriteString(other.info(c))
+			b.WriteString(other.info(c, "client|list"))
+		}
+	case len(args) == 2 && strings.EqualFold(string(args[0]), "TYPE"):
+		switch strings.ToLower(string(args[1])) {
+		case "normal":
+			for _, other := range s.sessionList() {
+				b.WriteString(other.info(c, "client|list"))
+			}
+		case "master", "replica", "slave", "pubsub":
+		default:
+			return AppendError(out, fmt.Sprintf("ERR Unknown client type '%s'", printable(args[1], 32)))
+		}
+	case len(args) >= 2 && strings.EqualFold(string(args[0]), "ID"):
+		ids := make([]int64, 0, len(args)-1)
+		for _, a := range args[1:] {
+			id, err := strconv.ParseInt(string(a), 10, 64)
+			if err != nil {
+				return AppendError(out, "ERR Invalid client ID")
+			}
+			ids = append(ids, id)
+		}
+		for _, id := range ids {
+			if other := s.session(id); other != nil {
+				b.WriteString(other.info(c, "client|list"))
 			}
 		}
+	default:
+		return AppendError(out, "ERR syntax error")
 	}
 	return AppendBulkString(out, b.String())
 }
@@ -627,8 +646,9 @@ func clientList(s *Server, c *session, args [][]byte, out []byte) []byte {
 // clientKill answers CLIENT KILL addr (+OK, or an error if no connection
 // has that address) and CLIENT KILL [ID id] [ADDR addr] [LADDR addr]
 // [TYPE type] [USER user] [MAXAGE seconds] [SKIPME yes|no] (how many it
-// closed), as Redis does. A connection killed is closed: a command of its
-// in flight still finishes, but its reply is not sent. The caller's own
+// closed), as Redis does: a filter given twice keeps its last value. A
+// connection killed runs no more commands (not even those it had sent
+// already); one in flight finishes, its reply not sent. The caller's own
 // connection (SKIPME no) closes once this reply is sent.
 func clientKill(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if len(args) == 1 { // the old form
@@ -644,37 +664,44 @@ func clientKill(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if len(args)%2 != 0 {
 		return AppendError(out, "ERR syntax error")
 	}
-	var filters []func(*session) bool
-	skipMe := true
+	var (
+		id, maxAge        int64 // 0: no such filter
+		addr, laddr       string
+		hasAddr, hasLaddr bool
+		anyType, skipMe   = true, true
+	)
 	for i := 0; i < len(args); i += 2 {
 		val := string(args[i+1])
 		switch strings.ToUpper(string(args[i])) {
 		case "ID":
-			id, err := strconv.ParseInt(val, 10, 64)
-			if err != nil || id <= 0 {
+			n, err := strconv.ParseInt(val, 10, 64)
+			if err != nil || n <= 0 {
 				return AppendError(out, "ERR client-id should be greater than 0")
 			}
-			filters = append(filters, func(o *session) bool { return o.id == id })
+			id = n
 		case "ADDR":
-			filters = append(filters, func(o *session) bool { return o.conn.RemoteAddr().String() == val })
+			addr, hasAddr = val, true
 		case "LADDR":
-			filters = append(filters, func(o *session) bool { return o.conn.LocalAddr().String() == val })
+			laddr, hasLaddr = val, true
 		case "TYPE":
 			switch strings.ToLower(val) {
 			case "normal":
+				anyType = true
 			case "master", "replica", "slave", "pubsub":
-				filters = append(filters, func(*session) bool { return false })
+				anyType = false
 			default:
 				return AppendError(out, fmt.Sprintf("ERR Unknown client type '%s'", printable(args[i+1], 32)))
 			}
 		case "USER":
-			filters = append(filters, func(*session) bool { return val == "default" })
+			if val != "default" {
+				return AppendError(out, fmt.Sprintf("ERR No such user '%s'", printable(args[i+1], 64)))
+			}
 		case "MAXAGE":
-			age, err := strconv.ParseInt(val, 10, 64)
-			if err != nil {
+			n, err := strconv.ParseInt(val, 10, 64)
+			if err != nil || n < 0 {
 				return AppendError(out, "ERR syntax error")
 			}
-			filters = append(filters, func(o *session) bool { return int64(time.Since(o.born)/time.Second) >= age })
+			maxAge = n
 		case "SKIPME":
 			switch strings.ToLower(val) {
 			case "yes":
@@ -689,17 +716,16 @@ func clientKill(s *Server, c *session, args [][]byte, out []byte) []byte {
 		}
 	}
 	killed := int64(0)
-next:
-	for _, other := range s.sessionList() {
-		if other == c && skipMe {
+	for _, o := range s.sessionList() {
+		switch {
+		case o == c && skipMe, !anyType,
+			id != 0 && o.id != id,
+			hasAddr && o.conn.RemoteAddr().String() != addr,
+			hasLaddr && o.conn.LocalAddr().String() != laddr,
+			maxAge != 0 && int64(time.Since(o.born)/time.Second) < maxAge:
 			continue
 		}
-		for _, f := range filters {
-			if !f(other) {
-				continue next
-			}
-		}
-		s.kill(c, other)
+		s.kill(c, o)
 		killed++
 	}
 	return AppendInt(out, killed)
@@ -708,18 +734,18 @@ next:
 // info is the connection's line of CLIENT INFO and CLIENT LIST, with
 // every field Redis 7 gives (clients parse some of them as integers);
 // the ones rumor does not track are 0, as on an idle Redis connection.
-// asker is the connection asking: its command is the one running.
-func (c *session) info(asker *session) string {
+// asker is the connection asking, running askerCmd.
+func (c *session) info(asker *session, askerCmd string) string {
 	age := int64(time.Since(c.born) / time.Second)
-	idle := int64(0)
+	idle := age // no command yet: idle since it came, as Redis counts
 	if at := c.lastAt.Load(); at > 0 {
 		idle = max(int64((monoNow()-time.Duration(at))/time.Second), 0)
 	}
 	cmd := "NULL"
 	if c == asker {
-		cmd = "client|info"
+		cmd, idle = askerCmd, 0
 	} else if last := c.last.Load(); last != nil {
-		cmd = last.name
+		cmd = *last
 	}
 	return fmt.Sprintf("id=%d addr=%s laddr=%s fd=0 name=%s age=%d idle=%d flags=N db=0 sub=0 psub=0 ssub=0 multi=-1 qbuf=0 qbuf-free=0 argv-mem=0 multi-mem=0 rbs=0 rbp=0 obl=0 oll=0 omem=0 tot-mem=0 events=r cmd=%s user=default redir=-1 resp=2 lib-name= lib-ver=\n",
 		c.id, c.conn.RemoteAddr(), c.conn.LocalAddr(), c.getName(), age, idle, cmd)

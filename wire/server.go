@@ -10,6 +10,7 @@ import (
 	"net"
 	"runtime"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -192,9 +193,10 @@ type session struct {
 	quit bool
 	// For other connections' CLIENT LIST: the last command, and when it
 	// ended (monoNow; 0 if not measured).
-	last   atomic.Pointer[command]
+	last   atomic.Pointer[string] // the command's name, "client|list" for a subcommand
 	lastAt atomic.Int64
-	now    time.Time // when the last command finished, if measured
+	killed atomic.Bool // by CLIENT KILL: runs no more commands
+	now    time.Time   // when the last command finished, if measured
 
 	// inMulti: the client sent MULTI, which rumor refuses (it has no
 	// transactions); the commands up to EXEC or DISCARD are refused too.
@@ -230,13 +232,35 @@ func (s *Server) sessionList() []*session {
 }
 
 // kill closes other's connection for CLIENT KILL run by c; c's own closes
-// once its reply is sent.
+// once its reply is sent. The killed connection runs none of the commands
+// it had sent already (its loop checks killed before each).
 func (s *Server) kill(c, other *session) {
 	if other == c {
 		c.quit = true
 		return
 	}
+	other.killed.Store(true)
 	other.conn.Close()
+}
+
+// session returns the connection with id, or nil.
+func (s *Server) session(id int64) *session {
+	s.sessMu.Lock()
+	defer s.sessMu.Unlock()
+	return s.sessions[id]
+}
+
+// noteCommand records the command c runs, for CLIENT LIST: the command
+// table's name (no allocation), or command|subcommand.
+func (c *session) noteCommand(cmd *command, args [][]byte) {
+	if hasSubcommands(cmd.name) && len(args) > 1 {
+		name := cmd.name + "|" + strings.ToLower(printable(args[1], 32))
+		c.last.Store(&name)
+		return
+	}
+	if c.last.Load() != &cmd.name {
+		c.last.Store(&cmd.name)
+	}
 }
 
 func (s *Server) serveConn(c net.Conn) {
@@ -380,6 +404,9 @@ func (s *Server) serveConn(c net.Conn) {
 		}
 		if len(args) == 0 {
 			continue
+		}
+		if sess.killed.Load() {
+			return // CLIENT KILL: not one more command, even if sent already
 		}
 		s.totalCommands.Add(1)
 		sess.ctx = s.ctx

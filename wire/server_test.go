@@ -656,6 +656,86 @@ func TestServerClientListAndKill(t *testing.T) {
 	}
 }
 
+// TestServerClientKillAsRedis: what a review of the first version found
+// against Redis 7: a killed connection went on running the pipeline it had
+// sent (100 of 100 SETs after the kill applied); HELLO SETNAME took any
+// name, so one client forged lines in everyone's CLIENT LIST; the caller's
+// line said cmd=client|info, another's last CLIENT subcommand showed as
+// cmd=client, a connection that ran nothing showed idle=0; repeated KILL
+// filters were all required (Redis keeps the last); an unknown USER was
+// no error.
+func TestServerClientKillAsRedis(t *testing.T) {
+	t.Parallel()
+	be := newFakeBackend()
+	entered, release := make(chan struct{}), make(chan struct{})
+	be.getHook = func(ctx context.Context, key string) error {
+		if key == "block" {
+			close(entered)
+			<-release
+		}
+		return nil
+	}
+	e := srvStart(t, ServerConfig{Backend: be})
+	admin, victim := e.connect(t), e.connect(t)
+	vid := victim.do("CLIENT", "ID").Int
+	var b []byte
+	b = append(b, srvCommand("GET", "block")...)
+	for i := range 100 {
+		b = append(b, srvCommand("SET", "k"+strconv.Itoa(i), "v")...)
+	}
+	victim.write(string(b))
+	<-entered // the GET runs; the 100 SETs wait in the victim's buffer
+	admin.check(":1", "CLIENT", "KILL", "ID", strconv.FormatInt(vid, 10))
+	close(release)
+	testutil.Eventually(t, 5*time.Second, "the victim gone", func() bool {
+		return strings.Count(string(admin.do("CLIENT", "LIST").Str), "\n") == 1
+	})
+	for i := range 100 {
+		if !admin.do("GET", "k"+strconv.Itoa(i)).Null {
+			t.Fatalf("the killed connection ran SET k%d, sent before the kill but not started", i)
+		}
+	}
+
+	// Names: HELLO SETNAME checks them as CLIENT SETNAME does.
+	evil := e.connect(t)
+	evil.checkError("ERR Client names cannot contain spaces", "HELLO", "2", "SETNAME", "x\nid=4242 addr=6.6.6.6:1 name=fake")
+	if list := string(admin.do("CLIENT", "LIST").Str); strings.Count(list, "\n") != 2 {
+		t.Fatalf("2 connections, CLIENT LIST:\n%s", list)
+	}
+
+	// The fields: the caller's command, another's subcommand, idle of a
+	// connection that ran nothing (once it is a second old).
+	quiet := e.dial(t)
+	evil.check(`+"OK"`, "CLIENT", "SETNAME", "named")
+	var lines []string
+	testutil.Eventually(t, 5*time.Second, "a second passed", func() bool {
+		lines = strings.Split(strings.TrimSuffix(string(admin.do("CLIENT", "LIST").Str), "\n"), "\n")
+		return len(lines) == 3 && strings.Contains(lines[2], " age=1 ")
+	})
+	if !strings.Contains(lines[0], " cmd=client|list ") || !strings.Contains(lines[1], " cmd=client|setname ") || !strings.Contains(lines[2], " idle=1 ") {
+		t.Errorf("CLIENT LIST lines, want cmd=client|list (own), cmd=client|setname, idle=1 (ran nothing for 1 s):\n%s", strings.Join(lines, "\n"))
+	}
+	_ = quiet
+
+	// Repeated filters: the last counts; an unknown user is an error.
+	x, y := e.connect(t), e.connect(t)
+	xid, yid := x.do("CLIENT", "ID").Int, y.do("CLIENT", "ID").Int
+	admin.check(":1", "CLIENT", "KILL", "ID", strconv.FormatInt(xid, 10), "ID", strconv.FormatInt(yid, 10))
+	if v, err := y.readReply(); err == nil {
+		t.Fatalf("y after CLIENT KILL ID x ID y: read %s, want it closed", v)
+	}
+	x.check(`+"PONG"`, "PING")
+	admin.check(`-"ERR No such user 'bogus'"`, "CLIENT", "KILL", "USER", "bogus")
+	admin.check(`-"ERR syntax error"`, "CLIENT", "KILL", "MAXAGE", "-1")
+	admin.check(`-"ERR syntax error"`, "CLIENT", "LIST", "TYPE", "normal", "ID", "1")
+	admin.check(`-"ERR wrong number of arguments for 'client|kill' command"`, "CLIENT", "KILL")
+	// LIST ID answers in the order given.
+	got := string(admin.do("CLIENT", "LIST", "ID", strconv.FormatInt(xid, 10), "0", strconv.FormatInt(admin.do("CLIENT", "ID").Int, 10)).Str)
+	if l := strings.Split(strings.TrimSuffix(got, "\n"), "\n"); len(l) != 2 || !strings.HasPrefix(l[0], fmt.Sprintf("id=%d ", xid)) {
+		t.Errorf("CLIENT LIST ID x 0 admin: %q, want x's line then admin's", got)
+	}
+}
+
 // TestServerMultiRunsNothing: clients send MULTI, the commands and EXEC
 // in one write (redis-py's default pipeline, ioredis multi(), go-redis
 // TxPipelined). rumor has no transactions: the commands up to EXEC are
