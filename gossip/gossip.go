@@ -624,20 +624,29 @@ func (g *Gossip) loop() {
 					g.answerFailed(q)
 				}
 			case serf.EventMemberReap:
-				// Serf reaps members that left (after TombstoneTimeout,
-				// long after the others saw them left) and members failed
-				// for ReconnectTimeout: only the latter were never seen
-				// gone for good, so they are listed as reaped.
+				// Serf reaps members that left (after TombstoneTimeout)
+				// and members failed for ReconnectTimeout. Both stay
+				// known as gone for good: a node that was down meanwhile
+				// (its members.json lists the member as alive) learns
+				// that from the others, instead of bringing the member
+				// back as failed to everyone (a removed node held a
+				// quarter of the partitions again, W=3 writes failed).
 				if me, ok := e.(serf.MemberEvent); ok {
 					g.mu.Lock()
 					for _, m := range me.Members {
-						if m.Status != serf.StatusFailed {
+						mm, ok := g.member(m)
+						if !ok {
 							continue
 						}
-						if mm, ok := g.member(m); ok {
+						switch m.Status {
+						case serf.StatusFailed:
 							mm.Status = StatusReaped
-							g.reaped[m.Name] = mm
+						case serf.StatusLeft:
+							mm.Status = StatusLeft
+						default:
+							continue
 						}
+						g.reaped[m.Name] = mm
 					}
 					g.mu.Unlock()
 				}

@@ -451,3 +451,64 @@ func TestADamagedMembersFileIsAnError(t *testing.T) {
 		t.Fatalf("error %q does not name %s", err, path)
 	}
 }
+
+// TestARemovedMemberStaysGoneForANodeThatWasDown: n3 is down while n4
+// leaves for good and the others' serf forgets it (its tombstone reaped
+// after ReconnectTimeout). n3's members.json still lists n4 as it last saw
+// it, alive; started again, n3 learned it as failed and taught everyone,
+// so that a removed node held partitions again (a review's finding). Now
+// the others remember n4 as left, and n3 learns that.
+func TestARemovedMemberStaysGoneForANodeThatWasDown(t *testing.T) {
+	dir := t.TempDir()
+	short := func(name string) func(*Config) {
+		return func(c *Config) {
+			c.ReconnectTimeout = 300 * time.Millisecond
+			c.MembersPath = filepath.Join(dir, name+".members")
+		}
+	}
+	n1 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, short("n1"))
+	n2 := startWith(t, "n2", "127.0.0.1:0", 64, "", nil, short("n2"))
+	n3 := startWith(t, "n3", "127.0.0.1:0", 64, "", nil, short("n3"))
+	n4 := startWith(t, "n4", "127.0.0.1:0", 64, "", nil, short("n4"))
+	for _, g := range []*Gossip{n2, n3, n4} {
+		if _, err := g.Join([]string{n1.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := "n1=alive n2=alive n3=alive n4=alive"
+	for _, g := range []*Gossip{n1, n2, n3, n4} {
+		testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return summary(g.Members()) == all })
+	}
+	n3.Shutdown() // its members.json: n4 alive
+	if err := n4.Leave(); err != nil {
+		t.Fatal(err)
+	}
+	n4.Shutdown()
+	for _, g := range []*Gossip{n1, n2} {
+		// Left, then serf's tombstone reaped: gone for good, remembered.
+		testutil.Eventually(t, 10*time.Second, "n4 left and its tombstone reaped", func() bool {
+			g.mu.Lock()
+			_, reaped := g.reaped["n4"]
+			g.mu.Unlock()
+			return reaped && statusOf(g, "n4") == StatusLeft
+		})
+	}
+	n3 = startWith(t, "n3", "127.0.0.1:0", 64, "", nil, short("n3"))
+	if _, err := n3.Join([]string{n1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	want := "n1=alive n2=alive n3=alive n4=left"
+	for _, g := range []*Gossip{n1, n2, n3} {
+		testutil.Eventually(t, 10*time.Second, "every node sees n4 gone", func() bool { return summary(g.Members()) == want })
+	}
+	// And stays so: n3 does not bring it back as failed.
+	deadline := time.Now().Add(2 * time.Second)
+	for time.Now().Before(deadline) {
+		for _, g := range []*Gossip{n1, n2, n3} {
+			if got := summary(g.Members()); got != want {
+				t.Fatalf("%s sees %q, want %q", g.cfg.Name, got, want)
+			}
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
