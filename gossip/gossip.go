@@ -280,6 +280,7 @@ type Gossip struct {
 	learned  map[string]Member
 	failedAt map[string]time.Time // when each failed member failed, as near as this node knows
 	asking   bool                 // an askFailed is running
+	joining  bool                 // a joinLearned is running
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -607,12 +608,16 @@ func (g *Gossip) loop() {
 	defer ask.Stop()
 	reap := time.NewTicker(min(15*time.Second, max(g.cfg.ReconnectTimeout/10, 10*time.Millisecond))) // as serf's ReapInterval
 	defer reap.Stop()
+	reconnect := time.NewTicker(g.cfg.Timing.Reconnect)
+	defer reconnect.Stop()
 	for {
 		select {
 		case <-g.done:
 			return
 		case <-ask.C:
 			g.askFailed()
+		case <-reconnect.C:
+			g.joinLearned()
 		case <-reap.C:
 			if g.reapLearned(time.Now()) {
 				g.notify()
@@ -788,6 +793,39 @@ func (g *Gossip) learn(entries []failedEntry) bool {
 		}
 	}
 	return changed
+}
+
+// joinLearned tries, in the background, to join the members learned (from
+// MembersPath or from the others) that serf does not know: serf reconnects
+// only to the failed members it knows itself, so after a full stop a node
+// started while the others were down, and the others started later, never
+// met again (each side listing the other as failed, for good). As serf's
+// reconnect, it tries every Timing.Reconnect until they rejoin or are
+// reaped. One attempt at a time.
+func (g *Gossip) joinLearned() {
+	g.mu.Lock()
+	if g.joining || len(g.learned) == 0 {
+		g.mu.Unlock()
+		return
+	}
+	addrs := make([]string, 0, len(g.learned))
+	for _, m := range g.learned {
+		if m.Addr != "" {
+			addrs = append(addrs, m.Addr)
+		}
+	}
+	if len(addrs) == 0 {
+		g.mu.Unlock()
+		return
+	}
+	g.joining = true
+	g.mu.Unlock()
+	go func() {
+		defer func() { g.mu.Lock(); g.joining = false; g.mu.Unlock() }()
+		if n, err := g.serf.Join(addrs, true); n == 0 {
+			g.cfg.Logger.Debug("joining learned members", "addrs", addrs, "err", err)
+		}
+	}()
 }
 
 // reapLearned moves the learned members failed for ReconnectTimeout to

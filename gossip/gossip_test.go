@@ -512,3 +512,44 @@ func TestARemovedMemberStaysGoneForANodeThatWasDown(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestNodesStartedApartAfterAFullStopFindEachOther: n3 fails, then n1
+// and n2 stop too; n3 starts first, alone (the others down), then n1, and
+// n2 joins n1. Each side knew the other only as a failed member learned
+// from members.json, which serf never reconnects to: the cluster stayed
+// split for good (a review: 200 of 200 keys missing through n3). Nodes now
+// try to join the members they learned.
+func TestNodesStartedApartAfterAFullStopFindEachOther(t *testing.T) {
+	dir := t.TempDir()
+	with := func(name string) func(*Config) {
+		return func(c *Config) { c.MembersPath = filepath.Join(dir, name+".members") }
+	}
+	n1 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, with("n1"))
+	n2 := startWith(t, "n2", "127.0.0.1:0", 64, "", nil, with("n2"))
+	n3 := startWith(t, "n3", "127.0.0.1:0", 64, "", nil, with("n3"))
+	for _, g := range []*Gossip{n2, n3} {
+		if _, err := g.Join([]string{n1.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	all := "n1=alive n2=alive n3=alive"
+	for _, g := range []*Gossip{n1, n2, n3} {
+		testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return summary(g.Members()) == all })
+	}
+	a1, a2, a3 := n1.Addr(), n2.Addr(), n3.Addr()
+	n3.Shutdown()
+	testutil.Eventually(t, 10*time.Second, "n3 failed", func() bool {
+		return statusOf(n1, "n3") == StatusFailed && statusOf(n2, "n3") == StatusFailed
+	})
+	n1.Shutdown()
+	n2.Shutdown()
+	n3 = startWith(t, "n3", a3, 64, "", nil, with("n3")) // alone: its join target is down
+	n1 = startWith(t, "n1", a1, 64, "", nil, with("n1"))
+	n2 = startWith(t, "n2", a2, 64, "", nil, with("n2"))
+	if _, err := n2.Join([]string{a1}); err != nil {
+		t.Fatal(err)
+	}
+	for _, g := range []*Gossip{n1, n2, n3} {
+		testutil.Eventually(t, 15*time.Second, "all alive again, one cluster", func() bool { return summary(g.Members()) == all })
+	}
+}
