@@ -804,22 +804,17 @@ func (g *Gossip) learn(entries []failedEntry) bool {
 // reaped. One attempt at a time.
 func (g *Gossip) joinLearned() {
 	g.mu.Lock()
-	if g.joining || len(g.learned) == 0 {
-		g.mu.Unlock()
-		return
-	}
-	addrs := make([]string, 0, len(g.learned))
+	var addrs []string
 	for _, m := range g.learned {
-		if m.Addr != "" {
+		if m.Addr != "" && !g.joining {
 			addrs = append(addrs, m.Addr)
 		}
 	}
-	if len(addrs) == 0 {
-		g.mu.Unlock()
-		return
-	}
-	g.joining = true
+	g.joining = g.joining || len(addrs) > 0
 	g.mu.Unlock()
+	if len(addrs) == 0 {
+		return // none to try, or a try is running
+	}
 	go func() {
 		defer func() { g.mu.Lock(); g.joining = false; g.mu.Unlock() }()
 		if n, err := g.serf.Join(addrs, true); n == 0 {

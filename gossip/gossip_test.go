@@ -353,6 +353,37 @@ func TestGossipWithASecretKey(t *testing.T) {
 	}
 }
 
+// withMembersFile returns the Config tweak that keeps a node's members in
+// dir (Config.MembersPath), by name.
+func withMembersFile(dir string) func(name string) func(*Config) {
+	return func(name string) func(*Config) {
+		return func(c *Config) { c.MembersPath = filepath.Join(dir, name+".members") }
+	}
+}
+
+// startJoined starts the named nodes (tweak(name) adjusting each one's
+// Config), joins them through the first, and waits until each sees all
+// of them alive.
+func startJoined(t *testing.T, tweak func(name string) func(*Config), names ...string) []*Gossip {
+	t.Helper()
+	nodes := make([]*Gossip, len(names))
+	var want []string
+	for i, name := range names {
+		nodes[i] = startWith(t, name, "127.0.0.1:0", 64, "", nil, tweak(name))
+		if i > 0 {
+			if _, err := nodes[i].Join([]string{nodes[0].Addr()}); err != nil {
+				t.Fatal(err)
+			}
+		}
+		want = append(want, name+"=alive")
+	}
+	all := strings.Join(want, " ")
+	for _, g := range nodes {
+		testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return summary(g.Members()) == all })
+	}
+	return nodes
+}
+
 // TestFailedMembersAreKeptAcrossRestarts: n3 stops; then n1 and n2
 // restart. Serf's snapshot keeps only members to rejoin, so both forgot
 // n3 (and placed its partitions elsewhere, and dropped what was kept for
@@ -360,18 +391,9 @@ func TestGossipWithASecretKey(t *testing.T) {
 // failed members a node knew are kept in MembersPath.
 func TestFailedMembersAreKeptAcrossRestarts(t *testing.T) {
 	dir := t.TempDir()
-	withFile := func(name string) func(*Config) {
-		return func(c *Config) { c.MembersPath = filepath.Join(dir, name+".members") }
-	}
-	n1 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, withFile("n1"))
-	n2 := startWith(t, "n2", "127.0.0.1:0", 64, "", nil, withFile("n2"))
-	n3 := startWith(t, "n3", "127.0.0.1:0", 64, "", nil, withFile("n3"))
-	for _, g := range []*Gossip{n2, n3} {
-		if _, err := g.Join([]string{n1.Addr()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return summary(n1.Members()) == "n1=alive n2=alive n3=alive" })
+	withFile := withMembersFile(dir)
+	nodes := startJoined(t, withFile, "n1", "n2", "n3")
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	n3.Shutdown()
 	testutil.Eventually(t, 10*time.Second, "n3 seen failed by both", func() bool {
 		return statusOf(n1, "n3") == StatusFailed && statusOf(n2, "n3") == StatusFailed
@@ -397,20 +419,9 @@ func TestFailedMembersAreKeptAcrossRestarts(t *testing.T) {
 // it a failed member, and alive again once it rejoins.
 func TestMembersAreKeptWhenEveryNodeStops(t *testing.T) {
 	dir := t.TempDir()
-	withFile := func(name string) func(*Config) {
-		return func(c *Config) { c.MembersPath = filepath.Join(dir, name+".members") }
-	}
-	n1 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, withFile("n1"))
-	n2 := startWith(t, "n2", "127.0.0.1:0", 64, "", nil, withFile("n2"))
-	n3 := startWith(t, "n3", "127.0.0.1:0", 64, "", nil, withFile("n3"))
-	for _, g := range []*Gossip{n2, n3} {
-		if _, err := g.Join([]string{n1.Addr()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	for _, g := range []*Gossip{n1, n2, n3} {
-		testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return summary(g.Members()) == "n1=alive n2=alive n3=alive" })
-	}
+	withFile := withMembersFile(dir)
+	nodes := startJoined(t, withFile, "n1", "n2", "n3")
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	n1.Shutdown()
 	n2.Shutdown()
 	n3.Shutdown()
@@ -459,26 +470,15 @@ func TestADamagedMembersFileIsAnError(t *testing.T) {
 // so that a removed node held partitions again (a review's finding). Now
 // the others remember n4 as left, and n3 learns that.
 func TestARemovedMemberStaysGoneForANodeThatWasDown(t *testing.T) {
-	dir := t.TempDir()
+	withFile := withMembersFile(t.TempDir())
 	short := func(name string) func(*Config) {
 		return func(c *Config) {
 			c.ReconnectTimeout = 300 * time.Millisecond
-			c.MembersPath = filepath.Join(dir, name+".members")
+			withFile(name)(c)
 		}
 	}
-	n1 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, short("n1"))
-	n2 := startWith(t, "n2", "127.0.0.1:0", 64, "", nil, short("n2"))
-	n3 := startWith(t, "n3", "127.0.0.1:0", 64, "", nil, short("n3"))
-	n4 := startWith(t, "n4", "127.0.0.1:0", 64, "", nil, short("n4"))
-	for _, g := range []*Gossip{n2, n3, n4} {
-		if _, err := g.Join([]string{n1.Addr()}); err != nil {
-			t.Fatal(err)
-		}
-	}
-	all := "n1=alive n2=alive n3=alive n4=alive"
-	for _, g := range []*Gossip{n1, n2, n3, n4} {
-		testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return summary(g.Members()) == all })
-	}
+	nodes := startJoined(t, short, "n1", "n2", "n3", "n4")
+	n1, n2, n3, n4 := nodes[0], nodes[1], nodes[2], nodes[3]
 	n3.Shutdown() // its members.json: n4 alive
 	if err := n4.Leave(); err != nil {
 		t.Fatal(err)
@@ -520,22 +520,10 @@ func TestARemovedMemberStaysGoneForANodeThatWasDown(t *testing.T) {
 // split for good (a review: 200 of 200 keys missing through n3). Nodes now
 // try to join the members they learned.
 func TestNodesStartedApartAfterAFullStopFindEachOther(t *testing.T) {
-	dir := t.TempDir()
-	with := func(name string) func(*Config) {
-		return func(c *Config) { c.MembersPath = filepath.Join(dir, name+".members") }
-	}
-	n1 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, with("n1"))
-	n2 := startWith(t, "n2", "127.0.0.1:0", 64, "", nil, with("n2"))
-	n3 := startWith(t, "n3", "127.0.0.1:0", 64, "", nil, with("n3"))
-	for _, g := range []*Gossip{n2, n3} {
-		if _, err := g.Join([]string{n1.Addr()}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	with := withMembersFile(t.TempDir())
+	nodes := startJoined(t, with, "n1", "n2", "n3")
+	n1, n2, n3 := nodes[0], nodes[1], nodes[2]
 	all := "n1=alive n2=alive n3=alive"
-	for _, g := range []*Gossip{n1, n2, n3} {
-		testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return summary(g.Members()) == all })
-	}
 	a1, a2, a3 := n1.Addr(), n2.Addr(), n3.Addr()
 	n3.Shutdown()
 	testutil.Eventually(t, 10*time.Second, "n3 failed", func() bool {

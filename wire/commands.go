@@ -608,17 +608,13 @@ func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
 // connection is a normal one; ids are answered in the order given.
 func clientList(s *Server, c *session, args [][]byte, out []byte) []byte {
 	var b strings.Builder
+	all := len(args) == 0
 	switch {
-	case len(args) == 0:
-		for _, other := range s.sessionList() {
-			b.WriteString(other.info(c, "client|list"))
-		}
+	case all:
 	case len(args) == 2 && strings.EqualFold(string(args[0]), "TYPE"):
 		switch strings.ToLower(string(args[1])) {
 		case "normal":
-			for _, other := range s.sessionList() {
-				b.WriteString(other.info(c, "client|list"))
-			}
+			all = true
 		case "master", "replica", "slave", "pubsub":
 		default:
 			return AppendError(out, fmt.Sprintf("ERR Unknown client type '%s'", printable(args[1], 32)))
@@ -640,6 +636,11 @@ func clientList(s *Server, c *session, args [][]byte, out []byte) []byte {
 	default:
 		return AppendError(out, "ERR syntax error")
 	}
+	if all {
+		for _, other := range s.sessionList() {
+			b.WriteString(other.info(c, "client|list"))
+		}
+	}
 	return AppendBulkString(out, b.String())
 }
 
@@ -655,7 +656,7 @@ func clientKill(s *Server, c *session, args [][]byte, out []byte) []byte {
 		addr := string(args[0])
 		for _, other := range s.sessionList() {
 			if other.conn.RemoteAddr().String() == addr {
-				s.kill(c, other)
+				c.kill(other)
 				return AppendSimple(out, "OK")
 			}
 		}
@@ -725,7 +726,7 @@ func clientKill(s *Server, c *session, args [][]byte, out []byte) []byte {
 			maxAge != 0 && int64(time.Since(o.born)/time.Second) < maxAge:
 			continue
 		}
-		s.kill(c, o)
+		c.kill(o)
 		killed++
 	}
 	return AppendInt(out, killed)

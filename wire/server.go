@@ -234,7 +234,7 @@ func (s *Server) sessionList() []*session {
 // kill closes other's connection for CLIENT KILL run by c; c's own closes
 // once its reply is sent. The killed connection runs none of the commands
 // it had sent already (its loop checks killed before each).
-func (s *Server) kill(c, other *session) {
+func (c *session) kill(other *session) {
 	if other == c {
 		c.quit = true
 		return

@@ -202,6 +202,21 @@ func TestSyncGroupSettle(t *testing.T) {
 	}
 }
 
+// inFlight replays log: the most writes waiting for their fsync at once,
+// and how many never waited.
+func inFlight(log *syncLog) (most, pending int) {
+	for _, ev := range log.get() {
+		switch {
+		case strings.HasSuffix(ev, " deferred"):
+			pending++
+			most = max(most, pending)
+		case strings.HasPrefix(ev, "wait "):
+			pending--
+		}
+	}
+	return most, pending
+}
+
 // TestDeferredSyncsAreBounded: a long pipeline of writes leaves at most
 // maxDeferredSyncs fsync waits to the connection before it waits for them
 // and sends the replies so far.
@@ -221,16 +236,7 @@ func TestDeferredSyncsAreBounded(t *testing.T) {
 		}
 	}
 	c.check(`+"PONG"`, "PING")
-	pending, most := 0, 0
-	for _, ev := range log.get() {
-		switch {
-		case strings.HasSuffix(ev, " deferred"):
-			pending++
-			most = max(most, pending)
-		case strings.HasPrefix(ev, "wait "):
-			pending--
-		}
-	}
+	most, pending := inFlight(log)
 	if most != maxDeferredSyncs || pending != 0 {
 		t.Fatalf("at most %d writes waited for their fsync at once (want %d), %d never waited", most, maxDeferredSyncs, pending)
 	}
@@ -264,16 +270,7 @@ func TestDeferredWritesAreBoundedAcrossConnections(t *testing.T) {
 		})
 	}
 	wg.Wait()
-	pending, most := 0, 0
-	for _, ev := range log.get() {
-		switch {
-		case strings.HasSuffix(ev, " deferred"):
-			pending++
-			most = max(most, pending)
-		case strings.HasPrefix(ev, "wait "):
-			pending--
-		}
-	}
+	most, pending := inFlight(log)
 	// A connection checks the bound before each command: a few may pass
 	// it together, one write each.
 	if most > bound+conns || pending != 0 {
