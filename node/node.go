@@ -75,6 +75,9 @@ type Config struct {
 	CacheSize int64
 	// MemTableSize is one pebble memtable's size in bytes (default 16 MiB).
 	MemTableSize uint64
+	// IdleFlush is how long writes pause before the store flushes its
+	// memtable (store.Options.IdleFlush; default 250ms, negative never).
+	IdleFlush time.Duration
 	// ObjectCacheSize is the store's cache of recently used objects in
 	// bytes (default 16 MiB; negative disables it).
 	ObjectCacheSize int64
@@ -233,7 +236,7 @@ func Start(cfg Config) (*Node, error) {
 	failure := &storeFailure{done: make(chan struct{}), notify: cfg.OnStoreFailure}
 	st, err := store.Open(store.Options{
 		Dir: cfg.DataDir, Partitions: cfg.Partitions, Sync: cfg.Sync, FlushInterval: cfg.FlushInterval, SyncWindow: cfg.SyncWindow,
-		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, MaxOpenFiles: pebbleFiles,
+		CacheSize: cfg.CacheSize, MemTableSize: cfg.MemTableSize, IdleFlush: cfg.IdleFlush, MaxOpenFiles: pebbleFiles,
 		ObjectCacheSize: cfg.ObjectCacheSize, MaxHints: cfg.MaxHints, Logger: cfg.Logger, FS: cfg.storeFS,
 		OnFailure: failure.report, Owner: cfg.Name,
 	})

@@ -116,6 +116,14 @@ type Options struct {
 	// MemTableSize is the size of one pebble memtable. Default 16 MiB; up
 	// to four may be in memory while flushes catch up.
 	MemTableSize uint64
+	// IdleFlush is how long writes must pause before the store writes its
+	// memtable out to a table, if the memtable took at least a sixteenth
+	// of MemTableSize since the last such flush. An insert into pebble's
+	// memtable (a skiplist) costs more the more it holds, in cache misses:
+	// after a burst of writes the next burst starts on a full skiplist,
+	// and pays for its flush too. Flushing in the pause moves both out of
+	// the next burst. Default 250ms; negative: never.
+	IdleFlush time.Duration
 	// MaxOpenFiles bounds the files pebble keeps open (its table cache).
 	// Default pebble's, 1000.
 	MaxOpenFiles int
@@ -180,6 +188,9 @@ func (o *Options) ensureDefaults() {
 	if o.MemTableSize == 0 {
 		o.MemTableSize = 16 << 20
 	}
+	if o.IdleFlush == 0 {
+		o.IdleFlush = 250 * time.Millisecond
+	}
 	if o.MaxHints == 0 {
 		o.MaxHints = 1_000_000
 	}
@@ -234,6 +245,9 @@ type Store struct {
 	writes   atomic.Uint64 // updates applied, for the periodic WAL sync
 	synced   atomic.Uint64 // periodic WAL syncs done (for tests)
 	stopSync chan struct{}
+	written  atomic.Uint64 // bytes of objects written, for idleFlushLoop
+	idleStop chan struct{} // closed by Close: idleFlushLoop stops
+	idleDone chan struct{}
 	syncDone chan struct{}
 }
 
@@ -394,6 +408,10 @@ func Open(o Options) (*Store, error) {
 		s.stopSync, s.syncDone = make(chan struct{}), make(chan struct{})
 		go s.syncLoop(o.FlushInterval, o.Logger)
 	}
+	if o.IdleFlush > 0 {
+		s.idleStop, s.idleDone = make(chan struct{}), make(chan struct{})
+		go s.idleFlushLoop(o.IdleFlush, o.MemTableSize/16, o.Logger)
+	}
 	_ = s.enter() // the scan is a call in flight: Close waits for it to stop (nothing has closed or failed yet)
 	go s.scanKeys(o.Logger)
 	return s, nil
@@ -474,6 +492,52 @@ func (s *Store) syncLoop(interval time.Duration, logger *slog.Logger) {
 			s.synced.Add(1)
 		}
 	}
+}
+
+// idleFlushLoop flushes the memtable when writes have paused for idle
+// and at least minBytes were written since its last flush (see
+// Options.IdleFlush). It looks every idle/2, so a pause is seen after
+// idle to 1.5 idle.
+func (s *Store) idleFlushLoop(idle time.Duration, minBytes uint64, logger *slog.Logger) {
+	defer close(s.idleDone)
+	t := time.NewTicker(idle / 2)
+	defer t.Stop()
+	var f idleFlusher
+	for {
+		select {
+		case <-s.idleStop:
+			return
+		case now := <-t.C:
+			if !f.due(s.written.Load(), now, idle, minBytes) {
+				continue
+			}
+			if _, err := s.db.AsyncFlush(); err != nil {
+				logger.Debug("idle flush failed", "err", err)
+			}
+		}
+	}
+}
+
+// idleFlusher decides, from the store's count of bytes written, when a
+// pause in the writes calls for a flush.
+type idleFlusher struct {
+	last, flushed uint64    // the count seen last, and at the last flush
+	quietSince    time.Time // when the count last moved
+}
+
+// due reports whether to flush now, given the count written at now: it
+// has not moved for idle, and moved by at least minBytes since the last
+// flush. It counts the flush as done when it says so.
+func (f *idleFlusher) due(written uint64, now time.Time, idle time.Duration, minBytes uint64) bool {
+	if written != f.last || f.quietSince.IsZero() {
+		f.last, f.quietSince = written, now
+		return false
+	}
+	if written-f.flushed < minBytes || now.Sub(f.quietSince) < idle {
+		return false
+	}
+	f.flushed = written
+	return true
 }
 
 // syncWAL fsyncs the WAL (an empty record, synced), as the periodic sync
@@ -835,6 +899,7 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 		return crdt.Object{}, nil, nil, fmt.Errorf("store: update: %w", err)
 	}
 	s.writes.Add(1)
+	s.written.Add(uint64(len(k) + len(enc)))
 	s.objs.put(k, enc)
 	return next, enc, b, nil
 }
@@ -1028,6 +1093,10 @@ func (s *Store) Close() error {
 		if s.stopSync != nil {
 			close(s.stopSync)
 			<-s.syncDone
+		}
+		if s.idleStop != nil {
+			close(s.idleStop)
+			<-s.idleDone
 		}
 		var err error
 		if s.Err() == nil { // a failed WAL takes no writes: pebble would treat this one's failure as fatal

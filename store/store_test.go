@@ -691,3 +691,73 @@ func TestADirectoryOfAnotherNodeGetsANewActor(t *testing.T) {
 		t.Fatalf("opened with no owner given: actor %x, want %x (unchecked)", a, a2)
 	}
 }
+
+func TestIdleFlusherWaitsForAPauseAndEnoughWrites(t *testing.T) {
+	const idle, minBytes = 100 * time.Millisecond, 1000
+	t0 := time.Unix(1000, 0)
+	at := func(ms int) time.Time { return t0.Add(time.Duration(ms) * time.Millisecond) }
+	var f idleFlusher
+	steps := []struct {
+		ms      int
+		written uint64
+		want    bool
+	}{
+		{0, 0, false},       // the first look only notes the count
+		{50, 5000, false},   // writes going on
+		{100, 9000, false},  // still going on
+		{150, 9000, false},  // quiet for 50ms only
+		{200, 9000, true},   // quiet for 100ms, 9000 bytes since: flush
+		{250, 9000, false},  // flushed already, nothing new
+		{300, 9500, false},  // new writes
+		{500, 9500, false},  // quiet, but 500 bytes since the flush
+		{550, 10200, false}, // more writes
+		{700, 10200, true},  // quiet long enough, 1200 bytes since the flush
+	}
+	for _, s := range steps {
+		if got := f.due(s.written, at(s.ms), idle, minBytes); got != s.want {
+			t.Fatalf("at %dms with %d bytes written: due %v, want %v", s.ms, s.written, got, s.want)
+		}
+	}
+}
+
+// TestIdleFlushEmptiesTheMemtableAndKeepsEveryWrite writes, stops, and
+// waits for the idle flush: every write must then be readable, from the
+// tables alone (after a crash that keeps no unsynced log data), and the
+// memtable must be empty.
+func TestIdleFlushEmptiesTheMemtableAndKeepsEveryWrite(t *testing.T) {
+	fs := vfs.NewCrashableMem()
+	const memtable = 1 << 20
+	s, err := Open(Options{Dir: "/db", Partitions: 16, FS: fs, MemTableSize: memtable, IdleFlush: 20 * time.Millisecond, FlushInterval: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	val := strings.Repeat("v", 200)
+	n := 0
+	for s.written.Load() < memtable/8 { // more than the sixteenth needed, less than the memtable
+		set(t, s, uint32(n%16), fmt.Sprintf("k%05d", n), val)
+		n++
+	}
+	flushes := func() int64 { return s.db.Metrics().Flush.Count }
+	for deadline := time.Now().Add(10 * time.Second); flushes() == 0; {
+		if time.Now().After(deadline) {
+			t.Fatalf("no flush within 10s of %d writes stopping", n)
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	// The flush is durable once its table is in the manifest: a crash
+	// that loses everything the log did not sync keeps the writes.
+	r, err := Open(Options{Dir: "/db", Partitions: 16, FS: fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}), IdleFlush: -1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer r.Close()
+	for i := range n {
+		if got := value(t, r, uint32(i%16), fmt.Sprintf("k%05d", i)); got != val {
+			t.Fatalf("after the idle flush and a crash, key %d of %d: %q", i, n, got)
+		}
+	}
+	if r.idleStop != nil {
+		t.Fatal("IdleFlush negative started the idle flush loop")
+	}
+}
