@@ -123,7 +123,55 @@ func (c Context) String() string {
 	return "[" + strings.Join(parts, " ") + "]"
 }
 
-const tokenVersion = 1
+// A token's first byte: tokenVersion for a context alone (Context.Token),
+// tokenCounterVersion for a context followed by a counter (ReadToken).
+const (
+	tokenVersion        = 1
+	tokenCounterVersion = 2
+)
+
+// ReadToken returns the token of what a read saw: the register's context
+// and, if the key held counter entries, the counter, whose increments a
+// delete or a write with the token then resets (and no others). Without
+// counter entries it is ctx.Token().
+func ReadToken(ctx Context, cnt Counter) string {
+	if len(cnt.Entries) == 0 {
+		return ctx.Token()
+	}
+	b := ctx.appendBinary([]byte{tokenCounterVersion})
+	return base64.RawURLEncoding.EncodeToString(cnt.appendBinary(b))
+}
+
+// ParseReadToken reads what ReadToken wrote (a Context.Token too, with
+// no counter). It rejects anything ReadToken could not have produced with
+// an error wrapping ErrCorrupt.
+func ParseReadToken(tok string) (Context, Counter, error) {
+	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
+	if err != nil {
+		return nil, Counter{}, fmt.Errorf("%w: context token is not base64url: %v", ErrCorrupt, err)
+	}
+	if len(b) == 0 || (b[0] != tokenVersion && b[0] != tokenCounterVersion) {
+		return nil, Counter{}, fmt.Errorf("%w: context token has unknown version", ErrCorrupt)
+	}
+	d := decoder{b: b[1:]}
+	c := d.context()
+	var cnt Counter
+	if b[0] == tokenCounterVersion && d.err == nil {
+		cnt = d.counter()
+	}
+	if d.err == nil && len(d.b) != 0 {
+		d.fail("context token has %d trailing bytes", len(d.b))
+	}
+	if d.err != nil {
+		return nil, Counter{}, d.err
+	}
+	if ReadToken(c, cnt) != tok {
+		// Decoded, but not as ReadToken writes it (an overlong number, a
+		// line break the decoder skipped): not a token of ours.
+		return nil, Counter{}, fmt.Errorf("%w: context token is not in canonical form", ErrCorrupt)
+	}
+	return c, cnt, nil
+}
 
 // Token returns the context in a printable form (URL-safe base64 without
 // padding, so it survives nc, shells and URLs) that ParseToken reads back.
@@ -142,25 +190,12 @@ const MaxEventCounter = 1<<62 - 1
 // ParseToken reads a context from its Token form. It rejects anything that
 // Token could not have produced with an error wrapping ErrCorrupt.
 func ParseToken(tok string) (Context, error) {
-	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
+	c, cnt, err := ParseReadToken(tok)
+	if err == nil && len(cnt.Entries) > 0 {
+		err = fmt.Errorf("%w: context token carries a counter", ErrCorrupt)
+	}
 	if err != nil {
-		return nil, fmt.Errorf("%w: context token is not base64url: %v", ErrCorrupt, err)
-	}
-	if len(b) == 0 || b[0] != tokenVersion {
-		return nil, fmt.Errorf("%w: context token has unknown version", ErrCorrupt)
-	}
-	d := decoder{b: b[1:]}
-	c := d.context()
-	if d.err == nil && len(d.b) != 0 {
-		d.fail("context token has %d trailing bytes", len(d.b))
-	}
-	if d.err != nil {
-		return nil, d.err
-	}
-	if c.Token() != tok {
-		// Decoded, but not as Token writes it (an overlong number, a
-		// line break the decoder skipped): not a token of ours.
-		return nil, fmt.Errorf("%w: context token is not in canonical form", ErrCorrupt)
+		return nil, err
 	}
 	return c, nil
 }

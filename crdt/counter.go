@@ -156,6 +156,13 @@ func (c Counter) Reset() Counter {
 	return out
 }
 
+// ResetSeen returns the counter with the increments of seen (what a read
+// found) reset, and no others: those of seen this replica has not
+// received yet are merged in already reset.
+func (c Counter) ResetSeen(seen Counter) Counter {
+	return MergeCounters(c, seen.Reset())
+}
+
 // MergeCounters returns the counter that has seen both a and b: per actor,
 // the larger of each total. It is commutative, associative and idempotent.
 func MergeCounters(a, b Counter) Counter {

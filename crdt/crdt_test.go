@@ -514,21 +514,55 @@ func FuzzParseToken(f *testing.F) {
 	r = MergeRegisters(r, Register{}.Update(2, nil, []byte("world"), false, 2))
 	f.Add(r.Context.Token())
 	f.Add(Register{}.Context.Token())
-	for _, tok := range []string{"", "!!!", "AA", "AQE", "AQA=", "AQAA", "AQEBAAAAAAAAAAA", " AQE", "AQE\n"} {
+	c, _ := Counter{}.Add(1, 5)
+	c, _ = c.Add(2, -3)
+	f.Add(ReadToken(r.Context, c))
+	f.Add(ReadToken(nil, c.Reset()))
+	for _, tok := range []string{"", "!!!", "AA", "AQE", "AQA=", "AQAA", "AQEBAAAAAAAAAAA", " AQE", "AQE\n", "AgA", "AgAA", "AgABAQAAAAAAAAAFAAAA", "AgABAQAAAAAAAAAFAAYA"} {
 		f.Add(tok)
 	}
 	f.Fuzz(func(t *testing.T, tok string) {
-		ctx, err := ParseToken(tok)
+		ctx, cnt, err := ParseReadToken(tok)
 		if err != nil {
 			if !errors.Is(err, ErrCorrupt) {
-				t.Fatalf("ParseToken(%q): error %v does not wrap ErrCorrupt", tok, err)
+				t.Fatalf("ParseReadToken(%q): error %v does not wrap ErrCorrupt", tok, err)
 			}
 			return
 		}
-		again, err := ParseToken(ctx.Token())
-		if err != nil || !again.Equal(ctx) {
-			t.Fatalf("token %q parsed as %v, whose token %q parses as %v, %v", tok, ctx, ctx.Token(), again, err)
+		again, againCnt, err := ParseReadToken(ReadToken(ctx, cnt))
+		if err != nil || !again.Equal(ctx) || !againCnt.Equal(cnt) {
+			t.Fatalf("token %q parsed as %v %v, whose token parses as %v %v, %v", tok, ctx, cnt, again, againCnt, err)
 		}
-		_ = r.Update(3, ctx, []byte("x"), false, 4) // a write with it must not panic
+		if _, err := ParseToken(tok); (err == nil) != (len(cnt.Entries) == 0) {
+			t.Fatalf("ParseToken(%q) = %v, with a counter of %d entries", tok, err, len(cnt.Entries))
+		}
+		// A write or a delete with it must not panic, and must keep
+		// the counter's invariants (bases not above totals).
+		_ = r.Update(3, ctx, []byte("x"), false, 4)
+		o := Object{Reg: r, Cnt: c}.DeleteSeen(3, ctx, cnt, 5)
+		if _, err := Decode(o.Encode()); err != nil {
+			t.Fatalf("a delete with token %q left an object that does not decode: %v", tok, err)
+		}
 	})
+}
+
+// TestResetSeenResetsWhatWasSeenOnly: a delete of what a read saw resets
+// the increments the read counted, merged in if this replica lacked them,
+// and keeps every later one.
+func TestResetSeenResetsWhatWasSeenOnly(t *testing.T) {
+	read, _ := Counter{}.Add(1, 2)
+	read, _ = read.Add(2, 4) // the read saw 2 by actor 1 and 4 by actor 2
+	here, _ := Counter{}.Add(1, 2)
+	here, _ = here.Add(1, 3) // this replica: actor 1's 2 and 3 more, none of actor 2's
+	here, _ = here.Add(3, -1)
+	got := here.ResetSeen(read)
+	if v := got.Value(); v != 3-1 {
+		t.Fatalf("after resetting what the read saw: %d, want 2 (actor 1's 3 later, actor 3's -1)", v)
+	}
+	if again := MergeCounters(got, read); again.Value() != 2 {
+		t.Fatalf("merging the read's counter back in brought its increments back: %d", again.Value())
+	}
+	if v := here.ResetSeen(Counter{}).Value(); v != here.Value() {
+		t.Fatalf("resetting an empty read changed the counter: %d, want %d", v, here.Value())
+	}
 }

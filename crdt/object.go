@@ -34,8 +34,11 @@ func (k Kind) String() string {
 }
 
 // An Object is everything stored for one key: a register and a counter.
-// Normally at most one of them is live; when a partition let one side SET a
-// key while the other INCRed it, both are, and the register wins Kind.
+// Normally at most one of them is live; when a key was SET and INCRed
+// concurrently (on two sides of a partition, or through replicas that had
+// not yet seen the other write), both are: a type conflict. The register
+// then wins Kind (GET shows it, INCR is WRONGTYPE), and VGET shows the
+// counter too, so that neither write is hidden (see Conflicted).
 type Object struct {
 	Reg Register
 	Cnt Counter
@@ -50,6 +53,16 @@ func (o Object) Kind() Kind {
 		return KindCounter
 	}
 	return KindNone
+}
+
+// Conflicted reports whether o holds a live register and a live counter.
+func (o Object) Conflicted() bool { return o.Reg.Live() && o.Cnt.Live() }
+
+// Lost reports whether after, o as a delete left it, lost something o
+// held live: a sibling, or counted increments. A delete whose context
+// covered none of it lost nothing.
+func (o Object) Lost(after Object) bool {
+	return len(after.Reg.Siblings) < len(o.Reg.Siblings) || after.Cnt.Value() != o.Cnt.Value() || o.Cnt.Live() && !after.Cnt.Live()
 }
 
 // Merge returns the object that has seen both a and b, component-wise.
@@ -73,6 +86,14 @@ func (o Object) Delete(actor uint64, ctx Context, now int64) Object {
 	return Object{Reg: o.Reg.Update(actor, ctx, nil, true, now), Cnt: o.Cnt.Reset()}
 }
 
+// DeleteSeen returns the object as a delete of what a read saw leaves it
+// (a delete with a context token): the register drops what ctx covers and
+// the counter resets the increments of seen, and no others. Increments
+// the read had not seen, here or on other replicas, survive.
+func (o Object) DeleteSeen(actor uint64, ctx Context, seen Counter, now int64) Object {
+	return Object{Reg: o.Reg.Update(actor, ctx, nil, true, now), Cnt: o.Cnt.ResetSeen(seen)}
+}
+
 // Encoding:
 //
 //	version byte (1), then sections in ascending tag order, each at most once:
@@ -94,14 +115,7 @@ func (o Object) AppendEncoding(b []byte) []byte {
 	b = append(b, encodingVersion)
 	if len(o.Cnt.Entries) > 0 {
 		b = append(b, tagCounter)
-		b = binary.AppendUvarint(b, uint64(len(o.Cnt.Entries)))
-		for _, e := range o.Cnt.Entries {
-			b = binary.LittleEndian.AppendUint64(b, e.Actor)
-			b = binary.AppendUvarint(b, e.Inc)
-			b = binary.AppendUvarint(b, e.Dec)
-			b = binary.AppendUvarint(b, e.IncBase)
-			b = binary.AppendUvarint(b, e.DecBase)
-		}
+		b = o.Cnt.appendBinary(b)
 	}
 	if len(o.Reg.Context) > 0 || len(o.Reg.Siblings) > 0 {
 		b = append(b, tagRegister)
@@ -114,6 +128,20 @@ func (o Object) AppendEncoding(b []byte) []byte {
 			b = binary.AppendUvarint(b, uint64(len(s.Value)))
 			b = append(b, s.Value...)
 		}
+	}
+	return b
+}
+
+// appendBinary appends the counter's entries as its section of an
+// object's encoding holds them (decoder.counter reads them back).
+func (c Counter) appendBinary(b []byte) []byte {
+	b = binary.AppendUvarint(b, uint64(len(c.Entries)))
+	for _, e := range c.Entries {
+		b = binary.LittleEndian.AppendUint64(b, e.Actor)
+		b = binary.AppendUvarint(b, e.Inc)
+		b = binary.AppendUvarint(b, e.Dec)
+		b = binary.AppendUvarint(b, e.IncBase)
+		b = binary.AppendUvarint(b, e.DecBase)
 	}
 	return b
 }

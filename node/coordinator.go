@@ -631,7 +631,6 @@ func (c *Coordinator) Put(ctx context.Context, key, value []byte, opts wire.Writ
 // yet is deleted too.
 func (c *Coordinator) Delete(ctx context.Context, key []byte, opts wire.WriteOptions) (bool, error) {
 	var existed bool
-	var seen crdt.Counter
 	if !opts.HasContext {
 		cur, err := c.Get(ctx, key)
 		if err != nil {
@@ -641,11 +640,10 @@ func (c *Coordinator) Delete(ctx context.Context, key []byte, opts wire.WriteOpt
 		// What the read found is what is deleted: the register's
 		// siblings (its context) and the counter's increments, also those
 		// the coordinator's own copy has not received yet.
-		opts = wire.WriteOptions{Context: cur.Reg.Context, HasContext: true}
-		seen = cur.Cnt
+		opts = wire.WriteOptions{Context: cur.Reg.Context, Counter: cur.Cnt, HasContext: true}
 	}
 	var local bool
-	res, err := c.write(ctx, key, "del", [][]byte{key, encodeOpts(opts), encodeCounter(seen)}, deleteFn(c.cfg.Store.Actor(), opts, seen, c.cfg.Clock, &local), true)
+	res, err := c.write(ctx, key, "del", [][]byte{key, encodeOpts(opts)}, deleteFn(c.cfg.Store.Actor(), opts, c.cfg.Clock, &local), true)
 	if len(res) == 1 { // forwarded: the coordinator's answer
 		local = string(res[0]) == "1"
 	}
@@ -1171,34 +1169,15 @@ func encodeOpts(o wire.WriteOptions) []byte {
 	if !o.HasContext {
 		return []byte("-")
 	}
-	return []byte(o.Context.Token())
+	return []byte(crdt.ReadToken(o.Context, o.Counter))
 }
 
 func decodeOpts(b []byte) (wire.WriteOptions, error) {
 	if string(b) == "-" {
 		return wire.WriteOptions{}, nil
 	}
-	ctx, err := crdt.ParseToken(string(b))
-	return wire.WriteOptions{Context: ctx, HasContext: true}, err
-}
-
-// encodeCounter is a counter as a forwarded DEL carries it: "-" for none.
-func encodeCounter(c crdt.Counter) []byte {
-	if len(c.Entries) == 0 {
-		return []byte("-")
-	}
-	return crdt.Object{Cnt: c}.Encode()
-}
-
-func decodeCounter(b []byte) (crdt.Counter, error) {
-	if string(b) == "-" {
-		return crdt.Counter{}, nil
-	}
-	o, err := crdt.Decode(b)
-	if err == nil && o.Kind() == crdt.KindRegister {
-		err = errors.New("node: a DEL's counter is a register")
-	}
-	return o.Cnt, err
+	ctx, cnt, err := crdt.ParseReadToken(string(b))
+	return wire.WriteOptions{Context: ctx, Counter: cnt, HasContext: true}, err
 }
 
 // mergeFn merges o into the stored object.
@@ -1213,8 +1192,8 @@ var inlinePeerMethods = []string{"ping", "get", "merge", "hint"}
 
 // peerArgs is how many arguments each peer method takes. Forwarded writes
 // (put, del, incr) carry W and sloppiness ("1" or "0") last; del carries
-// the key, the context and the counter its coordinator's read found.
-var peerArgs = map[string]int{"ping": 0, "get": 1, "merge": 2, "hint": 3, "put": 5, "del": 5, "incr": 4}
+// the key and the context token of what its coordinator's read found.
+var peerArgs = map[string]int{"ping": 0, "get": 1, "merge": 2, "hint": 3, "put": 5, "del": 4, "incr": 4}
 
 // HandlePeer serves the peer methods (wire.PeerHandler): "ping"; "get",
 // "merge" and "hint" (merge and keep a hint for the named node), a copy's
@@ -1295,12 +1274,8 @@ func (c *Coordinator) HandlePeer(ctx context.Context, method string, args [][]by
 		if err != nil {
 			return nil, err
 		}
-		seen, err := decodeCounter(args[2])
-		if err != nil {
-			return nil, err
-		}
 		var existed bool
-		_, err = c.write(ctx, key, method, nil, deleteFn(c.cfg.Store.Actor(), opts, seen, c.cfg.Clock, &existed), false)
+		_, err = c.write(ctx, key, method, nil, deleteFn(c.cfg.Store.Actor(), opts, c.cfg.Clock, &existed), false)
 		return [][]byte{[]byte(map[bool]string{true: "1", false: "0"}[existed])}, err
 	default: // incr
 		delta, err := strconv.ParseInt(string(args[1]), 10, 64)

@@ -436,7 +436,7 @@ func (n *Node) Delete(ctx context.Context, key []byte, opts wire.WriteOptions) (
 		return n.cluster.coord.Delete(ctx, key, opts)
 	}
 	var existed bool
-	_, err := n.st.UpdateDeferred(n.partition(key), key, deleteFn(n.st.Actor(), opts, crdt.Counter{}, n.cfg.Clock, &existed), deferSync(ctx))
+	_, err := n.st.UpdateDeferred(n.partition(key), key, deleteFn(n.st.Actor(), opts, n.cfg.Clock, &existed), deferSync(ctx))
 	if errors.Is(err, errNothingToDo) {
 		err = nil
 	}
@@ -472,6 +472,11 @@ func putFn(actor uint64, value []byte, opts wire.WriteOptions, clock func() time
 		}
 		next := cur
 		next.Reg = cur.Reg.Update(actor, ctx, value, false, clock().UnixNano())
+		if len(opts.Counter.Entries) > 0 {
+			// The key held a counter too, when read (it was INCRed
+			// concurrently with a SET): the write resolves that as well.
+			next.Cnt = cur.Cnt.ResetSeen(opts.Counter)
+		}
 		if err := lim.check(cur, next); err != nil {
 			return cur, err
 		}
@@ -541,26 +546,26 @@ func (e *ObjectTooLargeError) Unwrap() error { return wire.ErrObjectTooLarge }
 // errNothingToDo aborts an Update that would write nothing new.
 var errNothingToDo = errors.New("node: nothing to do")
 
-// deleteFn deletes what the context covers (without one, what this
-// replica holds) and resets the counter, with the increments of seen (what
-// a coordinator's quorum read found; empty otherwise), which may not have
-// reached this replica yet; *existed reports whether the replica held a
-// value. With nothing to delete and no context it writes nothing
-// (errNothingToDo).
-func deleteFn(actor uint64, opts wire.WriteOptions, seen crdt.Counter, clock func() time.Time, existed *bool) func(crdt.Object, bool) (crdt.Object, error) {
+// deleteFn deletes what the context covers: the register's siblings it
+// covers and the counter's increments it carries (opts.Counter: those a
+// coordinator's quorum read found may not have reached this replica
+// yet), no more. Without a context it deletes what this replica holds.
+// *existed reports whether it deleted something. With nothing to delete
+// and no context it writes nothing (errNothingToDo).
+func deleteFn(actor uint64, opts wire.WriteOptions, clock func() time.Time, existed *bool) func(crdt.Object, bool) (crdt.Object, error) {
 	return func(cur crdt.Object, _ bool) (crdt.Object, error) {
-		if len(seen.Entries) > 0 {
-			cur.Cnt = crdt.MergeCounters(cur.Cnt, seen)
+		if opts.HasContext {
+			next := cur.DeleteSeen(actor, opts.Context, opts.Counter, clock().UnixNano())
+			// Only what the token covered goes: a token read before
+			// this replica's values deletes none of them.
+			*existed = cur.Lost(next)
+			return next, nil
 		}
 		*existed = cur.Kind() != crdt.KindNone
-		if !*existed && !opts.HasContext {
+		if !*existed {
 			return cur, errNothingToDo
 		}
-		ctx := cur.Reg.Context
-		if opts.HasContext {
-			ctx = opts.Context
-		}
-		return cur.Delete(actor, ctx, clock().UnixNano()), nil
+		return cur.Delete(actor, cur.Reg.Context, clock().UnixNano()), nil
 	}
 }
 

@@ -35,8 +35,21 @@ type WriteOptions struct {
 	// Context, when HasContext is set, is the causal context the client
 	// read (a VGET token): the write supersedes exactly what it covers.
 	// Without it a write supersedes what the coordinating replica holds.
-	Context    crdt.Context
+	Context crdt.Context
+	// Counter, with HasContext, is the counter the token's read found
+	// (crdt.ReadToken): the write resets its increments, and no others.
+	Counter    crdt.Counter
 	HasContext bool
+}
+
+// ReadToken is the context token of what a read found: the register's
+// context and, if the key holds a live counter, the counter (a key SET
+// and INCRed concurrently holds both).
+func ReadToken(o crdt.Object) string {
+	if o.Cnt.Live() {
+		return crdt.ReadToken(o.Reg.Context, o.Cnt)
+	}
+	return o.Reg.Context.Token()
 }
 
 // Backend is what the protocols drive: the node. Methods may be called

@@ -266,10 +266,20 @@ func cmdVGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	if o.Kind() == crdt.KindCounter {
 		return AppendError(out, ErrWrongType.Error())
 	}
-	out = AppendArray(out, 1+len(o.Reg.Siblings))
-	out = AppendBulkString(out, o.Reg.Context.Token())
+	conflict := o.Conflicted()
+	n := 1 + len(o.Reg.Siblings)
+	if conflict {
+		n++
+	}
+	out = AppendArray(out, n)
+	out = AppendBulkString(out, ReadToken(o))
 	for _, sib := range o.Reg.Siblings {
 		out = AppendBulk(out, sib.Value)
+	}
+	if conflict {
+		// The key was INCRed concurrently with its SETs: the counter's
+		// total comes last, and a write with the token resets it.
+		out = AppendBulkString(out, strconv.FormatInt(o.Cnt.Value(), 10))
 	}
 	return out
 }
@@ -295,11 +305,11 @@ func parseOptions(cmd string, opts [][]byte, allowed string) (WriteOptions, Quor
 		}
 		switch name {
 		case "CTX":
-			ctx, err := crdt.ParseToken(string(opts[i+1]))
+			ctx, cnt, err := crdt.ParseReadToken(string(opts[i+1]))
 			if err != nil {
 				return w, q, "ERR invalid context token: it must be a token from VGET"
 			}
-			w.Context, w.HasContext = ctx, true
+			w.Context, w.Counter, w.HasContext = ctx, cnt, true
 		case "SLOPPY":
 			switch strings.ToLower(string(opts[i+1])) {
 			case "yes", "true", "1", "on":

@@ -82,6 +82,9 @@ func (f *fakeBackend) Put(_ context.Context, key, value []byte, opts WriteOption
 		ctx = opts.Context
 	}
 	cur.Reg = cur.Reg.Update(fakeActor, ctx, bytes.Clone(value), false, f.tickLocked())
+	if opts.HasContext {
+		cur.Cnt = cur.Cnt.ResetSeen(opts.Counter)
+	}
 	f.mu.objs[string(key)] = cur
 	return nil
 }
@@ -94,15 +97,16 @@ func (f *fakeBackend) Delete(_ context.Context, key []byte, opts WriteOptions) (
 		return false, f.mu.err
 	}
 	cur := f.mu.objs[string(key)]
+	if opts.HasContext {
+		next := cur.DeleteSeen(fakeActor, opts.Context, opts.Counter, f.tickLocked())
+		f.mu.objs[string(key)] = next
+		return cur.Lost(next), nil
+	}
 	existed := cur.Kind() != crdt.KindNone
-	if !existed && !opts.HasContext {
+	if !existed {
 		return false, nil
 	}
-	ctx := cur.Reg.Context
-	if opts.HasContext {
-		ctx = opts.Context
-	}
-	f.mu.objs[string(key)] = cur.Delete(fakeActor, ctx, f.tickLocked())
+	f.mu.objs[string(key)] = cur.Delete(fakeActor, cur.Reg.Context, f.tickLocked())
 	return existed, nil
 }
 
@@ -134,6 +138,16 @@ func (f *fakeBackend) PutConcurrent(actor uint64, key, value string) {
 	defer f.mu.Unlock()
 	cur := f.mu.objs[key]
 	cur.Reg = cur.Reg.Update(actor, nil, []byte(value), false, f.tickLocked())
+	f.mu.objs[key] = cur
+}
+
+// IncrConcurrent adds delta to key's counter as actor, whatever the key
+// holds: an INCR concurrent with its SETs leaves a type conflict.
+func (f *fakeBackend) IncrConcurrent(actor uint64, key string, delta int64) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	cur := f.mu.objs[key]
+	cur.Cnt, _ = cur.Cnt.Add(actor, delta)
 	f.mu.objs[key] = cur
 }
 

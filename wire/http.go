@@ -176,12 +176,12 @@ func writeOpts(w http.ResponseWriter, r *http.Request) (WriteOptions, bool) {
 	if tok == "" {
 		return WriteOptions{}, true
 	}
-	ctx, err := crdt.ParseToken(tok)
+	ctx, cnt, err := crdt.ParseReadToken(tok)
 	if err != nil {
 		httpError(w, http.StatusBadRequest, "invalid %s: it must be a token from a GET", ContextHeader)
 		return WriteOptions{}, false
 	}
-	return WriteOptions{Context: ctx, HasContext: true}, true
+	return WriteOptions{Context: ctx, Counter: cnt, HasContext: true}, true
 }
 
 // requestContext returns r's context carrying the request's quorum from
@@ -250,7 +250,7 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 		h.backendError(w, err)
 		return
 	}
-	w.Header().Set(ContextHeader, o.Reg.Context.Token())
+	w.Header().Set(ContextHeader, ReadToken(o))
 	switch o.Kind() {
 	case crdt.KindNone:
 		httpError(w, http.StatusNotFound, "key not found")
@@ -274,7 +274,13 @@ func (h *httpAPI) get(w http.ResponseWriter, r *http.Request) {
 				sibs[i] = jsonValue(s.Value)
 			}
 			resp["siblings"] = sibs
-			resp["context"] = o.Reg.Context.Token()
+			resp["context"] = ReadToken(o)
+		}
+		if o.Conflicted() {
+			// SET and INCRed concurrently: the counter is shown too, and
+			// a write with the context resets it.
+			resp["counter"] = o.Cnt.Value()
+			resp["context"] = ReadToken(o)
 		}
 		writeJSON(w, http.StatusOK, resp)
 	}

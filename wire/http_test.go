@@ -121,7 +121,7 @@ func apiJSONEqual(t *testing.T, a, b []byte) bool {
 func (r apiResp) context(t *testing.T) string {
 	t.Helper()
 	tok := r.header.Get(ContextHeader)
-	if _, err := crdt.ParseToken(tok); err != nil {
+	if _, _, err := crdt.ParseReadToken(tok); err != nil {
 		t.Fatalf("%s %q does not parse: %v", ContextHeader, tok, err)
 	}
 	return tok
@@ -329,6 +329,29 @@ func TestHTTPCounter(t *testing.T) {
 		t.Fatal(err)
 	}
 	e.do(t, "GET", "/kv/n", "").expect(t, http.StatusOK, `{"value":-3,"type":"counter"}`)
+
+	// A DELETE with a GET's token resets the increments that GET saw,
+	// and none made since.
+	tok := e.do(t, "GET", "/kv/n", "").context(t)
+	if _, err := e.be.Incr(t.Context(), []byte("n"), 10); err != nil {
+		t.Fatal(err)
+	}
+	e.do(t, "DELETE", "/kv/n", "", ContextHeader, tok).expect(t, http.StatusNoContent, "")
+	e.do(t, "GET", "/kv/n", "").expect(t, http.StatusOK, `{"value":10,"type":"counter"}`)
+}
+
+// TestHTTPTypeConflict: a key SET and INCRed concurrently shows its
+// counter beside the register, and a write with the context resolves it.
+func TestHTTPTypeConflict(t *testing.T) {
+	t.Parallel()
+	e := apiStart(t, HTTPConfig{})
+	e.do(t, "PUT", "/kv/k", `"v"`).expect(t, http.StatusNoContent, "")
+	e.be.IncrConcurrent(0x2, "k", 4)
+	r := e.do(t, "GET", "/kv/k", "")
+	tok := r.context(t)
+	r.expect(t, http.StatusOK, fmt.Sprintf(`{"context":%q,"counter":4,"value":"v"}`, tok))
+	e.do(t, "PUT", "/kv/k", `"w"`, ContextHeader, tok).expect(t, http.StatusNoContent, "")
+	e.do(t, "GET", "/kv/k", "").expect(t, http.StatusOK, `{"value":"w"}`)
 }
 
 func TestHTTPHealth(t *testing.T) {

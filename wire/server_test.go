@@ -477,7 +477,7 @@ func srvToken(t *testing.T, c *srvConn, key string) string {
 		t.Fatalf("VGET %s: got %s, want an array starting with a token", key, v)
 	}
 	tok := string(v.Array[0].Str)
-	if _, err := crdt.ParseToken(tok); err != nil {
+	if _, _, err := crdt.ParseReadToken(tok); err != nil {
 		t.Fatalf("VGET %s: token %q does not parse: %v", key, tok, err)
 	}
 	return tok
@@ -521,6 +521,60 @@ func TestServerVGetAndContexts(t *testing.T) {
 
 	c.check(`-"ERR invalid context token: it must be a token from VGET"`, "PUT", "k", "v", "CTX", "bad token")
 	c.check(`-"ERR invalid context token: it must be a token from VGET"`, "PUT", "k", "v", "CTX", "AgA")
+}
+
+// TestServerTypeConflictIsShownAndResolved: a key SET and INCRed
+// concurrently holds a register and a counter. GET shows the register, as
+// before, but VGET shows the counter too (last), so that no acknowledged
+// increment is hidden, and a write or a delete with VGET's token resolves
+// the counter with the siblings.
+func TestServerTypeConflictIsShownAndResolved(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+
+	c.check(`+"OK"`, "SET", "k", "v")
+	e.be.IncrConcurrent(0x2, "k", 3)
+	c.check(`$"v"`, "GET", "k")
+	tok := srvToken(t, c, "k")
+	c.check(fmt.Sprintf(`*[$%q, $"v", $"3"]`, tok), "VGET", "k")
+	c.check(srvWrongType, "INCR", "k")
+	// A write with a token read before the increments resolves the
+	// siblings it saw, not the counter.
+	c.check(`+"OK"`, "SET", "k", "v2", "CTX", crdt.ReadToken(e.be.Object("k").Reg.Context, crdt.Counter{}))
+	tok = srvToken(t, c, "k")
+	c.check(fmt.Sprintf(`*[$%q, $"v2", $"3"]`, tok), "VGET", "k")
+	// VGET's token covers the counter: the write resolves the conflict.
+	c.check(`+"OK"`, "SET", "k", "v3", "CTX", tok)
+	c.check(fmt.Sprintf(`*[$%q, $"v3"]`, srvToken(t, c, "k")), "VGET", "k")
+	if o := e.be.Object("k"); o.Cnt.Live() {
+		t.Errorf("after a write with VGET's token the counter is still live: %d", o.Cnt.Value())
+	}
+
+	// VDEL with VGET's token deletes both.
+	c.check(`+"OK"`, "SET", "d", "v")
+	e.be.IncrConcurrent(0x2, "d", 5)
+	c.check(`:1`, "VDEL", "d", "CTX", srvToken(t, c, "d"))
+	c.check(`:0`, "EXISTS", "d")
+	c.check(`:1`, "INCR", "d")
+}
+
+// TestServerVDelOfACounterResetsWhatTheTokenSaw: a counter's token (from
+// an HTTP GET, or VGET of a key in a type conflict) carries the counter
+// it read, and a delete with it resets those increments and no others;
+// one covering none of them deletes nothing and answers 0.
+func TestServerVDelOfACounterResetsWhatTheTokenSaw(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+	c.check(`:2`, "INCRBY", "n", "2")
+	o := e.be.Object("n")
+	seen := crdt.ReadToken(o.Reg.Context, o.Cnt)
+	c.check(`:5`, "INCRBY", "n", "3")
+	c.check(`:1`, "VDEL", "n", "CTX", seen)
+	c.check(`$"3"`, "GET", "n")
+	c.check(`:0`, "VDEL", "n", "CTX", crdt.Context(nil).Token())
+	c.check(`$"3"`, "GET", "n")
 }
 
 func TestServerVDelWithContext(t *testing.T) {
