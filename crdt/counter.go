@@ -69,7 +69,9 @@ func (c Counter) Live() bool {
 }
 
 // Add returns the counter with delta applied by actor. It fails with
-// ErrOverflow if the value would leave the int64 range.
+// ErrOverflow if the value would leave the int64 range. A delta of 0
+// creates a counter that does not exist (as INCRBY key 0 does in Redis):
+// one up and one down, which leave its value at 0.
 //
 // An actor's running totals only grow (a delete only records what they
 // were), and they are uint64s: INCRBY of the largest int64 and DECRBY of
@@ -79,7 +81,14 @@ func (c Counter) Live() bool {
 // merges stay sound.
 func (c Counter) Add(actor uint64, delta int64) (Counter, error) {
 	if delta == 0 {
-		return c, nil
+		if c.Live() {
+			return c, nil
+		}
+		up, err := c.Add(actor, 1)
+		if err != nil {
+			return c, err
+		}
+		return up.Add(actor, -1)
 	}
 	v := c.Value()
 	if (delta > 0 && v > math.MaxInt64-delta) || (delta < 0 && v < math.MinInt64-delta) {

@@ -566,3 +566,26 @@ func TestResetSeenResetsWhatWasSeenOnly(t *testing.T) {
 		t.Fatalf("resetting an empty read changed the counter: %d, want %d", v, here.Value())
 	}
 }
+
+// TestAddingZeroCreatesACounter: INCRBY key 0 on a missing or deleted key
+// makes a counter of 0 that exists (Redis answers 0 and GET then finds
+// "0"); on a live counter it changes nothing.
+func TestAddingZeroCreatesACounter(t *testing.T) {
+	c, err := Counter{}.Add(7, 0)
+	if err != nil || !c.Live() || c.Value() != 0 {
+		t.Fatalf("Add(0) on no counter: live %v value %d err %v, want a live 0", c.Live(), c.Value(), err)
+	}
+	c, _ = c.Add(7, 5)
+	deleted := c.Reset()
+	again, err := deleted.Add(8, 0)
+	if err != nil || !again.Live() || again.Value() != 0 {
+		t.Fatalf("Add(0) after a delete: live %v value %d err %v, want a live 0", again.Live(), again.Value(), err)
+	}
+	if same, _ := c.Add(7, 0); !same.Equal(c) {
+		t.Fatalf("Add(0) on a live counter changed it: %v to %v", c, same)
+	}
+	concurrent, _ := c.Add(9, 3) // 3 more, not seen by the delete
+	if m := MergeCounters(again, concurrent); m.Value() != 3 {
+		t.Fatalf("merging the deleted-then-zeroed copy with a concurrent increment of 3: %d, want 3", m.Value())
+	}
+}

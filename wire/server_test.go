@@ -577,6 +577,23 @@ func TestServerVDelOfACounterResetsWhatTheTokenSaw(t *testing.T) {
 	c.check(`$"3"`, "GET", "n")
 }
 
+// TestServerIncrByZeroCreatesTheKey: INCRBY key 0 (and DECRBY) on a
+// missing key makes it exist with 0, as in Redis, where it is a common
+// way to make sure a counter exists before reading it.
+func TestServerIncrByZeroCreatesTheKey(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+	c.check(`:0`, "INCRBY", "n", "0")
+	c.check(`$"0"`, "GET", "n")
+	c.check(`:1`, "EXISTS", "n")
+	c.check(`:1`, "DEL", "n")
+	c.check(`:0`, "DECRBY", "n", "0")
+	c.check(`:1`, "EXISTS", "n")
+	c.check(`:4`, "INCRBY", "n", "4")
+	c.check(`:4`, "INCRBY", "n", "0")
+}
+
 func TestServerVDelWithContext(t *testing.T) {
 	t.Parallel()
 	e := srvStart(t, ServerConfig{})
