@@ -289,6 +289,20 @@ func (s *Server) serveConn(c net.Conn) {
 	r := NewReader(c, s.cfg.Limits)
 	out := make([]byte, 0, 4096)
 	var writeArmedAt time.Time
+	// Replies are written without waiting for the client to read them
+	// (writeNow); what the socket cannot take at once leaves from a spill
+	// writer's goroutine, so that this one goes on reading commands (see
+	// spillWriter).
+	raw := rawConn(c)
+	var spill *spillWriter
+	spillRest := func(rest []byte) bool {
+		if spill == nil {
+			spill = newSpillWriter(c, s.cfg.WriteTimeout, maxSpilledReplies)
+		}
+		out = make([]byte, 0, 4096) // rest belongs to the spill writer now
+		writeArmedAt = time.Time{}  // the spill writer set the deadline
+		return spill.write(rest)
+	}
 	flush := func() bool {
 		if p := sess.syncs.Pending(); p > 0 {
 			// Pipelined writes left their waits to us: no reply leaves
@@ -299,6 +313,23 @@ func (s *Server) serveConn(c net.Conn) {
 			sess.now = time.Time{} // the waits took time: the deadlines below count from now
 		}
 		if len(out) == 0 {
+			return true
+		}
+		if spill != nil && !spill.idle() {
+			return spillRest(out) // after the replies it holds
+		}
+		if raw != nil {
+			n, err := writeNow(raw, out)
+			switch {
+			case err != nil:
+				return false
+			case n < len(out):
+				return spillRest(out[n:])
+			}
+			if cap(out) > 1<<20 {
+				out = make([]byte, 0, 4096) // do not keep a huge reply's buffer
+			}
+			out = out[:0]
 			return true
 		}
 		if s.cfg.WriteTimeout > 0 {
@@ -322,7 +353,15 @@ func (s *Server) serveConn(c net.Conn) {
 		out = out[:0]
 		return err == nil
 	}
-	defer flush()
+	// drain sends every reply owed: those buffered, then those the spill
+	// writer holds.
+	drain := func() {
+		flush()
+		if spill != nil {
+			spill.close()
+		}
+	}
+	defer drain()
 	var armedAt time.Time
 	// Replies wait while complete commands are buffered (one write answers
 	// a pipeline), and leave before the connection waits for more bytes:
@@ -390,7 +429,7 @@ func (s *Server) serveConn(c net.Conn) {
 				s.protocolErrors.Add(1)
 				s.cfg.Metrics.disconnect("protocol_error")
 				out = AppendError(out, "ERR "+pe.Error())
-				flush()
+				drain()
 				lingerClose(c)
 			case errors.As(err, &ne) && ne.Timeout():
 				s.idleTimeouts.Add(1)

@@ -1143,6 +1143,37 @@ func TestServerIdleTimeout(t *testing.T) {
 	}
 }
 
+// TestServerPipelineWrittenBeforeItsRepliesAreRead: a client that writes
+// its whole pipeline before it reads any reply (go-redis and redis-py
+// pipelines do) gets every reply, in order, when the pipeline and its
+// replies are each far larger than the sockets buffer. The connection
+// used to block writing replies the client was not reading while the
+// client blocked writing commands it was not reading, until a timeout
+// closed it and every reply was lost.
+func TestServerPipelineWrittenBeforeItsRepliesAreRead(t *testing.T) {
+	t.Parallel()
+	e := srvStart(t, ServerConfig{})
+	c := e.connect(t)
+	const n, size = 4000, 8 << 10 // 32 MB of commands, 32 MB of replies: more than loopback's socket buffers hold
+	value := func(i int) string { return fmt.Sprintf("%06d", i) + strings.Repeat("v", size-6) }
+	var batch strings.Builder
+	for i := range n {
+		v := value(i)
+		fmt.Fprintf(&batch, "*3\r\n$3\r\nSET\r\n$%d\r\nk%d\r\n$%d\r\n%s\r\n", len(fmt.Sprint("k", i)), i, len(v), v)
+		fmt.Fprintf(&batch, "*2\r\n$3\r\nGET\r\n$%d\r\nk%d\r\n", len(fmt.Sprint("k", i)), i)
+	}
+	c.write(batch.String()) // fails at its deadline if the server stops reading
+	for i := range n {
+		if v := c.read(); v.Kind != SimpleString || string(v.Str) != "OK" {
+			t.Fatalf("reply to SET %d: %s", i, v)
+		}
+		if v := c.read(); v.Kind != Bulk || string(v.Str) != value(i) {
+			t.Fatalf("reply to GET %d: %.40s..., want %.40s...", i, v.Str, value(i))
+		}
+	}
+	c.check(`+"PONG"`, "PING")
+}
+
 // TestServerWriteTimeout: a client that sends commands but never reads
 // their replies is disconnected once a reply write has blocked for the
 // write timeout (not at once, and not never); others are still served.

@@ -1,0 +1,123 @@
+package wire
+
+import (
+	"net"
+	"sync"
+	"time"
+)
+
+// maxSpilledReplies bounds the replies a connection holds for a client
+// that does not read them yet (Redis's client output buffer, which has no
+// bound for normal clients): past it the connection stops reading until
+// the client reads (back-pressure).
+const maxSpilledReplies = 128 << 20
+
+// spillWriter writes a connection's replies from a goroutine of its own
+// once the socket does not take them at once (writeNow), so that the
+// connection's goroutine goes on reading. A client that writes a whole
+// pipeline before it reads a reply (go-redis and redis-py pipelines do)
+// otherwise filled the socket both ways: the connection's goroutine
+// blocked writing replies the client was not reading, while the client
+// blocked writing commands the connection was not reading, until a
+// timeout closed the connection and every reply was lost.
+//
+// It keeps the replies' order: while it holds any, every later reply goes
+// through it too (idle says when the connection may write itself again).
+type spillWriter struct {
+	c       net.Conn
+	timeout time.Duration // each write's deadline; 0: none
+	limit   int
+
+	mu     sync.Mutex
+	cond   sync.Cond
+	queue  [][]byte
+	held   int   // bytes queued or being written
+	err    error // the first write's failure: every later write fails
+	closed bool
+	done   chan struct{}
+}
+
+func newSpillWriter(c net.Conn, timeout time.Duration, limit int) *spillWriter {
+	w := &spillWriter{c: c, timeout: timeout, limit: limit, done: make(chan struct{})}
+	w.cond.L = &w.mu
+	go w.run()
+	return w
+}
+
+// write queues b, which the writer owns from now on, and waits while
+// more than limit bytes are held. It reports false once a write failed.
+func (w *spillWriter) write(b []byte) bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	if w.err != nil || w.closed {
+		return false
+	}
+	w.queue = append(w.queue, b)
+	w.held += len(b)
+	w.cond.Broadcast()
+	for w.held > w.limit && w.err == nil {
+		w.cond.Wait()
+	}
+	return w.err == nil
+}
+
+// idle reports whether the writer holds nothing: the connection may
+// write its replies itself again, in order.
+func (w *spillWriter) idle() bool {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.held == 0 && w.err == nil
+}
+
+// close waits until every reply held is written (each within its
+// deadline) or a write failed, and stops the goroutine. It reports
+// whether everything was written.
+func (w *spillWriter) close() bool {
+	w.mu.Lock()
+	w.closed = true
+	w.cond.Broadcast()
+	w.mu.Unlock()
+	<-w.done
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.err == nil
+}
+
+func (w *spillWriter) run() {
+	defer close(w.done)
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	for {
+		for len(w.queue) == 0 && !w.closed {
+			w.cond.Wait()
+		}
+		if len(w.queue) == 0 || w.err != nil {
+			return // closed, and nothing left to write
+		}
+		b := w.queue[0]
+		w.queue[0] = nil
+		w.queue = w.queue[1:]
+		w.mu.Unlock()
+		var deadline time.Time
+		if w.timeout > 0 {
+			deadline = time.Now().Add(w.timeout)
+		}
+		w.c.SetWriteDeadline(deadline)
+		_, err := w.c.Write(b)
+		if err == nil {
+			// The connection's goroutine writes itself once this one
+			// is idle, without a deadline (writeNow does not wait).
+			w.c.SetWriteDeadline(time.Time{})
+		}
+		w.mu.Lock()
+		w.held -= len(b)
+		if err != nil {
+			// The client stopped reading for the write timeout, or is
+			// gone: the connection closes, which also ends its
+			// goroutine's read.
+			w.err, w.queue, w.held = err, nil, 0
+			w.c.Close()
+		}
+		w.cond.Broadcast()
+	}
+}
