@@ -527,21 +527,29 @@ func cmdHello(s *Server, c *session, args [][]byte, out []byte) []byte {
 		if v != 2 {
 			return AppendError(out, "NOPROTO unsupported protocol version: rumor speaks RESP2")
 		}
+		var name []byte
 		for i := 2; i < len(args); i++ {
-			switch strings.ToUpper(string(args[i])) {
-			case "AUTH":
-				i += 2
-			case "SETNAME":
-				if i+1 < len(args) {
-					if !validClientName(args[i+1]) {
-						return AppendError(out, "ERR Client names cannot contain spaces, newlines or special characters.")
-					}
-					c.setName(string(args[i+1]))
+			opt := strings.ToUpper(string(args[i]))
+			switch {
+			case opt == "AUTH" && i+2 < len(args):
+				// As AUTH user pass: rumor has one user, default, with
+				// no password.
+				if string(args[i+1]) != "default" {
+					return AppendError(out, "WRONGPASS invalid username-password pair or user is disabled.")
 				}
+				i += 2
+			case opt == "SETNAME" && i+1 < len(args):
+				if !validClientName(args[i+1]) {
+					return AppendError(out, "ERR Client names cannot contain spaces, newlines or special characters.")
+				}
+				name = args[i+1]
 				i++
 			default:
 				return AppendError(out, fmt.Sprintf("ERR syntax error in HELLO option '%s'", printable(args[i], 32)))
 			}
+		}
+		if name != nil { // only once every option is good, as Redis
+			c.setName(string(name))
 		}
 	}
 	out = AppendArray(out, 14)
@@ -599,6 +607,12 @@ func cmdClient(s *Server, c *session, args [][]byte, out []byte) []byte {
 		}
 		return AppendSimple(out, "OK")
 	case sub == "NO-EVICT" || sub == "NO-TOUCH":
+		if len(args) != 3 {
+			return AppendError(out, fmt.Sprintf("ERR wrong number of arguments for 'client|%s' command", strings.ToLower(sub)))
+		}
+		if on := strings.ToUpper(string(args[2])); on != "ON" && on != "OFF" {
+			return AppendError(out, "ERR syntax error")
+		}
 		return AppendSimple(out, "OK")
 	case sub == "INFO" && len(args) == 2:
 		return AppendBulkString(out, c.info(c, "client|info"))

@@ -381,6 +381,14 @@ func TestServerCommands(t *testing.T) {
 			{srvArgs("HELLO", "3"), `-"NOPROTO unsupported protocol version: rumor speaks RESP2"`},
 			{srvArgs("HELLO", "x"), `-"ERR Protocol version is not an integer or out of range"`},
 			{srvArgs("HELLO", "2", "BOGUS"), `-"ERR syntax error in HELLO option 'BOGUS'"`},
+			{srvArgs("HELLO", "2", "AUTH", "bob", "pw"), `-"WRONGPASS invalid username-password pair or user is disabled."`},
+			{srvArgs("HELLO", "2", "AUTH", "default"), `-"ERR syntax error in HELLO option 'AUTH'"`},
+			{srvArgs("HELLO", "2", "SETNAME"), `-"ERR syntax error in HELLO option 'SETNAME'"`},
+			{srvArgs("HELLO", "2", "SETNAME", "early", "BOGUS"), `-"ERR syntax error in HELLO option 'BOGUS'"`},
+			{srvArgs("CLIENT", "GETNAME"), `$nil`}, // a refused HELLO sets no name
+			{srvArgs("CLIENT", "NO-EVICT", "on"), `+"OK"`},
+			{srvArgs("CLIENT", "NO-EVICT"), `-"ERR wrong number of arguments for 'client|no-evict' command"`},
+			{srvArgs("CLIENT", "NO-TOUCH", "maybe"), `-"ERR syntax error"`},
 		}},
 		{"client", []srvStep{
 			{srvArgs("CLIENT", "GETNAME"), `$nil`},
