@@ -444,7 +444,7 @@ func (g *Gossip) savedEntries() []failedEntry {
 		if m.Name == g.cfg.Name || m.Status == serf.StatusFailed || m.Status == serf.StatusLeft {
 			continue
 		}
-		entries = append(entries, failedEntry{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), Peer: m.Tags["peer"]})
+		entries = append(entries, failedEntry{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), Peer: m.Tags["peer"], Client: m.Tags["client"], HTTP: m.Tags["http"]})
 	}
 	return entries
 }
@@ -702,6 +702,8 @@ type failedEntry struct {
 	Name     string `json:"n"`
 	Addr     string `json:"a,omitempty"`
 	Peer     string `json:"p,omitempty"`
+	Client   string `json:"c,omitempty"` // its RESP and HTTP addresses, for INFO and GET /cluster
+	HTTP     string `json:"h,omitempty"`
 	FailedAt int64  `json:"t,omitempty"` // Unix ms, for a failed member
 	Gone     bool   `json:"g,omitempty"` // left or reaped: gone for good
 	Left     bool   `json:"l,omitempty"` // gone by leaving (else reaped)
@@ -768,7 +770,7 @@ func (g *Gossip) learn(entries []failedEntry) bool {
 		if _, ok := g.reaped[e.Name]; ok {
 			continue // gone for good here already
 		}
-		m := Member{Name: e.Name, Addr: e.Addr, Tags: Tags{PeerAddr: e.Peer, Partitions: g.cfg.Tags.Partitions, Proto: ProtocolVersion}, Status: StatusFailed}
+		m := Member{Name: e.Name, Addr: e.Addr, Tags: Tags{PeerAddr: e.Peer, ClientAddr: e.Client, HTTPAddr: e.HTTP, Partitions: g.cfg.Tags.Partitions, Proto: ProtocolVersion}, Status: StatusFailed}
 		if e.Gone {
 			m.Status = StatusReaped
 			if e.Left {
@@ -877,14 +879,14 @@ func (g *Gossip) failedEntries() []failedEntry {
 	for _, m := range g.serf.Members() {
 		switch m.Status {
 		case serf.StatusFailed:
-			e := failedEntry{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), Peer: m.Tags["peer"], FailedAt: failedAt(m.Name)}
+			e := failedEntry{Name: m.Name, Addr: net.JoinHostPort(m.Addr.String(), strconv.Itoa(int(m.Port))), Peer: m.Tags["peer"], Client: m.Tags["client"], HTTP: m.Tags["http"], FailedAt: failedAt(m.Name)}
 			entries = append(entries, e)
 		case serf.StatusLeft:
 			entries = append(entries, failedEntry{Name: m.Name, Gone: true, Left: true})
 		}
 	}
 	for name, m := range g.learned {
-		entries = append(entries, failedEntry{Name: name, Addr: m.Addr, Peer: m.Tags.PeerAddr, FailedAt: failedAt(name)})
+		entries = append(entries, failedEntry{Name: name, Addr: m.Addr, Peer: m.Tags.PeerAddr, Client: m.Tags.ClientAddr, HTTP: m.Tags.HTTPAddr, FailedAt: failedAt(name)})
 	}
 	for name, m := range g.reaped {
 		entries = append(entries, failedEntry{Name: name, Gone: true, Left: m.Status == StatusLeft})

@@ -434,6 +434,13 @@ func TestMembersAreKeptWhenEveryNodeStops(t *testing.T) {
 		testutil.Eventually(t, 5*time.Second, "n3 a failed member after a full stop", func() bool {
 			return summary(g.Members()) == "n1=alive n2=alive n3=failed"
 		})
+		// Learned from the file, n3 keeps its addresses (INFO and GET
+		// /cluster show them).
+		for _, m := range g.Members() {
+			if m.Name == "n3" && (m.Tags.ClientAddr != "127.0.0.1:7001" || m.Tags.PeerAddr != "127.0.0.1:7101") {
+				t.Fatalf("n3 learned with client address %q and peer address %q", m.Tags.ClientAddr, m.Tags.PeerAddr)
+			}
+		}
 	}
 	n3 = startWith(t, "n3", "127.0.0.1:0", 64, "", nil, withFile("n3"))
 	if _, err := n3.Join([]string{n1.Addr()}); err != nil {
