@@ -119,6 +119,7 @@ type Server struct {
 	idleTimeouts   atomic.Int64
 	nextID         atomic.Int64
 	deferred       atomic.Int64 // pipelined writes in flight, all connections (MaxDeferredWrites)
+	spilled        atomic.Int64 // bytes of replies held by spill writers, all connections (spillBudget)
 
 	sessMu   sync.Mutex
 	sessions map[int64]*session // the connections served, by id (CLIENT LIST, KILL)
@@ -297,7 +298,7 @@ func (s *Server) serveConn(c net.Conn) {
 	var spill *spillWriter
 	spillRest := func(rest []byte) bool {
 		if spill == nil {
-			spill = newSpillWriter(c, s.cfg.WriteTimeout, maxSpilledReplies)
+			spill = newSpillWriter(c, s.cfg.WriteTimeout, &s.spilled)
 		}
 		out = make([]byte, 0, 4096) // rest belongs to the spill writer now
 		writeArmedAt = time.Time{}  // the spill writer set the deadline

@@ -889,7 +889,7 @@ func TestServerInfo(t *testing.T) {
 	all := infoOf()
 	// Commands so far: PING, SET, and this INFO.
 	want := "# Server\r\nrumor_version:test\r\nredis_version:7.0.0\r\n" +
-		"\r\n# Clients\r\nconnected_clients:1\r\nmaxclients:50\r\nblocked_clients:0\r\n" +
+		"\r\n# Clients\r\nconnected_clients:1\r\nmaxclients:50\r\nblocked_clients:0\r\nunread_reply_bytes:0\r\n" +
 		"\r\n# Stats\r\ntotal_connections_received:1\r\ntotal_commands_processed:3\r\n" +
 		"rejected_connections:0\r\nprotocol_errors:0\r\nidle_timeouts:0\r\n" +
 		"\r\n# Persistence\r\nengine:fake\r\n"
@@ -1180,6 +1180,9 @@ func TestServerPipelineWrittenBeforeItsRepliesAreRead(t *testing.T) {
 		}
 	}
 	c.check(`+"PONG"`, "PING")
+	if info := string(c.do("INFO", "clients").Str); !strings.Contains(info, "\r\nunread_reply_bytes:0\r\n") {
+		t.Errorf("every reply read, INFO clients says %q", info)
+	}
 }
 
 // TestServerWriteTimeout: a client that sends commands but never reads

@@ -3,14 +3,22 @@ package wire
 import (
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 )
 
-// maxSpilledReplies bounds the replies a connection holds for a client
-// that does not read them yet (Redis's client output buffer, which has no
-// bound for normal clients): past it the connection stops reading until
-// the client reads (back-pressure).
-const maxSpilledReplies = 128 << 20
+// Bounds on the replies held for clients that do not read them yet
+// (Redis's client output buffer, which has no bound for normal clients):
+// a connection holding maxSpilledReplies, or holding over spillFloor while
+// all connections together hold over spillBudget, stops reading commands
+// until its client reads (back-pressure). spillFloor is about what a
+// socket's buffers hold: a connection gets at least that much, as before
+// there was spilling, however many others fill the budget.
+const (
+	maxSpilledReplies = 128 << 20
+	spillBudget       = 256 << 20
+	spillFloor        = 4 << 20
+)
 
 // spillWriter writes a connection's replies from a goroutine of its own
 // once the socket does not take them at once (writeNow), so that the
@@ -26,7 +34,10 @@ const maxSpilledReplies = 128 << 20
 type spillWriter struct {
 	c       net.Conn
 	timeout time.Duration // each write's deadline; 0: none
-	limit   int
+	limit   int           // maxSpilledReplies
+	floor   int64         // spillFloor
+	budget  int64         // spillBudget
+	total   *atomic.Int64 // bytes held by every connection's spill writer
 
 	mu     sync.Mutex
 	cond   sync.Cond
@@ -37,15 +48,17 @@ type spillWriter struct {
 	done   chan struct{}
 }
 
-func newSpillWriter(c net.Conn, timeout time.Duration, limit int) *spillWriter {
-	w := &spillWriter{c: c, timeout: timeout, limit: limit, done: make(chan struct{})}
+func newSpillWriter(c net.Conn, timeout time.Duration, total *atomic.Int64) *spillWriter {
+	w := &spillWriter{c: c, timeout: timeout, limit: maxSpilledReplies, floor: spillFloor, budget: spillBudget, total: total, done: make(chan struct{})}
 	w.cond.L = &w.mu
 	go w.run()
 	return w
 }
 
-// write queues b, which the writer owns from now on, and waits while
-// more than limit bytes are held. It reports false once a write failed.
+// write queues b, which the writer owns from now on, and waits while it
+// holds more than its limit, or more than its floor while every
+// connection together holds more than the budget. It reports false once
+// a write failed.
 func (w *spillWriter) write(b []byte) bool {
 	w.mu.Lock()
 	defer w.mu.Unlock()
@@ -54,9 +67,10 @@ func (w *spillWriter) write(b []byte) bool {
 	}
 	w.queue = append(w.queue, b)
 	w.held += len(b)
+	w.total.Add(int64(len(b)))
 	w.cond.Broadcast()
-	for w.held > w.limit && w.err == nil {
-		w.cond.Wait()
+	for w.err == nil && (w.held > w.limit || int64(w.held) > w.floor && w.total.Load() > w.budget) {
+		w.cond.Wait() // woken as this connection's writer writes
 	}
 	return w.err == nil
 }
@@ -111,10 +125,12 @@ func (w *spillWriter) run() {
 		}
 		w.mu.Lock()
 		w.held -= len(b)
+		w.total.Add(-int64(len(b)))
 		if err != nil {
 			// The client stopped reading for the write timeout, or is
 			// gone: the connection closes, which also ends its
 			// goroutine's read.
+			w.total.Add(-int64(w.held))
 			w.err, w.queue, w.held = err, nil, 0
 			w.c.Close()
 		}
