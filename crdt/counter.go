@@ -172,6 +172,26 @@ func (c Counter) ResetSeen(seen Counter) Counter {
 	return MergeCounters(c, seen.Reset())
 }
 
+// resetBy reports whether after, c once a delete applied, reset changes
+// that counted: some actor's base rose (an entry after has and c lacks
+// is the delete's own knowledge of changes c had not received).
+func (c Counter) resetBy(after Counter) bool {
+	i := 0
+	for _, a := range after.Entries {
+		for i < len(c.Entries) && c.Entries[i].Actor < a.Actor {
+			i++
+		}
+		var e CounterEntry
+		if i < len(c.Entries) && c.Entries[i].Actor == a.Actor {
+			e = c.Entries[i]
+		}
+		if a.IncBase > e.IncBase || a.DecBase > e.DecBase {
+			return true
+		}
+	}
+	return false
+}
+
 // MergeCounters returns the counter that has seen both a and b: per actor,
 // the larger of each total. It is commutative, associative and idempotent.
 func MergeCounters(a, b Counter) Counter {

@@ -58,11 +58,12 @@ func (o Object) Kind() Kind {
 // Conflicted reports whether o holds a live register and a live counter.
 func (o Object) Conflicted() bool { return o.Reg.Live() && o.Cnt.Live() }
 
-// Lost reports whether after, o as a delete left it, lost something o
-// held live: a sibling, or counted increments. A delete whose context
+// Lost reports whether after, o as a delete left it, lost something: a
+// sibling o held, or increments or decrements that counted (here, or on
+// the replicas the delete's read saw them on). A delete whose context
 // covered none of it lost nothing.
 func (o Object) Lost(after Object) bool {
-	return len(after.Reg.Siblings) < len(o.Reg.Siblings) || after.Cnt.Value() != o.Cnt.Value() || o.Cnt.Live() && !after.Cnt.Live()
+	return len(after.Reg.Siblings) < len(o.Reg.Siblings) || o.Cnt.resetBy(after.Cnt)
 }
 
 // Merge returns the object that has seen both a and b, component-wise.

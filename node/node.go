@@ -463,20 +463,22 @@ func (n *Node) Incr(ctx context.Context, key []byte, delta int64) (int64, error)
 // grow the object past lim is refused (ObjectTooLargeError).
 func putFn(actor uint64, value []byte, opts wire.WriteOptions, clock func() time.Time, lim ObjectLimits) func(crdt.Object, bool) (crdt.Object, error) {
 	return func(cur crdt.Object, _ bool) (crdt.Object, error) {
-		if cur.Kind() == crdt.KindCounter {
+		next := cur
+		if len(opts.Counter.Entries) > 0 {
+			// The key held a counter too, when read (it was INCRed
+			// concurrently with a SET): the write resolves that as well.
+			next.Cnt = cur.Cnt.ResetSeen(opts.Counter)
+		}
+		if !cur.Reg.Live() && next.Cnt.Live() {
+			// A counter, and not only what the read saw of it (this
+			// replica may hold the counter and not yet the register).
 			return cur, wire.ErrWrongType
 		}
 		ctx := cur.Reg.Context
 		if opts.HasContext {
 			ctx = opts.Context
 		}
-		next := cur
 		next.Reg = cur.Reg.Update(actor, ctx, value, false, clock().UnixNano())
-		if len(opts.Counter.Entries) > 0 {
-			// The key held a counter too, when read (it was INCRed
-			// concurrently with a SET): the write resolves that as well.
-			next.Cnt = cur.Cnt.ResetSeen(opts.Counter)
-		}
 		if err := lim.check(cur, next); err != nil {
 			return cur, err
 		}

@@ -2,11 +2,14 @@ package node
 
 import (
 	"context"
+	"errors"
 	"testing"
 	"time"
 
 	"github.com/rumor-kv/rumor/crdt"
 	"github.com/rumor-kv/rumor/internal/testutil"
+	"github.com/rumor-kv/rumor/ring"
+	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
 )
 
@@ -141,5 +144,80 @@ func TestADeleteWithATokenCoveringNothingAnswersZero(t *testing.T) {
 	}
 	if got := value(t, tc.nodes["n2"], "reg"); got != "[v]" {
 		t.Fatalf("after VDEL with a token covering nothing: %s, want [v]", got)
+	}
+}
+
+// TestAConflictTokenResolvesOnAReplicaHoldingOnlyTheCounter: a key in a
+// type conflict, read through a replica that holds both; the PUT with the
+// read's token is coordinated by a replica that holds only the counter so
+// far (the SET had not reached it). The token covers that counter: the
+// PUT is taken, not refused with WRONGTYPE (a review's finding).
+func TestAConflictTokenResolvesOnAReplicaHoldingOnlyTheCounter(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W = 3, 1, 1
+		cfg.ReadRepairChance = 0
+		cfg.Handoff.Interval = -1
+	})
+	ctx := context.Background()
+	k := tc.keyLedBy(t, "n1")
+	p := ring.Partition([]byte(k), 64)
+	var cnt crdt.Object
+	c, _ := cnt.Cnt.Add(0xc0ffee, 3)
+	cnt.Cnt = c
+	var reg crdt.Object
+	reg.Reg = reg.Reg.Update(0xfeed, nil, []byte("reg"), false, 2)
+	// n1 got only the INCRs, n3 only the SET, n2 both.
+	for name, o := range map[string]crdt.Object{"n1": cnt, "n2": crdt.Merge(cnt, reg), "n3": reg} {
+		if _, err := tc.nodes[name].cfg.Store.Merge(p, []byte(k), o); err != nil {
+			t.Fatal(err)
+		}
+	}
+	read, err := tc.nodes["n2"].Get(ctx, []byte(k)) // R=1: n2's own copy
+	if err != nil || !read.Conflicted() {
+		t.Fatalf("VGET via n2: conflicted %v, %v", read.Conflicted(), err)
+	}
+	opts := tokenOf(t, read)
+	if err := tc.nodes["n1"].Put(ctx, []byte(k), []byte("resolved"), opts); err != nil {
+		if errors.Is(err, wire.ErrWrongType) {
+			t.Fatalf("PUT with the token of a read that saw the type conflict (register + counter 3) was refused: %v", err)
+		}
+		t.Fatal(err)
+	}
+}
+
+// TestADeleteWithACounterTokenSaysItDeleted: a token that saw +3 and -3
+// (a live counter of 0) resets them, and a later +1 survives: the delete
+// deleted something and answers 1, although the total (1) and liveness
+// are the same before and after it (a review's finding).
+func TestADeleteWithACounterTokenSaysItDeleted(t *testing.T) {
+	tc := newTestCluster(t, []string{"n1", "n2", "n3"}, 3, 2, 2)
+	ctx := context.Background()
+	k := []byte("c")
+	if _, err := tc.nodes["n1"].Incr(ctx, k, 3); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tc.nodes["n1"].Incr(ctx, k, -3); err != nil {
+		t.Fatal(err)
+	}
+	o, err := tc.nodes["n1"].Get(ctx, k)
+	if err != nil || !o.Cnt.Live() || o.Cnt.Value() != 0 {
+		t.Fatalf("read: live %v value %d %v", o.Cnt.Live(), o.Cnt.Value(), err)
+	}
+	opts := tokenOf(t, o)
+	if _, err := tc.nodes["n1"].Incr(ctx, k, 1); err != nil {
+		t.Fatal(err)
+	}
+	existed, err := tc.nodes["n1"].Delete(ctx, k, opts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	after := tc.object(t, "n1", "c")
+	t.Logf("after the delete: value %d, entries %+v", after.Cnt.Value(), after.Cnt.Entries)
+	if !existed {
+		t.Fatalf("VDEL with a token that saw the counter (+3 -3, live) reset those increments but answered 0 (HTTP 404)")
+	}
+	if after.Cnt.Value() != 1 {
+		t.Fatalf("after the delete: %d, want the 1 made after the read", after.Cnt.Value())
 	}
 }

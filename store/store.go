@@ -500,7 +500,7 @@ func (s *Store) syncLoop(interval time.Duration, logger *slog.Logger) {
 // idle to 1.5 idle.
 func (s *Store) idleFlushLoop(idle time.Duration, minBytes uint64, logger *slog.Logger) {
 	defer close(s.idleDone)
-	t := time.NewTicker(idle / 2)
+	t := time.NewTicker(max(idle/2, time.Millisecond))
 	defer t.Stop()
 	var f idleFlusher
 	for {

@@ -74,7 +74,8 @@ func (f *fakeBackend) Put(_ context.Context, key, value []byte, opts WriteOption
 		return f.mu.err
 	}
 	cur := f.mu.objs[string(key)]
-	if cur.Kind() == crdt.KindCounter {
+	cnt := cur.Cnt.ResetSeen(opts.Counter) // what the token saw of a counter
+	if !cur.Reg.Live() && cnt.Live() {
 		return ErrWrongType
 	}
 	ctx := cur.Reg.Context
@@ -82,9 +83,7 @@ func (f *fakeBackend) Put(_ context.Context, key, value []byte, opts WriteOption
 		ctx = opts.Context
 	}
 	cur.Reg = cur.Reg.Update(fakeActor, ctx, bytes.Clone(value), false, f.tickLocked())
-	if opts.HasContext {
-		cur.Cnt = cur.Cnt.ResetSeen(opts.Counter)
-	}
+	cur.Cnt = cnt
 	f.mu.objs[string(key)] = cur
 	return nil
 }
