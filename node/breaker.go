@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"sync"
 	"sync/atomic"
@@ -205,6 +207,21 @@ func (t *breakers) probeDue(member func(string) bool) {
 			t.Allows(name)
 		}
 	}
+}
+
+// forget drops the breakers of peers gone for good.
+func (t *breakers) forget(names []string) {
+	t.mu.Lock()
+	defer t.mu.Unlock()
+	old := *t.peers.Load()
+	if !slices.ContainsFunc(names, func(n string) bool { return old[n] != nil }) {
+		return
+	}
+	m := maps.Clone(old)
+	for _, n := range names {
+		delete(m, n)
+	}
+	t.peers.Store(&m)
 }
 
 // reset closes to's breaker: gossip has just seen the peer come back, so

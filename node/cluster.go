@@ -103,6 +103,19 @@ func (t *peerTransport) update(members []gossip.Member) {
 	t.mu.Lock()
 	defer t.mu.Unlock()
 	for _, m := range members {
+		if m.Status == gossip.StatusLeft || m.Status == gossip.StatusReaped {
+			// Gone for good: nothing calls it any more. Its connection,
+			// address and latency series go (a node replaced again and
+			// again under new names kept one set per name); a member
+			// back under the same name gets them anew.
+			if c := t.clients[m.Name]; c != nil {
+				c.Close()
+				delete(t.clients, m.Name)
+			}
+			delete(t.addrs, m.Name)
+			t.calls.DeletePartialMatch(prometheus.Labels{"peer": strings.ToValidUTF8(m.Name, "\uFFFD")})
+			continue
+		}
 		if old, ok := t.addrs[m.Name]; ok && old != m.Tags.PeerAddr {
 			if c := t.clients[m.Name]; c != nil {
 				c.Close()

@@ -301,6 +301,7 @@ func (c *Coordinator) SetLeft(names []string) {
 		m[n] = true
 	}
 	c.left.Store(&m)
+	c.tr.forget(names)
 	c.kickHandoff()
 }
 
