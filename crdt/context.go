@@ -139,7 +139,12 @@ func ReadToken(ctx Context, cnt Counter) string {
 		return ctx.Token()
 	}
 	b := ctx.appendBinary([]byte{tokenCounterVersion})
-	return base64.RawURLEncoding.EncodeToString(cnt.appendBinary(b))
+	b = cnt.appendBinary(b)
+	if cnt.wide() {
+		b = append(b, tagCounterHigh)
+		b = cnt.appendHigh(b)
+	}
+	return base64.RawURLEncoding.EncodeToString(b)
 }
 
 // ParseReadToken reads what ReadToken wrote (a Context.Token too, with
@@ -158,6 +163,11 @@ func ParseReadToken(tok string) (Context, Counter, error) {
 	var cnt Counter
 	if b[0] == tokenCounterVersion && d.err == nil {
 		cnt = d.counter()
+		if d.err == nil && len(d.b) > 0 && d.b[0] == tagCounterHigh {
+			d.b = d.b[1:]
+			d.counterHigh(&cnt)
+		}
+		d.checkCounter(cnt)
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("context token has %d trailing bytes", len(d.b))

@@ -12,11 +12,16 @@ var ErrOverflow = errors.New("crdt: increment or decrement would overflow")
 
 // A CounterEntry is one actor's share of a PN-counter: the totals it has
 // added (Inc) and subtracted (Dec), and the totals a delete had seen
-// (IncBase <= Inc, DecBase <= Dec), which no longer count.
+// (IncBase <= Inc, DecBase <= Dec), which no longer count. The totals
+// only grow (a delete records them rather than lower them, so that merges
+// stay sound), so they are 128-bit numbers: the Hi fields hold their high
+// 64 bits. (64 bits ran out after about ten pairs of INCRBY and DECRBY of
+// a nanosecond timestamp.)
 type CounterEntry struct {
-	Actor            uint64
-	Inc, Dec         uint64
-	IncBase, DecBase uint64
+	Actor                              uint64
+	Inc, Dec                           uint64
+	IncBase, DecBase                   uint64
+	IncHi, DecHi, IncBaseHi, DecBaseHi uint64
 }
 
 // A Counter is a PN-counter with observed reset. Entries are sorted by
@@ -34,34 +39,37 @@ type Counter struct {
 // total is then held at math.MaxInt64 or math.MinInt64 (and an INCR past
 // it fails with ErrOverflow), never wrapped round.
 func (c Counter) Value() int64 {
-	// Sums in 128 bits: added and subtracted, each up to 2^64 an actor.
-	var incHi, incLo, decHi, decLo uint64
+	// Sums in 192 bits: added and subtracted, each up to 2^128 an actor.
+	var inc, dec u192
 	for _, e := range c.Entries {
-		var carry uint64
-		incLo, carry = bits.Add64(incLo, e.Inc-e.IncBase, 0)
-		incHi += carry
-		decLo, carry = bits.Add64(decLo, e.Dec-e.DecBase, 0)
-		decHi += carry
+		inc.add(e.inc().sub(e.incBase()))
+		dec.add(e.dec().sub(e.decBase()))
 	}
-	if incHi == 0 && decHi == 0 && incLo <= math.MaxInt64 && decLo <= math.MaxInt64 {
-		return int64(incLo) - int64(decLo) // the usual case: no overflow possible
+	if inc[1]|inc[2]|dec[1]|dec[2] == 0 && inc[0] <= math.MaxInt64 && dec[0] <= math.MaxInt64 {
+		return int64(inc[0]) - int64(dec[0]) // the usual case: no overflow possible
 	}
-	lo, borrow := bits.Sub64(incLo, decLo, 0)
-	hi := incHi - decHi - borrow // two's complement, 128 bits
+	var net u192 // inc - dec, two's complement
+	var borrow uint64
+	net[0], borrow = bits.Sub64(inc[0], dec[0], 0)
+	net[1], borrow = bits.Sub64(inc[1], dec[1], borrow)
+	net[2], _ = bits.Sub64(inc[2], dec[2], borrow)
 	switch {
-	case int64(hi) < -1 || (int64(hi) == -1 && lo < 1<<63):
+	case int64(net[2]) < 0: // negative
+		if net[2] == math.MaxUint64 && net[1] == math.MaxUint64 && net[0] >= 1<<63 {
+			return int64(net[0])
+		}
 		return math.MinInt64
-	case int64(hi) > 0 || (hi == 0 && lo > math.MaxInt64):
-		return math.MaxInt64
+	case net[2] == 0 && net[1] == 0 && net[0] <= math.MaxInt64:
+		return int64(net[0])
 	}
-	return int64(lo)
+	return math.MaxInt64
 }
 
 // Live reports whether the counter exists: some actor changed it since the
 // last delete it had seen (a counter taken back to 0 by DECR still exists).
 func (c Counter) Live() bool {
 	for _, e := range c.Entries {
-		if e.Inc != e.IncBase || e.Dec != e.DecBase {
+		if e.inc() != e.incBase() || e.dec() != e.decBase() {
 			return true
 		}
 	}
@@ -74,9 +82,10 @@ func (c Counter) Live() bool {
 // one up and one down, which leave its value at 0.
 //
 // An actor's running totals only grow (a delete only records what they
-// were), and they are uint64s: INCRBY of the largest int64 and DECRBY of
-// it, twice, saturate one. Add then goes on in an entry of its own under a
-// stand-in actor id derived from actor (standIn), which starts from zero:
+// were). They are 128-bit numbers, which no use runs out of; a counter
+// written by a build whose totals were 64-bit may have saturated an
+// actor's entry, and Add then goes on in an entry of its own under a
+// stand-in actor id derived from actor (standIn), as those builds did:
 // entries are independent, and only this actor writes its stand-ins, so
 // merges stay sound.
 func (c Counter) Add(actor uint64, delta int64) (Counter, error) {
@@ -104,7 +113,7 @@ func (c Counter) Add(actor uint64, delta int64) (Counter, error) {
 }
 
 // maxStandIns bounds the entries an actor may use on one counter: each
-// holds 2^64 of increments and as much of decrements.
+// holds 2^128 of increments and as much of decrements.
 const maxStandIns = 64
 
 // standIn is actor's k-th entry id: actor itself for k = 0, then ids
@@ -133,16 +142,18 @@ func (c Counter) addAs(actor uint64, delta int64) (Counter, bool) {
 		rest = rest[1:]
 	}
 	if delta >= 0 {
-		if e.Inc > math.MaxUint64-uint64(delta) {
+		v, over := e.inc().add(uint64(delta))
+		if over {
 			return c, false
 		}
-		e.Inc += uint64(delta)
+		e.setInc(v)
 	} else {
 		d := uint64(-(delta + 1)) + 1 // |delta| without overflowing at MinInt64
-		if e.Dec > math.MaxUint64-d {
+		v, over := e.dec().add(d)
+		if over {
 			return c, false
 		}
-		e.Dec += d
+		e.setDec(v)
 	}
 	out := Counter{Entries: make([]CounterEntry, 0, len(c.Entries)+1)}
 	out.Entries = append(out.Entries, c.Entries[:i]...)
@@ -160,6 +171,7 @@ func (c Counter) Reset() Counter {
 	out := Counter{Entries: make([]CounterEntry, len(c.Entries))}
 	for i, e := range c.Entries {
 		e.IncBase, e.DecBase = e.Inc, e.Dec
+		e.IncBaseHi, e.DecBaseHi = e.IncHi, e.DecHi
 		out.Entries[i] = e
 	}
 	return out
@@ -185,7 +197,7 @@ func (c Counter) resetBy(after Counter) bool {
 		if i < len(c.Entries) && c.Entries[i].Actor == a.Actor {
 			e = c.Entries[i]
 		}
-		if a.IncBase > e.IncBase || a.DecBase > e.DecBase {
+		if e.incBase().less(a.incBase()) || e.decBase().less(a.decBase()) {
 			return true
 		}
 	}
@@ -224,8 +236,7 @@ func covers(c, o Counter) bool {
 		if i == len(c.Entries) || c.Entries[i].Actor != y.Actor {
 			return false
 		}
-		x := c.Entries[i]
-		if x.Inc < y.Inc || x.Dec < y.Dec || x.IncBase < y.IncBase || x.DecBase < y.DecBase {
+		if !c.Entries[i].atLeast(y) {
 			return false
 		}
 	}
@@ -247,11 +258,12 @@ func mergeCounters(a, b Counter) Counter {
 			out.Entries = append(out.Entries, y)
 			j++
 		default:
-			out.Entries = append(out.Entries, CounterEntry{
-				Actor: x.Actor,
-				Inc:   max(x.Inc, y.Inc), Dec: max(x.Dec, y.Dec),
-				IncBase: max(x.IncBase, y.IncBase), DecBase: max(x.DecBase, y.DecBase),
-			})
+			e := CounterEntry{Actor: x.Actor}
+			e.setInc(max128(x.inc(), y.inc()))
+			e.setDec(max128(x.dec(), y.dec()))
+			e.setIncBase(max128(x.incBase(), y.incBase()))
+			e.setDecBase(max128(x.decBase(), y.decBase()))
+			out.Entries = append(out.Entries, e)
 			i++
 			j++
 		}
@@ -274,8 +286,7 @@ func (c Counter) Descends(o Counter) bool {
 			}
 			continue
 		}
-		x := c.Entries[i]
-		if x.Inc < y.Inc || x.Dec < y.Dec || x.IncBase < y.IncBase || x.DecBase < y.DecBase {
+		if !c.Entries[i].atLeast(y) {
 			return false
 		}
 	}

@@ -346,6 +346,16 @@ func FuzzDecode(f *testing.F) {
 	f.Add(Object{Reg: r.Update(1, r.Context, nil, true, 3)}.Encode())
 	f.Add([]byte{1})
 	f.Add([]byte{1, 'R', 0xff})
+	wide, _ := Counter{}.Add(4, math.MaxInt64)
+	for range 3 {
+		wide, _ = wide.Add(4, math.MaxInt64)
+		wide, _ = wide.Add(4, -math.MaxInt64)
+	}
+	f.Add(Object{Reg: r, Cnt: MergeCounters(c, wide)}.Encode())
+	f.Add([]byte{1, 'C', 1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 'H', 0, 0, 0, 0}) // high words all 0
+	f.Add([]byte{1, 'C', 1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 6, 0, 'H', 1, 0, 0, 0}) // base under the total once wide
+	f.Add([]byte{1, 'C', 1, 1, 0, 0, 0, 0, 0, 0, 0, 5, 0, 0, 0, 'H', 0, 0, 1, 0}) // base above the total
+	f.Add([]byte{1, 'H', 0, 0, 0, 1})                                             // high words without a counter
 	f.Fuzz(func(t *testing.T, b []byte) {
 		o, err := Decode(b)
 		if err != nil {
@@ -450,8 +460,11 @@ func TestCounterRunningTotalsDoNotWedgeIt(t *testing.T) {
 		}
 		copies = append(copies, c)
 	}
-	if len(c.Entries) < 2 {
-		t.Fatalf("entries %v: the totals passed 2^64 in one entry", c.Entries)
+	if len(c.Entries) != 1 || c.Entries[0].IncHi == 0 {
+		t.Fatalf("entries %v: want one entry whose totals passed 2^64", c.Entries)
+	}
+	if d, err := Decode(Object{Cnt: c}.Encode()); err != nil || !d.Cnt.Equal(c) {
+		t.Fatalf("a counter past 2^64 encodes and decodes as %v, %v; want %v", d.Cnt, err, c)
 	}
 	c = c.Reset() // DEL
 	if c, err = c.Add(1, 5); err != nil || c.Value() != 5 {
@@ -588,4 +601,118 @@ func TestAddingZeroCreatesACounter(t *testing.T) {
 	if m := MergeCounters(again, concurrent); m.Value() != 3 {
 		t.Fatalf("merging the deleted-then-zeroed copy with a concurrent increment of 3: %d, want 3", m.Value())
 	}
+}
+
+// TestCountersTakeAnyMovement: an actor's running totals are 128-bit, so
+// INCRBY and DECRBY of nanosecond timestamps, thousands of times, never
+// run out (64-bit totals and 64 stand-in entries refused the 641st pair),
+// and DEL keeps working after; the entry encodes and merges whole.
+func TestCountersTakeAnyMovement(t *testing.T) {
+	const ts = 1_764_300_000_000_000_000
+	var c Counter
+	var err error
+	var copies []Counter
+	for i := range 5000 {
+		if c, err = c.Add(1, ts); err != nil {
+			t.Fatalf("pair %d, INCRBY: %v", i, err)
+		}
+		if c, err = c.Add(1, -ts); err != nil {
+			t.Fatalf("pair %d, DECRBY: %v", i, err)
+		}
+		if i%1000 == 0 {
+			copies = append(copies, c)
+		}
+	}
+	if c.Value() != 0 || len(c.Entries) != 1 {
+		t.Fatalf("after 5000 pairs: value %d in %d entries, want 0 in 1", c.Value(), len(c.Entries))
+	}
+	d, err := Decode(Object{Cnt: c}.Encode())
+	if err != nil || !d.Cnt.Equal(c) {
+		t.Fatalf("decoded %v, %v; want %v", d.Cnt, err, c)
+	}
+	if _, cnt, err := ParseReadToken(ReadToken(nil, c)); err != nil || !cnt.Equal(c) {
+		t.Fatalf("a token of the counter parses as %v, %v", cnt, err)
+	}
+	c, _ = c.Add(1, 7)
+	for i, old := range copies {
+		if m := MergeCounters(old, c); !m.Equal(c) || m.Value() != 7 || !c.Descends(old) || old.Descends(c) {
+			t.Fatalf("merge with copy %d: %d (equal %v)", i, m.Value(), m.Equal(c))
+		}
+	}
+	c = c.Reset()
+	if c, err = c.Add(1, 3); err != nil || c.Value() != 3 {
+		t.Fatalf("INCRBY 3 after DEL: %d, %v", c.Value(), err)
+	}
+	// Values past int64 over several actors are held at the bounds.
+	var big Counter
+	for a := uint64(1); a <= 4; a++ {
+		e := CounterEntry{Actor: a, IncHi: 1 << 62}
+		big.Entries = append(big.Entries, e)
+	}
+	if big.Value() != math.MaxInt64 {
+		t.Fatalf("four actors each past 2^126: %d, want MaxInt64", big.Value())
+	}
+	for i := range big.Entries {
+		big.Entries[i].DecHi, big.Entries[i].Dec = big.Entries[i].IncHi, 5
+	}
+	if big.Value() != -20 {
+		t.Fatalf("each actor 5 under: %d, want -20", big.Value())
+	}
+}
+
+// TestWideCountersMergeAndEncode: counters whose totals pass 64 bits
+// merge as a join (commutative, associative, idempotent, Descends agreeing
+// with Merge) and encode exactly, as narrow ones do.
+func TestWideCountersMergeAndEncode(t *testing.T) {
+	word := func(t *rapid.T, name string) uint64 {
+		return rapid.SampledFrom([]uint64{0, 1, 5, 1 << 63, math.MaxUint64}).Draw(t, name)
+	}
+	gen := func(t *rapid.T, name string) Counter {
+		var c Counter
+		for a := uint64(1); a <= 3; a++ {
+			if !rapid.Bool().Draw(t, fmt.Sprintf("%s has %d", name, a)) {
+				continue
+			}
+			e := CounterEntry{Actor: a}
+			e.setInc(u128{word(t, "inc hi"), word(t, "inc lo")})
+			e.setDec(u128{word(t, "dec hi"), word(t, "dec lo")})
+			ib, db := u128{word(t, "ibase hi"), word(t, "ibase lo")}, u128{word(t, "dbase hi"), word(t, "dbase lo")}
+			if e.inc().less(ib) {
+				ib = e.inc()
+			}
+			if e.dec().less(db) {
+				db = e.dec()
+			}
+			e.setIncBase(ib)
+			e.setDecBase(db)
+			c.Entries = append(c.Entries, e)
+		}
+		return c
+	}
+	rapid.Check(t, func(t *rapid.T) {
+		a, b, c := gen(t, "a"), gen(t, "b"), gen(t, "c")
+		if !MergeCounters(a, b).Equal(MergeCounters(b, a)) {
+			t.Fatal("merge not commutative")
+		}
+		if !MergeCounters(MergeCounters(a, b), c).Equal(MergeCounters(a, MergeCounters(b, c))) {
+			t.Fatal("merge not associative")
+		}
+		if !MergeCounters(a, a).Equal(a) {
+			t.Fatal("merge not idempotent")
+		}
+		m := MergeCounters(a, b)
+		if !m.Descends(a) || !m.Descends(b) || m.Equal(a) && !a.Descends(b) {
+			t.Fatalf("Descends disagrees with Merge: %v %v", a, b)
+		}
+		o := Object{Cnt: m}
+		enc := o.Encode()
+		if len(enc) != o.EncodedLen() {
+			t.Fatalf("EncodedLen %d, encoding %d bytes", o.EncodedLen(), len(enc))
+		}
+		d, err := Decode(enc)
+		if err != nil || !d.Cnt.Equal(m) {
+			t.Fatalf("decoded %v, %v; want %v", d.Cnt, err, m)
+		}
+		_ = m.Value() // must not panic
+	})
 }

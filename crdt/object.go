@@ -99,7 +99,9 @@ func (o Object) DeleteSeen(actor uint64, ctx Context, seen Counter, now int64) O
 //
 //	version byte (1), then sections in ascending tag order, each at most once:
 //	'C' counter: entry count, per entry: actor (8 bytes LE), then Inc, Dec,
-//	    IncBase, DecBase (uvarints)
+//	    IncBase, DecBase (uvarints): the low 64 bits of each total
+//	'H' the counter's high words, only if one is not 0: per entry of 'C',
+//	    in its order, IncHi, DecHi, IncBaseHi, DecBaseHi (uvarints)
 //	'R' register: context, sibling count, per sibling: actor (8 bytes LE),
 //	    counter (uvarint), time (varint), value length (uvarint), value
 //
@@ -109,6 +111,7 @@ const (
 	encodingVersion = 1
 	tagRegister     = 'R'
 	tagCounter      = 'C'
+	tagCounterHigh  = 'H'
 )
 
 // AppendEncoding appends the binary form of o to b.
@@ -117,6 +120,10 @@ func (o Object) AppendEncoding(b []byte) []byte {
 	if len(o.Cnt.Entries) > 0 {
 		b = append(b, tagCounter)
 		b = o.Cnt.appendBinary(b)
+		if o.Cnt.wide() {
+			b = append(b, tagCounterHigh)
+			b = o.Cnt.appendHigh(b)
+		}
 	}
 	if len(o.Reg.Context) > 0 || len(o.Reg.Siblings) > 0 {
 		b = append(b, tagRegister)
@@ -147,6 +154,28 @@ func (c Counter) appendBinary(b []byte) []byte {
 	return b
 }
 
+// wide reports whether a total of some entry passes 64 bits.
+func (c Counter) wide() bool {
+	for _, e := range c.Entries {
+		if e.wide() {
+			return true
+		}
+	}
+	return false
+}
+
+// appendHigh appends the high words of the counter's totals, as its 'H'
+// section holds them (decoder.counterHigh reads them back).
+func (c Counter) appendHigh(b []byte) []byte {
+	for _, e := range c.Entries {
+		b = binary.AppendUvarint(b, e.IncHi)
+		b = binary.AppendUvarint(b, e.DecHi)
+		b = binary.AppendUvarint(b, e.IncBaseHi)
+		b = binary.AppendUvarint(b, e.DecBaseHi)
+	}
+	return b
+}
+
 // Encode returns the binary form of o, in one allocation.
 func (o Object) Encode() []byte { return o.AppendEncoding(make([]byte, 0, o.EncodedLen())) }
 
@@ -157,6 +186,12 @@ func (o Object) EncodedLen() int {
 		n += 1 + uvarintLen(uint64(len(o.Cnt.Entries)))
 		for _, e := range o.Cnt.Entries {
 			n += 8 + uvarintLen(e.Inc) + uvarintLen(e.Dec) + uvarintLen(e.IncBase) + uvarintLen(e.DecBase)
+		}
+		if o.Cnt.wide() {
+			n++
+			for _, e := range o.Cnt.Entries {
+				n += uvarintLen(e.IncHi) + uvarintLen(e.DecHi) + uvarintLen(e.IncBaseHi) + uvarintLen(e.DecBaseHi)
+			}
 		}
 	}
 	if len(o.Reg.Context) > 0 || len(o.Reg.Siblings) > 0 {
@@ -208,10 +243,13 @@ func Decode(b []byte) (Object, error) {
 			o.Reg = d.register()
 		case tagCounter:
 			o.Cnt = d.counter()
+		case tagCounterHigh:
+			d.counterHigh(&o.Cnt)
 		default:
 			d.fail("unknown section %q", tag)
 		}
 	}
+	d.checkCounter(o.Cnt)
 	if d.err != nil {
 		return Object{}, d.err
 	}
@@ -347,13 +385,38 @@ func (d *decoder) counter() Counter {
 		if d.err != nil {
 			break
 		}
-		if e.IncBase > e.Inc || e.DecBase > e.Dec {
-			d.fail("counter base above total for actor %x", e.Actor)
-		}
 		if i > 0 && e.Actor <= c.Entries[i-1].Actor {
 			d.fail("counter actors not strictly ascending")
 		}
 		c.Entries = append(c.Entries, e)
 	}
 	return c
+}
+
+// counterHigh reads the 'H' section into c's entries, which the 'C'
+// section read.
+func (d *decoder) counterHigh(c *Counter) {
+	if len(c.Entries) == 0 {
+		d.fail("counter high words without a counter")
+		return
+	}
+	wide := false
+	for i := range c.Entries {
+		e := &c.Entries[i]
+		e.IncHi, e.DecHi, e.IncBaseHi, e.DecBaseHi = d.uvarint(), d.uvarint(), d.uvarint(), d.uvarint()
+		wide = wide || e.wide()
+	}
+	if d.err == nil && !wide {
+		d.fail("counter high words all 0") // left out when they are
+	}
+}
+
+// checkCounter checks c's entries once whole: no base above its total.
+func (d *decoder) checkCounter(c Counter) {
+	for _, e := range c.Entries {
+		if !e.valid() {
+			d.fail("counter base above total for actor %x", e.Actor)
+			return
+		}
+	}
 }
