@@ -185,8 +185,7 @@ func (c Counter) ResetSeen(seen Counter) Counter {
 }
 
 // resetBy reports whether after, c once a delete applied, reset changes
-// that counted: some actor's base rose (an entry after has and c lacks
-// is the delete's own knowledge of changes c had not received).
+// that counted in c: some actor's base rose.
 func (c Counter) resetBy(after Counter) bool {
 	i := 0
 	for _, a := range after.Entries {

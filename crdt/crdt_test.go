@@ -552,7 +552,7 @@ func FuzzParseToken(f *testing.F) {
 		// A write or a delete with it must not panic, and must keep
 		// the counter's invariants (bases not above totals).
 		_ = r.Update(3, ctx, []byte("x"), false, 4)
-		o := Object{Reg: r, Cnt: c}.DeleteSeen(3, ctx, cnt, 5)
+		o, _ := Object{Reg: r, Cnt: c}.DeleteSeen(3, ctx, cnt, 5)
 		if _, err := Decode(o.Encode()); err != nil {
 			t.Fatalf("a delete with token %q left an object that does not decode: %v", tok, err)
 		}
@@ -715,4 +715,32 @@ func TestWideCountersMergeAndEncode(t *testing.T) {
 		}
 		_ = m.Value() // must not panic
 	})
+}
+
+// TestDeleteSeenSaysWhetherItDeleted: a delete with a token deleted
+// something only if it reset changes that counted, here or in what the
+// read saw; a token of a counter already deleted when read (a plain DEL in
+// a cluster sends the quorum read's counter) deleted nothing, on a replica
+// that lacks the counter or holds older totals of it.
+func TestDeleteSeenSaysWhetherItDeleted(t *testing.T) {
+	live, _ := Counter{}.Add(7, 3)
+	if _, deleted := (Object{}).DeleteSeen(1, nil, live, 1); !deleted {
+		t.Error("a token that saw +3 on a replica that lacks them: not deleted")
+	}
+	if _, deleted := (Object{}).DeleteSeen(1, nil, live.Reset(), 1); deleted {
+		t.Error("a token of a counter reset before the read, on a replica that lacks it: deleted")
+	}
+	older, _ := Counter{}.Add(7, 1)
+	more, _ := older.Add(7, 2)
+	if _, deleted := (Object{Cnt: older.Reset()}).DeleteSeen(1, nil, more.Reset(), 1); deleted {
+		t.Error("a replica with older reset totals, a token reset after more: deleted")
+	}
+	zero, _ := live.Add(7, -3) // +3 -3: live, at 0
+	later, _ := zero.Add(7, 1)
+	if _, deleted := (Object{Cnt: later}).DeleteSeen(1, nil, zero, 1); !deleted {
+		t.Error("a token that saw +3 -3, the replica at +1 more: not deleted")
+	}
+	if _, deleted := (Object{Cnt: later}).DeleteSeen(1, nil, Counter{}, 1); deleted {
+		t.Error("a token that saw no counter: deleted")
+	}
 }

@@ -58,14 +58,6 @@ func (o Object) Kind() Kind {
 // Conflicted reports whether o holds a live register and a live counter.
 func (o Object) Conflicted() bool { return o.Reg.Live() && o.Cnt.Live() }
 
-// Lost reports whether after, o as a delete left it, lost something: a
-// sibling o held, or increments or decrements that counted (here, or on
-// the replicas the delete's read saw them on). A delete whose context
-// covered none of it lost nothing.
-func (o Object) Lost(after Object) bool {
-	return len(after.Reg.Siblings) < len(o.Reg.Siblings) || o.Cnt.resetBy(after.Cnt)
-}
-
 // Merge returns the object that has seen both a and b, component-wise.
 func Merge(a, b Object) Object {
 	return Object{Reg: MergeRegisters(a.Reg, b.Reg), Cnt: MergeCounters(a.Cnt, b.Cnt)}
@@ -90,9 +82,13 @@ func (o Object) Delete(actor uint64, ctx Context, now int64) Object {
 // DeleteSeen returns the object as a delete of what a read saw leaves it
 // (a delete with a context token): the register drops what ctx covers and
 // the counter resets the increments of seen, and no others. Increments
-// the read had not seen, here or on other replicas, survive.
-func (o Object) DeleteSeen(actor uint64, ctx Context, seen Counter, now int64) Object {
-	return Object{Reg: o.Reg.Update(actor, ctx, nil, true, now), Cnt: o.Cnt.ResetSeen(seen)}
+// the read had not seen, here or on other replicas, survive. It also
+// reports whether the delete deleted something: a sibling this replica
+// held, or changes that counted here or in what the read saw (not those
+// an earlier delete had reset already).
+func (o Object) DeleteSeen(actor uint64, ctx Context, seen Counter, now int64) (Object, bool) {
+	after := Object{Reg: o.Reg.Update(actor, ctx, nil, true, now), Cnt: o.Cnt.ResetSeen(seen)}
+	return after, len(after.Reg.Siblings) < len(o.Reg.Siblings) || MergeCounters(o.Cnt, seen).resetBy(after.Cnt)
 }
 
 // Encoding:

@@ -557,10 +557,10 @@ var errNothingToDo = errors.New("node: nothing to do")
 func deleteFn(actor uint64, opts wire.WriteOptions, clock func() time.Time, existed *bool) func(crdt.Object, bool) (crdt.Object, error) {
 	return func(cur crdt.Object, _ bool) (crdt.Object, error) {
 		if opts.HasContext {
-			next := cur.DeleteSeen(actor, opts.Context, opts.Counter, clock().UnixNano())
+			next, deleted := cur.DeleteSeen(actor, opts.Context, opts.Counter, clock().UnixNano())
 			// Only what the token covered goes: a token read before
 			// this replica's values deletes none of them.
-			*existed = cur.Lost(next)
+			*existed = deleted
 			return next, nil
 		}
 		*existed = cur.Kind() != crdt.KindNone

@@ -221,3 +221,38 @@ func TestADeleteWithACounterTokenSaysItDeleted(t *testing.T) {
 		t.Fatalf("after the delete: %d, want the 1 made after the read", after.Cnt.Value())
 	}
 }
+
+// TestDelOfACounterDeletedBeforeAnswersZero: a key whose counter was
+// deleted long ago (every entry reset) does not exist: DEL answers 0
+// through any node, also one whose replica never received the old counter
+// (it was down, or a stand-in held its copy) (a review's finding).
+func TestDelOfACounterDeletedBeforeAnswersZero(t *testing.T) {
+	names := []string{"n1", "n2", "n3"}
+	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W = 3, 2, 2
+		cfg.ReadRepairChance = 0
+		cfg.Handoff.Interval = -1
+	})
+	ctx := context.Background()
+	k := tc.keyLedBy(t, "n1")
+	p := ring.Partition([]byte(k), 64)
+	var dead crdt.Object
+	c, _ := dead.Cnt.Add(0xc0ffee, 3)
+	dead.Cnt = c.Reset() // INCRBY 3, then DEL: gone
+	for _, name := range []string{"n2", "n3"} { // n1 never got it
+		if _, err := tc.nodes[name].cfg.Store.Merge(p, []byte(k), dead); err != nil {
+			t.Fatal(err)
+		}
+	}
+	o, err := tc.nodes["n1"].Get(ctx, []byte(k))
+	if err != nil || o.Kind() != crdt.KindNone {
+		t.Fatalf("read: kind %v, %v; want none", o.Kind(), err)
+	}
+	existed, err := tc.nodes["n1"].Delete(ctx, []byte(k), wire.WriteOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if existed {
+		t.Fatalf("DEL of a key that does not exist (its counter deleted before) answered 1")
+	}
+}

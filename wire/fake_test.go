@@ -97,9 +97,9 @@ func (f *fakeBackend) Delete(_ context.Context, key []byte, opts WriteOptions) (
 	}
 	cur := f.mu.objs[string(key)]
 	if opts.HasContext {
-		next := cur.DeleteSeen(fakeActor, opts.Context, opts.Counter, f.tickLocked())
+		next, deleted := cur.DeleteSeen(fakeActor, opts.Context, opts.Counter, f.tickLocked())
 		f.mu.objs[string(key)] = next
-		return cur.Lost(next), nil
+		return deleted, nil
 	}
 	existed := cur.Kind() != crdt.KindNone
 	if !existed {
