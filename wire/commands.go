@@ -937,7 +937,7 @@ func (s *Server) infoSections() []InfoSection {
 		{"connected_clients", itoa(s.clients.Load())},
 		{"maxclients", strconv.Itoa(s.cfg.MaxClients)},
 		{"blocked_clients", "0"},
-		{"unread_reply_bytes", itoa(s.spilled.Load())}, // held for clients that have not read them yet
+		{"unread_reply_bytes", itoa(s.spilled.total.Load())}, // held for clients that have not read them yet
 	}}
 	stats := InfoSection{Name: "Stats", Fields: [][2]string{
 		{"total_connections_received", itoa(s.totalConns.Load())},

@@ -119,7 +119,7 @@ type Server struct {
 	idleTimeouts   atomic.Int64
 	nextID         atomic.Int64
 	deferred       atomic.Int64 // pipelined writes in flight, all connections (MaxDeferredWrites)
-	spilled        atomic.Int64 // bytes of replies held by spill writers, all connections (spillBudget)
+	spilled        spillPool    // the replies spill writers hold, all connections (spillBudget)
 
 	sessMu   sync.Mutex
 	sessions map[int64]*session // the connections served, by id (CLIENT LIST, KILL)

@@ -37,7 +37,7 @@ type spillWriter struct {
 	limit   int           // maxSpilledReplies
 	floor   int64         // spillFloor
 	budget  int64         // spillBudget
-	total   *atomic.Int64 // bytes held by every connection's spill writer
+	pool    *spillPool    // what every connection's spill writer holds
 
 	mu     sync.Mutex
 	cond   sync.Cond
@@ -48,8 +48,49 @@ type spillWriter struct {
 	done   chan struct{}
 }
 
-func newSpillWriter(c net.Conn, timeout time.Duration, total *atomic.Int64) *spillWriter {
-	w := &spillWriter{c: c, timeout: timeout, limit: maxSpilledReplies, floor: spillFloor, budget: spillBudget, total: total, done: make(chan struct{})}
+// spillPool is what the connections' spill writers share: the bytes they
+// hold, and which of them wait for the budget (those another's writes
+// free it for, not only their own).
+type spillPool struct {
+	total   atomic.Int64
+	mu      sync.Mutex
+	waiting map[*spillWriter]struct{}
+}
+
+// release counts n bytes written or dropped, and wakes the writers that
+// wait for the budget once it has room.
+func (p *spillPool) release(n int, budget int64) {
+	if p.total.Add(-int64(n)) > budget {
+		return
+	}
+	p.mu.Lock()
+	waiting := make([]*spillWriter, 0, len(p.waiting))
+	for w := range p.waiting {
+		waiting = append(waiting, w)
+	}
+	p.mu.Unlock()
+	for _, w := range waiting {
+		w.mu.Lock()
+		w.cond.Broadcast()
+		w.mu.Unlock()
+	}
+}
+
+func (p *spillPool) wait(w *spillWriter, on bool) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if !on {
+		delete(p.waiting, w)
+		return
+	}
+	if p.waiting == nil {
+		p.waiting = map[*spillWriter]struct{}{}
+	}
+	p.waiting[w] = struct{}{}
+}
+
+func newSpillWriter(c net.Conn, timeout time.Duration, pool *spillPool) *spillWriter {
+	w := &spillWriter{c: c, timeout: timeout, limit: maxSpilledReplies, floor: spillFloor, budget: spillBudget, pool: pool, done: make(chan struct{})}
 	w.cond.L = &w.mu
 	go w.run()
 	return w
@@ -67,11 +108,19 @@ func (w *spillWriter) write(b []byte) bool {
 	}
 	w.queue = append(w.queue, b)
 	w.held += len(b)
-	w.total.Add(int64(len(b)))
+	w.pool.total.Add(int64(len(b)))
 	w.cond.Broadcast()
-	for w.err == nil && (w.held > w.limit || int64(w.held) > w.floor && w.total.Load() > w.budget) {
-		w.cond.Wait() // woken as this connection's writer writes
+	for {
+		// Woken as this connection's writer writes, and, while it waits
+		// for the budget, as any connection's frees it: registered before
+		// the check, so that a release after the check wakes it.
+		w.pool.wait(w, true)
+		if w.err != nil || w.held <= w.limit && (int64(w.held) <= w.floor || w.pool.total.Load() <= w.budget) {
+			break
+		}
+		w.cond.Wait()
 	}
+	w.pool.wait(w, false)
 	return w.err == nil
 }
 
@@ -124,16 +173,19 @@ func (w *spillWriter) run() {
 			w.c.SetWriteDeadline(time.Time{})
 		}
 		w.mu.Lock()
+		released := len(b)
 		w.held -= len(b)
-		w.total.Add(-int64(len(b)))
 		if err != nil {
 			// The client stopped reading for the write timeout, or is
 			// gone: the connection closes, which also ends its
 			// goroutine's read.
-			w.total.Add(-int64(w.held))
+			released += w.held
 			w.err, w.queue, w.held = err, nil, 0
 			w.c.Close()
 		}
 		w.cond.Broadcast()
+		w.mu.Unlock() // release locks other writers
+		w.pool.release(released, w.budget)
+		w.mu.Lock()
 	}
 }

@@ -3,7 +3,6 @@ package wire
 import (
 	"io"
 	"net"
-	"sync/atomic"
 	"testing"
 	"testing/synctest"
 )
@@ -15,10 +14,11 @@ import (
 // reads. Every byte arrives, in order.
 func TestSpillWriterHoldsBackAClientOverItsBounds(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		var total atomic.Int64
+		var pool spillPool
+		total := &pool.total
 		start := func(limit int, floor, budget int64) (*spillWriter, net.Conn) {
 			srv, cli := net.Pipe() // a write waits until the other end reads
-			w := newSpillWriter(srv, 0, &total)
+			w := newSpillWriter(srv, 0, &pool)
 			w.limit, w.floor, w.budget = limit, floor, budget
 			t.Cleanup(func() { cli.Close(); w.close() })
 			return w, cli
@@ -82,6 +82,49 @@ func TestSpillWriterHoldsBackAClientOverItsBounds(t *testing.T) {
 		}
 		if n := total.Load(); n != 0 {
 			t.Fatalf("%d bytes counted as held once every client read them", n)
+		}
+	})
+}
+
+// TestSpillWriterWaitingForTheBudgetGoesOnWhenOthersFreeIt: a connection
+// held back only because others filled the budget goes on once they free
+// it, although its own client does not read (it is still writing the
+// pipeline this connection stopped reading): waking it only on its own
+// writes was the deadlock spilling removes (a review's finding).
+func TestSpillWriterWaitingForTheBudgetGoesOnWhenOthersFreeIt(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		var pool spillPool
+		start := func() (*spillWriter, net.Conn) {
+			srv, cli := net.Pipe()
+			w := newSpillWriter(srv, 0, &pool)
+			w.limit, w.floor, w.budget = 100, 10, 30
+			t.Cleanup(func() { cli.Close(); w.close() })
+			return w, cli
+		}
+		b, bClient := start()
+		if !b.write(make([]byte, 25)) {
+			t.Fatal("write failed")
+		}
+		c, _ := start() // its client does not read
+		done := make(chan bool, 1)
+		go func() { done <- c.write(make([]byte, 20)) }() // 45 held: over the budget, c over its floor
+		synctest.Wait()
+		select {
+		case <-done:
+			t.Fatal("c did not wait while over the budget")
+		default:
+		}
+		if _, err := io.ReadFull(bClient, make([]byte, 25)); err != nil { // b's client reads everything
+			t.Fatal(err)
+		}
+		synctest.Wait()
+		select {
+		case ok := <-done:
+			if !ok {
+				t.Fatal("write failed")
+			}
+		default:
+			t.Fatalf("the budget is free again (%d of 30 held), but c still waits", pool.total.Load())
 		}
 	})
 }
