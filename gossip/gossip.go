@@ -845,9 +845,12 @@ func (g *Gossip) reapLearned(now time.Time) bool {
 }
 
 // answerFailed answers a failedQuery with the members this node knows as
-// failed (serf's and learned ones) or gone for good, as many as fit.
+// failed (serf's and learned ones) or gone for good, as many as fit: if
+// they do not all fit, without their client and HTTP addresses (only
+// shown in INFO) first, and then the least urgent left out.
 func (g *Gossip) answerFailed(q *serf.Query) {
 	entries := g.failedEntries()
+	stripped := false
 	for len(entries) > 0 {
 		b, _ := json.Marshal(entries)
 		err := q.Respond(b)
@@ -857,6 +860,13 @@ func (g *Gossip) answerFailed(q *serf.Query) {
 		if !strings.Contains(err.Error(), "exceeds limit") {
 			g.cfg.Logger.Debug("answering about failed members", "err", err)
 			return
+		}
+		if !stripped {
+			for i := range entries {
+				entries[i].Client, entries[i].HTTP = "", ""
+			}
+			stripped = true
+			continue
 		}
 		entries = entries[:len(entries)*3/4]
 	}

@@ -2,6 +2,7 @@ package gossip
 
 import (
 	"bytes"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"os"
@@ -547,4 +548,37 @@ func TestNodesStartedApartAfterAFullStopFindEachOther(t *testing.T) {
 	for _, g := range []*Gossip{n1, n2, n3} {
 		testutil.Eventually(t, 15*time.Second, "all alive again, one cluster", func() bool { return summary(g.Members()) == all })
 	}
+}
+
+// TestEveryFailedMemberFitsTheAnswer: a node learns 8 failed members (a
+// rack, in a larger cluster) from another's answer to the rumor-failed
+// query. They fit serf's 1024-byte answer without their client and HTTP
+// addresses, which are left out rather than members (a review's finding:
+// with them, two of the eight were never learned).
+func TestEveryFailedMemberFitsTheAnswer(t *testing.T) {
+	dir := t.TempDir()
+	const n = 8
+	now := time.Now().UnixMilli()
+	var entries []map[string]any
+	var want []string
+	for i := range n {
+		// As members.json holds them (c and h are ignored by the previous version).
+		entries = append(entries, map[string]any{"n": fmt.Sprintf("rumor-%02d", i),
+			"a": fmt.Sprintf("10.1.2.%d:7946", 100+i), "p": fmt.Sprintf("10.1.2.%d:7947", 100+i),
+			"c": fmt.Sprintf("10.1.2.%d:6379", 100+i), "h": fmt.Sprintf("10.1.2.%d:8080", 100+i), "t": now})
+		want = append(want, fmt.Sprintf("rumor-%02d=failed", i))
+	}
+	b, _ := json.Marshal(entries)
+	t.Logf("members.json (and answer) payload: %d bytes", len(b))
+	file := filepath.Join(dir, "a.members")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startWith(t, "a", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.MembersPath = file })
+	bn := startWith(t, "b", "127.0.0.1:0", 64, "", nil, func(*Config) {})
+	if _, err := bn.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	all := "a=alive b=alive " + strings.Join(want, " ")
+	testutil.Eventually(t, 5*time.Second, "b to learn every failed member", func() bool { return summary(bn.Members()) == all })
 }
