@@ -238,7 +238,7 @@ func TestDelOfACounterDeletedBeforeAnswersZero(t *testing.T) {
 	p := ring.Partition([]byte(k), 64)
 	var dead crdt.Object
 	c, _ := dead.Cnt.Add(0xc0ffee, 3)
-	dead.Cnt = c.Reset() // INCRBY 3, then DEL: gone
+	dead.Cnt = c.Reset()                        // INCRBY 3, then DEL: gone
 	for _, name := range []string{"n2", "n3"} { // n1 never got it
 		if _, err := tc.nodes[name].cfg.Store.Merge(p, []byte(k), dead); err != nil {
 			t.Fatal(err)
