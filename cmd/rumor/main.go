@@ -161,6 +161,19 @@ func runNode(c *cli.Context) error {
 		}
 		n = r.n
 	case sig := <-sigs:
+		select {
+		case r := <-startc:
+			// Started meanwhile (it logs "node started" before Start
+			// returns, and a supervisor or a test may signal on that
+			// line): a clean shutdown, not an exit where it stands,
+			// which left the store unclosed.
+			if r.err != nil {
+				return r.err
+			}
+			logger.Info("shutting down", "signal", sig.String())
+			return r.n.Close()
+		default:
+		}
 		return fmt.Errorf("%s while the node was starting: exiting", sig)
 	case err := <-startFailed:
 		return fmt.Errorf("the store failed while the node was starting: %w", err)
