@@ -147,9 +147,20 @@ func ReadToken(ctx Context, cnt Counter) string {
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 
+// Bounds on the counter a token carries, which anyone can paste: a delete
+// with it merges its entries in. A total near 2^128 would leave an actor
+// (INFO shows a node's) no room for an increment, for good, and entries
+// without number would grow the key's object. No read ever gets near
+// either: 2^126 is 10^20 INCRBYs of a nanosecond timestamp, and a counter
+// has an entry per node that wrote it.
+const (
+	maxTokenCounterHigh    = 1<<62 - 1
+	maxTokenCounterEntries = 1024
+)
+
 // ParseReadToken reads what ReadToken wrote (a Context.Token too, with
 // no counter). It rejects anything ReadToken could not have produced with
-// an error wrapping ErrCorrupt.
+// an error wrapping ErrCorrupt, and a counter past the bounds above.
 func ParseReadToken(tok string) (Context, Counter, error) {
 	b, err := base64.RawURLEncoding.Strict().DecodeString(tok)
 	if err != nil {
@@ -168,6 +179,15 @@ func ParseReadToken(tok string) (Context, Counter, error) {
 			d.counterHigh(&cnt)
 		}
 		d.checkCounter(cnt)
+		if len(cnt.Entries) > maxTokenCounterEntries {
+			d.fail("context token carries %d counter entries, over %d", len(cnt.Entries), maxTokenCounterEntries)
+		}
+		for _, e := range cnt.Entries {
+			if max(e.IncHi, e.DecHi) > maxTokenCounterHigh {
+				d.fail("context token carries a counter total over 2^126")
+				break
+			}
+		}
 	}
 	if d.err == nil && len(d.b) != 0 {
 		d.fail("context token has %d trailing bytes", len(d.b))

@@ -744,3 +744,56 @@ func TestDeleteSeenSaysWhetherItDeleted(t *testing.T) {
 		t.Error("a token that saw no counter: deleted")
 	}
 }
+
+// TestTokensCannotWedgeACounter: a token is client input, and a delete
+// merges its counter in. One that put a node's actor (INFO shows it) and
+// its stand-ins at 2^128-1 left INCR through that node no room, for good,
+// DEL included (a review's finding); one with entries without number would
+// grow the object. Both are refused; honest tokens are not.
+func TestTokensCannotWedgeACounter(t *testing.T) {
+	const actor = 0x1234
+	var crafted Counter
+	for k := uint64(0); k < maxStandIns; k++ {
+		e := CounterEntry{Actor: standIn(actor, k)}
+		e.setInc(u128{math.MaxUint64, math.MaxUint64})
+		e.setDec(u128{math.MaxUint64, math.MaxUint64})
+		crafted = MergeCounters(crafted, Counter{Entries: []CounterEntry{e}})
+	}
+	if _, _, err := ParseReadToken(ReadToken(nil, crafted)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a token of totals near 2^128: %v, want ErrCorrupt", err)
+	}
+	var many Counter
+	for a := uint64(1); a <= maxTokenCounterEntries+1; a++ {
+		many.Entries = append(many.Entries, CounterEntry{Actor: a, Inc: 1})
+	}
+	if _, _, err := ParseReadToken(ReadToken(nil, many)); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("a token of %d counter entries: %v, want ErrCorrupt", len(many.Entries), err)
+	}
+	many.Entries = many.Entries[:maxTokenCounterEntries]
+	honest, _ := Counter{}.Add(actor, math.MaxInt64)
+	for range 100 {
+		honest, _ = honest.Add(actor, math.MaxInt64)
+		honest, _ = honest.Add(actor, -math.MaxInt64)
+	}
+	for _, c := range []Counter{many, honest} {
+		if _, got, err := ParseReadToken(ReadToken(nil, c)); err != nil || !got.Equal(c) {
+			t.Fatalf("an honest token of %d entries: %v, %v", len(c.Entries), got, err)
+		}
+	}
+}
+
+// TestDecodeRefusesOverlongNumbers: the encoder writes every number in
+// its shortest form, so a padded one is not its encoding.
+func TestDecodeRefusesOverlongNumbers(t *testing.T) {
+	c, _ := Counter{}.Add(1, 5)
+	good := Object{Cnt: c}.Encode()
+	if _, err := Decode(good); err != nil {
+		t.Fatal(err)
+	}
+	// 'C', count 1, actor (8 bytes), then Inc 5 written as 0x85 0x00.
+	bad := append(append([]byte{}, good[:11]...), 0x85, 0x00)
+	bad = append(bad, good[12:]...)
+	if _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
+		t.Fatalf("an overlong total decoded: %v", err)
+	}
+}

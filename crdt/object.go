@@ -272,6 +272,10 @@ func (d *decoder) uvarint() uint64 {
 		d.fail("bad or truncated uvarint")
 		return 0
 	}
+	if n != uvarintLen(v) {
+		d.fail("overlong uvarint") // the encoder writes the shortest
+		return 0
+	}
 	d.b = d.b[n:]
 	return v
 }
