@@ -294,7 +294,7 @@ func (s *Server) serveConn(c net.Conn) {
 	// (writeNow); what the socket cannot take at once leaves from a spill
 	// writer's goroutine, so that this one goes on reading commands (see
 	// spillWriter).
-	raw := rawConn(c)
+	raw := newRawWriter(c)
 	var spill *spillWriter
 	spillRest := func(rest []byte) bool {
 		if spill == nil {
@@ -320,7 +320,7 @@ func (s *Server) serveConn(c net.Conn) {
 			return spillRest(out) // after the replies it holds
 		}
 		if raw != nil {
-			n, err := writeNow(raw, out)
+			n, err := raw.writeNow(out)
 			switch {
 			case err != nil:
 				return false

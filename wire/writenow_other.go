@@ -2,11 +2,11 @@
 
 package wire
 
-import (
-	"net"
-	"syscall"
-)
+import "net"
 
-func rawConn(net.Conn) syscall.RawConn { return nil }
+// rawWriter is unix only: elsewhere replies are written with c.Write.
+type rawWriter struct{}
 
-func writeNow(syscall.RawConn, []byte) (int, error) { panic("unreachable: rawConn is nil") }
+func newRawWriter(net.Conn) *rawWriter { return nil }
+
+func (*rawWriter) writeNow([]byte) (int, error) { panic("unreachable: newRawWriter gives nil") }
