@@ -278,8 +278,9 @@ func cmdVGet(s *Server, c *session, args [][]byte, out []byte) []byte {
 	}
 	if conflict {
 		// The key was INCRed concurrently with its SETs: the counter's
-		// total comes last, and a write with the token resets it.
-		out = AppendBulkString(out, strconv.FormatInt(o.Cnt.Value(), 10))
+		// total comes last, an integer where the siblings are bulk
+		// strings, and a write with the token resets it.
+		out = AppendInt(out, o.Cnt.Value())
 	}
 	return out
 }

@@ -545,13 +545,13 @@ func TestServerTypeConflictIsShownAndResolved(t *testing.T) {
 	e.be.IncrConcurrent(0x2, "k", 3)
 	c.check(`$"v"`, "GET", "k")
 	tok := srvToken(t, c, "k")
-	c.check(fmt.Sprintf(`*[$%q, $"v", $"3"]`, tok), "VGET", "k")
+	c.check(fmt.Sprintf(`*[$%q, $"v", :3]`, tok), "VGET", "k")
 	c.check(srvWrongType, "INCR", "k")
 	// A write with a token read before the increments resolves the
 	// siblings it saw, not the counter.
 	c.check(`+"OK"`, "SET", "k", "v2", "CTX", crdt.ReadToken(e.be.Object("k").Reg.Context, crdt.Counter{}))
 	tok = srvToken(t, c, "k")
-	c.check(fmt.Sprintf(`*[$%q, $"v2", $"3"]`, tok), "VGET", "k")
+	c.check(fmt.Sprintf(`*[$%q, $"v2", :3]`, tok), "VGET", "k")
 	// VGET's token covers the counter: the write resolves the conflict.
 	c.check(`+"OK"`, "SET", "k", "v3", "CTX", tok)
 	c.check(fmt.Sprintf(`*[$%q, $"v3"]`, srvToken(t, c, "k")), "VGET", "k")
