@@ -139,11 +139,7 @@ func ReadToken(ctx Context, cnt Counter) string {
 		return ctx.Token()
 	}
 	b := ctx.appendBinary([]byte{tokenCounterVersion})
-	b = cnt.appendBinary(b)
-	if cnt.wide() {
-		b = append(b, tagCounterHigh)
-		b = cnt.appendHigh(b)
-	}
+	b = cnt.appendHigh(cnt.appendBinary(b))
 	return base64.RawURLEncoding.EncodeToString(b)
 }
 

@@ -2,6 +2,7 @@ package crdt
 
 import (
 	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
 	"math"
@@ -795,5 +796,18 @@ func TestDecodeRefusesOverlongNumbers(t *testing.T) {
 	bad = append(bad, good[12:]...)
 	if _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
 		t.Fatalf("an overlong total decoded: %v", err)
+	}
+}
+
+// TestUvarintLenAgreesWithTheEncoder: the decoder refuses a number not in
+// the length uvarintLen gives, so it must be the encoder's, at every
+// boundary.
+func TestUvarintLenAgreesWithTheEncoder(t *testing.T) {
+	for shift := range 64 {
+		for _, x := range []uint64{1<<shift - 1, 1 << shift, 1<<shift + 1, math.MaxUint64} {
+			if got, want := uvarintLen(x), len(binary.AppendUvarint(nil, x)); got != want {
+				t.Fatalf("uvarintLen(%d) = %d, the encoding is %d bytes", x, got, want)
+			}
+		}
 	}
 }

@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math/bits"
 )
 
 // ErrCorrupt is wrapped by every decoding error.
@@ -116,10 +117,7 @@ func (o Object) AppendEncoding(b []byte) []byte {
 	if len(o.Cnt.Entries) > 0 {
 		b = append(b, tagCounter)
 		b = o.Cnt.appendBinary(b)
-		if o.Cnt.wide() {
-			b = append(b, tagCounterHigh)
-			b = o.Cnt.appendHigh(b)
-		}
+		b = o.Cnt.appendHigh(b)
 	}
 	if len(o.Reg.Context) > 0 || len(o.Reg.Siblings) > 0 {
 		b = append(b, tagRegister)
@@ -160,9 +158,13 @@ func (c Counter) wide() bool {
 	return false
 }
 
-// appendHigh appends the high words of the counter's totals, as its 'H'
-// section holds them (decoder.counterHigh reads them back).
+// appendHigh appends the 'H' section, the high words of the counter's
+// totals (decoder.counterHigh reads them back), if one is not 0.
 func (c Counter) appendHigh(b []byte) []byte {
+	if !c.wide() {
+		return b
+	}
+	b = append(b, tagCounterHigh)
 	for _, e := range c.Entries {
 		b = binary.AppendUvarint(b, e.IncHi)
 		b = binary.AppendUvarint(b, e.DecHi)
@@ -204,12 +206,7 @@ func (o Object) EncodedLen() int {
 }
 
 func uvarintLen(x uint64) int {
-	n := 1
-	for x >= 0x80 {
-		x >>= 7
-		n++
-	}
-	return n
+	return (bits.Len64(x|1) + 6) / 7
 }
 
 // Decode reads an object from its binary form. Sibling values alias b. It

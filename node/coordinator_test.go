@@ -530,11 +530,7 @@ func TestForwardedWriteIsNotRetriedOnAnotherReplicaAfterItMayHaveApplied(t *test
 // in. Read repair is off: what the read returns is what it merged.
 func TestReadsMergeWhatEachCopyHolds(t *testing.T) {
 	names := []string{"n1", "n2", "n3"}
-	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
-		cfg.Replicas, cfg.R, cfg.W = 3, 2, 2
-		cfg.ReadRepairChance = 0
-		cfg.Handoff.Interval = -1
-	})
+	tc := newQuietCluster(t, names, 2, 2)
 	ctx := context.Background()
 	all := wire.WithQuorum(ctx, wire.Quorum{R: 3})
 	// The copy on n1 (the coordinator) missing, then the others'.
@@ -588,11 +584,30 @@ func (tc *testCluster) mergeConcurrent(t *testing.T, key, value string, names ..
 	t.Helper()
 	var other crdt.Object
 	other.Reg = other.Reg.Update(0xfeed, nil, []byte(value), false, 2)
+	tc.mergeInto(t, key, other, names...)
+}
+
+// mergeInto merges o into the named nodes' own copies of key, as a copy
+// reaching only them would.
+func (tc *testCluster) mergeInto(t *testing.T, key string, o crdt.Object, names ...string) {
+	t.Helper()
 	for _, name := range names {
-		if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte(key), 64), []byte(key), other); err != nil {
+		if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte(key), 64), []byte(key), o); err != nil {
 			t.Fatal(err)
 		}
 	}
+}
+
+// newQuietCluster is a cluster of N=3 with read repair and handoff off:
+// each copy holds what a test put there, and a read returns what it
+// merged.
+func newQuietCluster(t *testing.T, names []string, r, w int) *testCluster {
+	t.Helper()
+	return newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
+		cfg.Replicas, cfg.R, cfg.W = 3, r, w
+		cfg.ReadRepairChance = 0
+		cfg.Handoff.Interval = -1
+	})
 }
 
 // A read of R=1 on a replica is answered by the replica's own copy, taken
@@ -600,11 +615,7 @@ func (tc *testCluster) mergeConcurrent(t *testing.T, key, value string, names ..
 // hold nor needs them up.
 func TestAReadOfOneIsAnsweredByTheOwnCopy(t *testing.T) {
 	names := []string{"n1", "n2", "n3"}
-	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
-		cfg.Replicas, cfg.R, cfg.W = 3, 1, 3
-		cfg.ReadRepairChance = 0
-		cfg.Handoff.Interval = -1
-	})
+	tc := newQuietCluster(t, names, 1, 3)
 	ctx := context.Background()
 	if err := tc.nodes["n1"].Put(ctx, []byte("k"), []byte("a"), wire.WriteOptions{}); err != nil {
 		t.Fatal(err)

@@ -5,7 +5,6 @@ import (
 	"testing"
 
 	"github.com/rumor-kv/rumor/crdt"
-	"github.com/rumor-kv/rumor/ring"
 	"github.com/rumor-kv/rumor/wire"
 )
 
@@ -35,11 +34,7 @@ func TestDelOfACounterDeletesWhatTheReadFound(t *testing.T) {
 		// not the coordinator's copy.
 		var other crdt.Object
 		other.Cnt, _ = other.Cnt.Add(0xfeed, 5)
-		for _, name := range others {
-			if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte(k), 64), []byte(k), other); err != nil {
-				t.Fatal(err)
-			}
-		}
+		tc.mergeInto(t, k, other, others...)
 		existed, err := tc.nodes[entry].Delete(ctx, []byte(k), wire.WriteOptions{})
 		if err != nil || !existed {
 			t.Fatalf("%s: Delete = %v, %v; want true", via, existed, err)

@@ -144,14 +144,7 @@ func (tc *testCluster) missedBy(t *testing.T, key, missing string) {
 	t.Helper()
 	var o crdt.Object
 	o.Reg = o.Reg.Update(tc.nodes[tc.names[0]].cfg.Store.Actor(), o.Reg.Context, []byte("v"), false, 1)
-	for _, name := range tc.names {
-		if name == missing {
-			continue
-		}
-		if _, err := tc.nodes[name].cfg.Store.Merge(ring.Partition([]byte(key), 64), []byte(key), o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tc.mergeInto(t, key, o, slices.DeleteFunc(slices.Clone(tc.names), func(n string) bool { return n == missing })...)
 }
 
 // TestPartitionIntoHalvesStaysWritableAndConverges: with the cluster cut

@@ -8,8 +8,6 @@ import (
 
 	"github.com/rumor-kv/rumor/crdt"
 	"github.com/rumor-kv/rumor/internal/testutil"
-	"github.com/rumor-kv/rumor/ring"
-	"github.com/rumor-kv/rumor/store"
 	"github.com/rumor-kv/rumor/wire"
 )
 
@@ -154,25 +152,17 @@ func TestADeleteWithATokenCoveringNothingAnswersZero(t *testing.T) {
 // PUT is taken, not refused with WRONGTYPE (a review's finding).
 func TestAConflictTokenResolvesOnAReplicaHoldingOnlyTheCounter(t *testing.T) {
 	names := []string{"n1", "n2", "n3"}
-	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
-		cfg.Replicas, cfg.R, cfg.W = 3, 1, 1
-		cfg.ReadRepairChance = 0
-		cfg.Handoff.Interval = -1
-	})
+	tc := newQuietCluster(t, names, 1, 1)
 	ctx := context.Background()
 	k := tc.keyLedBy(t, "n1")
-	p := ring.Partition([]byte(k), 64)
 	var cnt crdt.Object
 	c, _ := cnt.Cnt.Add(0xc0ffee, 3)
 	cnt.Cnt = c
 	var reg crdt.Object
 	reg.Reg = reg.Reg.Update(0xfeed, nil, []byte("reg"), false, 2)
 	// n1 got only the INCRs, n3 only the SET, n2 both.
-	for name, o := range map[string]crdt.Object{"n1": cnt, "n2": crdt.Merge(cnt, reg), "n3": reg} {
-		if _, err := tc.nodes[name].cfg.Store.Merge(p, []byte(k), o); err != nil {
-			t.Fatal(err)
-		}
-	}
+	tc.mergeInto(t, k, cnt, "n1", "n2")
+	tc.mergeInto(t, k, reg, "n2", "n3")
 	read, err := tc.nodes["n2"].Get(ctx, []byte(k)) // R=1: n2's own copy
 	if err != nil || !read.Conflicted() {
 		t.Fatalf("VGET via n2: conflicted %v, %v", read.Conflicted(), err)
@@ -228,22 +218,13 @@ func TestADeleteWithACounterTokenSaysItDeleted(t *testing.T) {
 // (it was down, or a stand-in held its copy) (a review's finding).
 func TestDelOfACounterDeletedBeforeAnswersZero(t *testing.T) {
 	names := []string{"n1", "n2", "n3"}
-	tc := newTestClusterWith(t, names, func(_ string, cfg *CoordinatorConfig, _ *store.Options) {
-		cfg.Replicas, cfg.R, cfg.W = 3, 2, 2
-		cfg.ReadRepairChance = 0
-		cfg.Handoff.Interval = -1
-	})
+	tc := newQuietCluster(t, names, 2, 2)
 	ctx := context.Background()
 	k := tc.keyLedBy(t, "n1")
-	p := ring.Partition([]byte(k), 64)
 	var dead crdt.Object
 	c, _ := dead.Cnt.Add(0xc0ffee, 3)
-	dead.Cnt = c.Reset()                        // INCRBY 3, then DEL: gone
-	for _, name := range []string{"n2", "n3"} { // n1 never got it
-		if _, err := tc.nodes[name].cfg.Store.Merge(p, []byte(k), dead); err != nil {
-			t.Fatal(err)
-		}
-	}
+	dead.Cnt = c.Reset()                 // INCRBY 3, then DEL: gone
+	tc.mergeInto(t, k, dead, "n2", "n3") // n1 never got it
 	o, err := tc.nodes["n1"].Get(ctx, []byte(k))
 	if err != nil || o.Kind() != crdt.KindNone {
 		t.Fatalf("read: kind %v, %v; want none", o.Kind(), err)

@@ -238,7 +238,7 @@ func (s *Store) AddHint(p uint32, key []byte, target string) error {
 		}
 		return fmt.Errorf("store: add hint: %w", err)
 	}
-	s.writes.Add(1)
+	s.written.Add(uint64(len(hk) + hintValueLen))
 	return nil
 }
 
@@ -349,7 +349,7 @@ func (s *Store) DeleteHint(h Hint) (bool, error) {
 	if err := s.db.Delete(hk, pebble.NoSync); err != nil {
 		return false, fmt.Errorf("store: delete hint: %w", err)
 	}
-	s.writes.Add(1)
+	s.written.Add(uint64(len(hk)))
 	s.releaseHint(h.Target)
 	return true, nil
 }

@@ -242,10 +242,12 @@ type Store struct {
 	failedCh  chan struct{}         // closed when failed is set
 	onFailure func(error)
 
-	writes   atomic.Uint64 // updates applied, for the periodic WAL sync
+	// written counts the bytes of the writes applied (objects and hint
+	// records): the periodic WAL sync looks for a change, idleFlushLoop
+	// for enough of one.
+	written  atomic.Uint64
 	synced   atomic.Uint64 // periodic WAL syncs done (for tests)
 	stopSync chan struct{}
-	written  atomic.Uint64 // bytes of objects written, for idleFlushLoop
 	idleStop chan struct{} // closed by Close: idleFlushLoop stops
 	idleDone chan struct{}
 	syncDone chan struct{}
@@ -480,7 +482,7 @@ func (s *Store) syncLoop(interval time.Duration, logger *slog.Logger) {
 		case <-s.stopSync:
 			return
 		case <-t.C:
-			n := s.writes.Load()
+			n := s.written.Load()
 			if n == last {
 				continue
 			}
@@ -898,7 +900,6 @@ func (s *Store) applyLocked(k, hk []byte, target string, fn func(cur crdt.Object
 		b.Close()
 		return crdt.Object{}, nil, nil, fmt.Errorf("store: update: %w", err)
 	}
-	s.writes.Add(1)
 	s.written.Add(uint64(len(k) + len(enc)))
 	s.objs.put(k, enc)
 	return next, enc, b, nil

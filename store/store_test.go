@@ -738,13 +738,7 @@ func TestIdleFlushEmptiesTheMemtableAndKeepsEveryWrite(t *testing.T) {
 		set(t, s, uint32(n%16), fmt.Sprintf("k%05d", n), val)
 		n++
 	}
-	flushes := func() int64 { return s.db.Metrics().Flush.Count }
-	for deadline := time.Now().Add(10 * time.Second); flushes() == 0; {
-		if time.Now().After(deadline) {
-			t.Fatalf("no flush within 10s of %d writes stopping", n)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
+	testutil.Eventually(t, 10*time.Second, "a flush once the writes stop", func() bool { return s.db.Metrics().Flush.Count > 0 })
 	// The flush is durable once its table is in the manifest: a crash
 	// that loses everything the log did not sync keeps the writes.
 	r, err := Open(Options{Dir: "/db", Partitions: 16, FS: fs.CrashClone(vfs.CrashCloneCfg{UnsyncedDataPercent: 0}), IdleFlush: -1})
