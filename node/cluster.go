@@ -223,7 +223,11 @@ type clusterState struct {
 
 // startCluster joins n to its cluster: peer server, coordinator, gossip.
 // The caller has opened n's listeners (their addresses go into the tags).
+// testHookStartCluster, if set (by tests), runs as it begins.
 func (n *Node) startCluster(cc ClusterConfig) (err error) {
+	if testHookStartCluster != nil {
+		testHookStartCluster(n)
+	}
 	if cc.GossipAddr == "" {
 		return errors.New("node: cluster needs a gossip address")
 	}
@@ -342,6 +346,8 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	g.Notify()
 	return nil
 }
+
+var testHookStartCluster func(*Node)
 
 // onChange keeps the transport and the placement in step with gossip.
 // A failed member stays in the ring; only a member that left is removed.

@@ -315,6 +315,22 @@ func Start(cfg Config) (*Node, error) {
 			MaxHeaderBytes:    64 << 10,
 			ConnState:         limit.state,
 		}
+	}
+	if cfg.Cluster != nil {
+		if err := n.startCluster(*cfg.Cluster); err != nil {
+			n.clientLn.Close() // not served yet: Close would leave them open
+			if n.httpLn != nil {
+				n.httpLn.Close()
+			}
+			n.Close()
+			return nil, err
+		}
+	}
+	// Clients are served only now: a request that came in before the
+	// cluster was set up would have been a single node's, acknowledged
+	// with one copy whatever W asked for, on a node that may not even be
+	// a replica of its key (and n.cluster is written above unguarded).
+	if n.httpSrv != nil {
 		n.wg.Add(1)
 		go func() {
 			defer n.wg.Done()
@@ -322,12 +338,6 @@ func Start(cfg Config) (*Node, error) {
 				n.setServeErr(fmt.Errorf("node: http: %w", err))
 			}
 		}()
-	}
-	if cfg.Cluster != nil {
-		if err := n.startCluster(*cfg.Cluster); err != nil {
-			n.Close()
-			return nil, err
-		}
 	}
 	n.wg.Add(1)
 	go func() {
