@@ -16,23 +16,31 @@ import (
 func TestTokensRefuseCountersThatWouldWrap(t *testing.T) {
 	const actor = 7
 	for _, c := range []uint64{math.MaxUint64, MaxEventCounter + 1} {
-		tok := Context{{Actor: actor, Counter: c}}.Token()
-		if _, err := ParseToken(tok); !errors.Is(err, ErrCorrupt) {
-			t.Errorf("ParseToken of a counter of %d: %v, want ErrCorrupt", c, err)
-		}
 		bad := Object{Reg: Register{Context: Context{{Actor: actor, Counter: c}}}}.Encode()
 		if _, err := Decode(bad); !errors.Is(err, ErrCorrupt) {
 			t.Errorf("Decode of a context counter of %d: %v, want ErrCorrupt", c, err)
 		}
 	}
-	ctx, err := ParseToken(Context{{Actor: actor, Counter: MaxEventCounter - 1}}.Token())
+	// Tokens stop well below: one at MaxEventCounter itself was accepted
+	// (found in review), and the write on top of it had a dot past it,
+	// an object its own coordinator could not decode.
+	for _, c := range []uint64{math.MaxUint64, MaxEventCounter + 1, MaxEventCounter, MaxEventCounter - 1, maxTokenEventCounter + 1} {
+		tok := Context{{Actor: actor, Counter: c}}.Token()
+		if _, err := ParseToken(tok); !errors.Is(err, ErrCorrupt) {
+			t.Errorf("ParseToken of a counter of %d: %v, want ErrCorrupt", c, err)
+		}
+	}
+	ctx, err := ParseToken(Context{{Actor: actor, Counter: maxTokenEventCounter}}.Token())
 	if err != nil {
 		t.Fatal(err)
 	}
-	r := Register{}.Update(actor, nil, []byte("old"), false, 1)
-	w := r.Update(actor, ctx, []byte("new"), false, 2)
+	w := Register{}.Update(actor, nil, []byte("old"), false, 1)
+	w = w.Update(actor, ctx, []byte("new"), false, 2)
+	for i := range 1000 { // and the writes after it
+		w = w.Update(actor, w.Context, []byte("newer"), false, int64(3+i))
+	}
 	if _, err := Decode(Object{Reg: w}.Encode()); err != nil {
-		t.Fatalf("a write under the largest accepted context does not decode: %v", err)
+		t.Fatalf("writes under the largest accepted context do not decode: %v", err)
 	}
 }
 
@@ -51,7 +59,7 @@ func TestParseTokenRejectsNonCanonical(t *testing.T) {
 			t.Errorf("ParseToken(%q) = %v, %v; want ErrCorrupt (Token gives %q)", tok, c, err, canonical)
 		}
 	}
-	for _, c := range []Context{nil, {{Actor: 1, Counter: 1}}, {{Actor: 3, Counter: 300}, {Actor: math.MaxUint64, Counter: MaxEventCounter}}} {
+	for _, c := range []Context{nil, {{Actor: 1, Counter: 1}}, {{Actor: 3, Counter: 300}, {Actor: math.MaxUint64, Counter: maxTokenEventCounter}}} {
 		if got, err := ParseToken(c.Token()); err != nil || got.Token() != c.Token() {
 			t.Errorf("round trip of %v: %v, %v", c, got, err)
 		}

@@ -167,6 +167,11 @@ func ParseReadToken(tok string) (Context, Counter, error) {
 	}
 	d := decoder{b: b[1:]}
 	c := d.context()
+	for _, dot := range c {
+		if d.err == nil && dot.Counter > maxTokenEventCounter {
+			d.fail("context token counter %d above %d", dot.Counter, uint64(maxTokenEventCounter))
+		}
+	}
 	var cnt Counter
 	if b[0] == tokenCounterVersion && d.err == nil {
 		cnt = d.counter()
@@ -212,6 +217,13 @@ func (c Context) Token() string {
 // replica then refuses to decode. No actor gets near it: at a million
 // writes a second it takes 146,000 years.
 const MaxEventCounter = 1<<62 - 1
+
+// maxTokenEventCounter is the most events of one actor a token may say it
+// has seen: half of MaxEventCounter, so that the writes made on top of a
+// pasted token have 2^61 events of room before their dots would pass
+// MaxEventCounter (a token at MaxEventCounter itself made the next write's
+// object one that nobody, its coordinator included, could decode).
+const maxTokenEventCounter = 1<<61 - 1
 
 // ParseToken reads a context from its Token form. It rejects anything that
 // Token could not have produced with an error wrapping ErrCorrupt.
