@@ -251,6 +251,10 @@ func Start(cfg Config) (*Node, error) {
 		cfg.Logger.Warn("the data directory was not closed cleanly; this node now writes under a new actor id, so no write lost in the crash can be mistaken for a new one",
 			"actor", fmt.Sprintf("%016x", st.Actor()))
 	}
+	if st.RestoredCopy() {
+		cfg.Logger.Warn("the data directory is a copy of the one this node last closed (a backup restored?): this node now writes under a new actor id, so that none of the writes it made since the copy can be mistaken for a new one",
+			"actor", fmt.Sprintf("%016x", st.Actor()))
+	}
 	n := &Node{cfg: cfg, st: st, started: cfg.Clock(), registry: prometheus.NewRegistry(), left: make(chan struct{}), failure: failure}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), st.Collector())
 	metrics := wire.NewMetrics(n.registry)
@@ -620,6 +624,7 @@ func (n *Node) info() []wire.InfoSection {
 			{"sync", yesno[n.cfg.Sync]},
 			{"fsync", n.st.FsyncMode()},
 			{"recovered_from_crash", yesno[n.st.ReplacedActor()]},
+			{"restored_from_copy", yesno[n.st.RestoredCopy()]},
 			{"engine", "pebble"},
 			{"disk_bytes", strconv.FormatUint(m.DiskSpaceUsage(), 10)},
 			{"memtable_bytes", strconv.FormatUint(m.MemTable.Size, 10)},

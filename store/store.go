@@ -214,6 +214,7 @@ type Store struct {
 	wo        *pebble.WriteOptions
 	actor     uint64
 	newActor  bool   // the actor id was replaced after an unclean shutdown
+	restored  bool   // the actor id was replaced: the directory is a restored copy (closeMarkName)
 	prevOwner string // the actor id was replaced: the directory was this other node's
 	owner     string // Options.Owner
 	q         int
@@ -604,10 +605,15 @@ func (s *Store) initMeta(unknown func() ([]string, error)) error {
 	if err != nil {
 		return err
 	}
-	_, clean, err := s.getMeta(metaClean)
+	mark, clean, err := s.getMeta(metaClean)
 	if err != nil {
 		return err
 	}
+	// Closed cleanly, but is this the directory that was closed, or a
+	// restored copy of it (closeMarkName)? (A directory closed by a build
+	// before the close mark has no identity to compare.)
+	restored := clean && len(mark) > 0 && !bytes.Equal(mark, closeMarkIdentity(s.fs, s.dir))
+	clean = clean && !restored
 	owner, hasOwner, err := s.getMeta(metaOwner)
 	if err != nil {
 		return err
@@ -624,7 +630,8 @@ func (s *Store) initMeta(unknown func() ([]string, error)) error {
 			return fmt.Errorf("store: actor id: %w", err)
 		}
 		s.actor = binary.BigEndian.Uint64(buf[:])
-		s.newActor = ok && !clean // an existing directory that was not closed cleanly
+		s.newActor = ok && !clean && !restored // an existing directory that was not closed cleanly
+		s.restored = ok && restored
 		if renamed {
 			s.prevOwner = string(owner)
 		}
@@ -1101,7 +1108,10 @@ func (s *Store) Close() error {
 		}
 		var err error
 		if s.Err() == nil { // a failed WAL takes no writes: pebble would treat this one's failure as fatal
-			err = s.db.Set(metaClean, nil, pebble.Sync)
+			var mark []byte
+			if mark, err = writeCloseMark(s.fs, s.dir); err == nil {
+				err = s.db.Set(metaClean, mark, pebble.Sync)
+			}
 			if err == nil {
 				err = s.flushForClose()
 			}
@@ -1154,6 +1164,11 @@ func (s *Store) FsyncMode() string {
 // ReplacedActor reports whether Open gave this directory a new actor id
 // because it had not been closed cleanly.
 func (s *Store) ReplacedActor() bool { return s.newActor }
+
+// RestoredCopy reports whether Open gave this directory a new actor id
+// because it is a copy of the directory the node last closed (a backup
+// restored), not that directory itself (see closeMarkName).
+func (s *Store) RestoredCopy() bool { return s.restored }
 
 // PreviousOwner is the other node the directory belonged to when it was
 // opened under a new name (and so with a new actor id), or "".
