@@ -2,6 +2,7 @@ package node
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -400,6 +401,14 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 	if c.sloppy(ctx) {
 		spare = rt.spares(c, "", nil, true)
 		copies = planCopies(copyBuf[:0], rt.reps, &spare)
+		// The preferred replicas first, then the stand-ins: a stand-in
+		// holds only what was written while it stood in, so two of them
+		// made R=2 with nothing while a reachable preferred replica held
+		// the key (a read after two of three replicas failed was nil).
+		// Any R of these copies still meet any W a write made of them.
+		slices.SortStableFunc(copies, func(a, b copySlot) int {
+			return cmp.Compare(min(len(a.hintFor), 1), min(len(b.hintFor), 1))
+		})
 	} else {
 		for _, r := range rt.reps {
 			copies = append(copies, copySlot{node: r})
@@ -441,14 +450,14 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		})
 	}
 	// Ask just enough copies for R, as Cassandra does (this node's own
-	// first, if it holds one), and one more whenever an answer fails or
+	// first, if it is a preferred replica), and one more whenever an answer fails or
 	// none came within the hedge delay: a healthy read costs R-1 peer calls
 	// instead of N-1, and a black-holed replica costs a read the hedge
 	// delay, not the timeout. This node's own answer is taken at once,
 	// not through the channel (a send and a select less a read).
 	remotes := copies
 	var local answer
-	if i := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self }); i >= 0 {
+	if i := slices.IndexFunc(copies, func(s copySlot) bool { return s.node == c.cfg.Self && s.hintFor == "" }); i >= 0 {
 		local.from = copies[i]
 		local.obj, own.raw, _, local.err = c.cfg.Store.GetWithEncoding(part, key)
 		own.obj, own.ok = local.obj, local.err == nil

@@ -780,3 +780,34 @@ func TestCopiesInFlightCoverWhatHintsDoNot(t *testing.T) {
 		t.Fatalf("hints for n3 once no copy is in flight: %d, want 1", h)
 	}
 }
+
+// TestASloppyReadAsksTheReachableReplicaBeforeStandIns: with two of a
+// key's three replicas down, a sloppy read of R=2 through a node that
+// stands in for one took its own empty copy first and another stand-in's
+// empty one next: nil, while the third replica, reachable, held the
+// acknowledged value (found in review, in a real cluster of five with
+// two nodes killed).
+func TestASloppyReadAsksTheReachableReplicaBeforeStandIns(t *testing.T) {
+	names := []string{"n1", "n2", "n3", "n4", "n5"}
+	tc := newQuietCluster(t, names, 2, 2)
+	for i := 0; i < 20; i++ {
+		key := fmt.Sprint("key", i)
+		reps := tc.replicasOf(key)
+		rank := tc.nodes["n1"].place.Load().Ranking(ring.Partition([]byte(key), 64))
+		reader := rank[3] // the first fallback: it stands in for the first replica down
+		if err := tc.nodes[reps[2]].Put(context.Background(), []byte(key), []byte("v"), wire.WriteOptions{}); err != nil {
+			t.Fatal(err)
+		}
+		// The first two replicas fail: the last one still holds the key.
+		tc.net.Down(reps[0])
+		tc.net.Down(reps[1])
+		tc.setDown(names[:0], []string{reps[0], reps[1]})
+		if got := value(t, tc.nodes[reader], key); got != "[v]" {
+			t.Fatalf("%s (replicas %v, the first two down) read through %s, a stand-in: %s, want [v] (held by %s)", key, reps, reader, got, reps[2])
+		}
+		for _, r := range reps[:2] {
+			tc.net.Register(r, tc.nodes[r].HandlePeer)
+		}
+		tc.setDown()
+	}
+}
