@@ -579,10 +579,40 @@ func (g *Gossip) Forget(name string) error {
 	if !known { // a typo must not look like a removal (Redis: "Unknown node")
 		return fmt.Errorf("gossip: %w %q (never joined, or already removed or reaped)", ErrUnknownMember, name)
 	}
+	// Serf spreads the removal of a member it knows; a member known only
+	// from members.json or from the others (learned) is unknown to serf
+	// here or elsewhere, and its removal was a no-op: the event tells
+	// every member to drop it (forgetLearned).
 	if err := g.serf.RemoveFailedNode(name); err != nil {
 		return fmt.Errorf("gossip: forget %s: %w", name, err)
 	}
+	if g.forgetLearned(name) {
+		g.notify()
+	}
+	if err := g.serf.UserEvent(forgetEvent, []byte(name), false); err != nil {
+		return fmt.Errorf("gossip: forget %s: %w", name, err)
+	}
 	return nil
+}
+
+// forgetEvent is the serf user event Forget sends, with the member's name.
+const forgetEvent = "rumor-forget"
+
+// forgetLearned marks a learned member as gone for good (left), as serf
+// does with a failed member it knows that is removed, and reports whether
+// it was one.
+func (g *Gossip) forgetLearned(name string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	m, ok := g.learned[name]
+	if !ok {
+		return false
+	}
+	m.Status = StatusLeft
+	g.reaped[name] = m
+	delete(g.learned, name)
+	delete(g.failedAt, name)
+	return true
 }
 
 // Shutdown stops gossiping without leaving: the others will see this node
@@ -688,6 +718,13 @@ func (g *Gossip) loop() {
 				g.notify()
 			case serf.EventMemberLeave, serf.EventMemberUpdate:
 				g.notify()
+			case serf.EventUser:
+				// Another member's Forget of a member this node may know
+				// only as learned (serf knows its own: its leave intent
+				// has done the rest).
+				if ue, ok := e.(serf.UserEvent); ok && ue.Name == forgetEvent && g.forgetLearned(string(ue.Payload)) {
+					g.notify()
+				}
 			}
 		}
 	}
