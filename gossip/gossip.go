@@ -744,6 +744,30 @@ type failedEntry struct {
 	FailedAt int64  `json:"t,omitempty"` // Unix ms, for a failed member
 	Gone     bool   `json:"g,omitempty"` // left or reaped: gone for good
 	Left     bool   `json:"l,omitempty"` // gone by leaving (else reaped)
+	// More, on an entry of no name that ends an answer: the answer left
+	// members out to fit (ask in more shards). Older builds skip it.
+	More bool `json:"m,omitempty"`
+}
+
+// failedShard is a failedQuery's payload: answer only about the members
+// whose names fall in shard S of K (shardOf). No payload: shard 0 of 1.
+type failedShard struct {
+	S int `json:"s"`
+	K int `json:"k"`
+}
+
+// maxFailedShards bounds the shards an ask splits into: 64 answers of
+// serf's 1024 bytes hold some 1,000 members, ten times the most a
+// cluster of rumor nodes has.
+const maxFailedShards = 64
+
+// shardOf is the shard of k that member name falls in (FNV-1a).
+func shardOf(name string, k int) int {
+	h := uint32(2166136261)
+	for i := 0; i < len(name); i++ {
+		h = (h ^ uint32(name[i])) * 16777619
+	}
+	return int(h % uint32(k))
 }
 
 // askEvery is how often a node asks the others about failed members
@@ -765,19 +789,18 @@ func (g *Gossip) askFailed() {
 	g.mu.Unlock()
 	go func() {
 		defer func() { g.mu.Lock(); g.asking = false; g.mu.Unlock() }()
-		resp, err := g.serf.Query(failedQuery, nil, nil)
-		if err != nil {
-			g.cfg.Logger.Debug("asking for failed members", "err", err)
-			return
-		}
+		// Serf caps an answer at 1024 bytes, about a dozen members: an
+		// answer that had to leave some out says so, and the question
+		// is asked again in four times as many shards, each answered
+		// apart (a node joining a cluster with 14 failed members learned
+		// 11 of them, and placed keys unlike everyone else).
 		changed := false
-		for r := range resp.ResponseCh() {
-			var entries []failedEntry
-			if err := json.Unmarshal(r.Payload, &entries); err != nil {
-				g.cfg.Logger.Warn("bad answer about failed members", "from", r.From, "err", err)
-				continue
+		for shards := 1; shards <= maxFailedShards; shards *= 4 {
+			more, ch := g.askShards(shards)
+			changed = changed || ch
+			if !more {
+				break
 			}
-			changed = g.learn(entries) || changed
 		}
 		select {
 		case <-g.done:
@@ -788,6 +811,43 @@ func (g *Gossip) askFailed() {
 			g.notify()
 		}
 	}()
+}
+
+// askShards asks failedQuery in k shards at once, learns the answers,
+// and reports whether any answer left members out, and whether anything
+// changed.
+func (g *Gossip) askShards(k int) (more, changed bool) {
+	var mu sync.Mutex
+	var wg sync.WaitGroup
+	for i := range k {
+		var payload []byte
+		if k > 1 {
+			payload, _ = json.Marshal(failedShard{S: i, K: k})
+		}
+		resp, err := g.serf.Query(failedQuery, payload, nil)
+		if err != nil {
+			g.cfg.Logger.Debug("asking for failed members", "err", err)
+			return false, changed
+		}
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for r := range resp.ResponseCh() {
+				var entries []failedEntry
+				if err := json.Unmarshal(r.Payload, &entries); err != nil {
+					g.cfg.Logger.Warn("bad answer about failed members", "from", r.From, "err", err)
+					continue
+				}
+				cut := len(entries) > 0 && entries[len(entries)-1].More
+				ch := g.learn(entries)
+				mu.Lock()
+				more, changed = more || cut, changed || ch
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	return more, changed
 }
 
 // learn adds what entries say of members serf does not know here, and
@@ -881,15 +941,31 @@ func (g *Gossip) reapLearned(now time.Time) bool {
 	return moved
 }
 
-// answerFailed answers a failedQuery with the members this node knows as
-// failed (serf's and learned ones) or gone for good, as many as fit: if
-// they do not all fit, without their client and HTTP addresses (only
-// shown in INFO) first, and then the least urgent left out.
+// answerFailed answers a failedQuery with the members of the shard asked
+// about that this node knows as failed (serf's and learned ones) or gone
+// for good, as many as fit: if they do not all fit, without their client
+// and HTTP addresses (only shown in INFO) first, and then the least urgent
+// left out, with a last entry that says so (More).
 func (g *Gossip) answerFailed(q *serf.Query) {
 	entries := g.failedEntries()
-	stripped := false
-	for len(entries) > 0 {
-		b, _ := json.Marshal(entries)
+	if len(q.Payload) > 0 {
+		var sh failedShard
+		if err := json.Unmarshal(q.Payload, &sh); err != nil || sh.K < 1 || sh.K > maxFailedShards || sh.S < 0 || sh.S >= sh.K {
+			g.cfg.Logger.Debug("bad question about failed members", "payload", string(q.Payload), "err", err)
+			return
+		}
+		entries = slices.DeleteFunc(entries, func(e failedEntry) bool { return shardOf(e.Name, sh.K) != sh.S })
+	}
+	if len(entries) == 0 {
+		return // nothing to tell
+	}
+	stripped, cut := false, false
+	for {
+		answer := entries
+		if cut {
+			answer = append(entries[:len(entries):len(entries)], failedEntry{More: true})
+		}
+		b, _ := json.Marshal(answer)
 		err := q.Respond(b)
 		if err == nil {
 			return
@@ -898,14 +974,18 @@ func (g *Gossip) answerFailed(q *serf.Query) {
 			g.cfg.Logger.Debug("answering about failed members", "err", err)
 			return
 		}
-		if !stripped {
+		switch {
+		case !stripped:
 			for i := range entries {
 				entries[i].Client, entries[i].HTTP = "", ""
 			}
 			stripped = true
-			continue
+		case len(entries) == 0:
+			return
+		default:
+			entries = entries[:len(entries)*3/4]
+			cut = true
 		}
-		entries = entries[:len(entries)*3/4]
 	}
 }
 
