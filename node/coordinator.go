@@ -406,9 +406,11 @@ func (c *Coordinator) Get(ctx context.Context, key []byte) (crdt.Object, error) 
 		// made R=2 with nothing while a reachable preferred replica held
 		// the key (a read after two of three replicas failed was nil).
 		// Any R of these copies still meet any W a write made of them.
-		slices.SortStableFunc(copies, func(a, b copySlot) int {
-			return cmp.Compare(min(len(a.hintFor), 1), min(len(b.hintFor), 1))
-		})
+		if slices.ContainsFunc(copies, func(s copySlot) bool { return s.hintFor != "" }) { // not when all are up
+			slices.SortStableFunc(copies, func(a, b copySlot) int {
+				return cmp.Compare(min(len(a.hintFor), 1), min(len(b.hintFor), 1))
+			})
+		}
 	} else {
 		for _, r := range rt.reps {
 			copies = append(copies, copySlot{node: r})
