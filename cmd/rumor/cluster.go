@@ -83,7 +83,7 @@ func clusterCommand() *cli.Command {
 					&cli.IntFlag{Name: "procs", Usage: "each node's --procs (GOMAXPROCS); 0: this machine's CPUs shared among the nodes, at least one each (the nodes share the CPUs anyway: more threads than CPUs only add scheduling)"},
 					&cli.StringSliceFlag{Name: "node-arg", Usage: "extra flag for every node, e.g. --node-arg=--sync=false"},
 				},
-				Action: locked(clusterUp),
+				Action: lockedUp(clusterUp),
 			},
 			{Name: "status", Usage: "show each node: pid, addresses, state as gossip sees it, what it sees of the others, its faults", Flags: []cli.Flag{dir, &cli.BoolFlag{Name: "json", Usage: "print JSON"}}, Action: clusterStatus},
 			{Name: "stop", Usage: "stop NODE with SIGTERM (it stays a member, seen as failed)", ArgsUsage: "NODE", Flags: []cli.Flag{dir}, Action: locked(clusterSignal(syscall.SIGTERM))},
@@ -124,14 +124,37 @@ func nodeArgs(c *cli.Context) (node, dir string, err error) {
 // that two such commands at once (two `start`s from two terminals) do not
 // each save what they read before the other's change, losing a node's pid.
 // The lock is the kernel's (flock): a command that dies drops it.
-func locked(action cli.ActionFunc) cli.ActionFunc {
+func locked(action cli.ActionFunc) cli.ActionFunc { return lockDir(false, action) }
+
+// lockedUp is locked for `up`, which makes the directory first (0700:
+// it will hold the cluster key) when it does not exist yet, so that it
+// holds the lock from before it writes cluster.json until its nodes run:
+// without it, an `add` run meanwhile started a node that up's cluster.json
+// then did not list. Its arguments are checked first, so that a refused
+// up leaves no directory behind.
+func lockedUp(action cli.ActionFunc) cli.ActionFunc {
+	return func(c *cli.Context) error {
+		if _, _, err := upArgs(c); err != nil {
+			return err
+		}
+		return lockDir(true, action)(c)
+	}
+}
+
+// lockDir is locked; with create, it makes the directory if need be.
+// The action reads the cluster's state itself, under the lock.
+func lockDir(create bool, action cli.ActionFunc) cli.ActionFunc {
 	return func(c *cli.Context) error {
 		_, dir, err := positionals(c) // --dir may come after a NODE argument
 		if err != nil {
 			return err
 		}
-		if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
-			return action(c) // no cluster there (up makes the directory)
+		if create {
+			if err := os.MkdirAll(dir, 0o700); err != nil {
+				return err
+			}
+		} else if _, err := os.Stat(dir); errors.Is(err, os.ErrNotExist) {
+			return action(c) // no cluster there: the action says so
 		}
 		f, err := os.OpenFile(filepath.Join(dir, "cluster.lock"), os.O_CREATE|os.O_RDWR, 0o644)
 		if err != nil {
@@ -378,13 +401,26 @@ func checkFree(addrs ...string) error {
 	return nil
 }
 
-func clusterUp(c *cli.Context) error {
-	dir, n, p := c.String("dir"), c.Int("nodes"), c.Int("base-port")
+// upArgs checks up's --nodes and --base-port and returns them.
+func upArgs(c *cli.Context) (n, p int, err error) {
+	n, p = c.Int("nodes"), c.Int("base-port")
 	if n < 1 || n > maxClusterNodes {
-		return fmt.Errorf("--nodes must be between 1 and %d (each kind of port has a block of %d), not %d", maxClusterNodes, maxClusterNodes, n)
+		return 0, 0, fmt.Errorf("--nodes must be between 1 and %d (each kind of port has a block of %d), not %d", maxClusterNodes, maxClusterNodes, n)
 	}
 	if p < 1024 || p+300+n-1 > 65535 {
-		return fmt.Errorf("--base-port must be between 1024 and %d for %d nodes (ports P to P+%d), not %d", 65535-300-n+1, n, 300+n-1, p)
+		return 0, 0, fmt.Errorf("--base-port must be between 1024 and %d for %d nodes (ports P to P+%d), not %d", 65535-300-n+1, n, 300+n-1, p)
+	}
+	if c.Int("procs") < 0 {
+		return 0, 0, fmt.Errorf("--procs must not be negative")
+	}
+	return n, p, nil
+}
+
+func clusterUp(c *cli.Context) error {
+	dir := c.String("dir")
+	n, p, err := upArgs(c)
+	if err != nil {
+		return err
 	}
 	old, err := loadState(dir)
 	switch {
@@ -401,9 +437,6 @@ func clusterUp(c *cli.Context) error {
 		return fmt.Errorf("a node is running on %s, which cluster.json does not list as running: stop it first (`pgrep -af 'rumor node.*%s'`)", held[0], held[0])
 	}
 	procs := c.Int("procs")
-	if procs < 0 {
-		return fmt.Errorf("--procs must not be negative")
-	}
 	if procs == 0 {
 		procs = shareProcs(runtime.NumCPU(), n)
 	}
@@ -411,7 +444,7 @@ func clusterUp(c *cli.Context) error {
 	// there wins; kept with them so that `cluster add` passes it on.
 	extra := append([]string{"--procs=" + strconv.Itoa(procs)}, smallClusterQuorum(n)...)
 	extra = append(extra, c.StringSlice("node-arg")...)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
 	var secret [16]byte

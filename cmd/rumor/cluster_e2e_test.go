@@ -1,0 +1,186 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"math/rand/v2"
+	"net"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/rumor-kv/rumor/internal/testutil"
+)
+
+// Tests of `rumor cluster` commands that change the cluster's members:
+// up on a new or an existing directory, add, remove. Their clusters take
+// ports in 26000-26999 only.
+
+// freeBase26k is freeBase within 26000-26999: a base port whose n nodes'
+// ports (P.., P+100.., P+200.. TCP and UDP, P+300..), and those of one
+// more node, are all free right now.
+func freeBase26k(t *testing.T, n int) int {
+	t.Helper()
+	rng := rand.New(rand.NewPCG(uint64(time.Now().UnixNano()), 26))
+	for range 50 {
+		base := 26000 + rng.IntN(700-n)
+		if portsFree(base, n+1) {
+			return base
+		}
+	}
+	t.Fatal("no free range of ports in 26000-26999")
+	return 0
+}
+
+func portsFree(base, n int) bool {
+	for off := 0; off <= 300; off += 100 {
+		for i := range n {
+			addr := fmt.Sprintf("127.0.0.1:%d", base+off+i)
+			l, err := net.Listen("tcp", addr)
+			if err != nil {
+				return false
+			}
+			l.Close()
+			if off == 200 { // gossip: UDP too
+				u, err := net.ListenPacket("udp", addr)
+				if err != nil {
+					return false
+				}
+				u.Close()
+			}
+		}
+	}
+	return true
+}
+
+// cleanupCluster brings the cluster in dir down when the test ends, and
+// kills any node left running on a data directory under dir, whatever
+// cluster.json says (a node a buggy command did not record).
+func cleanupCluster(t *testing.T, dir string) {
+	t.Cleanup(func() {
+		exec.Command(binary, "cluster", "down", "--dir", dir).Run()
+		for _, pid := range nodesUnder(dir) {
+			syscall.Kill(pid, syscall.SIGKILL)
+		}
+	})
+}
+
+// nodesUnder lists the pids of the rumor nodes running with a data
+// directory under dir.
+func nodesUnder(dir string) []int {
+	procs, _ := filepath.Glob("/proc/[0-9]*/cmdline")
+	var pids []int
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue
+		}
+		args := strings.Split(string(b), "\x00")
+		if i := slices.Index(args, "--data-dir"); i >= 0 && i+1 < len(args) && strings.HasPrefix(args[i+1], dir+"/") {
+			if pid, err := strconv.Atoi(filepath.Base(filepath.Dir(p))); err == nil && pid != os.Getpid() {
+				pids = append(pids, pid)
+			}
+		}
+	}
+	return pids
+}
+
+// readState reads dir's cluster.json.
+func readState(t *testing.T, dir string) *clusterState {
+	t.Helper()
+	var st clusterState
+	b, err := os.ReadFile(statePath(dir))
+	if err == nil {
+		err = json.Unmarshal(b, &st)
+	}
+	if err != nil {
+		t.Fatalf("cluster.json: %v", err)
+	}
+	return &st
+}
+
+// names lists the nodes of st, "n2(removed)" for a removed one.
+func (st *clusterState) names() string {
+	var s []string
+	for _, nd := range st.Nodes {
+		if nd.Removed {
+			s = append(s, nd.Name+"(removed)")
+		} else {
+			s = append(s, nd.Name)
+		}
+	}
+	return strings.Join(s, " ")
+}
+
+// upCluster runs `rumor cluster up` on dir with a base port of its own.
+func upCluster(t *testing.T, dir string, nodes int, args ...string) int {
+	t.Helper()
+	base := freeBase26k(t, nodes)
+	cleanupCluster(t, dir)
+	mustCluster(t, dir, append([]string{"up", "--nodes", strconv.Itoa(nodes), "--base-port", strconv.Itoa(base)}, args...)...)
+	return base
+}
+
+// memberState is how the node at addr lists name: its status, "" if it
+// does not list it, "?" if it did not answer.
+func memberState(addr, name string) string {
+	states, err := gossipStates(addr)
+	if err != nil {
+		return "?"
+	}
+	return states[name]
+}
+
+// gone: a view lists the member as out of the cluster for good.
+func gone(s string) bool { return s == "" || s == "left" || s == "reaped" }
+
+// TestClusterUpOnANewDirHoldsTheLock: `cluster up` on a directory that
+// does not exist yet holds the directory's lock while it starts the
+// nodes, as on an existing one: it took none, and a `cluster add` run
+// meanwhile started a node that up's cluster.json then did not list.
+func TestClusterUpOnANewDirHoldsTheLock(t *testing.T) {
+	t.Parallel()
+	dir := filepath.Join(t.TempDir(), "new")
+	base := freeBase26k(t, 3)
+	cleanupCluster(t, dir)
+	up := exec.Command(binary, "cluster", "up", "--dir", dir, "--nodes", "3", "--base-port", strconv.Itoa(base))
+	var out bytes.Buffer
+	up.Stdout, up.Stderr = &out, &out
+	if err := up.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- up.Wait() }()
+	// Once cluster.json is written, up has started n1 and waits for it.
+	testutil.Eventually(t, 30*time.Second, "up to write cluster.json", func() bool {
+		_, err := os.Stat(statePath(dir))
+		return err == nil
+	})
+	f, err := os.OpenFile(filepath.Join(dir, "cluster.lock"), os.O_CREATE|os.O_RDWR, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	lockErr := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB)
+	f.Close() // drops the lock if we took it
+	select {
+	case err := <-done:
+		t.Fatalf("up ended before the check (%v):\n%s", err, out.String())
+	default:
+	}
+	if lockErr == nil {
+		t.Error("while up starts the nodes of a new directory, the directory's lock is free")
+	}
+	if err := <-done; err != nil {
+		t.Fatalf("cluster up: %v\n%s", err, out.String())
+	}
+	if fi, err := os.Stat(dir); err != nil || fi.Mode().Perm() != 0o700 {
+		t.Errorf("up made %s with mode %v (%v), want 0700", dir, fi.Mode().Perm(), err)
+	}
+}
