@@ -390,14 +390,22 @@ func smallClusterQuorum(nodes int) []string {
 	return []string{"--replicas=" + strconv.Itoa(nodes), "--r=" + q, "--w=" + q}
 }
 
-func checkFree(addrs ...string) error {
-	for _, a := range addrs {
+// checkFree checks that nd's ports are free: TCP for each, and UDP for
+// gossip, which memberlist binds both ways (a node whose UDP gossip port
+// was taken exited on start).
+func checkFree(nd *clusterNode) error {
+	for _, a := range []string{nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr, nd.PeerAddr} {
 		l, err := net.Listen("tcp", a)
 		if err != nil {
 			return fmt.Errorf("address %s is not free (another cluster? choose --base-port): %w", a, err)
 		}
 		l.Close()
 	}
+	u, err := net.ListenPacket("udp", nd.GossipAddr)
+	if err != nil {
+		return fmt.Errorf("address %s is not free for UDP (gossip; another cluster? choose --base-port): %w", nd.GossipAddr, err)
+	}
+	u.Close()
 	return nil
 }
 
@@ -456,7 +464,7 @@ func clusterUp(c *cli.Context) error {
 			join = st.Nodes[0].GossipAddr
 		}
 		nd := newNode(dir, p, i, join, extra)
-		if err := checkFree(nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr, nd.PeerAddr); err != nil {
+		if err := checkFree(nd); err != nil {
 			return err
 		}
 		st.Nodes = append(st.Nodes, nd)
@@ -828,21 +836,42 @@ func clusterAdd(c *cli.Context) error {
 		return fmt.Errorf("the cluster has %d nodes: with base port %d, node %d's ports would overlap another node's or pass 65535", len(st.Nodes), st.BasePort, i)
 	}
 	nd := newNode(dir, st.BasePort, i, join, extra)
-	if err := checkFree(nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr, nd.PeerAddr); err != nil {
+	if err := checkFree(nd); err != nil {
 		return err
 	}
 	if err := launch(nd, st.Key); err != nil {
 		return err
 	}
+	// Saved before it serves, so that the node is not lost if this
+	// command is interrupted meanwhile; dropped again if it fails, so
+	// that a node that never joined is not left a member (status showed
+	// it "unknown", and the next add counted it).
 	st.Nodes = append(st.Nodes, nd)
-	if err := st.save(dir); err != nil {
-		return err
+	err = st.save(dir)
+	if err == nil {
+		err = waitServing(nd, 30*time.Second)
 	}
-	if err := waitServing(nd, 30*time.Second); err != nil {
-		return err
+	if err != nil {
+		return abandon(st, dir, nd, err)
 	}
 	fmt.Printf("%s added (pid %d): client %s, http %s, gossip %s\n", nd.Name, nd.PID, nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr)
 	return reapplyFaults(st)
+}
+
+// abandon undoes the add of nd, the last of st's nodes, which failed
+// with err: it kills nd's process if it runs and drops nd from st.
+func abandon(st *clusterState, dir string, nd *clusterNode, err error) error {
+	if running(nd) {
+		syscall.Kill(nd.PID, syscall.SIGKILL)
+		if werr := waitExit(nd, "SIGKILL"); werr != nil {
+			return fmt.Errorf("%w; and %s could not be stopped: %v", err, nd.Name, werr)
+		}
+	}
+	st.Nodes = st.Nodes[:len(st.Nodes)-1]
+	if serr := st.save(dir); serr != nil {
+		return fmt.Errorf("%w; and %s could not be dropped from %s: %v", err, nd.Name, statePath(dir), serr)
+	}
+	return fmt.Errorf("%w\n%s was not added (its data directory %s is kept)", err, nd.Name, nd.DataDir)
 }
 
 func clusterRemove(c *cli.Context) error {

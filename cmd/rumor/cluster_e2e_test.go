@@ -184,3 +184,55 @@ func TestClusterUpOnANewDirHoldsTheLock(t *testing.T) {
 		t.Errorf("up made %s with mode %v (%v), want 0700", dir, fi.Mode().Perm(), err)
 	}
 }
+
+// TestClusterAddThatFailsLeavesNoNode: an `add` whose node cannot start
+// leaves the cluster as it was: its gossip port taken over UDP only is
+// refused up front, and a node that exits before serving is dropped from
+// cluster.json (it stayed there, "unknown" in status, counted by the next
+// add). The next add then takes the name.
+func TestClusterAddThatFailsLeavesNoNode(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	base := upCluster(t, dir, 1)
+	gossip2 := fmt.Sprintf("127.0.0.1:%d", base+200+1)
+	u, err := net.ListenPacket("udp", gossip2)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out, err := clusterCmd(dir, "add")
+	u.Close()
+	if err == nil || !strings.Contains(out, gossip2) {
+		t.Errorf("add with n2's gossip port taken (UDP): %v\n%s\nwant an error naming %s", err, out, gossip2)
+	}
+	if st := readState(t, dir); st.names() != "n1" {
+		t.Errorf("after the add refused for a taken port, cluster.json lists %s", st.names())
+	}
+	// n2 exits at once: its data directory was made with another
+	// partition count.
+	if err := os.RemoveAll(filepath.Join(dir, "n2")); err != nil {
+		t.Fatal(err)
+	}
+	old := startNode(t, filepath.Join(dir, "n2"), "--partitions", "64")
+	old.cmd.Process.Signal(syscall.SIGTERM)
+	if err := old.wait(t, 30*time.Second); err != nil {
+		t.Fatalf("the node that made n2's directory: %v\n%s", err, old.stderr)
+	}
+	out, err = clusterCmd(dir, "add")
+	if err == nil || !strings.Contains(out, "n2 exited") {
+		t.Errorf("add of a node that exits: %v\n%s", err, out)
+	}
+	if st := readState(t, dir); st.names() != "n1" {
+		t.Errorf("after an add whose node exited, cluster.json lists %s", st.names())
+	}
+	if err := os.RemoveAll(filepath.Join(dir, "n2")); err != nil {
+		t.Fatal(err)
+	}
+	if out := mustCluster(t, dir, "add"); !strings.Contains(out, "n2 added") {
+		t.Errorf("add after the failed ones: %s", out)
+	}
+	var status clusterStatusJSON
+	json.Unmarshal([]byte(mustCluster(t, dir, "status", "--json")), &status)
+	if len(status.Nodes) != 2 {
+		t.Errorf("status after the adds: %+v, want n1 and n2", status.Nodes)
+	}
+}
