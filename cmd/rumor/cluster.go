@@ -444,6 +444,9 @@ func clusterUp(c *cli.Context) error {
 	if held := heldDataDirs(dir); len(held) > 0 {
 		return fmt.Errorf("a node is running on %s, which cluster.json does not list as running: stop it first (`pgrep -af 'rumor node.*%s'`)", held[0], held[0])
 	}
+	if old != nil {
+		return restartCluster(c, dir, old)
+	}
 	procs := c.Int("procs")
 	if procs == 0 {
 		procs = shareProcs(runtime.NumCPU(), n)
@@ -482,27 +485,81 @@ func clusterUp(c *cli.Context) error {
 			}
 		}
 	}
-	if err := waitMembers(st, n, 60*time.Second); err != nil {
+	if err := waitMembers(st.Nodes, n, 60*time.Second); err != nil {
 		return err
 	}
 	fmt.Printf("rumor cluster of %d nodes is up (state in %s):\n\n", n, statePath(dir))
+	printUp(st, dir)
+	return nil
+}
+
+func printUp(st *clusterState, dir string) {
 	printTable(st, nil)
+	first := st.Nodes[slices.IndexFunc(st.Nodes, func(nd *clusterNode) bool { return !nd.Removed })]
 	fmt.Printf("\nconnect: redis-cli -p %s   |   nc 127.0.0.1 %s   |   curl http://%s/cluster\n",
-		port(st.Nodes[0].ClientAddr), port(st.Nodes[0].ClientAddr), st.Nodes[0].HTTPAddr)
+		port(first.ClientAddr), port(first.ClientAddr), first.HTTPAddr)
 	fmt.Printf("control: rumor cluster status|stop|kill|start|add|remove|partition|isolate|delay|heal|down --dir %s\n", dir)
-	if old != nil {
-		var more []string
-		for _, nd := range old.Nodes {
-			if _, err := st.node(nd.Name); err != nil && !nd.Removed {
-				more = append(more, nd.Name)
-			}
-		}
-		if len(more) > 0 {
-			fmt.Printf("\nnote: %s held a cluster with %s too; the nodes' data still counts them as members (failed) until `rumor cluster remove NODE --dir %s`\n",
-				dir, strings.Join(more, ", "), dir)
+}
+
+// restartCluster is `up` on the directory of a cluster that is down: it
+// starts again every node of st not removed, on its data, with its saved
+// ports and arguments and the cluster's key, and applies the cluster's
+// faults again. (It rebuilt n1..nN from scratch: a removed node came
+// back a member with stale data, an added one stayed down, and the nodes
+// lost their arguments and key.) Flags that would make another cluster
+// are refused with what cluster.json holds.
+func restartCluster(c *cli.Context, dir string, st *clusterState) error {
+	var nodes []*clusterNode
+	for _, nd := range st.Nodes {
+		if !nd.Removed {
+			nodes = append(nodes, nd)
 		}
 	}
-	return nil
+	var conflicts []string
+	if c.IsSet("nodes") && c.Int("nodes") != len(nodes) {
+		conflicts = append(conflicts, fmt.Sprintf("--nodes %d", c.Int("nodes")))
+	}
+	if c.IsSet("base-port") && c.Int("base-port") != st.BasePort {
+		conflicts = append(conflicts, fmt.Sprintf("--base-port %d", c.Int("base-port")))
+	}
+	for _, f := range []string{"procs", "node-arg"} {
+		if c.IsSet(f) {
+			conflicts = append(conflicts, "--"+f+" (its nodes restart with the arguments they were started with)")
+		}
+	}
+	if len(nodes) == 0 || len(conflicts) > 0 {
+		holds := fmt.Sprintf("%s holds a cluster of %d nodes (%s) at base port %d", statePath(dir), len(nodes), strings.Join(st.members(), ", "), st.BasePort)
+		if len(nodes) == 0 {
+			holds = fmt.Sprintf("%s holds a cluster whose nodes were all removed", statePath(dir))
+		} else {
+			holds += fmt.Sprintf(", which `rumor cluster up --dir %s` starts again as it was, not with %s", dir, strings.Join(conflicts, ", "))
+		}
+		return fmt.Errorf("%s; for a new cluster, remove the directory first (`rm -rf %s`: the nodes' data goes with it) or choose another --dir", holds, dir)
+	}
+	for _, nd := range nodes {
+		if err := checkFree(nd); err != nil {
+			return fmt.Errorf("%s: %w", nd.Name, err)
+		}
+	}
+	for i, nd := range nodes {
+		if err := launch(nd, st.Key); err != nil {
+			return err
+		}
+		if err := st.save(dir); err != nil {
+			return err
+		}
+		if i == 0 { // as up: the first serves before the others rejoin
+			if err := waitServing(nd, 30*time.Second); err != nil {
+				return err
+			}
+		}
+	}
+	if err := waitMembers(nodes, len(nodes), 60*time.Second); err != nil {
+		return err
+	}
+	fmt.Printf("rumor cluster of %d nodes is up again on its data (state in %s):\n\n", len(nodes), statePath(dir))
+	printUp(st, dir)
+	return reapplyFaults(st)
 }
 
 // shareProcs is each of n nodes' share of cpus CPUs, at least one. Nodes
@@ -591,9 +648,9 @@ func gossipStates(addr string) (map[string]string, error) {
 	return states, nil
 }
 
-func waitMembers(st *clusterState, n int, d time.Duration) error {
+func waitMembers(nodes []*clusterNode, n int, d time.Duration) error {
 	deadline := time.Now().Add(d)
-	for _, nd := range st.Nodes {
+	for _, nd := range nodes {
 		if err := waitServing(nd, time.Until(deadline)); err != nil {
 			return err
 		}
@@ -608,7 +665,7 @@ func waitMembers(st *clusterState, n int, d time.Duration) error {
 			if up >= n {
 				break
 			}
-			for _, other := range st.Nodes { // one that exited will not join: say so now
+			for _, other := range nodes { // one that exited will not join: say so now
 				if !running(other) {
 					return fmt.Errorf("%s exited; the end of %s:\n%s", other.Name, other.Log, logTail(other.Log, 8))
 				}

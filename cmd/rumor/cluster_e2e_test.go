@@ -236,3 +236,64 @@ func TestClusterAddThatFailsLeavesNoNode(t *testing.T) {
 		t.Errorf("status after the adds: %+v, want n1 and n2", status.Nodes)
 	}
 }
+
+// TestClusterUpRestartsTheSavedCluster: `up` on the directory of a
+// cluster that is down (what `down` tells users to run) starts it again
+// as it was: the nodes `add` started too, not the removed ones, each with
+// its saved arguments and the cluster's key. It rebuilt n1..nN from
+// scratch: a removed node came back a member with stale data, an added one
+// stayed stopped, and the nodes got a new key and lost their --node-arg.
+// An explicit --nodes or --base-port that disagrees with the saved cluster
+// is refused with what it holds.
+func TestClusterUpRestartsTheSavedCluster(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	base := upCluster(t, dir, 3, "--node-arg=--request-timeout=3s")
+	mustCluster(t, dir, "add")
+	mustCluster(t, dir, "stop", "n2")
+	mustCluster(t, dir, "remove", "n2")
+	before := readState(t, dir)
+	mustCluster(t, dir, "down")
+	for _, tc := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"--nodes", "4", "--base-port", strconv.Itoa(base)}, "3 nodes (n1, n3, n4)"},
+		{[]string{"--base-port", strconv.Itoa(base + 10)}, fmt.Sprintf("base port %d", base)},
+	} {
+		out, err := clusterCmd(dir, append([]string{"up"}, tc.args...)...)
+		if err == nil || !strings.Contains(out, tc.want) || !strings.Contains(out, "remove the directory") {
+			t.Errorf("up %v on a saved cluster of n1, n3, n4: %v\n%s\nwant a refusal saying %q and how to start afresh", tc.args, err, out, tc.want)
+		}
+	}
+	if len(nodesUnder(dir)) != 0 {
+		t.Fatalf("a refused up left nodes running: %v", nodesUnder(dir))
+	}
+	out := mustCluster(t, dir, "up", "--nodes", "3", "--base-port", strconv.Itoa(base)) // what it holds: the same
+	after := readState(t, dir)
+	if after.Key != before.Key || after.names() != "n1 n2(removed) n3 n4" {
+		t.Errorf("up on the saved cluster: key kept %v, nodes %s; want n1 n2(removed) n3 n4\n%s", after.Key == before.Key, after.names(), out)
+	}
+	for i, nd := range after.Nodes {
+		if !slices.Equal(nd.Args, before.Nodes[i].Args) {
+			t.Errorf("%s restarted with %v, was started with %v", nd.Name, nd.Args, before.Nodes[i].Args)
+		}
+		if running(nd) == nd.Removed {
+			t.Errorf("%s: running %v, removed %v", nd.Name, running(nd), nd.Removed)
+		}
+	}
+	for _, nd := range after.Nodes {
+		if nd.Removed {
+			continue
+		}
+		if s := memberState(nd.ClientAddr, "n2"); !gone(s) {
+			t.Errorf("%s lists the removed n2 as %q", nd.Name, s)
+		}
+		if s := memberState(nd.ClientAddr, "n4"); s != "alive" {
+			t.Errorf("%s lists the added n4 as %q", nd.Name, s)
+		}
+		if info, _ := respCommand(nd.ClientAddr, "INFO", "cluster"); !strings.Contains(string(info.Str), "cluster_key:set") {
+			t.Errorf("%s runs without the cluster key", nd.Name)
+		}
+	}
+}
