@@ -43,8 +43,12 @@ type clusterNode struct {
 	DataDir    string   `json:"data_dir"`
 	Log        string   `json:"log"`
 	Args       []string `json:"args"`
-	Extra      []string `json:"extra,omitempty"` // the --node-arg flags, passed on to added nodes
-	Removed    bool     `json:"removed,omitempty"`
+	Extra      []string `json:"extra,omitempty"` // --procs and the --node-arg flags, passed on to added nodes
+	// Quorum is the small-cluster flags (smallClusterQuorum) the node runs
+	// with, chosen by up or add for the cluster's size then; in Args, not
+	// in Extra: add chooses them again for the cluster's new size.
+	Quorum  []string `json:"quorum,omitempty"`
+	Removed bool     `json:"removed,omitempty"`
 }
 
 type clusterState struct {
@@ -329,16 +333,17 @@ func alive(pid int) bool {
 }
 
 // newNode describes node i (1-based) of a cluster at base port p.
-func newNode(dir string, p, i int, join string, extra []string) *clusterNode {
+func newNode(dir string, p, i int, join string, quorum, extra []string) *clusterNode {
 	name := fmt.Sprint("n", i)
 	if abs, err := filepath.Abs(dir); err == nil {
 		dir = abs // the node may be restarted from another working directory
 	}
 	addr := func(off int) string { return "127.0.0.1:" + strconv.Itoa(p+off+i-1) }
 	n := &clusterNode{Name: name, ClientAddr: addr(0), HTTPAddr: addr(100), GossipAddr: addr(200), PeerAddr: addr(300),
-		DataDir: filepath.Join(dir, name), Log: filepath.Join(dir, name+".log"), Extra: extra}
-	n.Args = append([]string{"node", "--name", name, "--data-dir", n.DataDir, "--client-addr", n.ClientAddr,
-		"--http-addr", n.HTTPAddr, "--gossip-addr", n.GossipAddr, "--peer-addr", n.PeerAddr, "--allow-faults"}, extra...)
+		DataDir: filepath.Join(dir, name), Log: filepath.Join(dir, name+".log"), Extra: extra, Quorum: quorum}
+	n.Args = []string{"node", "--name", name, "--data-dir", n.DataDir, "--client-addr", n.ClientAddr,
+		"--http-addr", n.HTTPAddr, "--gossip-addr", n.GossipAddr, "--peer-addr", n.PeerAddr, "--allow-faults"}
+	n.Args = append(append(n.Args, quorum...), extra...) // the user's --node-arg after quorum: it wins
 	if join != "" {
 		n.Args = append(n.Args, "--join", join)
 	}
@@ -453,8 +458,7 @@ func clusterUp(c *cli.Context) error {
 	}
 	// Before the user's --node-arg flags, so that a --node-arg=--procs=K
 	// there wins; kept with them so that `cluster add` passes it on.
-	extra := append([]string{"--procs=" + strconv.Itoa(procs)}, smallClusterQuorum(n)...)
-	extra = append(extra, c.StringSlice("node-arg")...)
+	extra := append([]string{"--procs=" + strconv.Itoa(procs)}, c.StringSlice("node-arg")...)
 	if err := os.MkdirAll(dir, 0o700); err != nil {
 		return err
 	}
@@ -466,7 +470,7 @@ func clusterUp(c *cli.Context) error {
 		if i > 1 {
 			join = st.Nodes[0].GossipAddr
 		}
-		nd := newNode(dir, p, i, join, extra)
+		nd := newNode(dir, p, i, join, smallClusterQuorum(n), extra)
 		if err := checkFree(nd); err != nil {
 			return err
 		}
@@ -886,13 +890,18 @@ func clusterAdd(c *cli.Context) error {
 	}
 	var extra []string
 	if len(st.Nodes) > 0 {
-		extra = st.Nodes[0].Extra
+		extra = st.Nodes[0].passedOn()
 	}
+	// The quorum flags up chose for a small cluster are not passed on:
+	// the new node gets those of the cluster's new size (none from three
+	// nodes on), and so do the others when they restart. It got node 0's,
+	// and a cluster up started with one node kept N=1 whatever its size.
+	quorum := smallClusterQuorum(len(st.members()) + 1)
 	i := len(st.Nodes) + 1
 	if i > maxClusterNodes || st.BasePort+300+i-1 > 65535 {
 		return fmt.Errorf("the cluster has %d nodes: with base port %d, node %d's ports would overlap another node's or pass 65535", len(st.Nodes), st.BasePort, i)
 	}
-	nd := newNode(dir, st.BasePort, i, join, extra)
+	nd := newNode(dir, st.BasePort, i, join, quorum, extra)
 	if err := checkFree(nd); err != nil {
 		return err
 	}
@@ -912,7 +921,95 @@ func clusterAdd(c *cli.Context) error {
 		return abandon(st, dir, nd, err)
 	}
 	fmt.Printf("%s added (pid %d): client %s, http %s, gossip %s\n", nd.Name, nd.PID, nd.ClientAddr, nd.HTTPAddr, nd.GossipAddr)
+	for _, other := range st.Nodes {
+		if other != nd && !other.Removed {
+			other.setQuorum(quorum)
+		}
+	}
+	if err := st.save(dir); err != nil {
+		return err
+	}
+	smallerN(st, nd, dir)
 	return reapplyFaults(st)
+}
+
+// passedOn is the flags add gives a new node from nd: its Extra, without
+// the small-cluster quorum flags that a cluster.json written before
+// Quorum existed kept there (after --procs, where up put them).
+func (nd *clusterNode) passedOn() []string {
+	e := nd.Extra
+	if nd.Quorum == nil && len(e) >= 4 && strings.HasPrefix(e[0], "--procs=") {
+		for _, k := range []int{1, 2} {
+			if slices.Equal(e[1:4], smallClusterQuorum(k)) {
+				return append(slices.Clip(e[:1]), e[4:]...)
+			}
+		}
+	}
+	return e
+}
+
+// setQuorum makes q the small-cluster quorum flags nd restarts with, in
+// place of those it was started with (the user's --node-arg flags stay,
+// and still win). The running process keeps its own.
+func (nd *clusterNode) setQuorum(q []string) {
+	old := nd.Quorum
+	if pe := nd.passedOn(); old == nil && len(pe) != len(nd.Extra) {
+		old, nd.Extra = nd.Extra[1:4], pe // a cluster.json from before Quorum
+	}
+	if slices.Equal(old, q) {
+		return
+	}
+	args := slices.Clone(nd.Args)
+	at := slices.Index(args, "--allow-faults") + 1
+	if at == 0 {
+		at = slices.Index(args, "node") + 1
+	}
+	for _, f := range old { // the first of each: quorum comes before Extra
+		if i := slices.Index(args, f); i >= 0 {
+			args = slices.Delete(args, i, i+1)
+			at = min(at, i)
+		}
+	}
+	nd.Args = slices.Insert(args, at, q...)
+	nd.Quorum = q
+}
+
+var replicasField = regexp.MustCompile(`(?m)^replicas_n:(\d+)\r?$`)
+
+// replicasOf asks the node at addr for its N; 0 if it does not answer.
+func replicasOf(addr string) int {
+	v, err := respCommand(addr, "INFO", "cluster")
+	if err != nil {
+		return 0
+	}
+	m := replicasField.FindSubmatch(v.Str)
+	if m == nil {
+		return 0
+	}
+	n, _ := strconv.Atoi(string(m[1]))
+	return n
+}
+
+// smallerN notes the running nodes whose N is smaller than that of added,
+// the node just added: they were started when the cluster was smaller.
+func smallerN(st *clusterState, added *clusterNode, dir string) {
+	want := replicasOf(added.ClientAddr)
+	var smaller []string
+	for _, nd := range st.Nodes {
+		if nd == added || !running(nd) {
+			continue
+		}
+		if n := replicasOf(nd.ClientAddr); n > 0 && n < want {
+			smaller = append(smaller, fmt.Sprintf("%s (N=%d)", nd.Name, n))
+		}
+	}
+	if len(smaller) == 0 {
+		return
+	}
+	fmt.Printf("note: %s still run with the smaller N chosen for the cluster's size when they started; %s runs with N=%d. "+
+		"A node's N, R and W are fixed until it restarts (the writes it coordinates keep that many copies): "+
+		"`rumor cluster stop NODE --dir %s` and then `start NODE` give it %s's\n",
+		strings.Join(smaller, ", "), added.Name, want, dir, added.Name)
 }
 
 // abandon undoes the add of nd, the last of st's nodes, which failed

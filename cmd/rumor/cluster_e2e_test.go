@@ -297,3 +297,42 @@ func TestClusterUpRestartsTheSavedCluster(t *testing.T) {
 		}
 	}
 }
+
+// TestClusterAddGrowsASmallClusterToTheDefaults: a cluster that `up`
+// started with one node (N=1, R=1, W=1, chosen by up so that it serves)
+// and grew with `add` gives the added nodes the quorum of its new size,
+// the defaults from three nodes on; it gave them N=1 for good, and a key
+// was lost with the node that held it. The nodes that run with a smaller
+// N are named, and they take the new one when restarted.
+func TestClusterAddGrowsASmallClusterToTheDefaults(t *testing.T) {
+	t.Parallel()
+	dir := t.TempDir()
+	upCluster(t, dir, 1, "--node-arg=--request-timeout=3s")
+	mustCluster(t, dir, "add")
+	out := mustCluster(t, dir, "add")
+	st := readState(t, dir)
+	infoN := func(nd *clusterNode) string {
+		t.Helper()
+		v, err := respCommand(nd.ClientAddr, "INFO", "cluster")
+		if err != nil {
+			t.Fatalf("%s: INFO cluster: %v", nd.Name, err)
+		}
+		return fmt.Sprintf("N=%s R=%s W=%s", infoField(string(v.Str), "replicas_n"), infoField(string(v.Str), "quorum_r"), infoField(string(v.Str), "quorum_w"))
+	}
+	if got := infoN(st.Nodes[2]); got != "N=3 R=2 W=2" {
+		t.Errorf("n3, added as the third node, runs with %s, want the defaults N=3 R=2 W=2", got)
+	}
+	if !strings.Contains(out, "n1") || !strings.Contains(out, "restart") {
+		t.Errorf("add did not say that n1 runs with a smaller N until restarted:\n%s", out)
+	}
+	for _, nd := range st.Nodes {
+		if !slices.Contains(nd.Args, "--request-timeout=3s") {
+			t.Errorf("%s lost the --node-arg: %v", nd.Name, nd.Args)
+		}
+	}
+	mustCluster(t, dir, "stop", "n1")
+	mustCluster(t, dir, "start", "n1")
+	if got := infoN(st.Nodes[0]); got != "N=3 R=2 W=2" {
+		t.Errorf("n1, restarted in a cluster of three, runs with %s, want N=3 R=2 W=2", got)
+	}
+}

@@ -89,12 +89,33 @@ func TestSmallClustersServeWithTheDefaults(t *testing.T) {
 // its own data, not on a new empty directory.
 func TestNewNodePathsAreAbsolute(t *testing.T) {
 	t.Chdir(t.TempDir())
-	nd := newNode("rel", 7001, 2, "", nil)
+	nd := newNode("rel", 7001, 2, "", nil, nil)
 	wd, _ := os.Getwd()
 	if nd.DataDir != wd+"/rel/n2" || nd.Log != wd+"/rel/n2.log" {
 		t.Errorf("data %q, log %q: want them under %s/rel", nd.DataDir, nd.Log, wd)
 	}
 	if i := slices.Index(nd.Args, "--data-dir"); i < 0 || nd.Args[i+1] != nd.DataDir {
 		t.Errorf("the node's arguments %v do not carry the absolute data directory", nd.Args)
+	}
+}
+
+// TestSetQuorumKeepsTheUsersFlags: the small-cluster quorum flags a node
+// restarts with are replaced, in the node's arguments and, in a
+// cluster.json written before they were kept apart, in its Extra too; the
+// user's --node-arg flags stay, even one equal to a replaced flag.
+func TestSetQuorumKeepsTheUsersFlags(t *testing.T) {
+	legacy := newNode("/c", 7001, 2, "127.0.0.1:7201", nil, []string{"--procs=2", "--replicas=1", "--r=1", "--w=1", "--replicas=1", "--sync=false"})
+	if got, want := legacy.passedOn(), []string{"--procs=2", "--replicas=1", "--sync=false"}; !slices.Equal(got, want) {
+		t.Errorf("passed on from a node of an old cluster.json: %v, want %v", got, want)
+	}
+	legacy.setQuorum(smallClusterQuorum(2))
+	want := newNode("/c", 7001, 2, "127.0.0.1:7201", smallClusterQuorum(2), []string{"--procs=2", "--replicas=1", "--sync=false"})
+	if !slices.Equal(legacy.Args, want.Args) || !slices.Equal(legacy.Extra, want.Extra) {
+		t.Errorf("set to 2 nodes' quorum:\n%v %v\nwant\n%v %v", legacy.Args, legacy.Extra, want.Args, want.Extra)
+	}
+	legacy.setQuorum(nil)
+	want = newNode("/c", 7001, 2, "127.0.0.1:7201", nil, []string{"--procs=2", "--replicas=1", "--sync=false"})
+	if !slices.Equal(legacy.Args, want.Args) || legacy.Quorum != nil {
+		t.Errorf("set to no quorum flags: %v (quorum %v), want %v", legacy.Args, legacy.Quorum, want.Args)
 	}
 }
