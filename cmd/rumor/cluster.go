@@ -1046,7 +1046,19 @@ func clusterRemove(c *cli.Context) error {
 		// running nodes forget it, if they know it.
 		nd = &clusterNode{Name: name}
 	}
+	var others []*clusterNode // the running nodes that must drop it
+	for _, o := range st.Nodes {
+		if o != nd && running(o) {
+			others = append(others, o)
+		}
+	}
 	if running(nd) {
+		if len(others) == 0 {
+			// Its leave would reach no one, and serf's Leave answers nil
+			// all the same: the others, started again, kept it failed.
+			return fmt.Errorf("%s is the only node of the cluster running: no other would learn that it left; "+
+				"start another node first (`rumor cluster start NODE --dir %s`)", nd.Name, dir)
+		}
 		// The node may exit before its +OK reaches us (a reset): if it
 		// exits, it has left.
 		if v, err := respCommand(nd.ClientAddr, "CLUSTER", "LEAVE"); (err == nil && v.Kind == wire.Error) || (err != nil && waitExit(nd, "leaving") != nil) {
@@ -1055,33 +1067,18 @@ func clusterRemove(c *cli.Context) error {
 		if err := waitExit(nd, "leaving"); err != nil {
 			return err
 		}
-	} else {
-		var done bool
-		for _, other := range st.Nodes {
-			if other == nd || !running(other) {
-				continue
-			}
-			// A node killed a moment ago is still alive to gossip until its
-			// failure is detected (a few seconds): wait for that.
-			for deadline := time.Now().Add(30 * time.Second); ; {
-				v, err := respCommand(other.ClientAddr, "CLUSTER", "FORGET", nd.Name)
-				if unlisted && err == nil && v.Kind == wire.Error && strings.Contains(string(v.Str), gossip.ErrUnknownMember.Error()) {
-					return fmt.Errorf("no node %q in the cluster", name)
-				}
-				if err == nil && (v.Kind != wire.Error || strings.Contains(string(v.Str), gossip.ErrUnknownMember.Error())) {
-					break // forgotten, or no member any more (reaped after --reconnect-timeout)
-				}
-				if time.Now().After(deadline) || (err == nil && !strings.Contains(string(v.Str), "is alive")) {
-					return fmt.Errorf("%s could not forget %s: %v %s", other.Name, nd.Name, err, v.Str)
-				}
-				time.Sleep(100 * time.Millisecond)
-			}
-			done = true
-			break
-		}
-		if !done {
-			return errors.New("no running node to tell")
-		}
+	} else if len(others) == 0 {
+		return errors.New("no running node to tell")
+	}
+	// A leave that reached no one (the node cut off by a partition) still
+	// answers OK, and the others keep the node as failed: each running
+	// node that does not list it as gone forgets it, and is checked.
+	known, err := forgetEverywhere(others, name, 30*time.Second)
+	if unlisted && !known {
+		return fmt.Errorf("no node %q in the cluster", name)
+	}
+	if err != nil {
+		return fmt.Errorf("%s does not run, but %w (cluster.json still lists it; `rumor cluster remove %s --dir %s` tries again)", name, err, name, dir)
 	}
 	if unlisted {
 		fmt.Printf("%s removed from the cluster (it was not one of %s's nodes)\n", name, dir)
@@ -1093,6 +1090,63 @@ func clusterRemove(c *cli.Context) error {
 	}
 	fmt.Printf("%s removed from the cluster (its data stays in %s)\n", nd.Name, nd.DataDir)
 	return nil
+}
+
+// forgetEverywhere makes each of nodes, running, list the member name as
+// gone (left, reaped, or not at all): it sends CLUSTER FORGET to each
+// that lists it otherwise, once it sees the member failed (a node that
+// exited a moment ago is seen failed within seconds), and polls each
+// view until d has passed. It reports whether any node knew the member,
+// and names the nodes that did not drop it.
+func forgetEverywhere(nodes []*clusterNode, name string, d time.Duration) (known bool, err error) {
+	deadline := time.Now().Add(d)
+	var failures []string
+	for _, o := range nodes {
+		var last, forgetErr string
+		var sent time.Time
+		for {
+			states, err := gossipStates(o.ClientAddr)
+			s, ok := states[name]
+			switch {
+			case err != nil:
+				last = "did not answer: " + err.Error()
+			case ok && s != "left" && s != "reaped":
+				known = true
+				last = "lists it as " + s
+				if s == "failed" && time.Since(sent) > time.Second {
+					sent = time.Now()
+					v, err := respCommand(o.ClientAddr, "CLUSTER", "FORGET", name)
+					switch {
+					case err != nil:
+						forgetErr = err.Error()
+					case v.Kind == wire.Error && !strings.Contains(string(v.Str), gossip.ErrUnknownMember.Error()):
+						forgetErr = string(v.Str)
+					default:
+						forgetErr = "" // answered OK: the view shows it next round
+					}
+				}
+			default:
+				known = known || ok
+				last = ""
+			}
+			if last == "" || time.Now().After(deadline) {
+				break
+			}
+			time.Sleep(100 * time.Millisecond)
+		}
+		if last != "" {
+			if forgetErr != "" {
+				last += " (CLUSTER FORGET: " + forgetErr + ")"
+			} else if strings.HasSuffix(last, " failed") {
+				last += " after CLUSTER FORGET answered OK"
+			}
+			failures = append(failures, fmt.Sprintf("%s %s", o.Name, last))
+		}
+	}
+	if len(failures) > 0 {
+		return known, fmt.Errorf("not every running node dropped it after %v: %s", d, strings.Join(failures, "; "))
+	}
+	return known, nil
 }
 
 func clusterDown(c *cli.Context) error {
