@@ -413,7 +413,6 @@ func TestClusterRemoveOfAStoppedNodeTellsEveryNode(t *testing.T) {
 // know it only from their members file; remove reported success while
 // both kept it as a failed member.
 func TestClusterRemoveOfAStoppedNodeKnownFromMembersFile(t *testing.T) {
-	t.Skip("needs gossip fix for learned members")
 	t.Parallel()
 	dir := t.TempDir()
 	upCluster(t, dir, 3)
