@@ -280,6 +280,7 @@ type Gossip struct {
 	learned  map[string]Member
 	failedAt map[string]time.Time // when each failed member failed, as near as this node knows
 	asking   bool                 // an askFailed is running
+	shards   int                  // the shards the last askFailed needed: the next starts there
 	joining  bool                 // a joinLearned is running
 
 	shutdownOnce sync.Once
@@ -794,14 +795,28 @@ func (g *Gossip) askFailed() {
 		// is asked again in four times as many shards, each answered
 		// apart (a node joining a cluster with 14 failed members learned
 		// 11 of them, and placed keys unlike everyone else).
-		changed := false
-		for shards := 1; shards <= maxFailedShards; shards *= 4 {
-			more, ch := g.askShards(shards)
+		// The next ask starts at the shards this one needed: an answer
+		// lost on the way (UDP, or late past the query's timeout) is
+		// asked again every askEvery, and when each ask started at one
+		// shard, each climb to 64 lost some again (a joiner under load
+		// still missed a few of 130 failed members after 20 s).
+		g.mu.Lock()
+		start := max(g.shards, 1)
+		g.mu.Unlock()
+		changed, shards := false, start
+		for ; shards <= maxFailedShards; shards *= 4 {
+			more, answered, ch := g.askShards(shards)
 			changed = changed || ch
 			if !more {
+				if !answered {
+					shards = 1 // nothing failed anywhere (or all lost): start small again
+				}
 				break
 			}
 		}
+		g.mu.Lock()
+		g.shards = min(shards, maxFailedShards)
+		g.mu.Unlock()
 		select {
 		case <-g.done:
 			return // shut down meanwhile: no more OnChange calls
@@ -814,25 +829,50 @@ func (g *Gossip) askFailed() {
 }
 
 // askShards asks failedQuery in k shards at once, learns the answers,
-// and reports whether any answer left members out, and whether anything
-// changed.
-func (g *Gossip) askShards(k int) (more, changed bool) {
+// and reports whether any answer left members out, whether any told of
+// a member, and whether anything changed.
+func (g *Gossip) askShards(k int) (more, answered, changed bool) {
 	var mu sync.Mutex
 	var wg sync.WaitGroup
+	// Serf's default timeout is 16 gossip intervals (a few log N): answers
+	// that come later are dropped, and dozens of questions at once, on a
+	// busy machine, took longer. Waiting costs nothing but this goroutine.
+	// A shard is answered by every member, even with nothing to tell:
+	// once every live member has answered, the shard is done.
+	param := &serf.QueryParam{Timeout: max(g.serf.DefaultQueryTimeout(), queryTimeout)}
+	live := 0
+	for _, m := range g.serf.Members() {
+		if m.Status == serf.StatusAlive {
+			live++
+		}
+	}
 	for i := range k {
 		var payload []byte
 		if k > 1 {
 			payload, _ = json.Marshal(failedShard{S: i, K: k})
 		}
-		resp, err := g.serf.Query(failedQuery, payload, nil)
+		resp, err := g.serf.Query(failedQuery, payload, param)
 		if err != nil {
 			g.cfg.Logger.Debug("asking for failed members", "err", err)
-			return false, changed
+			wg.Wait()
+			return more, answered, changed
 		}
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for r := range resp.ResponseCh() {
+			from := map[string]bool{}
+			for k == 1 || len(from) < live {
+				var r serf.NodeResponse
+				select {
+				case <-g.done:
+					return // shut down: stop waiting out the timeout
+				case resp, ok := <-resp.ResponseCh():
+					if !ok {
+						return
+					}
+					r = resp
+				}
+				from[r.From] = true
 				var entries []failedEntry
 				if err := json.Unmarshal(r.Payload, &entries); err != nil {
 					g.cfg.Logger.Warn("bad answer about failed members", "from", r.From, "err", err)
@@ -841,14 +881,21 @@ func (g *Gossip) askShards(k int) (more, changed bool) {
 				cut := len(entries) > 0 && entries[len(entries)-1].More
 				ch := g.learn(entries)
 				mu.Lock()
-				more, changed = more || cut, changed || ch
+				more, answered, changed = more || cut, answered || len(entries) > 0, changed || ch
 				mu.Unlock()
+				if cut && k == 1 {
+					return // everyone is asked again in shards: no need to wait for the rest
+				}
 			}
 		}()
 	}
 	wg.Wait()
-	return more, changed
+	return more, answered, changed
 }
+
+// queryTimeout is the least time a question about failed members waits
+// for answers.
+const queryTimeout = 3 * time.Second
 
 // learn adds what entries say of members serf does not know here, and
 // reports whether anything changed.
@@ -956,8 +1003,8 @@ func (g *Gossip) answerFailed(q *serf.Query) {
 		}
 		entries = slices.DeleteFunc(entries, func(e failedEntry) bool { return shardOf(e.Name, sh.K) != sh.S })
 	}
-	if len(entries) == 0 {
-		return // nothing to tell
+	if len(entries) == 0 && len(q.Payload) == 0 {
+		return // nothing to tell; a shard is answered even empty, so the asker need not wait out its timeout
 	}
 	stripped, cut := false, false
 	for {
@@ -965,7 +1012,10 @@ func (g *Gossip) answerFailed(q *serf.Query) {
 		if cut {
 			answer = append(entries[:len(entries):len(entries)], failedEntry{More: true})
 		}
-		b, _ := json.Marshal(answer)
+		b := []byte("[]")
+		if len(answer) > 0 {
+			b, _ = json.Marshal(answer)
+		}
 		err := q.Respond(b)
 		if err == nil {
 			return
