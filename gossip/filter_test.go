@@ -244,13 +244,17 @@ func TestFilterShutdownDropsDelayedPackets(t *testing.T) {
 
 // filteredTrio starts three members a, b, c on loopback, each with its
 // own address filter, and waits until all see all alive.
-func filteredTrio(t *testing.T, timing Timing) ([]*Gossip, []*addrFilter) {
+func filteredTrio(t *testing.T, timing Timing, tweaks ...func(*Config)) ([]*Gossip, []*addrFilter) {
 	t.Helper()
 	var nodes []*Gossip
 	var filters []*addrFilter
 	for _, name := range []string{"a", "b", "c"} {
 		f := newAddrFilter()
-		g, err := New(Config{Name: name, BindAddr: "127.0.0.1:0", Tags: Tags{Partitions: 64}, Timing: timing, Filter: f.filter})
+		cfg := Config{Name: name, BindAddr: "127.0.0.1:0", Tags: Tags{Partitions: 64}, Timing: timing, Filter: f.filter}
+		for _, tw := range tweaks {
+			tw(&cfg)
+		}
+		g, err := New(cfg)
 		if err != nil {
 			t.Fatal(err)
 		}

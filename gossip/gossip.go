@@ -13,7 +13,8 @@
 // Membership follows Dynamo's rule that a stopped process is a transient
 // failure, not a departure: Shutdown does not leave, so the others see the
 // node as failed and keep it (serf reaps failed members only after
-// Config.ReconnectTimeout, a day by default), and a node restarted with the
+// Config.ReconnectTimeout, a day by default, and only a node that sees
+// most of the ring alive takes them out: see seesMajority), and a node restarted with the
 // same SnapshotPath rejoins the members it knew without anyone's help.
 // Only Leave, an explicit removal, takes a node out for good.
 //
@@ -160,7 +161,9 @@ type Config struct {
 	// Timing is the failure detector's profile. Default LocalTiming.
 	Timing Timing
 	// ReconnectTimeout is how long a failed member is kept (and retried)
-	// before serf forgets it (it is then StatusReaped). Default 24 hours.
+	// before serf forgets it (it is then StatusReaped, if this node sees
+	// most of the ring alive; else it stays failed, retried, until it
+	// does). Default 24 hours.
 	ReconnectTimeout time.Duration
 	// OnChange is called with the sorted member list after every change
 	// (join, failure, recovery, leave, tag update), and by Notify. Calls
@@ -667,11 +670,36 @@ func (g *Gossip) loop() {
 				// that from the others, instead of bringing the member
 				// back as failed to everyone (a removed node held a
 				// quarter of the partitions again, W=3 writes failed).
+				//
+				// A failed member is reaped only by a node that sees most
+				// of the ring alive: the small side of a partition longer
+				// than ReconnectTimeout kept the others as failed
+				// members, retried, instead of shrinking the ring to
+				// itself (see seesMajority).
 				if me, ok := e.(serf.MemberEvent); ok {
+					var failed []string
+					for _, m := range me.Members {
+						if m.Status == serf.StatusFailed {
+							failed = append(failed, m.Name)
+						}
+					}
+					keep := len(failed) > 0 && !g.seesMajority(failed)
+					if keep {
+						g.cfg.Logger.Warn("not forgetting failed members: most of the ring is not alive here, as on the small side of a partition; they stay failed members, retried", "members", failed)
+					}
+					now := time.Now()
 					g.mu.Lock()
 					for _, m := range me.Members {
 						mm, ok := g.member(m)
 						if !ok {
+							continue
+						}
+						if m.Status == serf.StatusFailed && keep {
+							mm.Status = StatusFailed
+							g.learned[m.Name] = mm // retried by joinLearned, reaped by reapLearned once most are alive
+							if _, ok := g.failedAt[m.Name]; !ok {
+								g.failedAt[m.Name] = now.Add(-g.cfg.ReconnectTimeout)
+							}
 							continue
 						}
 						switch m.Status {
@@ -973,19 +1001,79 @@ func (g *Gossip) joinLearned() {
 // the reaped ones, as serf does with the failed members it knows, and
 // reports whether it moved any.
 func (g *Gossip) reapLearned(now time.Time) bool {
+	due := func() []string {
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		var names []string
+		for name := range g.learned {
+			if at, ok := g.failedAt[name]; ok && now.Sub(at) >= g.cfg.ReconnectTimeout {
+				names = append(names, name)
+			}
+		}
+		return names
+	}
+	names := due()
+	if len(names) == 0 || !g.seesMajority(nil) {
+		return false
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	moved := false
-	for name, m := range g.learned {
-		if at, ok := g.failedAt[name]; ok && now.Sub(at) >= g.cfg.ReconnectTimeout {
-			m.Status = StatusReaped
-			g.reaped[name] = m
-			delete(g.learned, name)
-			delete(g.failedAt, name)
-			moved = true
+	for _, name := range names {
+		m, ok := g.learned[name]
+		if !ok {
+			continue // back, or gone, meanwhile
 		}
+		m.Status = StatusReaped
+		g.reaped[name] = m
+		delete(g.learned, name)
+		delete(g.failedAt, name)
+		moved = true
 	}
 	return moved
+}
+
+// seesMajority reports whether more than half of the ring's members (the
+// members serf knows, but those that left, the learned ones, and those
+// in reaping, which serf has just dropped) are alive here. Reaping takes
+// a member out of the ring: its partitions go to the others and its hints
+// to the new replicas. On the small side of a partition that outlived
+// ReconnectTimeout, both sides reaped each other for good: the small side
+// shrank the ring to itself, acknowledged writes on replicas that the
+// whole cluster does not place the keys on, and handed its hints to
+// itself, and neither side tried the other again (a review: about a tenth
+// of the small side's writes unreadable after a merge forced by hand). A
+// node that cannot tell a partition from failures keeps the members, as
+// Riak and Cassandra keep a down node until an operator removes it; in
+// a cluster of two, neither node reaps the other.
+func (g *Gossip) seesMajority(reaping []string) bool {
+	alive, total := 0, 0
+	seen := map[string]bool{}
+	for _, m := range g.serf.Members() {
+		if m.Status == serf.StatusLeft {
+			continue
+		}
+		seen[m.Name] = true
+		total++
+		if m.Status == serf.StatusAlive {
+			alive++
+		}
+	}
+	g.mu.Lock()
+	for name := range g.learned {
+		if !seen[name] {
+			seen[name] = true
+			total++
+		}
+	}
+	g.mu.Unlock()
+	for _, name := range reaping {
+		if !seen[name] {
+			seen[name] = true
+			total++
+		}
+	}
+	return 2*alive > total
 }
 
 // answerFailed answers a failedQuery with the members of the shard asked

@@ -7,11 +7,13 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
+	"github.com/hashicorp/serf/serf"
 	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
@@ -281,29 +283,56 @@ func TestConcurrentJoinsConverge(t *testing.T) {
 // TestFailedMemberIsReapedAfterReconnectTimeout: serf forgets a member
 // failed for ReconnectTimeout; gossip lists it as reaped (gone for good,
 // as a member that left), not as missing, until a node of that name
-// joins again.
+// joins again. n1 and n3 are most of the ring: they may reap (see
+// TestTheSmallSideOfALongPartitionKeepsTheOthers for the small side).
 func TestFailedMemberIsReapedAfterReconnectTimeout(t *testing.T) {
 	w := &watcher{}
 	short := func(c *Config) { c.ReconnectTimeout = 300 * time.Millisecond }
 	mk := func(name, addr string, w *watcher) *Gossip { return startWith(t, name, addr, 64, "", w, short) }
-	n1, n2 := mk("n1", "127.0.0.1:0", w), mk("n2", "127.0.0.1:0", nil)
-	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
-		t.Fatal(err)
+	n1, n2, n3 := mk("n1", "127.0.0.1:0", w), mk("n2", "127.0.0.1:0", nil), mk("n3", "127.0.0.1:0", nil)
+	for _, g := range []*Gossip{n2, n3} {
+		if _, err := g.Join([]string{n1.Addr()}); err != nil {
+			t.Fatal(err)
+		}
 	}
-	testutil.Eventually(t, 5*time.Second, "n1 sees n2 alive", func() bool { return statusOf(n1, "n2") == StatusAlive })
+	testutil.Eventually(t, 5*time.Second, "n1 sees n2 and n3 alive", func() bool { return summary(n1.Members()) == "n1=alive n2=alive n3=alive" })
 	addr2 := n2.Addr()
 	n2.Shutdown()
 	testutil.Eventually(t, 10*time.Second, "n2 reaped", func() bool { return statusOf(n1, "n2") == StatusReaped })
 	testutil.Eventually(t, 5*time.Second, "OnChange reports n2 reaped", func() bool {
 		w.mu.Lock()
 		defer w.mu.Unlock()
-		return summary(w.last) == "n1=alive n2=reaped"
+		return summary(w.last) == "n1=alive n2=reaped n3=alive"
 	})
 	n2 = mk("n2", addr2, nil)
 	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
 		t.Fatal(err)
 	}
 	testutil.Eventually(t, 5*time.Second, "n2 alive again, no longer reaped", func() bool {
+		return summary(n1.Members()) == "n1=alive n2=alive n3=alive"
+	})
+}
+
+// TestOneOfTwoIsNeverReaped: in a cluster of two, the one left cannot
+// tell its peer's failure from a partition, and keeps it (failed, retried)
+// past ReconnectTimeout, until it comes back.
+func TestOneOfTwoIsNeverReaped(t *testing.T) {
+	short := func(c *Config) { c.ReconnectTimeout = 300 * time.Millisecond }
+	n1, n2 := startWith(t, "n1", "127.0.0.1:0", 64, "", nil, short), startWith(t, "n2", "127.0.0.1:0", 64, "", nil, short)
+	if _, err := n2.Join([]string{n1.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	testutil.Eventually(t, 5*time.Second, "n1 sees n2 alive", func() bool { return statusOf(n1, "n2") == StatusAlive })
+	addr2 := n2.Addr()
+	n2.Shutdown()
+	testutil.Eventually(t, 10*time.Second, "n1's serf reaps n2", func() bool {
+		return !slices.ContainsFunc(n1.serf.Members(), func(m serf.Member) bool { return m.Name == "n2" })
+	})
+	if n1.reapLearned(time.Now().Add(time.Hour)); statusOf(n1, "n2") != StatusFailed {
+		t.Fatalf("n1 after its serf reaped n2: %s, want n2 failed", summary(n1.Members()))
+	}
+	n2 = startWith(t, "n2", addr2, 64, "", nil, short)
+	testutil.Eventually(t, 10*time.Second, "n1 joins n2 again by itself", func() bool {
 		return summary(n1.Members()) == "n1=alive n2=alive"
 	})
 }
