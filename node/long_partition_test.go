@@ -1,35 +1,15 @@
 package node
 
 import (
-	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
 	"strings"
-	"sync"
 	"testing"
 	"time"
 
 	"github.com/rumor-kv/rumor/internal/testutil"
 )
-
-// lockedBuffer collects a node's log lines.
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  bytes.Buffer
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
-}
 
 // TestALongPartitionLosesNoWriteOfTheSmallSide: n4 and n5 are cut off
 // from n1, n2 and n3 for longer than ReconnectTimeout, and acknowledge
@@ -41,7 +21,7 @@ func (l *lockedBuffer) String() string {
 // the others as failed members, retries them, and after the heal hands
 // its hints over: every write it acknowledged is read back through n1.
 func TestALongPartitionLosesNoWriteOfTheSmallSide(t *testing.T) {
-	logs := map[string]*lockedBuffer{"n4": {}, "n5": {}}
+	logs := map[string]*testutil.Buffer{"n4": {}, "n5": {}}
 	nodes := startClusterNodesWith(t, 5, func(c *Config) {
 		c.AllowFaults = true
 		c.Cluster.ReconnectTimeout = 2 * time.Second

@@ -27,6 +27,7 @@ import (
 
 	"github.com/redis/go-redis/v9"
 	"github.com/rumor-kv/rumor/internal/sysmon"
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
 var binary string
@@ -55,24 +56,7 @@ type proc struct {
 	gossipAddr string
 	done       chan struct{}
 	exitErr    error
-	stderr     *lockedBuffer
-}
-
-type lockedBuffer struct {
-	mu sync.Mutex
-	b  strings.Builder
-}
-
-func (l *lockedBuffer) Write(p []byte) (int, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.Write(p)
-}
-
-func (l *lockedBuffer) String() string {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.b.String()
+	stderr     *testutil.Buffer
 }
 
 var startedLine = regexp.MustCompile(`node started.* client=(\S+) http=(\S+) gossip=(\S+)`)
@@ -92,7 +76,7 @@ func startNodeEnv(t *testing.T, env []string, dataDir string, args ...string) *p
 		cmd.Env = append(os.Environ(), env...)
 	}
 	pr, pw := io.Pipe()
-	p := &proc{cmd: cmd, done: make(chan struct{}), stderr: &lockedBuffer{}}
+	p := &proc{cmd: cmd, done: make(chan struct{}), stderr: &testutil.Buffer{}}
 	cmd.Stderr = pw
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -2,6 +2,8 @@
 package testutil
 
 import (
+	"strings"
+	"sync"
 	"testing"
 	"time"
 )
@@ -20,4 +22,23 @@ func Eventually(t testing.TB, d time.Duration, what string, cond func() bool) ti
 		time.Sleep(5 * time.Millisecond)
 	}
 	return time.Since(start)
+}
+
+// Buffer collects output written from several goroutines (a process's
+// stderr, a node's log) for a test to read as it grows.
+type Buffer struct {
+	mu sync.Mutex
+	b  strings.Builder
+}
+
+func (l *Buffer) Write(p []byte) (int, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.Write(p)
+}
+
+func (l *Buffer) String() string {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.b.String()
 }
