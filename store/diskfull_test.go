@@ -79,8 +79,8 @@ func TestFailedFlushFailsTheStore(t *testing.T) {
 		t.Fatalf("a write has been blocked for 10 s with every flush failing: Err()=%v, OnFailure calls=%d; pebble tried to create an sstable %d times",
 			s.Err(), got.calls.Load(), attempts.Load())
 	}
-	if got.calls.Load() != 1 {
-		t.Errorf("OnFailure called %d times, want 1", got.calls.Load())
+	if calls := got.settled(); calls != 1 {
+		t.Errorf("OnFailure called %d times, want 1", calls)
 	}
 }
 
@@ -127,8 +127,8 @@ func TestFailedWALWriteFailsTheStore(t *testing.T) {
 			t.Fatalf("%d writes and 10 s after the WAL's writes began to fail, the store has not failed", i)
 		}
 	}
-	if got.calls.Load() != 1 || !errors.Is(s.Err(), ErrFailed) {
-		t.Errorf("OnFailure called %d times, Err() = %v", got.calls.Load(), s.Err())
+	if calls := got.settled(); calls != 1 || !errors.Is(s.Err(), ErrFailed) {
+		t.Errorf("OnFailure called %d times, Err() = %v", calls, s.Err())
 	}
 }
 
@@ -207,8 +207,8 @@ func TestWALFailuresAtRotationFailTheStore(t *testing.T) {
 		val := strings.Repeat("x", 1000)
 		for i := 0; i < 3000; i++ {
 			if _, err := s.Update(1, []byte(fmt.Sprint("k", i)), putFn(s, val)); err != nil {
-				if !errors.Is(err, ErrFailed) || got.calls.Load() != 1 {
-					t.Fatalf("write %d: %v (OnFailure called %d times), want ErrFailed", i, err, got.calls.Load())
+				if calls := got.settled(); !errors.Is(err, ErrFailed) || calls != 1 {
+					t.Fatalf("write %d: %v (OnFailure called %d times), want ErrFailed", i, err, calls)
 				}
 				return
 			}

@@ -31,6 +31,16 @@ func (f *failures) record(err error) {
 	f.err.Store(&err)
 }
 
+// settled returns the number of OnFailure calls once there has been one
+// (or 5 s passed): the goroutine that failed the store calls OnFailure
+// just after setting Err, so another goroutine can see ErrFailed first.
+func (f *failures) settled() int32 {
+	for deadline := time.Now().Add(5 * time.Second); f.calls.Load() == 0 && time.Now().Before(deadline); {
+		time.Sleep(time.Millisecond)
+	}
+	return f.calls.Load()
+}
+
 // TestFailedWALSyncFailsTheStore: with Sync, a write whose WAL fsync fails
 // is in the memtable (and the object cache) but maybe not on the disk. It
 // must not be acknowledged, and nothing may then be served or built on it:
@@ -104,8 +114,8 @@ func TestFailedPeriodicSyncFailsTheStore(t *testing.T) {
 			t.Fatal("the periodic sync failed for 10 s and the store did not fail")
 		}
 	}
-	if !errors.Is(s.Err(), testutil.ErrInjectedEIO) || got.calls.Load() != 1 {
-		t.Fatalf("Err() = %v after %d OnFailure calls, want the injected cause, once", s.Err(), got.calls.Load())
+	if calls := got.settled(); !errors.Is(s.Err(), testutil.ErrInjectedEIO) || calls != 1 {
+		t.Fatalf("Err() = %v after %d OnFailure calls, want the injected cause, once", s.Err(), calls)
 	}
 	if _, err := s.Update(1, []byte("k"), putFn(s, "v3")); !errors.Is(err, ErrFailed) {
 		t.Errorf("an Update after the failure returned %v, want ErrFailed", err)
