@@ -5,7 +5,9 @@ import (
 	"io"
 	"log"
 	"net"
+	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -246,9 +248,17 @@ func TestFilterShutdownDropsDelayedPackets(t *testing.T) {
 // own address filter, and waits until all see all alive.
 func filteredTrio(t *testing.T, timing Timing, tweaks ...func(*Config)) ([]*Gossip, []*addrFilter) {
 	t.Helper()
+	return filteredNodes(t, timing, []string{"a", "b", "c"}, tweaks...)
+}
+
+// filteredNodes starts the named members on loopback, each with its own
+// address filter, joins them through the first, and waits until all see
+// all alive.
+func filteredNodes(t *testing.T, timing Timing, names []string, tweaks ...func(*Config)) ([]*Gossip, []*addrFilter) {
+	t.Helper()
 	var nodes []*Gossip
 	var filters []*addrFilter
-	for _, name := range []string{"a", "b", "c"} {
+	for _, name := range names {
 		f := newAddrFilter()
 		cfg := Config{Name: name, BindAddr: "127.0.0.1:0", Tags: Tags{Partitions: 64}, Timing: timing, Filter: f.filter}
 		for _, tw := range tweaks {
@@ -270,13 +280,32 @@ func filteredTrio(t *testing.T, timing Timing, tweaks ...func(*Config)) ([]*Goss
 	return nodes, filters
 }
 
+// allAlive reports whether every node sees every one of nodes alive, and
+// no other member.
 func allAlive(nodes []*Gossip) bool {
+	var want []string
 	for _, g := range nodes {
-		if summary(g.Members()) != "a=alive b=alive c=alive" {
+		want = append(want, g.cfg.Name+"=alive")
+	}
+	slices.Sort(want)
+	all := strings.Join(want, " ")
+	for _, g := range nodes {
+		if summary(g.Members()) != all {
 			return false
 		}
 	}
 	return true
+}
+
+// split black-holes every member of side x from every member of side y,
+// both ways.
+func split(nodes []*Gossip, filters []*addrFilter, x, y []int) {
+	for _, i := range x {
+		for _, j := range y {
+			filters[i].block(nodes[j].Addr())
+			filters[j].block(nodes[i].Addr())
+		}
+	}
 }
 
 // isolateC black-holes c on both sides, as the CLI sets it.

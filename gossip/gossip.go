@@ -270,6 +270,11 @@ type Gossip struct {
 	serf   *serf.Serf
 	events chan serf.Event
 	done   chan struct{}
+	// soon wakes loop to call OnChange when an answer to askFailed
+	// changed the members (buffered: one wake covers many answers).
+	soon chan struct{}
+	// answerLimit is the most bytes serf lets an answer to a query hold.
+	answerLimit int
 	// notifyMu is held from reading the members to OnChange's return, so
 	// that a list read earlier is never delivered after a newer one.
 	notifyMu sync.Mutex
@@ -283,7 +288,7 @@ type Gossip struct {
 	learned  map[string]Member
 	failedAt map[string]time.Time // when each failed member failed, as near as this node knows
 	asking   bool                 // an askFailed is running
-	shards   int                  // the shards the last askFailed needed: the next starts there
+	shards   int                  // the shards the next askFailed starts at (see askFailed)
 	joining  bool                 // a joinLearned is running
 
 	shutdownOnce sync.Once
@@ -370,8 +375,8 @@ func New(cfg Config) (*Gossip, error) {
 	sc.RejoinAfterLeave = false
 	sc.Logger = log.New(logWriter, "", 0)
 	sc.Merge = mergeCheck{q: cfg.Tags.Partitions}
-	g := &Gossip{cfg: cfg, events: make(chan serf.Event, 256), done: make(chan struct{}), reaped: map[string]Member{},
-		learned: map[string]Member{}, failedAt: map[string]time.Time{}}
+	g := &Gossip{cfg: cfg, events: make(chan serf.Event, 256), done: make(chan struct{}), soon: make(chan struct{}, 1),
+		answerLimit: sc.QueryResponseSizeLimit, reaped: map[string]Member{}, learned: map[string]Member{}, failedAt: map[string]time.Time{}}
 	sc.EventCh = g.events
 	s, err := serf.Create(sc)
 	if err != nil {
@@ -656,6 +661,8 @@ func (g *Gossip) loop() {
 			if g.reapLearned(time.Now()) {
 				g.notify()
 			}
+		case <-g.soon:
+			g.notify()
 		case e := <-g.events:
 			switch e.EventType() {
 			case serf.EventQuery:
@@ -711,6 +718,7 @@ func (g *Gossip) loop() {
 							continue
 						}
 						g.reaped[m.Name] = mm
+						delete(g.failedAt, m.Name) // out of the ring (see seesMajority)
 					}
 					g.mu.Unlock()
 				}
@@ -745,7 +753,16 @@ func (g *Gossip) loop() {
 					g.mu.Unlock()
 				}
 				g.notify()
-			case serf.EventMemberLeave, serf.EventMemberUpdate:
+			case serf.EventMemberLeave:
+				if me, ok := e.(serf.MemberEvent); ok { // out of the ring (see seesMajority)
+					g.mu.Lock()
+					for _, m := range me.Members {
+						delete(g.failedAt, m.Name)
+					}
+					g.mu.Unlock()
+				}
+				g.notify()
+			case serf.EventMemberUpdate:
 				g.notify()
 			case serf.EventUser:
 				// Another member's Forget of a member this node may know
@@ -828,39 +845,62 @@ func (g *Gossip) askFailed() {
 		// asked again every askEvery, and when each ask started at one
 		// shard, each climb to 64 lost some again (a joiner under load
 		// still missed a few of 130 failed members after 20 s).
+		// It starts lower when the answers would fit fewer shards: the
+		// members told of come back or are forgotten, and a count that
+		// only went up asked 64 questions, each answered by every member,
+		// every askEvery for good.
 		g.mu.Lock()
-		start := max(g.shards, 1)
+		shards := max(g.shards, 1)
 		g.mu.Unlock()
-		changed, shards := false, start
-		for ; shards <= maxFailedShards; shards *= 4 {
-			more, answered, ch := g.askShards(shards)
-			changed = changed || ch
-			if !more {
-				if !answered {
-					shards = 1 // nothing failed anywhere (or all lost): start small again
-				}
+		for {
+			more, largest, ok := g.askShards(shards)
+			if !ok {
+				return // shut down, most likely: the next ask starts where this one did
+			}
+			if !more || shards == maxFailedShards {
+				shards = g.shardsFor(largest, shards)
 				break
 			}
+			shards = min(4*shards, maxFailedShards)
 		}
 		g.mu.Lock()
-		g.shards = min(shards, maxFailedShards)
+		g.shards = shards
 		g.mu.Unlock()
-		select {
-		case <-g.done:
-			return // shut down meanwhile: no more OnChange calls
-		default:
-		}
-		if g.reapLearned(time.Now()) || changed {
-			g.notify()
+		if g.reapLearned(time.Now()) {
+			g.notifySoon()
 		}
 	}()
 }
 
-// askShards asks failedQuery in k shards at once, learns the answers,
-// and reports whether any answer left members out, whether any told of
-// a member, and whether anything changed.
-func (g *Gossip) askShards(k int) (more, answered, changed bool) {
+// shardsFor is the shards the next ask starts at, when an ask in k
+// shards ended with a member's answers to all of them (the largest)
+// holding largest bytes: the fewest, down by fours, in which each answer
+// should hold three quarters of the most serf allows at most (room for
+// shards that hash more members than others).
+func (g *Gossip) shardsFor(largest, k int) int {
+	next := 1
+	for next < k && largest*4 > g.answerLimit*3*next {
+		next *= 4
+	}
+	return min(next, k)
+}
+
+// notifySoon has loop call OnChange soon: many answers that change the
+// members while one call runs make one more call, not one each.
+func (g *Gossip) notifySoon() {
+	select {
+	case g.soon <- struct{}{}:
+	default:
+	}
+}
+
+// askShards asks failedQuery in k shards at once, learns the answers
+// (OnChange hears of what they change as they come), and reports whether
+// any answer left members out, and the most bytes one member's answers
+// held in all; not ok if a question could not be asked.
+func (g *Gossip) askShards(k int) (more bool, largest int, ok bool) {
 	var mu sync.Mutex
+	sizes := map[string]int{} // bytes answered, by member
 	var wg sync.WaitGroup
 	// Serf's default timeout is 16 gossip intervals (a few log N): answers
 	// that come later are dropped, and dozens of questions at once, on a
@@ -883,7 +923,7 @@ func (g *Gossip) askShards(k int) (more, answered, changed bool) {
 		if err != nil {
 			g.cfg.Logger.Debug("asking for failed members", "err", err)
 			wg.Wait()
-			return more, answered, changed
+			return false, 0, false
 		}
 		wg.Add(1)
 		go func() {
@@ -907,9 +947,13 @@ func (g *Gossip) askShards(k int) (more, answered, changed bool) {
 					continue
 				}
 				cut := len(entries) > 0 && entries[len(entries)-1].More
-				ch := g.learn(entries)
+				if g.learn(entries) {
+					g.notifySoon()
+				}
 				mu.Lock()
-				more, answered, changed = more || cut, answered || len(entries) > 0, changed || ch
+				more = more || cut
+				sizes[r.From] += len(r.Payload)
+				largest = max(largest, sizes[r.From])
 				mu.Unlock()
 				if cut && k == 1 {
 					return // everyone is asked again in shards: no need to wait for the rest
@@ -918,7 +962,7 @@ func (g *Gossip) askShards(k int) (more, answered, changed bool) {
 		}()
 	}
 	wg.Wait()
-	return more, answered, changed
+	return more, largest, true
 }
 
 // queryTimeout is the least time a question about failed members waits
@@ -1033,47 +1077,53 @@ func (g *Gossip) reapLearned(now time.Time) bool {
 	return moved
 }
 
-// seesMajority reports whether more than half of the ring's members (the
-// members serf knows, but those that left, the learned ones, and those
-// in reaping, which serf has just dropped) are alive here. Reaping takes
-// a member out of the ring: its partitions go to the others and its hints
-// to the new replicas. On the small side of a partition that outlived
-// ReconnectTimeout, both sides reaped each other for good: the small side
-// shrank the ring to itself, acknowledged writes on replicas that the
-// whole cluster does not place the keys on, and handed its hints to
-// itself, and neither side tried the other again (a review: about a tenth
-// of the small side's writes unreadable after a merge forced by hand). A
-// node that cannot tell a partition from failures keeps the members, as
-// Riak and Cassandra keep a down node until an operator removes it; in
-// a cluster of two, neither node reaps the other.
+// seesMajority reports whether more than half of the ring's members are
+// alive here. The ring is every member serf knows but those that left,
+// the learned ones, those in reaping, and the failed ones serf has
+// dropped whose reap events are still on their way: serf drops every
+// member due in one pass and only then sends their events, one each, so
+// when the first is handled the others are gone from serf already (a 2|2
+// split reaped both ways, counting 2 alive of 3; a 2|3 split tried by
+// hand reaped the big side on one run in ten).
+//
+// Reaping takes a member out of the ring: its partitions go to the
+// others and its hints to the new replicas. On the small side of a
+// partition that outlived ReconnectTimeout, both sides reaped each other
+// for good: the small side shrank the ring to itself, acknowledged writes
+// on replicas that the whole cluster does not place the keys on, and
+// handed its hints to itself, and neither side tried the other again (a
+// review: about a tenth of the small side's writes unreadable after a
+// merge forced by hand). A node that cannot tell a partition from
+// failures keeps the members, as Riak and Cassandra keep a down node
+// until an operator removes it; in a cluster of two, neither node reaps
+// the other.
 func (g *Gossip) seesMajority(reaping []string) bool {
-	alive, total := 0, 0
-	seen := map[string]bool{}
+	alive := 0
+	ring, left := map[string]bool{}, map[string]bool{}
 	for _, m := range g.serf.Members() {
 		if m.Status == serf.StatusLeft {
+			left[m.Name] = true
 			continue
 		}
-		seen[m.Name] = true
-		total++
+		ring[m.Name] = true
 		if m.Status == serf.StatusAlive {
 			alive++
 		}
 	}
 	g.mu.Lock()
 	for name := range g.learned {
-		if !seen[name] {
-			seen[name] = true
-			total++
+		ring[name] = true
+	}
+	for name := range g.failedAt { // failed, and not gone for good: still in the ring
+		if _, gone := g.reaped[name]; !gone && !left[name] {
+			ring[name] = true
 		}
 	}
 	g.mu.Unlock()
 	for _, name := range reaping {
-		if !seen[name] {
-			seen[name] = true
-			total++
-		}
+		ring[name] = true
 	}
-	return 2*alive > total
+	return 2*alive > len(ring)
 }
 
 // answerFailed answers a failedQuery with the members of the shard asked

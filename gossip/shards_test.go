@@ -24,27 +24,7 @@ import (
 func TestAJoinerLearnsEveryFailedMember(t *testing.T) {
 	for _, n := range []int{20, 120} {
 		t.Run(fmt.Sprint(n), func(t *testing.T) {
-			dir := t.TempDir()
-			now := time.Now().UnixMilli()
-			var entries []failedEntry
-			var want []string
-			for i := range n {
-				entries = append(entries, failedEntry{Name: fmt.Sprintf("rumor-node-%03d.example.internal", i),
-					Addr: fmt.Sprintf("10.1.2.%d:7946", i), Peer: fmt.Sprintf("10.1.2.%d:7947", i),
-					Client: fmt.Sprintf("10.1.2.%d:6379", i), HTTP: fmt.Sprintf("10.1.2.%d:8080", i), FailedAt: now})
-				want = append(want, entries[i].Name+"=failed")
-			}
-			// and some gone for good, which the answers list last
-			for i := range 10 {
-				entries = append(entries, failedEntry{Name: fmt.Sprintf("rumor-gone-%03d.example.internal", i), Gone: true, Left: true})
-				want = append(want, entries[len(entries)-1].Name+"=left")
-			}
-			slices.Sort(want)
-			b, _ := json.Marshal(entries)
-			file := filepath.Join(dir, "a.members")
-			if err := os.WriteFile(file, b, 0o644); err != nil {
-				t.Fatal(err)
-			}
+			file, want := membersFile(t, n)
 			a := startWith(t, "a", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.MembersPath = file })
 			if got := summary(a.Members()); got != "a=alive "+strings.Join(want, " ") {
 				t.Fatalf("a, from its members file: %s", got)
@@ -59,6 +39,94 @@ func TestAJoinerLearnsEveryFailedMember(t *testing.T) {
 			all := "a=alive b=alive " + strings.Join(want, " ")
 			testutil.Eventually(t, 20*time.Second, "b to learn every failed and gone member", func() bool { return summary(bn.Members()) == all })
 		})
+	}
+}
+
+// membersFile writes a members file that lists n failed members, with
+// real-looking names and addresses, and 10 gone for good, and returns it
+// with the members as summary lists them.
+func membersFile(t *testing.T, n int) (string, []string) {
+	now := time.Now().UnixMilli()
+	var entries []failedEntry
+	var want []string
+	for i := range n {
+		entries = append(entries, failedEntry{Name: fmt.Sprintf("rumor-node-%03d.example.internal", i),
+			Addr: fmt.Sprintf("10.1.2.%d:7946", i), Peer: fmt.Sprintf("10.1.2.%d:7947", i),
+			Client: fmt.Sprintf("10.1.2.%d:6379", i), HTTP: fmt.Sprintf("10.1.2.%d:8080", i), FailedAt: now})
+		want = append(want, entries[i].Name+"=failed")
+	}
+	// and some gone for good, which the answers list last
+	for i := range 10 {
+		entries = append(entries, failedEntry{Name: fmt.Sprintf("rumor-gone-%03d.example.internal", i), Gone: true, Left: true})
+		want = append(want, entries[len(entries)-1].Name+"=left")
+	}
+	slices.Sort(want)
+	b, _ := json.Marshal(entries)
+	file := filepath.Join(t.TempDir(), "a.members")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	return file, want
+}
+
+// TestAJoinerPlacesFailedMembersAsTheirAnswerComes: OnChange, which
+// places keys, heard of the failed members a joiner learned only when the
+// whole ask ended: the unsharded question waits out queryTimeout (3 s),
+// since members with nothing to tell do not answer it. It hears of them
+// as the answer comes now.
+func TestAJoinerPlacesFailedMembersAsTheirAnswerComes(t *testing.T) {
+	t.Parallel()
+	file, want := membersFile(t, 3)
+	a := startWith(t, "a", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.MembersPath = file })
+	w := &watcher{}
+	bn := startWith(t, "b", "127.0.0.1:0", 64, "", w, func(c *Config) { c.Timing.PushPull = time.Minute })
+	if _, err := bn.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	all := "a=alive b=alive " + strings.Join(want, " ")
+	testutil.Eventually(t, 20*time.Second, "Members lists every failed member", func() bool { return summary(bn.Members()) == all })
+	testutil.Eventually(t, queryTimeout*2/3, "OnChange lists every failed member, well before the ask's wait ends", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return summary(w.last) == all
+	})
+}
+
+// TestTheShardCountGoesDownWhenTheAnswersShrink: a joiner that needed 64
+// shards to learn 120 failed members kept asking in 64 (each question
+// answered by every member) every askEvery, for good, after they came
+// back: the count went down only when nobody answered anything, and the
+// members gone for good are answered for ever. Once the answers fit
+// fewer shards, the next ask starts there.
+func TestTheShardCountGoesDownWhenTheAnswersShrink(t *testing.T) {
+	t.Parallel()
+	file, want := membersFile(t, 120)
+	a := startWith(t, "a", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.MembersPath = file })
+	bn := startWith(t, "b", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.Timing.PushPull = time.Minute })
+	if _, err := bn.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	all := "a=alive b=alive " + strings.Join(want, " ")
+	testutil.Eventually(t, 20*time.Second, "b learns every member", func() bool { return summary(bn.Members()) == all })
+	idle := func() bool { bn.mu.Lock(); defer bn.mu.Unlock(); return !bn.asking }
+	shards := func() int { bn.mu.Lock(); defer bn.mu.Unlock(); return bn.shards }
+	testutil.Eventually(t, 20*time.Second, "b's ask ends", idle)
+	if got := shards(); got < 4 {
+		t.Fatalf("b learned 120 failed members with %d shards: the test proves nothing", got)
+	}
+	for _, g := range []*Gossip{a, bn} { // the failed members are back, and gone from here again
+		g.mu.Lock()
+		clear(g.learned)
+		clear(g.failedAt)
+		g.mu.Unlock()
+	}
+	bn.askFailed()
+	testutil.Eventually(t, 20*time.Second, "b's ask ends", idle)
+	if got := shards(); got != 1 {
+		t.Errorf("with only 10 gone members to tell (one answer), b's next ask starts at %d shards, want 1", got)
+	}
+	if got := summary(bn.Members()); !strings.Contains(got, "rumor-gone-009.example.internal=left") {
+		t.Errorf("b forgot the gone members: %s", got)
 	}
 }
 
