@@ -12,11 +12,12 @@
 //
 // Membership follows Dynamo's rule that a stopped process is a transient
 // failure, not a departure: Shutdown does not leave, so the others see the
-// node as failed and keep it (serf reaps failed members only after
-// Config.ReconnectTimeout, a day by default, and only a node that sees
-// most of the ring alive takes them out: see seesMajority), and a node restarted with the
-// same SnapshotPath rejoins the members it knew without anyone's help.
-// Only Leave, an explicit removal, takes a node out for good.
+// node as failed and keep it, retried, for good (serf forgets a failed
+// member after a day; this node then keeps and retries it itself), and a
+// node restarted with the same SnapshotPath rejoins the members it knew
+// without anyone's help. Only Leave and Forget, an explicit removal, take
+// a node out for good, or Config.ReconnectTimeout if set (reaping: only a
+// node that sees most of the ring alive does, see seesMajority).
 //
 // A failed member stays a ring member everywhere, also on a node that
 // joins or restarts while it is down: memberlist forgets a dead member
@@ -109,8 +110,8 @@ const (
 	StatusFailed
 	StatusLeaving
 	StatusLeft
-	// StatusReaped is a member serf forgot after it had been failed for
-	// Config.ReconnectTimeout (it is retried no more). Like a member that
+	// StatusReaped is a member failed for Config.ReconnectTimeout, if
+	// set, and reaped (it is retried no more). Like a member that
 	// left, it is gone for good: it holds no partitions, and what was
 	// kept for it belongs to the others. It stays listed, as reaped, until
 	// a member of that name joins again.
@@ -160,11 +161,21 @@ type Config struct {
 	SnapshotPath string
 	// Timing is the failure detector's profile. Default LocalTiming.
 	Timing Timing
-	// ReconnectTimeout is how long a failed member is kept (and retried)
-	// before serf forgets it (it is then StatusReaped, if this node sees
-	// most of the ring alive; else it stays failed, retried, until it
-	// does). Default 24 hours.
+	// ReconnectTimeout, if set, is how long a failed member is kept (and
+	// retried) before it is reaped: StatusReaped, gone for good, out of
+	// the ring, by a node that sees most of the ring alive (else it stays
+	// failed, retried, until this node does). Zero, the default: never;
+	// a failed member stays a ring member, retried, until Forget, as in
+	// Riak and Cassandra. Reaping moves the member's partitions to the
+	// others without its data, and back without theirs when it returns:
+	// with no rebalancing yet, writes acknowledged meanwhile can read as
+	// missing after its return.
 	ReconnectTimeout time.Duration
+	// SerfReconnectTimeout is how long serf itself keeps and retries a
+	// failed member, when ReconnectTimeout is zero; past it this node
+	// keeps the member itself (learned) and retries it. Default 24 hours;
+	// tests shorten it.
+	SerfReconnectTimeout time.Duration
 	// OnChange is called with the sorted member list after every change
 	// (join, failure, recovery, leave, tag update), and by Notify. Calls
 	// never overlap and come in order: each list is at least as new as
@@ -313,8 +324,11 @@ func New(cfg Config) (*Gossip, error) {
 	if cfg.Timing.Reconnect == 0 {
 		cfg.Timing.Reconnect = LocalTiming().Reconnect
 	}
-	if cfg.ReconnectTimeout == 0 {
-		cfg.ReconnectTimeout = 24 * time.Hour
+	if cfg.ReconnectTimeout > 0 {
+		cfg.SerfReconnectTimeout = cfg.ReconnectTimeout
+	}
+	if cfg.SerfReconnectTimeout <= 0 {
+		cfg.SerfReconnectTimeout = 24 * time.Hour
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = slog.New(slog.DiscardHandler)
@@ -366,12 +380,12 @@ func New(cfg Config) (*Gossip, error) {
 	sc.MemberlistConfig = ml
 	sc.Tags = cfg.Tags.encode()
 	sc.SnapshotPath = cfg.SnapshotPath
-	sc.ReconnectTimeout = cfg.ReconnectTimeout
+	sc.ReconnectTimeout = cfg.SerfReconnectTimeout
 	sc.ReconnectInterval = cfg.Timing.Reconnect
-	sc.TombstoneTimeout = cfg.ReconnectTimeout
+	sc.TombstoneTimeout = cfg.SerfReconnectTimeout
 	// Serf looks for members to reap every 15 s; a shorter timeout (in
 	// tests) is looked at ten times per timeout.
-	sc.ReapInterval = min(sc.ReapInterval, max(cfg.ReconnectTimeout/10, 10*time.Millisecond))
+	sc.ReapInterval = reapEvery(cfg)
 	sc.RejoinAfterLeave = false
 	sc.Logger = log.New(logWriter, "", 0)
 	sc.Merge = mergeCheck{q: cfg.Tags.Partitions}
@@ -645,7 +659,7 @@ func (g *Gossip) Shutdown() error {
 func (g *Gossip) loop() {
 	ask := time.NewTicker(g.askEvery())
 	defer ask.Stop()
-	reap := time.NewTicker(min(15*time.Second, max(g.cfg.ReconnectTimeout/10, 10*time.Millisecond))) // as serf's ReapInterval
+	reap := time.NewTicker(reapEvery(g.cfg))
 	defer reap.Stop()
 	reconnect := time.NewTicker(g.cfg.Timing.Reconnect)
 	defer reconnect.Stop()
@@ -678,11 +692,13 @@ func (g *Gossip) loop() {
 				// back as failed to everyone (a removed node held a
 				// quarter of the partitions again, W=3 writes failed).
 				//
-				// A failed member is reaped only by a node that sees most
-				// of the ring alive: the small side of a partition longer
-				// than ReconnectTimeout kept the others as failed
-				// members, retried, instead of shrinking the ring to
-				// itself (see seesMajority).
+				// A failed member is reaped only if ReconnectTimeout is
+				// set, and only by a node that sees most of the ring
+				// alive: the small side of a partition longer than
+				// ReconnectTimeout kept the others as failed members,
+				// retried, instead of shrinking the ring to itself (see
+				// seesMajority). Otherwise serf's forgotten member stays
+				// here as learned, retried by joinLearned.
 				if me, ok := e.(serf.MemberEvent); ok {
 					var failed []string
 					for _, m := range me.Members {
@@ -690,8 +706,11 @@ func (g *Gossip) loop() {
 							failed = append(failed, m.Name)
 						}
 					}
-					keep := len(failed) > 0 && !g.seesMajority(failed)
-					if keep {
+					keep := len(failed) > 0 && (g.cfg.ReconnectTimeout == 0 || !g.seesMajority(failed))
+					switch {
+					case keep && g.cfg.ReconnectTimeout == 0:
+						g.cfg.Logger.Info("failed members stay in the ring, retried, until removed", "members", failed)
+					case keep:
 						g.cfg.Logger.Warn("not forgetting failed members: most of the ring is not alive here, as on the small side of a partition; they stay failed members, retried", "members", failed)
 					}
 					now := time.Now()
@@ -705,7 +724,7 @@ func (g *Gossip) loop() {
 							mm.Status = StatusFailed
 							g.learned[m.Name] = mm // retried by joinLearned, reaped by reapLearned once most are alive
 							if _, ok := g.failedAt[m.Name]; !ok {
-								g.failedAt[m.Name] = now.Add(-g.cfg.ReconnectTimeout)
+								g.failedAt[m.Name] = now.Add(-g.cfg.SerfReconnectTimeout)
 							}
 							continue
 						}
@@ -814,6 +833,13 @@ func shardOf(name string, k int) int {
 		h = (h ^ uint32(name[i])) * 16777619
 	}
 	return int(h % uint32(k))
+}
+
+// reapEvery is how often serf looks for members to reap, and this node
+// for learned ones: every 15 s (serf's default), or ten times per timeout
+// if that is shorter (in tests).
+func reapEvery(cfg Config) time.Duration {
+	return min(15*time.Second, max(cfg.SerfReconnectTimeout/10, 10*time.Millisecond))
 }
 
 // askEvery is how often a node asks the others about failed members
@@ -1055,6 +1081,9 @@ func (g *Gossip) reapLearned(now time.Time) bool {
 			}
 		}
 		return names
+	}
+	if g.cfg.ReconnectTimeout == 0 {
+		return false // never: failed members stay until Forget
 	}
 	names := due()
 	if len(names) == 0 || !g.seesMajority(nil) {

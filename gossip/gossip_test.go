@@ -313,6 +313,39 @@ func TestFailedMemberIsReapedAfterReconnectTimeout(t *testing.T) {
 	})
 }
 
+// TestAFailedMemberStaysInTheRingByDefault: with ReconnectTimeout unset,
+// a failed member is never reaped, even by most of the ring, and past
+// the time serf keeps it: it stays failed (a ring member), retried, and
+// is joined again by itself when it comes back.
+func TestAFailedMemberStaysInTheRingByDefault(t *testing.T) {
+	short := func(c *Config) { c.SerfReconnectTimeout = 300 * time.Millisecond }
+	mk := func(name, addr string) *Gossip { return startWith(t, name, addr, 64, "", nil, short) }
+	n1, n2, n3 := mk("n1", "127.0.0.1:0"), mk("n2", "127.0.0.1:0"), mk("n3", "127.0.0.1:0")
+	for _, g := range []*Gossip{n2, n3} {
+		if _, err := g.Join([]string{n1.Addr()}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	testutil.Eventually(t, 5*time.Second, "all alive", func() bool { return allAlive([]*Gossip{n1, n2, n3}) })
+	addr2 := n2.Addr()
+	n2.Shutdown()
+	testutil.Eventually(t, 10*time.Second, "the serf of n1 and n3 forgets n2", func() bool {
+		for _, g := range []*Gossip{n1, n3} {
+			if slices.ContainsFunc(g.serf.Members(), func(m serf.Member) bool { return m.Name == "n2" }) {
+				return false
+			}
+		}
+		return true
+	})
+	for _, g := range []*Gossip{n1, n3} {
+		if g.reapLearned(time.Now().Add(24 * time.Hour)); statusOf(g, "n2") != StatusFailed {
+			t.Fatalf("%s, most of the ring, after its serf forgot n2: %s, want n2 failed", g.cfg.Name, summary(g.Members()))
+		}
+	}
+	n2 = mk("n2", addr2)
+	testutil.Eventually(t, 10*time.Second, "n1 and n3 join n2 again by themselves", func() bool { return allAlive([]*Gossip{n1, n2, n3}) })
+}
+
 // TestOneOfTwoIsNeverReaped: in a cluster of two, the one left cannot
 // tell its peer's failure from a partition, and keeps it (failed, retried)
 // past ReconnectTimeout, until it comes back.

@@ -42,10 +42,13 @@ type ClusterConfig struct {
 	ReadRepairChance float64
 	// Timing is gossip's failure detector profile (default LocalTiming).
 	Timing gossip.Timing
-	// ReconnectTimeout is gossip.Config.ReconnectTimeout: how long a
-	// failed member is kept before it is reaped, gone for good. Default
-	// 24 hours.
+	// ReconnectTimeout is gossip.Config.ReconnectTimeout: if set, how
+	// long a failed member is kept before it is reaped, gone for good.
+	// Zero, the default: never (until removed).
 	ReconnectTimeout time.Duration
+	// serfReconnectTimeout is gossip.Config.SerfReconnectTimeout (tests
+	// shorten it).
+	serfReconnectTimeout time.Duration
 	// Key, if set (wire.ClusterKey of the operator's secret), encrypts
 	// gossip and is required of every peer connection: only nodes that
 	// hold it can join, or make calls to this one. 32 bytes.
@@ -305,7 +308,7 @@ func (n *Node) startCluster(cc ClusterConfig) (err error) {
 	}()
 	n.cluster = cs
 	gc := gossip.Config{
-		Name: n.cfg.Name, BindAddr: cc.GossipAddr, Timing: cc.Timing, ReconnectTimeout: cc.ReconnectTimeout,
+		Name: n.cfg.Name, BindAddr: cc.GossipAddr, Timing: cc.Timing, ReconnectTimeout: cc.ReconnectTimeout, SerfReconnectTimeout: cc.serfReconnectTimeout,
 		SnapshotPath: filepath.Join(n.cfg.DataDir, "serf.snapshot"),
 		MembersPath:  filepath.Join(n.cfg.DataDir, "members.json"),
 		Tags: gossip.Tags{Actor: n.st.Actor(), ClientAddr: n.ClientAddr(), HTTPAddr: n.HTTPAddr(),

@@ -107,7 +107,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 	}
 	// Values nodeConfig itself refuses.
 	for _, args := range [][]string{
-		{"--partitions", "0"}, {"--join", "127.0.0.1:5"}, {"--gossip-addr", "127.0.0.1:3", "--reconnect-timeout", "0s"},
+		{"--partitions", "0"}, {"--join", "127.0.0.1:5"}, {"--gossip-addr", "127.0.0.1:3", "--reconnect-timeout", "-1s"},
 		{"--cache-size", "lots"}, {"--log-level", "loud"}, {"--procs", "-1"}, {"--procs", "1025"}, {"--procs", "two"},
 		{"--gc-min-heap", "-1MB"}, {"--gc-min-heap", "some"},
 		{"--gossip-addr", "127.0.0.1:3", "--request-timeout", "-1s"},

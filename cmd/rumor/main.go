@@ -77,7 +77,7 @@ func nodeCommand() *cli.Command {
 			&cli.Float64Flag{Name: "read-repair-chance", EnvVars: env("read-repair-chance"), Value: 0.1, Usage: "share of reads that also check, and repair, the replicas they did not need to ask; 0 never (cluster)"},
 			&cli.IntFlag{Name: "max-hints", EnvVars: env("max-hints"), Value: 1000000, Usage: "most hinted copies this node keeps for unreachable replicas; past it a stand-in copy is refused and counted as dropped (cluster)"},
 			&cli.StringFlag{Name: "cluster-key", EnvVars: env("cluster-key"), Usage: "a secret every node of the cluster is given (cluster): gossip is encrypted with it and peer connections must prove they hold it, so that no other process can join or call the nodes. Empty: none (the peer and gossip ports must then be reachable by trusted hosts only). Prefer the environment variable: a command line is visible to every user of the machine"},
-			&cli.DurationFlag{Name: "reconnect-timeout", EnvVars: env("reconnect-timeout"), Value: 24 * time.Hour, Usage: "how long a failed member is kept and retried before it is forgotten (reaped) as gone for good by a node that sees most of the cluster alive, and the hints kept for it go to the replicas that now hold its partitions (cluster)"},
+			&cli.DurationFlag{Name: "reconnect-timeout", EnvVars: env("reconnect-timeout"), Usage: "if set, how long a failed member is kept and retried before it is forgotten (reaped) as gone for good by a node that sees most of the cluster alive, and the hints kept for it go to the replicas that now hold its partitions; until rebalancing is built, writes acknowledged while it was gone can read as missing when it returns. 0, the default: never; a failed node stays a member, retried, until `rumor cluster remove` (cluster)"},
 			&cli.DurationFlag{Name: "request-timeout", EnvVars: env("request-timeout"), Value: time.Second, Usage: "bound on a request's calls to other nodes (cluster)"},
 			&cli.IntFlag{Name: "partitions", EnvVars: env("partitions"), Value: ring.DefaultPartitions, Usage: "number of partitions Q, a power of two; fixed when the data directory is created"},
 			&cli.BoolFlag{Name: "sync", EnvVars: env("sync"), Value: true, Usage: "acknowledge a write only after its WAL record is fsynced (concurrent writes share one fsync). --sync=false acknowledges once the write is in memory: faster, and a crash may lose the last moments of writes (at most --flush-interval)"},
@@ -362,8 +362,8 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 		if cfg.Cluster.Timeout < 0 {
 			return node.Config{}, fmt.Errorf("--request-timeout must not be negative, not %v", cfg.Cluster.Timeout)
 		}
-		if cfg.Cluster.ReconnectTimeout <= 0 {
-			return node.Config{}, fmt.Errorf("--reconnect-timeout must be positive, not %v", cfg.Cluster.ReconnectTimeout)
+		if cfg.Cluster.ReconnectTimeout < 0 {
+			return node.Config{}, fmt.Errorf("--reconnect-timeout must not be negative (0 is never), not %v", cfg.Cluster.ReconnectTimeout)
 		}
 		if cfg.Cluster.ReadRepairChance <= 0 {
 			cfg.Cluster.ReadRepairChance = -1 // the flag's 0 is never, the config's is the default
