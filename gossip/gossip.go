@@ -298,9 +298,14 @@ type Gossip struct {
 	// later nothing of it, yet it is still a ring member everywhere else.
 	learned  map[string]Member
 	failedAt map[string]time.Time // when each failed member failed, as near as this node knows
-	asking   bool                 // an askFailed is running
-	shards   int                  // the shards the next askFailed starts at (see askFailed)
-	joining  bool                 // a joinLearned is running
+	// failedAs is each member serf reported failed, as it was then: serf
+	// drops every member due for reaping in one pass and only then sends
+	// their reap events, so until each event is handled Members lists
+	// the member from here (while failedAt holds it), not as missing.
+	failedAs map[string]Member
+	asking   bool // an askFailed is running
+	shards   int  // the shards the next askFailed starts at (see askFailed)
+	joining  bool // a joinLearned is running
 
 	shutdownOnce sync.Once
 	shutdownErr  error
@@ -390,7 +395,8 @@ func New(cfg Config) (*Gossip, error) {
 	sc.Logger = log.New(logWriter, "", 0)
 	sc.Merge = mergeCheck{q: cfg.Tags.Partitions}
 	g := &Gossip{cfg: cfg, events: make(chan serf.Event, 256), done: make(chan struct{}), soon: make(chan struct{}, 1),
-		answerLimit: sc.QueryResponseSizeLimit, reaped: map[string]Member{}, learned: map[string]Member{}, failedAt: map[string]time.Time{}}
+		answerLimit: sc.QueryResponseSizeLimit, reaped: map[string]Member{}, learned: map[string]Member{}, failedAt: map[string]time.Time{},
+		failedAs: map[string]Member{}}
 	sc.EventCh = g.events
 	s, err := serf.Create(sc)
 	if err != nil {
@@ -532,6 +538,12 @@ func (g *Gossip) Members() []Member {
 	}
 	for name, m := range g.learned {
 		if !known[name] {
+			out = append(out, m)
+			known[name] = true
+		}
+	}
+	for name, m := range g.failedAs {
+		if _, failed := g.failedAt[name]; failed && !known[name] { // dropped by serf, its reap event on the way
 			out = append(out, m)
 		}
 	}
@@ -716,6 +728,7 @@ func (g *Gossip) loop() {
 					now := time.Now()
 					g.mu.Lock()
 					for _, m := range me.Members {
+						delete(g.failedAs, m.Name) // handled: listed as learned or reaped from here
 						mm, ok := g.member(m)
 						if !ok {
 							continue
@@ -750,6 +763,7 @@ func (g *Gossip) loop() {
 						delete(g.reaped, m.Name)
 						delete(g.learned, m.Name)
 						delete(g.failedAt, m.Name)
+						delete(g.failedAs, m.Name)
 						others = others || m.Name != g.cfg.Name
 					}
 					g.mu.Unlock()
@@ -767,6 +781,10 @@ func (g *Gossip) loop() {
 					for _, m := range me.Members {
 						if _, ok := g.failedAt[m.Name]; !ok {
 							g.failedAt[m.Name] = now
+						}
+						if mm, ok := g.member(m); ok {
+							mm.Status = StatusFailed
+							g.failedAs[m.Name] = mm
 						}
 					}
 					g.mu.Unlock()

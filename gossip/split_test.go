@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -104,13 +105,37 @@ func TestNeitherHalfOfASplitReaps(t *testing.T) {
 // split at production proportions (the big side's members fail on the
 // small side within one reap interval, and are reaped in one pass): the
 // small side keeps n1-n3, the big side reaps n4 and n5.
+//
+// Until each reap event is handled, the members serf dropped are listed
+// as failed: OnChange listed them as missing in between (placement
+// without them, for a moment).
 func TestTheSmallSideOfASplitKeepsTheOthersWhenTheyFailTogether(t *testing.T) {
 	t.Parallel()
-	nodes, filters := filteredNodes(t, testTiming, []string{"n1", "n2", "n3", "n4", "n5"}, func(c *Config) { c.ReconnectTimeout = 10 * time.Second })
+	var mu sync.Mutex
+	most, short := map[string]int{}, map[string]string{} // the most members each listed, and a shorter list after
+	watch := func(c *Config) {
+		name := c.Name
+		c.OnChange = func(ms []Member) {
+			mu.Lock()
+			defer mu.Unlock()
+			if len(ms) < most[name] && short[name] == "" {
+				short[name] = summary(ms)
+			}
+			most[name] = max(most[name], len(ms))
+		}
+	}
+	nodes, filters := filteredNodes(t, testTiming, []string{"n1", "n2", "n3", "n4", "n5"}, func(c *Config) { c.ReconnectTimeout = 10 * time.Second }, watch)
 	split(nodes, filters, []int{0, 1, 2}, []int{3, 4})
 	if bad := sideKeeps(t, nodes[3:], []string{"n1", "n2", "n3"}); len(bad) > 0 {
 		t.Errorf("the small side of a 3|2 split past ReconnectTimeout reaped: %s; want n1-n3 kept failed", strings.Join(bad, "; "))
 	}
+	mu.Lock()
+	for _, name := range []string{"n4", "n5"} {
+		if short[name] != "" {
+			t.Errorf("%s's OnChange listed %d members, then only %s", name, most[name], short[name])
+		}
+	}
+	mu.Unlock()
 	testutil.Eventually(t, 30*time.Second, "the big side reaps n4 and n5", func() bool {
 		for _, g := range nodes[:3] {
 			if statusOf(g, "n4") != StatusReaped || statusOf(g, "n5") != StatusReaped {
