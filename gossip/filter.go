@@ -13,7 +13,9 @@ import (
 )
 
 // Filter decides what happens to gossip traffic with the member at addr,
-// its gossip address (host:port). With blackhole, packets to and from it
+// its gossip address (host:port), named name when memberlist knows whom
+// it sends to ("" for incoming packets, and for a join to an address
+// alone; a rejoin from serf's snapshot names the member). With blackhole, packets to and from it
 // vanish and stream dials to it wait out their timeout and fail as a
 // timeout would; otherwise delay holds back packets to it, and dials to
 // it, that long. It is called for every packet from memberlist's
@@ -23,7 +25,7 @@ import (
 // probe) come from ephemeral ports and pass. A partition therefore needs
 // the filters on both of its sides; with them, neither side dials the
 // other and no stream crosses it.
-type Filter func(addr string) (blackhole bool, delay time.Duration)
+type Filter func(name, addr string) (blackhole bool, delay time.Duration)
 
 // filterTransport puts a Filter between memberlist and its transport.
 type filterTransport struct {
@@ -70,7 +72,7 @@ func (t *filterTransport) loop() {
 			return
 		case p := <-in:
 			if p.From != nil {
-				if blackhole, _ := t.filter(p.From.String()); blackhole {
+				if blackhole, _ := t.filter("", p.From.String()); blackhole {
 					continue
 				}
 			}
@@ -96,7 +98,7 @@ func (t *filterTransport) WriteTo(b []byte, addr string) (time.Time, error) {
 // packet is dropped as if sent; a delayed one is sent later by a timer, so
 // the caller does not wait.
 func (t *filterTransport) WriteToAddress(b []byte, a memberlist.Address) (time.Time, error) {
-	blackhole, delay := t.filter(a.Addr)
+	blackhole, delay := t.filter(a.Name, a.Addr)
 	switch {
 	case blackhole:
 		return time.Now(), nil
@@ -139,7 +141,7 @@ func (t *filterTransport) DialTimeout(addr string, timeout time.Duration) (net.C
 // black-holed address fails with a timeout error once timeout has passed;
 // a delayed one waits its delay first, out of the same timeout.
 func (t *filterTransport) DialAddressTimeout(a memberlist.Address, timeout time.Duration) (net.Conn, error) {
-	blackhole, delay := t.filter(a.Addr)
+	blackhole, delay := t.filter(a.Name, a.Addr)
 	if blackhole || (delay > 0 && delay >= timeout) {
 		t.wait(timeout)
 		return nil, dialTimeout(a.Addr)

@@ -28,7 +28,7 @@ func newAddrFilter() *addrFilter {
 	return &addrFilter{blocked: map[string]bool{}, delays: map[string]time.Duration{}}
 }
 
-func (f *addrFilter) filter(addr string) (bool, time.Duration) {
+func (f *addrFilter) filter(_, addr string) (bool, time.Duration) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	return f.blocked[addr], f.delays[addr]
@@ -373,7 +373,7 @@ func TestFilterShutdownWhilePacketsArrive(t *testing.T) {
 		t.Fatal(err)
 	}
 	var seen atomic.Int64 // packets the filter has judged
-	ft := newFilterTransport(nt, func(string) (bool, time.Duration) { seen.Add(1); return false, 0 })
+	ft := newFilterTransport(nt, func(string, string) (bool, time.Duration) { seen.Add(1); return false, 0 })
 	conn, err := net.Dial("udp", net.JoinHostPort("127.0.0.1", strconv.Itoa(nt.GetAutoBindPort())))
 	if err != nil {
 		t.Fatal(err)

@@ -1067,9 +1067,9 @@ func (g *Gossip) learn(entries []failedEntry) bool {
 func (g *Gossip) joinLearned() {
 	g.mu.Lock()
 	var addrs []string
-	for _, m := range g.learned {
+	for name, m := range g.learned {
 		if m.Addr != "" && !g.joining {
-			addrs = append(addrs, m.Addr)
+			addrs = append(addrs, name+"/"+m.Addr) // named, as serf's rejoin does: a Filter knows whom
 		}
 	}
 	g.joining = g.joining || len(addrs) > 0

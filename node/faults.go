@@ -342,14 +342,17 @@ func (n *Node) faultsInfo() wire.InfoSection {
 	}}
 }
 
-// gossipFilter asks f about the member at a gossip address, by the name
-// the current member list gives it. An address not in the list yet gets
-// only the delay for all.
+// gossipFilter asks f about the member at a gossip address, by its name
+// if memberlist gave it, else by the name the current member list gives
+// the address. An address not in the list yet gets only the delay for
+// all.
 func (cs *clusterState) gossipFilter(f *Faults) gossip.Filter {
-	return func(addr string) (bool, time.Duration) {
-		cs.mu.Lock()
-		name := cs.addrs[addr]
-		cs.mu.Unlock()
+	return func(name, addr string) (bool, time.Duration) {
+		if name == "" {
+			cs.mu.Lock()
+			name = cs.addrs[addr]
+			cs.mu.Unlock()
+		}
 		if name == "" {
 			return false, f.Delay("")
 		}

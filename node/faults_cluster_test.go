@@ -406,3 +406,47 @@ func histogramCounts(t *testing.T, n *Node, name string) map[string]uint64 {
 	}
 	return got
 }
+
+// TestANodeStartsWithItsFaults: Config.Faults is in force before the
+// node gossips. n2, restarted blocking n1, does not rejoin n1 through its
+// snapshot or its members list (the rejoin names n1, so its filter knows
+// whom it dials), and sees n1 alive only once the faults are lifted.
+// Without AllowFaults, a starting fault state is refused.
+func TestANodeStartsWithItsFaults(t *testing.T) {
+	nodes := startClusterNodes(t, 2, true)
+	n1, n2 := nodes[0], nodes[1]
+	cfg := n2.cfg
+	cfg.Cluster = &ClusterConfig{GossipAddr: n2.cluster.gossip.Addr(), Timing: fastTiming, Timeout: 300 * time.Millisecond}
+	cfg.ClientAddr, cfg.HTTPAddr = "127.0.0.1:0", "127.0.0.1:0"
+	n2.Close()
+	testutil.Eventually(t, 10*time.Second, "n1 sees n2 failed", func() bool { return statusIn(n1, "n2") == "failed" })
+	// n1 blocks n2, as the CLI sets a partition on both sides: it does not
+	// dial n2. But a stream n2 dials is one n1 cannot tell apart.
+	setFaults(t, n1, `{"blocked":["n2"]}`)
+	cfg.Faults = FaultState{Blocked: []string{"n1"}}
+	cfg.AllowFaults = false
+	if _, err := Start(cfg); err == nil || !strings.Contains(err.Error(), "AllowFaults") {
+		t.Fatalf("Start with Faults and no AllowFaults: %v, want an error naming AllowFaults", err)
+	}
+	cfg.AllowFaults = true
+	n2, err := Start(cfg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { n2.Close() })
+	// The rejoin through the snapshot takes milliseconds; a second is
+	// many of its attempts and of serf's reconnects (fastTiming).
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if s := statusIn(n2, "n1"); s == "alive" {
+			t.Fatalf("n2, restarted blocking n1, rejoined it: n1 %s", s)
+		}
+	}
+	if got := n2.faults.State().String(); got != "blocks n1" {
+		t.Errorf("n2's faults: %q, want blocks n1", got)
+	}
+	setFaults(t, n1, `{}`)
+	setFaults(t, n2, `{}`)
+	testutil.Eventually(t, 20*time.Second, "n1 and n2 see each other alive once the faults are lifted", func() bool {
+		return allSeeAlive([]*Node{n1, n2})
+	})
+}

@@ -100,6 +100,11 @@ type Config struct {
 	// traffic with named nodes (see Faults). For tests only; without it
 	// the control is refused and the node's network is untouched.
 	AllowFaults bool
+	// Faults, with AllowFaults, is the fault state the node starts with,
+	// set before it gossips or calls anyone: a node restarted into a
+	// partition (`rumor cluster start`) did both for a moment before the
+	// CLI could set it, and met the other side.
+	Faults FaultState
 	// OnStoreFailure, if set, is called once when the store fails (as
 	// Failed is closed), also while Start is still opening it: a store
 	// that cannot flush while replaying its log on a full disk may never
@@ -128,6 +133,13 @@ func (c Config) Validate() error {
 	}
 	if c.CacheSize < 0 {
 		errs = append(errs, fmt.Errorf("node: CacheSize must not be negative"))
+	}
+	if len(c.Faults.Blocked) > 0 || len(c.Faults.Delays) > 0 {
+		if !c.AllowFaults {
+			errs = append(errs, errors.New("node: a starting fault state needs AllowFaults"))
+		} else if err := c.Faults.Validate(); err != nil {
+			errs = append(errs, fmt.Errorf("node: starting fault state: %w", err))
+		}
 	}
 	// A value of the largest size, alone, must fit in an object: the
 	// value, its dot and time, the context (one entry each for a few
@@ -256,6 +268,12 @@ func Start(cfg Config) (*Node, error) {
 			"actor", fmt.Sprintf("%016x", st.Actor()))
 	}
 	n := &Node{cfg: cfg, st: st, started: cfg.Clock(), registry: prometheus.NewRegistry(), left: make(chan struct{}), failure: failure}
+	if cfg.AllowFaults {
+		_ = n.faults.Set(cfg.Faults) // valid: see Validate
+		if s := n.faults.State(); len(s.Blocked) > 0 || len(s.Delays) > 0 {
+			cfg.Logger.Warn("fault injection: starting with", "faults", s.String())
+		}
+	}
 	n.registry.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}), st.Collector())
 	metrics := wire.NewMetrics(n.registry)
 

@@ -351,8 +351,9 @@ func newNode(dir string, p, i int, join string, quorum, extra []string) *cluster
 }
 
 // launch starts n as a detached process (its own session, so it outlives
-// this command and a terminal's signals), logging to n.Log.
-func launch(n *clusterNode, key string) error {
+// this command and a terminal's signals), logging to n.Log, with args
+// after n.Args for this run only.
+func launch(n *clusterNode, key string, args ...string) error {
 	exe, err := os.Executable()
 	if err != nil {
 		return err
@@ -365,7 +366,7 @@ func launch(n *clusterNode, key string) error {
 		return err
 	}
 	defer log.Close()
-	cmd := exec.Command(exe, n.Args...)
+	cmd := exec.Command(exe, append(slices.Clone(n.Args), args...)...)
 	if key != "" {
 		cmd.Env = append(os.Environ(), "RUMOR_CLUSTER_KEY="+key) // the last of a name wins
 	}
@@ -859,7 +860,18 @@ func clusterStart(c *cli.Context) error {
 	if nd.Removed {
 		return fmt.Errorf("%s was removed from the cluster; `rumor cluster add` starts a new node", nd.Name)
 	}
-	if err := launch(nd, st.Key); err != nil {
+	// A node restarted into a partition starts with its faults: set
+	// after it served, they came after its first gossip, and it met the
+	// other side (a review saw it list the big side alive).
+	var faults []string
+	if fs := nodeFaults(st.Faults, st.members())[nd.Name]; len(fs.Blocked) > 0 || len(fs.Delays) > 0 {
+		b, err := json.Marshal(fs)
+		if err != nil {
+			return err
+		}
+		faults = []string{"--faults", string(b)}
+	}
+	if err := launch(nd, st.Key, faults...); err != nil {
 		return err
 	}
 	if err := st.save(dir); err != nil {

@@ -18,6 +18,7 @@ import (
 	"time"
 
 	"github.com/redis/go-redis/v9"
+	"github.com/rumor-kv/rumor/internal/testutil"
 )
 
 // setWorkload is a client workload of read-modify-writes that add unique
@@ -351,4 +352,43 @@ func TestFaultsKeepEveryAcknowledgedWrite(t *testing.T) {
 		healthy, partitioned, partitioned/healthy, minority)
 	t.Logf("hinted copies %d, delivered %d, read repairs %d; zero hints pending and no copy in flight, all alive and reachable %v after the heal (workload running), %v after restarting the killed node",
 		hinted, delivered, repairs, healDrained.Round(100*time.Millisecond), restartDrained.Round(100*time.Millisecond))
+}
+
+// TestANodeRestartedIntoAPartitionStaysCutOff: `cluster start` of a node
+// a partition cuts off starts it with its faults (--faults). They were
+// set after it served, that is after its first gossip: the restarted
+// node rejoined the other side through its snapshot and listed it alive
+// until the failure detector caught up (a review saw a small-side node
+// restarted in a long partition meet the big side).
+func TestANodeRestartedIntoAPartitionStaysCutOff(t *testing.T) {
+	if testing.Short() {
+		t.Skip("multi-process fault scenario")
+	}
+	dir := t.TempDir()
+	base := freeBase(t, 3)
+	t.Cleanup(func() { exec.Command(binary, "cluster", "down", "--dir", dir).Run() })
+	mustCluster(t, dir, "up", "--base-port", fmt.Sprint(base), "--nodes", "3")
+	mustCluster(t, dir, "isolate", "n3")
+	mustCluster(t, dir, "kill", "n3")
+	mustCluster(t, dir, "start", "n3")
+	c3 := redis.NewClient(&redis.Options{Addr: fmt.Sprintf("127.0.0.1:%d", base+2), MaxRetries: -1, PoolSize: 1})
+	t.Cleanup(func() { c3.Close() })
+	ctx := context.Background()
+	alive := regexp.MustCompile(`member_(n1|n2):status=alive`)
+	// Three seconds: the other side is seen failed some 3-5 s after
+	// the faults are set, so a node that met it lists it alive meanwhile.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(50 * time.Millisecond) {
+		info, err := c3.Info(ctx, "cluster").Result()
+		if err != nil {
+			t.Fatalf("INFO cluster on n3: %v", err)
+		}
+		if m := alive.FindString(info); m != "" {
+			t.Fatalf("n3, restarted into its isolation, lists %s:\n%s", m, info)
+		}
+	}
+	mustCluster(t, dir, "heal")
+	testutil.Eventually(t, 30*time.Second, "n3 sees every member alive after the heal", func() bool {
+		info, err := c3.Info(ctx, "cluster").Result()
+		return err == nil && strings.Contains(info, "members_alive:3")
+	})
 }

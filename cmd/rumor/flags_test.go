@@ -61,7 +61,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		"--max-key-size", "1kb", "--max-value-size", "2kb", "--max-bulk", "3kb", "--max-args", "9",
 		"--max-inline", "4kb", "--max-request", "5kb", "--idle-timeout", "7s", "--max-clients", "11",
 		"--max-siblings", "7", "--max-object-size", "6kb", "--cluster-key", "s3cret",
-		"--procs", "3", "--gc-min-heap", "96MB", "--pprof", "--allow-faults", "--log-level", "debug")
+		"--procs", "3", "--gc-min-heap", "96MB", "--pprof", "--allow-faults", "--faults", `{"blocked":["n2"],"delays":{"n3":"50ms"}}`, "--log-level", "debug")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -80,7 +80,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		"max-args": cfg.Server.Limits.MaxArgs, "max-inline": cfg.Server.Limits.MaxInline, "max-request": cfg.Server.Limits.MaxRequest,
 		"idle-timeout": cfg.Server.IdleTimeout, "max-clients": cfg.Server.MaxClients,
 		"max-siblings": cfg.Objects.MaxSiblings, "max-object-size": cfg.Objects.MaxSize, "cluster-key": string(cl.Key),
-		"procs": ps.procs, "gc-min-heap": ps.gcMinHeap, "pprof": cfg.Pprof, "allow-faults": cfg.AllowFaults, "log-level": cfg.Logger.Enabled(t.Context(), -4),
+		"procs": ps.procs, "gc-min-heap": ps.gcMinHeap, "pprof": cfg.Pprof, "allow-faults": cfg.AllowFaults, "faults": cfg.Faults.String(), "log-level": cfg.Logger.Enabled(t.Context(), -4),
 	}
 	want := map[string]any{
 		"name": "n9", "data-dir": "/tmp/x", "client-addr": "127.0.0.1:1", "http-addr": "127.0.0.1:2",
@@ -92,7 +92,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		"max-key-size": 1 << 10, "max-value-size": 2 << 10, "max-bulk": 3 << 10,
 		"max-args": 9, "max-inline": 4 << 10, "max-request": 5 << 10,
 		"idle-timeout": 7 * time.Second, "max-clients": 11, "max-siblings": 7, "max-object-size": 6 << 10, "cluster-key": string(wire.ClusterKey("s3cret")),
-		"procs": 3, "gc-min-heap": uint64(96 << 20), "pprof": true, "allow-faults": true, "log-level": true,
+		"procs": 3, "gc-min-heap": uint64(96 << 20), "pprof": true, "allow-faults": true, "faults": "blocks n2; delays n3 50ms", "log-level": true,
 	}
 	for _, f := range nodeCommand().Flags {
 		name := f.Names()[0]
@@ -112,6 +112,7 @@ func TestNodeFlagsReachTheConfig(t *testing.T) {
 		{"--gc-min-heap", "-1MB"}, {"--gc-min-heap", "some"},
 		{"--gossip-addr", "127.0.0.1:3", "--request-timeout", "-1s"},
 		{"--max-siblings", "-1"}, {"--max-object-size", "huge"}, {"--cluster-key", "k"},
+		{"--faults", `{"blocked":["n2"]}`}, {"--allow-faults", "--faults", `{"blocked":["*"]}`}, {"--allow-faults", "--faults", "n2"},
 	} {
 		if _, err := parseNodeFlags(t, args...); err == nil {
 			t.Errorf("rumor node %v: no error", args)

@@ -101,6 +101,7 @@ func nodeCommand() *cli.Command {
 			&cli.StringFlag{Name: "gc-min-heap", EnvVars: env("gc-min-heap"), Value: "64MB", Usage: "the memory the Go runtime may reach before it collects garbage, as long as what it must keep (the live heap, goroutine stacks, its own metadata) is under half of it (above, Go's default: a collection when the heap has doubled). A node keeps little on the Go heap (pebble's caches are outside it): without this a busy node collects several times a second. 0 leaves Go's default; so does setting GOGC or GOMEMLIMIT"},
 			&cli.BoolFlag{Name: "pprof", EnvVars: env("pprof"), Usage: "serve Go's profiler under /debug/pprof/ on the HTTP address (for performance work; do not expose)"},
 			&cli.BoolFlag{Name: "allow-faults", EnvVars: env("allow-faults"), Usage: "take fault injection through PUT /faults: black-hole or delay gossip and peer traffic with named nodes (for partition tests, as rumor cluster partition does; do not use in production)"},
+			&cli.StringFlag{Name: "faults", EnvVars: env("faults"), Usage: "with --allow-faults, the fault state to start with, as PUT /faults takes it (`{\"blocked\":[\"n2\"],\"delays\":{\"n3\":\"50ms\"}}`), in force before the node gossips or calls anyone: rumor cluster start restarts a node into its partition with it"},
 			&cli.StringFlag{Name: "log-level", EnvVars: env("log-level"), Value: "info", Usage: "debug, info, warn or error"},
 		},
 		Action: runNode,
@@ -375,6 +376,16 @@ func nodeConfig(c *cli.Context) (node.Config, error) {
 	}
 	if cfg.Partitions <= 0 {
 		return node.Config{}, fmt.Errorf("--partitions must be a positive power of two, not %d", cfg.Partitions)
+	}
+	if f := c.String("faults"); f != "" {
+		if !cfg.AllowFaults {
+			return node.Config{}, errors.New("--faults needs --allow-faults")
+		}
+		s, err := node.ParseFaultState([]byte(f))
+		if err != nil {
+			return node.Config{}, fmt.Errorf("--faults: %w", err)
+		}
+		cfg.Faults = s
 	}
 	return cfg, nil
 }
