@@ -996,7 +996,10 @@ func (g *Gossip) askShards(k int) (more bool, largest int, ok bool) {
 				}
 				mu.Lock()
 				more = more || cut
-				sizes[r.From] += len(r.Payload)
+				if sizes[r.From] == 0 {
+					sizes[r.From] = 2 // one answer's [ and ]: shards put them around each
+				}
+				sizes[r.From] += max(len(r.Payload)-2, 0)
 				largest = max(largest, sizes[r.From])
 				mu.Unlock()
 				if cut && k == 1 {
