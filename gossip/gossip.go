@@ -751,6 +751,7 @@ func (g *Gossip) loop() {
 						}
 						g.reaped[m.Name] = mm
 						delete(g.failedAt, m.Name) // out of the ring (see seesMajority)
+						delete(g.learned, m.Name)  // learned from an answer while serf was dropping it
 					}
 					g.mu.Unlock()
 				}
@@ -897,12 +898,12 @@ func (g *Gossip) askFailed() {
 		shards := max(g.shards, 1)
 		g.mu.Unlock()
 		for {
-			more, largest, ok := g.askShards(shards)
+			more, sizes, ok := g.askShards(shards)
 			if !ok {
 				return // shut down, most likely: the next ask starts where this one did
 			}
 			if !more || shards == maxFailedShards {
-				shards = g.shardsFor(largest, shards)
+				shards = g.shardsFor(sizes, shards)
 				break
 			}
 			shards = min(4*shards, maxFailedShards)
@@ -916,17 +917,31 @@ func (g *Gossip) askFailed() {
 	}()
 }
 
-// shardsFor is the shards the next ask starts at, when an ask in k
-// shards ended with a member's answers to all of them (the largest)
-// holding largest bytes: the fewest, down by fours, in which each answer
-// should hold three quarters of the most serf allows at most (room for
-// shards that hash more members than others).
-func (g *Gossip) shardsFor(largest, k int) int {
-	next := 1
-	for next < k && largest*4 > g.answerLimit*3*next {
-		next *= 4
+// shardsFor is the shards the next ask starts at, after an ask in k
+// shards whose answers held sizes[member][shard] bytes of entries: the
+// fewest (a power of four, dividing k) in which every member's answer to
+// every shard would hold three quarters of the most serf allows at most.
+// Shard j of k/4^n is exactly shards j, j+k/4^n, ... of k (shardOf), so
+// the sums are the answers' sizes, however unevenly the members hash: an
+// estimate from the total started asks where an answer was cut again,
+// and each climbed from there again.
+func (g *Gossip) shardsFor(sizes map[string][]int, k int) int {
+	for next := 1; next < k; next *= 4 {
+		fits := true
+		for _, per := range sizes {
+			sum := make([]int, next)
+			for i, n := range per {
+				sum[i%next] += n
+			}
+			for _, n := range sum {
+				fits = fits && 2+n <= g.answerLimit*3/4 // with its [ and ]
+			}
+		}
+		if fits {
+			return next
+		}
 	}
-	return min(next, k)
+	return k
 }
 
 // notifySoon has loop call OnChange soon: many answers that change the
@@ -940,11 +955,11 @@ func (g *Gossip) notifySoon() {
 
 // askShards asks failedQuery in k shards at once, learns the answers
 // (OnChange hears of what they change as they come), and reports whether
-// any answer left members out, and the most bytes one member's answers
-// held in all; not ok if a question could not be asked.
-func (g *Gossip) askShards(k int) (more bool, largest int, ok bool) {
+// any answer left members out, and the bytes of entries each member
+// answered to each shard; not ok if a question could not be asked.
+func (g *Gossip) askShards(k int) (more bool, sizes map[string][]int, ok bool) {
 	var mu sync.Mutex
-	sizes := map[string]int{} // bytes answered, by member
+	sizes = map[string][]int{}
 	var wg sync.WaitGroup
 	// Serf's default timeout is 16 gossip intervals (a few log N): answers
 	// that come later are dropped, and dozens of questions at once, on a
@@ -967,7 +982,7 @@ func (g *Gossip) askShards(k int) (more bool, largest int, ok bool) {
 		if err != nil {
 			g.cfg.Logger.Debug("asking for failed members", "err", err)
 			wg.Wait()
-			return false, 0, false
+			return false, nil, false
 		}
 		wg.Add(1)
 		go func() {
@@ -996,11 +1011,10 @@ func (g *Gossip) askShards(k int) (more bool, largest int, ok bool) {
 				}
 				mu.Lock()
 				more = more || cut
-				if sizes[r.From] == 0 {
-					sizes[r.From] = 2 // one answer's [ and ]: shards put them around each
+				if sizes[r.From] == nil {
+					sizes[r.From] = make([]int, k)
 				}
-				sizes[r.From] += max(len(r.Payload)-2, 0)
-				largest = max(largest, sizes[r.From])
+				sizes[r.From][i] += max(len(r.Payload)-2, 0) // without [ and ]
 				mu.Unlock()
 				if cut && k == 1 {
 					return // everyone is asked again in shards: no need to wait for the rest
@@ -1009,7 +1023,7 @@ func (g *Gossip) askShards(k int) (more bool, largest int, ok bool) {
 		}()
 	}
 	wg.Wait()
-	return more, largest, true
+	return more, sizes, true
 }
 
 // queryTimeout is the least time a question about failed members waits
@@ -1045,12 +1059,17 @@ func (g *Gossip) learn(entries []failedEntry) bool {
 			changed = true
 			continue
 		}
-		at := time.UnixMilli(e.FailedAt)
-		if e.FailedAt == 0 {
-			at = time.Now() // seen alive when the list was saved: failed from now
-		}
-		if old, ok := g.failedAt[e.Name]; !ok || at.Before(old) {
-			g.failedAt[e.Name] = at // the earliest anyone saw: reaped when the first of them reaps it
+		// The latest failure anyone saw: a time kept in members.json may
+		// be of an earlier failure the member came back from, and a node
+		// restarted with it reaped the member (ReconnectTimeout) while
+		// the others still kept it, and told joiners it was gone. Later
+		// is the safe side: a member is kept, retried, a little longer.
+		if e.FailedAt == 0 { // seen alive when the list was saved: failed from now, once
+			if _, ok := g.failedAt[e.Name]; !ok {
+				g.failedAt[e.Name] = time.Now()
+			}
+		} else if at, old := time.UnixMilli(e.FailedAt), g.failedAt[e.Name]; at.After(old) {
+			g.failedAt[e.Name] = at
 		}
 		if _, ok := g.learned[e.Name]; !ok {
 			g.learned[e.Name] = m
@@ -1068,9 +1087,20 @@ func (g *Gossip) learn(entries []failedEntry) bool {
 // reconnect, it tries every Timing.Reconnect until they rejoin or are
 // reaped. One attempt at a time.
 func (g *Gossip) joinLearned() {
+	up := map[string]bool{}
+	for _, m := range g.serf.Members() {
+		if m.Status == serf.StatusAlive {
+			up[m.Name] = true
+		}
+	}
 	g.mu.Lock()
 	var addrs []string
 	for name, m := range g.learned {
+		if up[name] { // back, its join event handled before learn added it
+			delete(g.learned, name)
+			delete(g.failedAt, name)
+			continue
+		}
 		if m.Addr != "" && !g.joining {
 			addrs = append(addrs, name+"/"+m.Addr) // named, as serf's rejoin does: a Filter knows whom
 		}
@@ -1082,8 +1112,15 @@ func (g *Gossip) joinLearned() {
 	}
 	go func() {
 		defer func() { g.mu.Lock(); g.joining = false; g.mu.Unlock() }()
-		if n, err := g.serf.Join(addrs, true); n == 0 {
-			g.cfg.Logger.Debug("joining learned members", "addrs", addrs, "err", err)
+		for _, addr := range addrs { // one at a time, so that Shutdown stops the rest
+			select {
+			case <-g.done:
+				return
+			default:
+			}
+			if _, err := g.serf.Join([]string{addr}, true); err != nil {
+				g.cfg.Logger.Debug("joining a learned member", "addr", addr, "err", err)
+			}
 		}
 	}()
 }
@@ -1162,7 +1199,9 @@ func (g *Gossip) seesMajority(reaping []string) bool {
 	}
 	g.mu.Lock()
 	for name := range g.learned {
-		ring[name] = true
+		if _, gone := g.reaped[name]; !gone {
+			ring[name] = true
+		}
 	}
 	for name := range g.failedAt { // failed, and not gone for good: still in the ring
 		if _, gone := g.reaped[name]; !gone && !left[name] {

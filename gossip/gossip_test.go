@@ -5,11 +5,14 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"net"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -643,4 +646,87 @@ func TestEveryFailedMemberFitsTheAnswer(t *testing.T) {
 	}
 	all := "a=alive b=alive " + strings.Join(want, " ")
 	testutil.Eventually(t, 5*time.Second, "b to learn every failed member", func() bool { return summary(bn.Members()) == all })
+}
+
+// TestShutdownStopsJoiningLearnedMembers: joinLearned went on dialing the
+// learned members, one TCP timeout each, after Shutdown returned (a
+// review: 4 members that accept and never answer). It stops at Shutdown
+// now (a dial under way ends by its timeout).
+func TestShutdownStopsJoiningLearnedMembers(t *testing.T) {
+	var accepted atomic.Int64
+	var entries []failedEntry
+	for i := range 4 {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { ln.Close() })
+		go func() {
+			for {
+				c, err := ln.Accept()
+				if err != nil {
+					return
+				}
+				accepted.Add(1)
+				go func() { io.Copy(io.Discard, c); c.Close() }() // reads, never answers
+			}
+		}()
+		entries = append(entries, failedEntry{Name: fmt.Sprint("hung-", i), Addr: ln.Addr().String(), FailedAt: time.Now().UnixMilli()})
+	}
+	b, _ := json.Marshal(entries)
+	file := filepath.Join(t.TempDir(), "a.members")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	a := startWith(t, "a", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.MembersPath = file })
+	testutil.Eventually(t, 10*time.Second, "a dials its learned members", func() bool { return accepted.Load() > 0 })
+	a.Shutdown()
+	after := accepted.Load()
+	// memberlist's TCP timeout (10 s, local profile) would bring the next
+	// dial within 3 s only on a fast machine; a's dials were back to back.
+	for deadline := time.Now().Add(3 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+		if n := accepted.Load() - after; n > 0 {
+			t.Fatalf("a dialed learned members %d more times after its Shutdown returned", n)
+		}
+	}
+}
+
+// TestAGoneMemberLearnedMeanwhileIsNotKept: serf drops a member it reaps
+// before it sends the event; an answer learned in between made it a
+// learned member, and the reap event left it there for good (dialed
+// every reconnect interval, counted in the ring, answered as failed and
+// gone at once). The event takes it out of the learned ones too.
+func TestAGoneMemberLearnedMeanwhileIsNotKept(t *testing.T) {
+	a := start(t, "a", 64, "", nil)
+	a.learn([]failedEntry{{Name: "x", Addr: "127.0.0.1:9", FailedAt: time.Now().UnixMilli()}})
+	if statusOf(a, "x") != StatusFailed {
+		t.Fatalf("a after learning x failed: %s", summary(a.Members()))
+	}
+	a.events <- serf.MemberEvent{Type: serf.EventMemberReap, Members: []serf.Member{{Name: "x", Addr: net.IPv4(127, 0, 0, 1), Port: 9,
+		Tags: Tags{Partitions: 64, Proto: ProtocolVersion}.encode(), Status: serf.StatusLeft}}}
+	testutil.Eventually(t, 5*time.Second, "a lists x left", func() bool { return statusOf(a, "x") == StatusLeft })
+	a.mu.Lock()
+	_, learned := a.learned["x"]
+	a.mu.Unlock()
+	if learned {
+		t.Errorf("x left, and a still has it learned (retried, counted in the ring)")
+	}
+}
+
+// TestTheLatestFailureTimeIsKept: a members.json may hold the time of an
+// earlier failure the member came back from; the earliest time heard was
+// kept, and with ReconnectTimeout a restarted node reaped the member
+// while the others kept it (a review). The latest is kept now.
+func TestTheLatestFailureTimeIsKept(t *testing.T) {
+	a := start(t, "a", 64, "", nil)
+	t1, t2 := time.Now().Add(-time.Hour).UnixMilli(), time.Now().Add(-time.Minute).UnixMilli()
+	a.learn([]failedEntry{{Name: "x", Addr: "127.0.0.1:9", FailedAt: t1}})
+	a.learn([]failedEntry{{Name: "x", Addr: "127.0.0.1:9", FailedAt: t2}})
+	a.learn([]failedEntry{{Name: "x", Addr: "127.0.0.1:9", FailedAt: t1}, {Name: "x", Addr: "127.0.0.1:9"}})
+	a.mu.Lock()
+	got := a.failedAt["x"].UnixMilli()
+	a.mu.Unlock()
+	if got != t2 {
+		t.Errorf("x failed at %v, then at %v: a keeps %v", time.UnixMilli(t1), time.UnixMilli(t2), time.UnixMilli(got))
+	}
 }

@@ -113,6 +113,9 @@ func TestTheShardCountGoesDownWhenTheAnswersShrink(t *testing.T) {
 	idle := func() bool { bn.mu.Lock(); defer bn.mu.Unlock(); return !bn.asking }
 	shards := func() int { bn.mu.Lock(); defer bn.mu.Unlock(); return bn.shards }
 	testutil.Eventually(t, 20*time.Second, "b's ask ends", idle)
+	// and a's, begun when b joined: answers from b still coming in
+	// after the clears below taught a the 120 again.
+	testutil.Eventually(t, 20*time.Second, "a's ask ends", func() bool { a.mu.Lock(); defer a.mu.Unlock(); return !a.asking })
 	if got := shards(); got < 4 {
 		t.Fatalf("b learned 120 failed members with %d shards: the test proves nothing", got)
 	}
@@ -167,5 +170,52 @@ func TestFailedQuestionsWithBadShardsAreNotAnswered(t *testing.T) {
 	}
 	if n := answers(`{"s":0,"k":1}`); n != 1 {
 		t.Errorf("a sensible question: %d answers from a, want 1", n)
+	}
+}
+
+// TestTheNextAskStartsAtShardsThatFit: the next ask's shard count was
+// estimated from the bytes a member answered in all, as if the members
+// spread evenly over the shards. 16 failed members that all fall in one
+// shard of 4 (names alike, or chance with a few dozen) sent every ask
+// to 4 shards, where that shard's answer was cut again, and each ask
+// climbed to 16 from there. The count is now computed from the answers
+// to each shard, and the next ask is not cut.
+func TestTheNextAskStartsAtShardsThatFit(t *testing.T) {
+	t.Parallel()
+	now := time.Now().UnixMilli()
+	var entries []failedEntry
+	var want []string
+	for i := 0; len(entries) < 16; i++ {
+		name := fmt.Sprintf("rumor-node-%03d.example.internal", i)
+		if shardOf(name, 4) != 0 {
+			continue
+		}
+		entries = append(entries, failedEntry{Name: name, Addr: fmt.Sprintf("10.1.2.%d:7946", i), Peer: fmt.Sprintf("10.1.2.%d:7947", i),
+			Client: fmt.Sprintf("10.1.2.%d:6379", i), HTTP: fmt.Sprintf("10.1.2.%d:8080", i), FailedAt: now})
+		want = append(want, name+"=failed")
+	}
+	b, _ := json.Marshal(entries)
+	file := filepath.Join(t.TempDir(), "a.members")
+	if err := os.WriteFile(file, b, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	quiet := func(c *Config) { c.Timing.PushPull = time.Minute } // no periodic asks meanwhile
+	a := startWith(t, "a", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.MembersPath = file; quiet(c) })
+	bn := startWith(t, "b", "127.0.0.1:0", 64, "", nil, quiet)
+	if _, err := bn.Join([]string{a.Addr()}); err != nil {
+		t.Fatal(err)
+	}
+	all := "a=alive b=alive " + strings.Join(want, " ")
+	testutil.Eventually(t, 20*time.Second, "b learns every failed member", func() bool { return summary(bn.Members()) == all })
+	testutil.Eventually(t, 20*time.Second, "b's ask ends", func() bool { bn.mu.Lock(); defer bn.mu.Unlock(); return !bn.asking })
+	bn.mu.Lock()
+	next := bn.shards
+	bn.mu.Unlock()
+	more, sizes, ok := bn.askShards(next)
+	if !ok {
+		t.Fatal("asking failed")
+	}
+	if more {
+		t.Fatalf("the next ask starts at %d shards, where an answer is cut again (bytes by member and shard: %v)", next, sizes)
 	}
 }
