@@ -673,11 +673,7 @@ func TestShutdownStopsJoiningLearnedMembers(t *testing.T) {
 		}()
 		entries = append(entries, failedEntry{Name: fmt.Sprint("hung-", i), Addr: ln.Addr().String(), FailedAt: time.Now().UnixMilli()})
 	}
-	b, _ := json.Marshal(entries)
-	file := filepath.Join(t.TempDir(), "a.members")
-	if err := os.WriteFile(file, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeMembers(t, entries)
 	a := startWith(t, "a", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.MembersPath = file })
 	testutil.Eventually(t, 10*time.Second, "a dials its learned members", func() bool { return accepted.Load() > 0 })
 	a.Shutdown()

@@ -46,27 +46,47 @@ func TestAJoinerLearnsEveryFailedMember(t *testing.T) {
 // real-looking names and addresses, and 10 gone for good, and returns it
 // with the members as summary lists them.
 func membersFile(t *testing.T, n int) (string, []string) {
-	now := time.Now().UnixMilli()
-	var entries []failedEntry
-	var want []string
-	for i := range n {
-		entries = append(entries, failedEntry{Name: fmt.Sprintf("rumor-node-%03d.example.internal", i),
-			Addr: fmt.Sprintf("10.1.2.%d:7946", i), Peer: fmt.Sprintf("10.1.2.%d:7947", i),
-			Client: fmt.Sprintf("10.1.2.%d:6379", i), HTTP: fmt.Sprintf("10.1.2.%d:8080", i), FailedAt: now})
-		want = append(want, entries[i].Name+"=failed")
-	}
+	entries, want := failedMembers(n, nil)
 	// and some gone for good, which the answers list last
 	for i := range 10 {
 		entries = append(entries, failedEntry{Name: fmt.Sprintf("rumor-gone-%03d.example.internal", i), Gone: true, Left: true})
 		want = append(want, entries[len(entries)-1].Name+"=left")
 	}
 	slices.Sort(want)
-	b, _ := json.Marshal(entries)
+	return writeMembers(t, entries), want
+}
+
+// failedMembers makes n failed members with real-looking names and
+// addresses, only names keep accepts if keep is set, and their summary.
+func failedMembers(n int, keep func(name string) bool) ([]failedEntry, []string) {
+	now := time.Now().UnixMilli()
+	var entries []failedEntry
+	var want []string
+	for i := 0; len(entries) < n; i++ {
+		name := fmt.Sprintf("rumor-node-%03d.example.internal", i)
+		if keep != nil && !keep(name) {
+			continue
+		}
+		entries = append(entries, failedEntry{Name: name, Addr: fmt.Sprintf("10.1.2.%d:7946", i), Peer: fmt.Sprintf("10.1.2.%d:7947", i),
+			Client: fmt.Sprintf("10.1.2.%d:6379", i), HTTP: fmt.Sprintf("10.1.2.%d:8080", i), FailedAt: now})
+		want = append(want, name+"=failed")
+	}
+	return entries, want
+}
+
+// writeMembers writes entries as a members file (MembersPath) and
+// returns its path.
+func writeMembers(t *testing.T, entries []failedEntry) string {
+	t.Helper()
+	b, err := json.Marshal(entries)
+	if err != nil {
+		t.Fatal(err)
+	}
 	file := filepath.Join(t.TempDir(), "a.members")
 	if err := os.WriteFile(file, b, 0o644); err != nil {
 		t.Fatal(err)
 	}
-	return file, want
+	return file
 }
 
 // TestAJoinerPlacesFailedMembersAsTheirAnswerComes: OnChange, which
@@ -138,12 +158,7 @@ func TestTheShardCountGoesDownWhenTheAnswersShrink(t *testing.T) {
 // A question about failed members with a shard that makes no sense gets
 // no answer (and harms nothing); a sensible one is answered.
 func TestFailedQuestionsWithBadShardsAreNotAnswered(t *testing.T) {
-	dir := t.TempDir()
-	b, _ := json.Marshal([]failedEntry{{Name: "gone", Gone: true, Left: true}})
-	file := filepath.Join(dir, "a.members")
-	if err := os.WriteFile(file, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	file := writeMembers(t, []failedEntry{{Name: "gone", Gone: true, Left: true}})
 	a := startWith(t, "a", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.MembersPath = file })
 	bn := startWith(t, "b", "127.0.0.1:0", 64, "", nil, func(*Config) {})
 	if _, err := bn.Join([]string{a.Addr()}); err != nil {
@@ -182,23 +197,8 @@ func TestFailedQuestionsWithBadShardsAreNotAnswered(t *testing.T) {
 // to each shard, and the next ask is not cut.
 func TestTheNextAskStartsAtShardsThatFit(t *testing.T) {
 	t.Parallel()
-	now := time.Now().UnixMilli()
-	var entries []failedEntry
-	var want []string
-	for i := 0; len(entries) < 16; i++ {
-		name := fmt.Sprintf("rumor-node-%03d.example.internal", i)
-		if shardOf(name, 4) != 0 {
-			continue
-		}
-		entries = append(entries, failedEntry{Name: name, Addr: fmt.Sprintf("10.1.2.%d:7946", i), Peer: fmt.Sprintf("10.1.2.%d:7947", i),
-			Client: fmt.Sprintf("10.1.2.%d:6379", i), HTTP: fmt.Sprintf("10.1.2.%d:8080", i), FailedAt: now})
-		want = append(want, name+"=failed")
-	}
-	b, _ := json.Marshal(entries)
-	file := filepath.Join(t.TempDir(), "a.members")
-	if err := os.WriteFile(file, b, 0o644); err != nil {
-		t.Fatal(err)
-	}
+	entries, want := failedMembers(16, func(name string) bool { return shardOf(name, 4) == 0 })
+	file := writeMembers(t, entries)
 	quiet := func(c *Config) { c.Timing.PushPull = time.Minute } // no periodic asks meanwhile
 	a := startWith(t, "a", "127.0.0.1:0", 64, "", nil, func(c *Config) { c.MembersPath = file; quiet(c) })
 	bn := startWith(t, "b", "127.0.0.1:0", 64, "", nil, quiet)

@@ -35,13 +35,7 @@ func TestALongPartitionLosesNoWriteOfTheSmallSide(t *testing.T) {
 			c.Logger = slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelWarn}))
 		}
 	})
-	big, small := nodes[:3], nodes[3:]
-	for _, n := range big {
-		setFaults(t, n, `{"blocked":["n4","n5"]}`)
-	}
-	for _, n := range small {
-		setFaults(t, n, `{"blocked":["n1","n2","n3"]}`)
-	}
+	big, small := splitThreeTwo(t, nodes)
 	testutil.Eventually(t, 20*time.Second, "each side sees the other failed", func() bool {
 		for _, n := range big {
 			for _, m := range []string{"n4", "n5"} {
@@ -99,36 +93,7 @@ func TestALongPartitionLosesNoWriteOfTheSmallSide(t *testing.T) {
 	if len(acked) < 150 {
 		t.Fatalf("the small side acknowledged %d of 200 writes: the test proves little", len(acked))
 	}
-	for _, n := range nodes {
-		setFaults(t, n, `{}`)
-	}
-	testutil.Eventually(t, 30*time.Second, "all alive after the heal", func() bool { return allSeeAlive(nodes) })
-	testutil.Eventually(t, 30*time.Second, "every hint handed over", func() bool {
-		for _, n := range nodes {
-			for _, h := range n.cluster.coord.Stats().HintsPending {
-				if h > 0 {
-					return false
-				}
-			}
-		}
-		return true
-	})
-	lost := 0
-	for _, key := range acked {
-		o, err := nodes[0].Get(ctx, []byte(key))
-		if err != nil {
-			t.Fatalf("GET %s through n1: %v", key, err)
-		}
-		if got := siblings(o); got != "[v"+key+"]" {
-			lost++
-			if lost <= 5 {
-				t.Errorf("GET %s through n1: %s, want [v%s]", key, got, key)
-			}
-		}
-	}
-	if lost > 0 {
-		t.Fatalf("%d of %d writes the small side acknowledged are lost", lost, len(acked))
-	}
+	healAndReadBack(t, nodes, acked, nodes[:1])
 }
 
 // TestALongPartitionLosesNoWriteOfTheBigSide: with ReconnectTimeout
@@ -149,13 +114,7 @@ func TestALongPartitionLosesNoWriteOfTheBigSide(t *testing.T) {
 			c.Logger = slog.New(slog.NewTextHandler(l, &slog.HandlerOptions{Level: slog.LevelInfo}))
 		}
 	})
-	big, small := nodes[:3], nodes[3:]
-	for _, n := range big {
-		setFaults(t, n, `{"blocked":["n4","n5"]}`)
-	}
-	for _, n := range small {
-		setFaults(t, n, `{"blocked":["n1","n2","n3"]}`)
-	}
+	big, small := splitThreeTwo(t, nodes)
 	testutil.Eventually(t, 20*time.Second, "the big side sees n4 and n5 failed", func() bool {
 		for _, n := range big {
 			if statusIn(n, "n4") != "failed" || statusIn(n, "n5") != "failed" {
@@ -196,6 +155,28 @@ func TestALongPartitionLosesNoWriteOfTheBigSide(t *testing.T) {
 	if len(acked) < 190 {
 		t.Fatalf("the big side acknowledged %d of 200 writes: the test proves little", len(acked))
 	}
+	healAndReadBack(t, nodes, acked, small)
+}
+
+// splitThreeTwo cuts n1-n3 off from n4 and n5, both ways, and returns the
+// two sides.
+func splitThreeTwo(t *testing.T, nodes []*Node) (big, small []*Node) {
+	t.Helper()
+	big, small = nodes[:3], nodes[3:]
+	for _, n := range big {
+		setFaults(t, n, `{"blocked":["n4","n5"]}`)
+	}
+	for _, n := range small {
+		setFaults(t, n, `{"blocked":["n1","n2","n3"]}`)
+	}
+	return big, small
+}
+
+// healAndReadBack lifts every fault, waits until all see all alive and
+// every hint is handed over, and reads each acknowledged key (its value
+// "v"+key) through each of readers: every miss is a lost write.
+func healAndReadBack(t *testing.T, nodes []*Node, acked []string, readers []*Node) {
+	t.Helper()
 	for _, n := range nodes {
 		setFaults(t, n, `{}`)
 	}
@@ -211,9 +192,9 @@ func TestALongPartitionLosesNoWriteOfTheBigSide(t *testing.T) {
 		return true
 	})
 	lost := 0
-	for _, n := range small {
+	for _, n := range readers {
 		for _, key := range acked {
-			o, err := n.Get(ctx, []byte(key))
+			o, err := n.Get(context.Background(), []byte(key))
 			if err != nil {
 				t.Fatalf("GET %s through %s: %v", key, n.cfg.Name, err)
 			}
@@ -226,6 +207,6 @@ func TestALongPartitionLosesNoWriteOfTheBigSide(t *testing.T) {
 		}
 	}
 	if lost > 0 {
-		t.Fatalf("%d reads (through n4 and n5) of %d writes the big side acknowledged missed them", lost, len(acked))
+		t.Fatalf("%d reads of %d acknowledged writes, through %d nodes, missed them: lost writes", lost, len(acked), len(readers))
 	}
 }

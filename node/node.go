@@ -134,7 +134,7 @@ func (c Config) Validate() error {
 	if c.CacheSize < 0 {
 		errs = append(errs, fmt.Errorf("node: CacheSize must not be negative"))
 	}
-	if len(c.Faults.Blocked) > 0 || len(c.Faults.Delays) > 0 {
+	if !c.Faults.Empty() {
 		if !c.AllowFaults {
 			errs = append(errs, errors.New("node: a starting fault state needs AllowFaults"))
 		} else if err := c.Faults.Validate(); err != nil {
@@ -270,7 +270,7 @@ func Start(cfg Config) (*Node, error) {
 	n := &Node{cfg: cfg, st: st, started: cfg.Clock(), registry: prometheus.NewRegistry(), left: make(chan struct{}), failure: failure}
 	if cfg.AllowFaults {
 		_ = n.faults.Set(cfg.Faults) // valid: see Validate
-		if s := n.faults.State(); len(s.Blocked) > 0 || len(s.Delays) > 0 {
+		if s := n.faults.State(); !s.Empty() {
 			cfg.Logger.Warn("fault injection: starting with", "faults", s.String())
 		}
 	}

@@ -864,7 +864,7 @@ func clusterStart(c *cli.Context) error {
 	// after it served, they came after its first gossip, and it met the
 	// other side (a review saw it list the big side alive).
 	var faults []string
-	if fs := nodeFaults(st.Faults, st.members())[nd.Name]; len(fs.Blocked) > 0 || len(fs.Delays) > 0 {
+	if fs := nodeFaults(st.Faults, st.members())[nd.Name]; !fs.Empty() {
 		b, err := json.Marshal(fs)
 		if err != nil {
 			return err
